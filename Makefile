@@ -1,0 +1,41 @@
+# Everything runs from a local virtual environment, made on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-data
+JOBS ?= 2
+
+.PHONY: demo test lint format bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/threshold-worker sample $(DEMO_DIR)/sample.zarr --dataset raw --shape 256,256,256 --voxel-size 8,4,4
+	$(BIN)/threshold-worker run -ic $(DEMO_DIR)/sample.zarr -id raw -oc $(DEMO_DIR)/sample.zarr -od mask -th 0.5 --overwrite
+	$(BIN)/threshold-worker preview -ic $(DEMO_DIR)/sample.zarr -id raw -od mask -o $(DEMO_DIR)/preview.png
+	@echo "Preview of one slice (input | mask): $(DEMO_DIR)/preview.png"
+
+test: $(BIN)/.installed
+	$(BIN)/pytest -n $(JOBS) tests
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(BIN)/.bench-installed
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

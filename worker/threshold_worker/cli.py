@@ -1,0 +1,289 @@
+"""`threshold-worker`: plan, prepare, run locally, or run one shard of a job.
+
+Bad input exits with code 2 and one line on stderr; nothing has been written then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import InputError
+from .job import JobSpec, resolve
+from .plan import FITS
+
+logger = logging.getLogger("threshold_worker")
+
+
+class IntList(click.ParamType):
+    """Comma-separated integers in axis order, e.g. `64,128,128`."""
+
+    name = "INTS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(int(v) for v in str(value).replace(" ", "").split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not comma-separated integers, e.g. 64,128,128", param, ctx)
+
+
+class Threshold(click.ParamType):
+    name = "FLOAT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+
+
+INTS = IntList()
+
+
+def io_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """DaCapo's option names, plus hyphenated spellings."""
+    for option in reversed(
+        [
+            click.option("-ic", "--input_container", "--input-container", required=True,
+                         help="Input zarr container (path or URL, e.g. s3://bucket/x.zarr)."),
+            click.option("-id", "--input_dataset", "--input-dataset", required=True,
+                         help="Array path inside the input container."),
+            click.option("-oc", "--output_container", "--output-container", required=True,
+                         help="Output zarr container; may be the input's."),
+            click.option("-od", "--output_dataset", "--output-dataset", required=True,
+                         help="Array path for the uint8 mask."),
+            click.option("-th", "--threshold", type=Threshold(), default=0.0, show_default=True,
+                         help="Voxels strictly greater than this become 1."),
+            click.option("--roi-offset", type=INTS, help="ROI offset in world units (default: the array's)."),
+            click.option("--roi-shape", type=INTS, help="ROI shape in world units (default: to the array's end)."),
+            click.option("--block-shape", type=INTS, help="Block shape in voxels; a multiple of the output chunk (shard) shape."),
+            click.option("--fit", type=click.Choice(FITS), default="shrink", show_default=True,
+                         help="shrink: clip border blocks to the ROI; valid: skip partial border blocks."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--overwrite", is_flag=True, help="Replace an existing output array."),
+            click.option("--output-chunks", type=INTS, help="Output chunk shape in voxels (default: the input's)."),
+            click.option("--output-shards", type=INTS, help="Output shard shape in voxels (zarr v3 sharding)."),
+            click.option("--zarr-format", type=click.Choice(["2", "3"]), help="Output zarr format (default: the input's)."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def make_spec(**kw: Any) -> JobSpec:
+    return JobSpec(
+        input_container=kw["input_container"],
+        input_dataset=kw["input_dataset"],
+        output_container=kw["output_container"],
+        output_dataset=kw["output_dataset"],
+        threshold=kw["threshold"],
+        roi_offset=kw.get("roi_offset"),
+        roi_shape=kw.get("roi_shape"),
+        block_shape=kw.get("block_shape"),
+        fit=kw.get("fit") or "shrink",
+        shards=kw.get("shards") or 1,
+        overwrite=bool(kw.get("overwrite")),
+        output_chunks=kw.get("output_chunks"),
+        output_shards=kw.get("output_shards"),
+        zarr_format=int(kw["zarr_format"]) if kw.get("zarr_format") else None,
+    )
+
+
+def plan_report(job: Any) -> dict[str, Any]:
+    """The plan as JSON: small and of constant size, whatever the number of blocks."""
+    plan = job.plan
+    return {
+        "fingerprint": plan.fingerprint,
+        "total_blocks": plan.total_blocks,
+        "shards": plan.shards,
+        "block_shape": list(plan.block_shape),
+        "grid_shape": list(plan.grid_shape),
+        "fit": plan.fit,
+        "roi": {"offset": list(job.roi.offset), "shape": list(job.roi.shape)},
+        "roi_voxels": {"begin": list(plan.roi_begin), "shape": list(plan.roi_shape)},
+        "voxels": plan.voxels,
+        "axes": job.input_meta.spatial_axes,
+        "voxel_size": list(job.input_meta.voxel_size),
+        "input": {"container": str(job.input_path), "dataset": job.spec.input_dataset,
+                  "dtype": str(job.input.dtype), "shape": list(job.input.shape)},
+        "output": {"container": str(job.output_path), "dataset": job.spec.output_dataset,
+                   "chunks": list(job.output.chunks),
+                   "shards": list(job.output.shards) if job.output.shards else None,
+                   "zarr_format": job.output.zarr_format, "exists": job.output.exists},
+    }
+
+
+def _print_plan(report: dict[str, Any]) -> None:
+    click.echo(f"fingerprint  {report['fingerprint']}")
+    click.echo(f"roi          offset {tuple(report['roi']['offset'])}, shape {tuple(report['roi']['shape'])} "
+               f"(world units, axes {', '.join(report['axes'])})")
+    click.echo(f"blocks       {report['total_blocks']} = {' x '.join(map(str, report['grid_shape']))} "
+               f"of {' x '.join(map(str, report['block_shape']))} voxels, fit={report['fit']}")
+    click.echo(f"shards       {report['shards']}")
+    click.echo(f"voxels       {report['voxels']:,}")
+    out = report["output"]
+    click.echo(f"output       {out['container']}/{out['dataset']} "
+               f"({'exists' if out['exists'] else 'will be created'}, zarr v{out['zarr_format']}, "
+               f"chunks {tuple(out['chunks'])}{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default="WARNING", show_default=True, envvar="THRESHOLD_LOG_LEVEL")
+def cli(log_level: str) -> None:
+    """Blockwise thresholding of zarr volumes: output = input > threshold (uint8)."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command("plan")
+@io_options
+@output_options
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_command(as_json: bool, **kw: Any) -> None:
+    """Show how the job would be cut into blocks; writes nothing."""
+    report = plan_report(resolve(make_spec(**kw)))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        _print_plan(report)
+
+
+@cli.command("prepare")
+@io_options
+@output_options
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--termination-log", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the plan JSON here (Kubernetes' terminationMessagePath).")
+def prepare_command(termination_log: str | None, **kw: Any) -> None:
+    """Validate the input, create or check the output array, print the plan as JSON."""
+    job = resolve(make_spec(**kw))
+    job.prepare()
+    text = json.dumps(plan_report(job))
+    if termination_log:
+        Path(termination_log).write_text(text)
+    click.echo(text)
+
+
+@cli.command("run")
+@io_options
+@output_options
+@click.option("-n", "--workers", type=click.IntRange(min=1), help="Worker processes [default: all cores].")
+@click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+def run_command(workers: int | None, progress: bool | None, **kw: Any) -> None:
+    """Run the whole job on this machine; a rerun resumes where the last one stopped."""
+    from .local import run_local
+
+    summary = run_local(make_spec(**kw), workers=workers, progress=progress)
+    for line in summary.lines():
+        click.echo(line)
+
+
+@cli.command("start-worker")
+@io_options
+@click.option("--shard", type=click.IntRange(min=0), envvar="JOB_COMPLETION_INDEX",
+              help="Shard to process [env JOB_COMPLETION_INDEX]; default: all blocks.")
+@click.option("--shards", type=click.IntRange(min=1), help="Number of shards in the plan.")
+@click.option("--expect-fingerprint", help="Fail (exit 2) if the plan differs from this one.")
+def start_worker_command(shard: int | None, shards: int | None, expect_fingerprint: str | None,
+                         **kw: Any) -> None:
+    """Threshold the blocks of one shard (or all) that are not done yet."""
+    from .worker import run_shard
+
+    if shard is not None and shards is None:
+        raise InputError("--shards", "is required with --shard (or JOB_COMPLETION_INDEX)")
+    if shard is not None and shards is not None and shard >= shards:
+        raise InputError("--shard", f"{shard} is outside 0..{shards - 1}")
+    stats = run_shard(make_spec(**kw, shards=shards), shard, shards, expect_fingerprint)
+    click.echo(f"{stats.processed} blocks processed, {stats.skipped} already done, "
+               f"{stats.voxels:,} voxels in {stats.seconds:.2f} s")
+
+
+@cli.command("sample")
+@click.argument("container")
+@click.option("--dataset", default="raw", show_default=True)
+@click.option("--shape", type=INTS, default="256,256,256", show_default=True, help="z,y,x voxels.")
+@click.option("--chunks", type=INTS, default="64,64,64", show_default=True)
+@click.option("--voxel-size", type=INTS, default="8,4,4", show_default=True)
+@click.option("--offset", type=INTS, help="World units; default 0,0,0.")
+@click.option("--dtype", default="float32", show_default=True)
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sample_command(container: str, dataset: str, shape: tuple[int, ...], chunks: tuple[int, ...],
+                   voxel_size: tuple[int, ...], offset: tuple[int, ...] | None, dtype: str,
+                   zarr_format: str, seed: int) -> None:
+    """Write a synthetic prediction volume (smooth blobs in [0, 1])."""
+    from .sample import make_sample
+
+    for name, value in (("--shape", shape), ("--chunks", chunks), ("--voxel-size", voxel_size)):
+        if len(value) != 3 or min(value) <= 0:
+            raise InputError(name, f"{value} must be 3 positive integers (z,y,x)")
+    array = make_sample(container, dataset, shape, chunks, voxel_size, offset, dtype,
+                        int(zarr_format), seed=seed)
+    click.echo(f"wrote {container}/{dataset}: shape {array.shape}, {array.dtype}, chunks {array.chunks}, "
+               f"voxel size {voxel_size}")
+
+
+@cli.command("preview")
+@click.option("-ic", "--input_container", "--input-container", required=True)
+@click.option("-id", "--input_dataset", "--input-dataset", required=True)
+@click.option("-oc", "--output_container", "--output-container", help="Default: the input container.")
+@click.option("-od", "--output_dataset", "--output-dataset", required=True)
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--z", type=int, help="Slice index along z (default: the middle).")
+def preview_command(input_container: str, input_dataset: str, output_container: str | None,
+                    output_dataset: str, out: str, z: int | None) -> None:
+    """Write a PNG of one slice: input and mask side by side."""
+    from .arrays import open_zarr
+    from .sample import preview
+    from .storage import as_upath
+
+    source = open_zarr(as_upath(input_container), input_dataset, "r", "input")
+    mask = open_zarr(as_upath(output_container or input_container), output_dataset, "r", "output")
+    click.echo(f"wrote {preview(source, mask, out, z)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: bad input is one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="threshold-worker", standalone_mode=False)
+    except InputError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; rerun to resume", err=True)
+        sys.exit(130)
+    except Exception as e:  # storage failures after retries: retryable, exit 1
+        logger.debug("failure", exc_info=True)
+        click.echo(f"error: {type(e).__name__}: {e}", err=True)
+        if os.environ.get("THRESHOLD_TRACEBACK"):
+            raise
+        sys.exit(1)
+
+

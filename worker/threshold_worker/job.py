@@ -1,0 +1,355 @@
+"""A threshold job: what to read, what to write, and the plan that connects them.
+
+`resolve` checks everything a job needs before anything is written, so bad input leaves
+storage untouched; `Job.prepare` then creates (or reuses) the output array. The CLI's
+`plan`, `prepare`, `run` and `start-worker` all go through here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.errors
+from funlib.geometry import Coordinate, Roi
+from pydantic import BaseModel, ConfigDict, field_validator
+from upath import UPath
+
+from .arrays import open_zarr, roi_to_selection, write_unit
+from .errors import InputError
+from .metadata import AxisMetadata, read_metadata
+from .plan import Plan
+from .storage import as_upath, container_url, is_local, open_store
+
+JOB_ATTRIBUTE = "threshold_job"
+
+
+class JobSpec(BaseModel):
+    """Everything that defines a threshold job; geometry in axis order of the spatial axes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_container: str
+    input_dataset: str
+    output_container: str
+    output_dataset: str
+    threshold: float = 0.0
+    roi_offset: tuple[int, ...] | None = None
+    roi_shape: tuple[int, ...] | None = None
+    block_shape: tuple[int, ...] | None = None
+    fit: str = "shrink"
+    shards: int = 1
+    overwrite: bool = False
+    output_chunks: tuple[int, ...] | None = None
+    output_shards: tuple[int, ...] | None = None
+    zarr_format: int | None = None
+
+    @field_validator("input_dataset", "output_dataset")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip("/")
+
+
+@dataclass(frozen=True)
+class OutputGeometry:
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None
+    zarr_format: int
+    exists: bool
+
+
+@dataclass
+class Job:
+    spec: JobSpec
+    input: zarr.Array
+    input_meta: AxisMetadata
+    input_path: UPath
+    output_path: UPath
+    output: OutputGeometry
+    roi: Roi
+    plan: Plan
+
+    @property
+    def output_meta(self) -> AxisMetadata:
+        return self.input_meta
+
+    def selection(self, box: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[slice, ...]:
+        """Array index slices for a plan box (spatial voxel indices), channels whole."""
+        slices: list[slice] = [slice(None)] * len(self.input.shape)
+        begin, end = box
+        for k, i in enumerate(self.input_meta.spatial_indices):
+            slices[i] = slice(begin[k], end[k])
+        return tuple(slices)
+
+    def block_selection(self, block_id: int) -> tuple[slice, ...]:
+        return self.selection(self.plan.block_box(block_id))
+
+    def record(self) -> dict[str, Any]:
+        """What the output's attributes say about the job that wrote it."""
+        return {
+            "fingerprint": self.plan.fingerprint,
+            "threshold": self.spec.threshold,
+            "input": f"{container_url(self.input_path)}#{self.spec.input_dataset}",
+            "roi": {"offset": list(self.roi.offset), "shape": list(self.roi.shape)},
+            "block_shape": list(self.plan.block_shape),
+            "fit": self.plan.fit,
+        }
+
+    def prepare(self) -> zarr.Array:
+        """Create the output (replacing it with --overwrite), or open the existing one."""
+        store = open_store(self.output_path)
+        attributes = {**self.output_meta.attributes(), JOB_ATTRIBUTE: self.record()}
+        geometry = self.output
+        if geometry.exists and not self.spec.overwrite:
+            array = zarr.open_array(store, path=self.spec.output_dataset, mode="r+")
+            array.attrs.update({JOB_ATTRIBUTE: self.record()})
+            return array
+        kwargs: dict[str, Any] = {}
+        if geometry.zarr_format == 3:
+            kwargs["dimension_names"] = list(self.output_meta.axis_names)
+            kwargs["shards"] = geometry.shards
+        try:
+            return zarr.create_array(
+                store,
+                name=self.spec.output_dataset,
+                shape=geometry.shape,
+                chunks=geometry.chunks,
+                dtype="uint8",
+                fill_value=0,
+                zarr_format=geometry.zarr_format,
+                attributes=attributes,
+                overwrite=self.spec.overwrite,
+                **kwargs,
+            )
+        except zarr.errors.ContainsArrayError:
+            # Another worker created it first: fine if it is what we would have made.
+            return zarr.open_array(store, path=self.spec.output_dataset, mode="r+")
+
+    def open_output(self) -> zarr.Array:
+        store = open_store(self.output_path)
+        return zarr.open_array(
+            store, path=self.spec.output_dataset, mode="r+", config={"write_empty_chunks": False}
+        )
+
+
+def _check_threshold(value: float) -> None:
+    if not math.isfinite(value):
+        raise InputError("threshold", f"{value} is not a finite number")
+
+
+def _check_dtype(array: zarr.Array, where: str) -> None:
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "biuf":
+        raise InputError(
+            where, f"dtype {dtype} is not a real number type; expected bool, int, uint or float"
+        )
+
+
+def _roi(spec: JobSpec, meta: AxisMetadata, shape: Sequence[int], where: str) -> Roi:
+    full = meta.roi(shape)
+    if spec.roi_offset is None and spec.roi_shape is None:
+        return full
+    offset = Coordinate(spec.roi_offset) if spec.roi_offset is not None else full.offset
+    rshape = (
+        Coordinate(spec.roi_shape)
+        if spec.roi_shape is not None
+        else full.end - offset
+    )
+    for name, value in (("roi_offset", offset), ("roi_shape", rshape)):
+        if value.dims != full.dims:
+            raise InputError(
+                name,
+                f"{tuple(value)} has {value.dims} values; the input has {full.dims} spatial axes "
+                f"({', '.join(meta.spatial_axes)})",
+            )
+    if any(s <= 0 for s in rshape):
+        raise InputError("roi_shape", f"{tuple(rshape)} must be positive on every axis")
+    roi = Roi(offset, rshape)
+    roi_to_selection(meta, shape, roi, where)  # grid and bounds checks
+    return roi
+
+
+def _writable_location(path: UPath, field: str) -> None:
+    if not is_local(path):
+        return
+    p = path.path
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise InputError(field, f"{p} is a file, not a zarr container (a directory)")
+    probe = p
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.isfile(probe):
+        raise InputError(field, f"{probe} is a file, so {p} cannot be created below it")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(field, f"{probe} is not writable, so the output cannot be written")
+
+
+def _open_existing_output(path: UPath, dataset: str) -> zarr.Array | None:
+    try:
+        store = open_store(path, read_only=True)
+        return zarr.open_array(store, path=dataset, mode="r")
+    except (FileNotFoundError, zarr.errors.ArrayNotFoundError):
+        return None
+    except zarr.errors.NodeTypeValidationError:
+        raise InputError(
+            "output_dataset", f"'{dataset}' in {path} is a group; name a new or existing array"
+        ) from None
+
+
+def _positive(name: str, value: Sequence[int] | None, n: int) -> None:
+    if value is None:
+        return
+    if len(value) != n:
+        raise InputError(name, f"{tuple(value)} has {len(value)} values; expected {n}")
+    if any(v <= 0 for v in value):
+        raise InputError(name, f"{tuple(value)} must be positive on every axis")
+
+
+def _output_geometry(
+    spec: JobSpec, source: zarr.Array, meta: AxisMetadata, existing: zarr.Array | None, where: str
+) -> OutputGeometry:
+    shape = tuple(source.shape)
+    spatial = meta.spatial_indices
+    if existing is not None and not spec.overwrite:
+        problems = []
+        if tuple(existing.shape) != shape:
+            problems.append(f"shape {tuple(existing.shape)} (expected {shape})")
+        if np.dtype(existing.dtype) != np.uint8:
+            problems.append(f"dtype {existing.dtype} (expected uint8)")
+        if not problems:
+            out_meta = read_metadata(existing.attrs.asdict(), existing.ndim, where)
+            if out_meta.voxel_size != meta.voxel_size or out_meta.offset != meta.offset:
+                problems.append(
+                    f"voxel size {tuple(out_meta.voxel_size)} and offset {tuple(out_meta.offset)}"
+                    f" (expected {tuple(meta.voxel_size)} and {tuple(meta.offset)})"
+                )
+        if problems:
+            raise InputError(
+                "output_dataset",
+                f"{where} exists with {'; '.join(problems)}; pass --overwrite to replace it",
+            )
+        return OutputGeometry(
+            shape=shape,
+            chunks=tuple(existing.chunks),
+            shards=tuple(existing.shards) if existing.shards else None,
+            zarr_format=existing.metadata.zarr_format,
+            exists=True,
+        )
+    n = len(spatial)
+    _positive("output_chunks", spec.output_chunks, n)
+    _positive("output_shards", spec.output_shards, n)
+    chunks = list(source.chunks)
+    if spec.output_chunks is not None:
+        for k, i in enumerate(spatial):
+            chunks[i] = spec.output_chunks[k]
+    for i in meta.channel_indices:
+        chunks[i] = shape[i]
+    shards = None
+    if spec.output_shards is not None:
+        shards = list(chunks)
+        for k, i in enumerate(spatial):
+            shards[i] = spec.output_shards[k]
+        if any(s % c for s, c in zip(shards, chunks, strict=True)):
+            raise InputError(
+                "output_shards",
+                f"{tuple(spec.output_shards)} is not a multiple of the output chunk shape "
+                f"{tuple(chunks[i] for i in spatial)}",
+            )
+    fmt = spec.zarr_format or (3 if shards else source.metadata.zarr_format)
+    if fmt not in (2, 3):
+        raise InputError("zarr_format", f"{fmt} is not 2 or 3")
+    if shards and fmt == 2:
+        raise InputError("output_shards", "sharding needs zarr format 3, not 2")
+    return OutputGeometry(
+        shape=shape,
+        chunks=tuple(chunks),
+        shards=tuple(shards) if shards else None,
+        zarr_format=fmt,
+        exists=existing is not None,
+    )
+
+
+def resolve(spec: JobSpec) -> Job:
+    """Check the job against the storage it names; raise `InputError` on bad input."""
+    _check_threshold(spec.threshold)
+    for name in ("input_dataset", "output_dataset"):
+        if not getattr(spec, name):
+            raise InputError(name, "is empty; expected the path of an array inside the container")
+    input_path = as_upath(spec.input_container)
+    output_path = as_upath(spec.output_container)
+    source = open_zarr(input_path, spec.input_dataset, "r", "input")
+    where = f"{input_path}/{spec.input_dataset}"
+    _check_dtype(source, "input_dataset")
+    meta = read_metadata(source.attrs.asdict(), source.ndim, where)
+    roi = _roi(spec, meta, source.shape, where)
+
+    same_container = container_url(input_path) == container_url(output_path)
+    if same_container:
+        a, b = spec.input_dataset + "/", spec.output_dataset + "/"
+        if a == b:
+            raise InputError("output_dataset", "is the input array; choose another dataset")
+        if b.startswith(a) or a.startswith(b):
+            raise InputError(
+                "output_dataset",
+                f"'{spec.output_dataset}' and the input '{spec.input_dataset}' contain one another",
+            )
+    out_where = f"{output_path}/{spec.output_dataset}"
+    existing = _open_existing_output(output_path, spec.output_dataset)
+    if existing is None or spec.overwrite:
+        _writable_location(output_path, "output_container")
+    geometry = _output_geometry(spec, source, meta, existing, out_where)
+
+    spatial = meta.spatial_indices
+    unit_full = geometry.shards or geometry.chunks
+    unit = tuple(unit_full[i] for i in spatial)
+    sel = roi_to_selection(meta, source.shape, roi, where)
+    identity = {
+        "input": {
+            "url": container_url(input_path),
+            "dataset": spec.input_dataset,
+            "shape": list(source.shape),
+            "dtype": str(source.dtype),
+            "chunks": list(write_unit(source)),
+            "voxel_size": list(meta.voxel_size),
+            "offset": list(meta.offset),
+        },
+        "output": {
+            "url": container_url(output_path),
+            "dataset": spec.output_dataset,
+            "chunks": list(geometry.chunks),
+            "shards": list(geometry.shards) if geometry.shards else None,
+            "zarr_format": geometry.zarr_format,
+        },
+        "threshold": repr(float(spec.threshold)),
+    }
+    plan = Plan.create(
+        array_shape=[source.shape[i] for i in spatial],
+        write_unit=unit,
+        roi_begin=[sel[i].start for i in spatial],
+        roi_shape=[sel[i].stop - sel[i].start for i in spatial],
+        block_shape=spec.block_shape,
+        fit=spec.fit,
+        shards=spec.shards,
+        identity=identity,
+        sharded=geometry.shards is not None,
+        unit_name="output shard shape" if geometry.shards else "output chunk shape",
+    )
+    return Job(
+        spec=spec,
+        input=source,
+        input_meta=meta,
+        input_path=input_path,
+        output_path=output_path,
+        output=geometry,
+        roi=roi,
+        plan=plan,
+    )

@@ -1,0 +1,162 @@
+"""Run a whole job on this machine with N worker processes.
+
+Work goes out as small contiguous ranges of block ids, a bounded number in flight, so
+the engine's memory does not grow with the number of blocks and a slow range never
+holds up the rest. Worker processes die with the parent (Linux), so a killed run
+leaves nothing writing behind it; its done-markers make the rerun resume.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from .job import Job, JobSpec, resolve
+from .markers import BUCKET
+from .worker import BlockWorker, Stats
+
+logger = logging.getLogger(__name__)
+
+_worker: BlockWorker | None = None
+_progress: Any = None
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _init(spec: JobSpec, progress: Any) -> None:
+    global _worker, _progress
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker = BlockWorker(resolve(spec))
+    _progress = progress
+
+
+def _count(_block: int, voxels: int) -> None:
+    with _progress.get_lock():
+        _progress[0] += 1
+        _progress[1] += voxels
+
+
+def _process(start: int, stop: int) -> Stats:
+    assert _worker is not None
+    return _worker.process(range(start, stop), _count)
+
+
+@dataclass
+class Summary:
+    job: Job
+    stats: Stats
+    seconds: float
+    workers: int
+    already_done: int
+
+    def lines(self) -> list[str]:
+        plan, s = self.job.plan, self.stats
+        rate = s.voxels / self.seconds if self.seconds > 0 else 0.0
+        mbs = s.voxels * self.job.input.dtype.itemsize / self.seconds / 1e6 if self.seconds else 0.0
+        fg = 100.0 * s.foreground / s.voxels if s.voxels else 0.0
+        return [
+            f"output      {self.job.output_path}/{self.job.spec.output_dataset}",
+            f"plan        {plan.fingerprint}: {plan.total_blocks} blocks of "
+            f"{'x'.join(map(str, plan.block_shape))} voxels, fit={plan.fit}",
+            f"blocks      {s.processed} processed, {self.already_done} already done, "
+            f"{plan.total_blocks} total",
+            f"voxels      {s.voxels:,} in {self.seconds:.2f} s with {self.workers} "
+            f"process{'es' if self.workers > 1 else ''}: {rate / 1e6:.1f} Mvoxel/s, "
+            f"{mbs:.0f} MB/s of input",
+            f"foreground  {fg:.2f} % of processed voxels above {self.job.spec.threshold:g}",
+        ]
+
+
+def _ranges(todo: range, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(todo.start, todo.stop, size):
+        yield start, min(start + size, todo.stop)
+
+
+def run_local(
+    spec: JobSpec, workers: int | None = None, progress: bool | None = None
+) -> Summary:
+    """Prepare the output and process every block of the job."""
+    job = resolve(spec)
+    job.prepare()
+    total = job.plan.total_blocks
+    workers = max(1, min(workers or os.cpu_count() or 1, total))
+    probe = BlockWorker(job)
+    already = probe.markers.count_done(range(total))
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(
+        total=total, initial=already, unit="block", disable=not show, dynamic_ncols=True,
+        desc="threshold", smoothing=0.1,
+    )
+    start = time.perf_counter()
+    stats = Stats()
+    last_voxels = 0
+    try:
+        if workers == 1:
+            def tick(_b: int, voxels: int) -> None:
+                nonlocal last_voxels
+                last_voxels += voxels
+                bar.update(1)
+                bar.set_postfix_str(_rate(last_voxels, start), refresh=False)
+
+            stats = probe.process(range(total), tick)
+        else:
+            stats = _run_pool(spec, job, workers, bar, start)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return Summary(job=job, stats=stats, seconds=seconds, workers=workers, already_done=already)
+
+
+def _rate(voxels: int, start: float) -> str:
+    elapsed = time.perf_counter() - start
+    return f"{voxels / elapsed / 1e6:.1f} Mvox/s" if elapsed > 0 else ""
+
+
+def _run_pool(spec: JobSpec, job: Job, workers: int, bar: tqdm, start: float) -> Stats:
+    ctx = mp.get_context("spawn")
+    counter = ctx.Array("q", 2)
+    total = job.plan.total_blocks
+    size = max(1, min(BUCKET, total // (workers * 8)))
+    pending = _ranges(range(total), size)
+    stats = Stats()
+    seen = 0
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(spec, counter)) as pool:
+        inflight: set[Future[Stats]] = set()
+
+        def fill() -> None:
+            for rng in pending:
+                inflight.add(pool.submit(_process, *rng))
+                if len(inflight) >= workers * 4:
+                    break
+
+        fill()
+        while inflight:
+            done, _ = wait(inflight, timeout=0.25, return_when=FIRST_COMPLETED)
+            for fut in done:
+                inflight.discard(fut)
+                stats = stats + fut.result()
+            fill()
+            with counter.get_lock():
+                blocks, voxels = counter[0], counter[1]
+            bar.update(blocks - seen)
+            seen = blocks
+            bar.set_postfix_str(_rate(voxels, start), refresh=False)
+    return stats

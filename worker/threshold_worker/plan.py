@@ -1,0 +1,184 @@
+"""The plan: a region of interest cut into chunk-aligned blocks, and blocks into shards.
+
+Everything here is arithmetic on a handful of integers. Block ids run in C order over the
+block grid; shard i is a contiguous range of block ids. Nothing enumerates blocks, so a
+plan of 10^7 blocks costs as little as one of ten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from .errors import InputError
+
+Fit = Literal["shrink", "valid"]
+FITS: tuple[str, ...] = ("shrink", "valid")
+DEFAULT_FIT = "shrink"
+Box = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def fingerprint(identity: Mapping[str, Any]) -> str:
+    """A short, stable hash of everything that decides what the output holds."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_block_shape(unit: Sequence[int], roi_shape: Sequence[int], sharded: bool) -> tuple[int, ...]:
+    """About eight write units (2 per axis, up to 3 axes), one shard if sharded, never
+    larger than the ROI rounded up to whole units."""
+    per_axis = 1 if sharded else 2
+    shape = []
+    for k, (u, r) in enumerate(zip(unit, roi_shape, strict=True)):
+        n = per_axis if k >= len(unit) - 3 else 1
+        shape.append(u * max(1, min(n, math.ceil(r / u))))
+    return tuple(shape)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Blocks over `roi_begin`/`roi_shape` (voxel indices of the spatial axes)."""
+
+    roi_begin: tuple[int, ...]
+    roi_shape: tuple[int, ...]
+    block_shape: tuple[int, ...]
+    grid_origin: tuple[int, ...]
+    grid_shape: tuple[int, ...]
+    fit: str
+    shards: int
+    fingerprint: str
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        array_shape: Sequence[int],
+        write_unit: Sequence[int],
+        roi_begin: Sequence[int],
+        roi_shape: Sequence[int],
+        block_shape: Sequence[int] | None = None,
+        fit: str = "shrink",
+        shards: int = 1,
+        identity: Mapping[str, Any] | None = None,
+        sharded: bool = False,
+        unit_name: str = "output chunk shape",
+    ) -> Plan:
+        ndim = len(array_shape)
+        if fit == "overhang":
+            raise InputError("fit", "'overhang' would write outside the roi; use 'shrink' or 'valid'")
+        if fit not in FITS:
+            raise InputError("fit", f"{fit!r} is not one of {', '.join(FITS)}")
+        if len(roi_shape) != ndim or len(roi_begin) != ndim:
+            raise InputError("roi", f"needs {ndim} values per offset and shape, one per spatial axis")
+        if any(s <= 0 for s in roi_shape):
+            raise InputError("roi.shape", f"{tuple(roi_shape)} must be positive on every axis")
+        if block_shape is None:
+            block_shape = default_block_shape(write_unit, roi_shape, sharded)
+        block_shape = tuple(int(b) for b in block_shape)
+        if len(block_shape) != ndim:
+            raise InputError(
+                "block_shape", f"{block_shape} has {len(block_shape)} values; expected {ndim}"
+            )
+        if any(b <= 0 for b in block_shape):
+            raise InputError("block_shape", f"{block_shape} must be positive on every axis")
+        if any(b % u for b, u in zip(block_shape, write_unit, strict=True)):
+            raise InputError(
+                "block_shape",
+                f"{block_shape} is not a multiple of the {unit_name} {tuple(write_unit)}; "
+                "blocks that split a chunk would race on it",
+            )
+        if shards < 1:
+            raise InputError("shards", f"{shards} must be at least 1")
+        roi_end = tuple(b + s for b, s in zip(roi_begin, roi_shape, strict=True))
+        if fit == "valid":
+            misaligned = [b % u for b, u in zip(roi_begin, write_unit, strict=True)]
+            if any(misaligned):
+                raise InputError(
+                    "roi.offset",
+                    f"voxel {tuple(roi_begin)} is not on the {unit_name} grid {tuple(write_unit)}, "
+                    "which fit=valid needs; use fit=shrink or an aligned offset",
+                )
+            origin = tuple(roi_begin)
+            grid = tuple(s // b for s, b in zip(roi_shape, block_shape, strict=True))
+            if 0 in grid:
+                raise InputError(
+                    "block_shape",
+                    f"{block_shape} is larger than the roi {tuple(roi_shape)} on some axis, so "
+                    "fit=valid leaves no block; use fit=shrink or a smaller block shape",
+                )
+        else:
+            origin = tuple(b - b % u for b, u in zip(roi_begin, write_unit, strict=True))
+            grid = tuple(
+                math.ceil((e - o) / b) for e, o, b in zip(roi_end, origin, block_shape, strict=True)
+            )
+        total = math.prod(grid)
+        ident = dict(identity or {})
+        ident.update(roi_begin=list(roi_begin), roi_shape=list(roi_shape), block=list(block_shape), fit=fit)
+        return cls(
+            roi_begin=tuple(int(v) for v in roi_begin),
+            roi_shape=tuple(int(v) for v in roi_shape),
+            block_shape=block_shape,
+            grid_origin=origin,
+            grid_shape=grid,
+            fit=fit,
+            shards=min(shards, total),
+            fingerprint=fingerprint(ident),
+        )
+
+    @property
+    def total_blocks(self) -> int:
+        return math.prod(self.grid_shape)
+
+    @property
+    def roi_end(self) -> tuple[int, ...]:
+        return tuple(b + s for b, s in zip(self.roi_begin, self.roi_shape, strict=True))
+
+    def block_coords(self, block_id: int) -> tuple[int, ...]:
+        if not 0 <= block_id < self.total_blocks:
+            raise IndexError(f"block {block_id} outside 0..{self.total_blocks - 1}")
+        coords = []
+        for n in reversed(self.grid_shape):
+            block_id, c = divmod(block_id, n)
+            coords.append(c)
+        return tuple(reversed(coords))
+
+    def block_box(self, block_id: int) -> Box:
+        """[begin, end) of a block in voxel indices, clipped to the roi."""
+        coords = self.block_coords(block_id)
+        begin, end = [], []
+        for c, o, b, rb, re in zip(
+            coords, self.grid_origin, self.block_shape, self.roi_begin, self.roi_end, strict=True
+        ):
+            lo = o + c * b
+            begin.append(max(lo, rb))
+            end.append(min(lo + b, re))
+        return tuple(begin), tuple(end)
+
+    def shard_range(self, shard: int, shards: int | None = None) -> range:
+        """Block ids of shard `shard` of `shards` (the plan's own count by default)."""
+        k = self.shards if shards is None else shards
+        if not 0 <= shard < k:
+            raise InputError("shard", f"{shard} is outside 0..{k - 1}")
+        n = self.total_blocks
+        return range(shard * n // k, (shard + 1) * n // k)
+
+    @property
+    def voxels(self) -> int:
+        """Voxels the plan processes (per channel)."""
+        if self.fit == "shrink":
+            return math.prod(self.roi_shape)
+        return self.total_blocks * math.prod(self.block_shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["total_blocks"] = self.total_blocks
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields})

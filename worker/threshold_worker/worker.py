@@ -1,0 +1,207 @@
+"""The worker loop: threshold the blocks of a shard that have no done-marker yet.
+
+Also DaCapo's entry points `start_worker_fn` and `spawn_worker`, which keep their
+signatures; keyword-only extras select a region, a block shape and a shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from upath import UPath
+
+from .errors import InputError
+from .job import Job, JobSpec, resolve
+from .kernel import threshold_block
+from .markers import DoneMarkers
+from .storage import open_store
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TRANSIENT = (OSError, TimeoutError, ConnectionError)
+RETRY_DELAYS = (0.5, 2.0, 5.0)
+
+
+def retry(fn: Callable[[], T], what: str, delays: Iterable[float] = RETRY_DELAYS) -> T:
+    """Call `fn`, retrying storage errors that may pass (network, throttling)."""
+    for delay in (*delays, None):
+        try:
+            return fn()
+        except InputError:
+            raise
+        except TRANSIENT as e:
+            if delay is None or isinstance(e, (FileNotFoundError, PermissionError)):
+                raise
+            logger.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Stats:
+    """What one worker did; sums over workers by `+`."""
+
+    processed: int = 0
+    skipped: int = 0
+    voxels: int = 0
+    foreground: int = 0
+    seconds: float = 0.0
+    failed: list[int] = field(default_factory=list)
+
+    def __add__(self, other: Stats) -> Stats:
+        return Stats(
+            self.processed + other.processed,
+            self.skipped + other.skipped,
+            self.voxels + other.voxels,
+            self.foreground + other.foreground,
+            max(self.seconds, other.seconds),
+            self.failed + other.failed,
+        )
+
+
+class BlockWorker:
+    """Processes block ids of one resolved job; safe to call repeatedly."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.output = job.open_output()
+        self.markers = DoneMarkers(
+            open_store(job.output_path), job.spec.output_dataset, job.plan.fingerprint
+        )
+
+    def process(self, blocks: range, on_block: Callable[[int, int], None] | None = None) -> Stats:
+        """Threshold every block of `blocks` that is not done yet.
+
+        `on_block(block_id, voxels)` is called after each block is recorded as done.
+        """
+        stats = Stats()
+        start = time.perf_counter()
+        value = self.job.spec.threshold
+        for block_id in self.markers.missing(blocks):
+            selection = self.job.block_selection(block_id)
+            fg = retry(
+                lambda sel=selection: threshold_block(self.job.input, self.output, sel, value),
+                f"block {block_id}",
+            )
+            retry(lambda b=block_id: self.markers.mark(b), f"done-marker of block {block_id}")
+            voxels = _voxels(selection, self.job.input.shape)
+            stats.processed += 1
+            stats.voxels += voxels
+            stats.foreground += fg
+            if on_block is not None:
+                on_block(block_id, voxels)
+        stats.skipped = len(blocks) - stats.processed
+        stats.seconds = time.perf_counter() - start
+        return stats
+
+
+def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:
+    n = 1
+    for s, dim in zip(selection, shape, strict=True):
+        start, stop, _ = s.indices(dim)
+        n *= stop - start
+    return n
+
+
+def run_shard(
+    spec: JobSpec,
+    shard: int | None = None,
+    shards: int | None = None,
+    expect_fingerprint: str | None = None,
+) -> Stats:
+    """Resolve the job, make sure its output exists, and process one shard (or all)."""
+    job = resolve(spec)
+    if expect_fingerprint and expect_fingerprint != job.plan.fingerprint:
+        raise InputError(
+            "fingerprint",
+            f"this worker planned {job.plan.fingerprint}, the job expects {expect_fingerprint}: "
+            "the input or the job changed since it was prepared",
+        )
+    job.prepare()
+    if shard is None:
+        blocks = range(job.plan.total_blocks)
+    else:
+        blocks = job.plan.shard_range(shard, shards or job.plan.shards)
+    logger.info(
+        "plan %s: blocks %d-%d of %d", job.plan.fingerprint, blocks.start, blocks.stop - 1,
+        job.plan.total_blocks,
+    )
+    stats = BlockWorker(job).process(blocks)
+    logger.info(
+        "done: %d blocks processed, %d already done, %.1f s", stats.processed, stats.skipped,
+        stats.seconds,
+    )
+    return stats
+
+
+def start_worker_fn(
+    input_container: UPath | str,
+    input_dataset: str,
+    output_container: UPath | str,
+    output_dataset: str,
+    threshold: float = 0.0,
+    return_io_loop: bool = False,
+    *,
+    roi_offset: tuple[int, ...] | None = None,
+    roi_shape: tuple[int, ...] | None = None,
+    block_shape: tuple[int, ...] | None = None,
+    fit: str = "shrink",
+    shard: int | None = None,
+    shards: int | None = None,
+    expect_fingerprint: str | None = None,
+) -> Callable[[], Stats] | Stats:
+    """Threshold blocks until none is left (of one shard, when `shard` is given).
+
+    With `return_io_loop=True`, returns the loop as a callable instead of running it.
+    """
+    spec = JobSpec(
+        input_container=str(input_container),
+        input_dataset=input_dataset,
+        output_container=str(output_container),
+        output_dataset=output_dataset,
+        threshold=threshold,
+        roi_offset=roi_offset,
+        roi_shape=roi_shape,
+        block_shape=block_shape,
+        fit=fit,
+        shards=shards or 1,
+    )
+
+    def io_loop() -> Stats:
+        return run_shard(spec, shard, shards, expect_fingerprint)
+
+    return io_loop if return_io_loop else io_loop()
+
+
+start_worker = start_worker_fn
+
+
+def spawn_worker(
+    input_array_identifier: Any,
+    output_array_identifier: Any,
+    threshold: float = 0.0,
+) -> Callable[[], Any]:
+    """A callable that runs the whole job on the configured compute context.
+
+    Locally that is `threshold-worker run` in this process with N worker processes; on
+    Kubernetes it creates a ThresholdJob and waits for it. The threshold is passed on in
+    both cases (DaCapo's local path dropped it).
+    """
+    from .compute import create_compute_context
+
+    spec = JobSpec(
+        input_container=str(input_array_identifier.container),
+        input_dataset=input_array_identifier.dataset,
+        output_container=str(output_array_identifier.container),
+        output_dataset=output_array_identifier.dataset,
+        threshold=threshold,
+    )
+    return create_compute_context().spawn(spec)
+
+
