@@ -39,13 +39,19 @@ class ZarrArrayConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
 
 
-def open_zarr(container: UPath, dataset: str, mode: str = "r", field_prefix: str = "input") -> zarr.Array:
+def open_zarr(
+    container: UPath, dataset: str, mode: str = "r", field_prefix: str = "input"
+) -> zarr.Array:
     """Open an existing array, turning zarr's exceptions into one-line `InputError`s."""
     try:
         store = open_store(container, read_only=mode == "r")
         return zarr.open_array(store, path=dataset, mode=mode)
     except FileNotFoundError:
-        raise InputError(f"{field_prefix}_container", f"{container} does not exist") from None
+        if not _exists(container):
+            raise InputError(f"{field_prefix}_container", f"{container} does not exist") from None
+        raise InputError(
+            f"{field_prefix}_dataset", f"no array '{dataset}' in container {container}"
+        ) from None
     except zarr.errors.ArrayNotFoundError:
         raise InputError(
             f"{field_prefix}_dataset", f"no array '{dataset}' in container {container}"
@@ -57,8 +63,16 @@ def open_zarr(container: UPath, dataset: str, mode: str = "r", field_prefix: str
         ) from None
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(
-            f"{field_prefix}_dataset", f"'{dataset}' in {container} is not a readable zarr array: {e}"
+            f"{field_prefix}_dataset",
+            f"'{dataset}' in {container} is not a readable zarr array: {e}",
         ) from None
+
+
+def _exists(container: UPath) -> bool:
+    try:
+        return container.exists()
+    except Exception:  # an unreachable object store: report the path as missing
+        return False
 
 
 def write_unit(array: zarr.Array) -> tuple[int, ...]:
@@ -82,7 +96,10 @@ class ZarrArray:
         return f"ZarrArray({self.file_name}, {self.dataset})"
 
     def __repr__(self) -> str:
-        return f"ZarrArray(name={self.name!r}, file_name={str(self.file_name)!r}, dataset={self.dataset!r})"
+        return (
+            f"ZarrArray(name={self.name!r}, file_name={str(self.file_name)!r}, "
+            f"dataset={self.dataset!r})"
+        )
 
     @property
     def mode(self) -> str:
@@ -177,9 +194,13 @@ class ZarrArray:
         if len(spatial) != roi.dims or voxel_size.dims != roi.dims:
             raise InputError("axes", f"{axes} do not match the {roi.dims}-d roi {roi}")
         if not (roi.shape % voxel_size == Coordinate((0,) * roi.dims)):
-            raise InputError("roi", f"shape {roi.shape} is not a multiple of voxel size {voxel_size}")
+            raise InputError(
+                "roi", f"shape {roi.shape} is not a multiple of voxel size {voxel_size}"
+            )
         shape = list(roi.shape / voxel_size)
-        chunks = list(write_size / voxel_size) if write_size is not None else [min(s, 64) for s in shape]
+        chunks = (
+            list(write_size / voxel_size) if write_size is not None else [min(s, 64) for s in shape]
+        )
         names = spatial
         types = ["space"] * len(spatial)
         if num_channels is not None:
@@ -199,7 +220,11 @@ class ZarrArray:
         store = open_store(container)
         try:
             existing = zarr.open_array(store, path=dataset, mode="r")
-        except (FileNotFoundError, zarr.errors.ArrayNotFoundError, zarr.errors.NodeTypeValidationError):
+        except (
+            FileNotFoundError,
+            zarr.errors.ArrayNotFoundError,
+            zarr.errors.NodeTypeValidationError,
+        ):
             existing = None
         if existing is not None and not overwrite:
             if tuple(existing.shape) != tuple(shape) or existing.dtype != np.dtype(dtype):
@@ -220,7 +245,9 @@ class ZarrArray:
                 dimension_names=list(names),
                 overwrite=overwrite,
             )
-        config = ZarrArrayConfig(name=name or dataset, file_name=container, dataset=dataset, mode=mode)
+        config = ZarrArrayConfig(
+            name=name or dataset, file_name=container, dataset=dataset, mode=mode
+        )
         return cls(config)
 
     @classmethod
@@ -244,9 +271,13 @@ class ZarrArray:
         try:
             from funlib.persistence import Array
         except ImportError as e:
-            raise ImportError("_daisy_array needs funlib.persistence: pip install funlib.persistence") from e
+            raise ImportError(
+                "_daisy_array needs funlib.persistence: pip install funlib.persistence"
+            ) from e
         m = self._metadata
-        return Array(self.data, m.offset, m.voxel_size, list(m.axis_names), list(m.units), list(m.types))
+        return Array(
+            self.data, m.offset, m.voxel_size, list(m.axis_names), list(m.units), list(m.types)
+        )
 
     def _can_neuroglance(self) -> bool:
         return self.dims in (2, 3)
@@ -320,7 +351,9 @@ def roi_to_selection(
     """Index slices (channels whole) for a world-unit ROI that lies on the voxel grid."""
     voxel = meta.voxel_size
     if roi.dims != voxel.dims:
-        raise InputError("roi", f"{roi} has {roi.dims} dimensions; {where} has {voxel.dims} spatial")
+        raise InputError(
+            "roi", f"{roi} has {roi.dims} dimensions; {where} has {voxel.dims} spatial"
+        )
     rel = roi.offset - meta.offset
     if rel % voxel != Coordinate((0,) * voxel.dims) or roi.shape % voxel != Coordinate(
         (0,) * voxel.dims

@@ -53,21 +53,62 @@ def io_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """DaCapo's option names, plus hyphenated spellings."""
     for option in reversed(
         [
-            click.option("-ic", "--input_container", "--input-container", required=True,
-                         help="Input zarr container (path or URL, e.g. s3://bucket/x.zarr)."),
-            click.option("-id", "--input_dataset", "--input-dataset", required=True,
-                         help="Array path inside the input container."),
-            click.option("-oc", "--output_container", "--output-container", required=True,
-                         help="Output zarr container; may be the input's."),
-            click.option("-od", "--output_dataset", "--output-dataset", required=True,
-                         help="Array path for the uint8 mask."),
-            click.option("-th", "--threshold", type=Threshold(), default=0.0, show_default=True,
-                         help="Voxels strictly greater than this become 1."),
-            click.option("--roi-offset", type=INTS, help="ROI offset in world units (default: the array's)."),
-            click.option("--roi-shape", type=INTS, help="ROI shape in world units (default: to the array's end)."),
-            click.option("--block-shape", type=INTS, help="Block shape in voxels; a multiple of the output chunk (shard) shape."),
-            click.option("--fit", type=click.Choice(FITS), default="shrink", show_default=True,
-                         help="shrink: clip border blocks to the ROI; valid: skip partial border blocks."),
+            click.option(
+                "-ic",
+                "--input_container",
+                "--input-container",
+                required=True,
+                help="Input zarr container (path or URL, e.g. s3://bucket/x.zarr).",
+            ),
+            click.option(
+                "-id",
+                "--input_dataset",
+                "--input-dataset",
+                required=True,
+                help="Array path inside the input container.",
+            ),
+            click.option(
+                "-oc",
+                "--output_container",
+                "--output-container",
+                required=True,
+                help="Output zarr container; may be the input's.",
+            ),
+            click.option(
+                "-od",
+                "--output_dataset",
+                "--output-dataset",
+                required=True,
+                help="Array path for the uint8 mask.",
+            ),
+            click.option(
+                "-th",
+                "--threshold",
+                type=Threshold(),
+                default=0.0,
+                show_default=True,
+                help="Voxels strictly greater than this become 1.",
+            ),
+            click.option(
+                "--roi-offset", type=INTS, help="ROI offset in world units (default: the array's)."
+            ),
+            click.option(
+                "--roi-shape",
+                type=INTS,
+                help="ROI shape in world units (default: to the array's end).",
+            ),
+            click.option(
+                "--block-shape",
+                type=INTS,
+                help="Block shape in voxels; a multiple of the output chunk (shard) shape.",
+            ),
+            click.option(
+                "--fit",
+                type=click.Choice(FITS),
+                default="shrink",
+                show_default=True,
+                help="shrink: clip border blocks to the ROI; valid: skip partial border blocks.",
+            ),
         ]
     ):
         fn = option(fn)
@@ -78,9 +119,21 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
             click.option("--overwrite", is_flag=True, help="Replace an existing output array."),
-            click.option("--output-chunks", type=INTS, help="Output chunk shape in voxels (default: the input's)."),
-            click.option("--output-shards", type=INTS, help="Output shard shape in voxels (zarr v3 sharding)."),
-            click.option("--zarr-format", type=click.Choice(["2", "3"]), help="Output zarr format (default: the input's)."),
+            click.option(
+                "--output-chunks",
+                type=INTS,
+                help="Output chunk shape in voxels (default: the input's).",
+            ),
+            click.option(
+                "--output-shards",
+                type=INTS,
+                help="Output shard shape in voxels (zarr v3 sharding).",
+            ),
+            click.option(
+                "--zarr-format",
+                type=click.Choice(["2", "3"]),
+                help="Output zarr format (default: the input's).",
+            ),
         ]
     ):
         fn = option(fn)
@@ -121,36 +174,58 @@ def plan_report(job: Any) -> dict[str, Any]:
         "voxels": plan.voxels,
         "axes": job.input_meta.spatial_axes,
         "voxel_size": list(job.input_meta.voxel_size),
-        "input": {"container": str(job.input_path), "dataset": job.spec.input_dataset,
-                  "dtype": str(job.input.dtype), "shape": list(job.input.shape)},
-        "output": {"container": str(job.output_path), "dataset": job.spec.output_dataset,
-                   "chunks": list(job.output.chunks),
-                   "shards": list(job.output.shards) if job.output.shards else None,
-                   "zarr_format": job.output.zarr_format, "exists": job.output.exists},
+        "input": {
+            "container": str(job.input_path),
+            "dataset": job.spec.input_dataset,
+            "dtype": str(job.input.dtype),
+            "shape": list(job.input.shape),
+        },
+        "output": {
+            "container": str(job.output_path),
+            "dataset": job.spec.output_dataset,
+            "chunks": list(job.output.chunks),
+            "shards": list(job.output.shards) if job.output.shards else None,
+            "zarr_format": job.output.zarr_format,
+            "exists": job.output.exists,
+        },
     }
 
 
 def _print_plan(report: dict[str, Any]) -> None:
     click.echo(f"fingerprint  {report['fingerprint']}")
-    click.echo(f"roi          offset {tuple(report['roi']['offset'])}, shape {tuple(report['roi']['shape'])} "
-               f"(world units, axes {', '.join(report['axes'])})")
-    click.echo(f"blocks       {report['total_blocks']} = {' x '.join(map(str, report['grid_shape']))} "
-               f"of {' x '.join(map(str, report['block_shape']))} voxels, fit={report['fit']}")
+    click.echo(
+        f"roi          offset {tuple(report['roi']['offset'])}, "
+        f"shape {tuple(report['roi']['shape'])} "
+        f"(world units, axes {', '.join(report['axes'])})"
+    )
+    click.echo(
+        f"blocks       {report['total_blocks']} = {' x '.join(map(str, report['grid_shape']))} "
+        f"of {' x '.join(map(str, report['block_shape']))} voxels, fit={report['fit']}"
+    )
     click.echo(f"shards       {report['shards']}")
     click.echo(f"voxels       {report['voxels']:,}")
     out = report["output"]
-    click.echo(f"output       {out['container']}/{out['dataset']} "
-               f"({'exists' if out['exists'] else 'will be created'}, zarr v{out['zarr_format']}, "
-               f"chunks {tuple(out['chunks'])}{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})")
+    click.echo(
+        f"output       {out['container']}/{out['dataset']} "
+        f"({'exists' if out['exists'] else 'will be created'}, zarr v{out['zarr_format']}, "
+        f"chunks {tuple(out['chunks'])}"
+        f"{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              default="WARNING", show_default=True, envvar="THRESHOLD_LOG_LEVEL")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+    envvar="THRESHOLD_LOG_LEVEL",
+)
 def cli(log_level: str) -> None:
     """Blockwise thresholding of zarr volumes: output = input > threshold (uint8)."""
     logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
+        level=log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
@@ -173,8 +248,11 @@ def plan_command(as_json: bool, **kw: Any) -> None:
 @io_options
 @output_options
 @click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--termination-log", type=click.Path(dir_okay=False, writable=True),
-              help="Also write the plan JSON here (Kubernetes' terminationMessagePath).")
+@click.option(
+    "--termination-log",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the plan JSON here (Kubernetes' terminationMessagePath).",
+)
 def prepare_command(termination_log: str | None, **kw: Any) -> None:
     """Validate the input, create or check the output array, print the plan as JSON."""
     job = resolve(make_spec(**kw))
@@ -188,25 +266,55 @@ def prepare_command(termination_log: str | None, **kw: Any) -> None:
 @cli.command("run")
 @io_options
 @output_options
-@click.option("-n", "--workers", type=click.IntRange(min=1), help="Worker processes [default: all cores].")
-@click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@click.option(
+    "-n", "--workers", type=click.IntRange(min=1), help="Worker processes [default: all cores]."
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar [default: when stderr is a terminal].",
+)
 def run_command(workers: int | None, progress: bool | None, **kw: Any) -> None:
     """Run the whole job on this machine; a rerun resumes where the last one stopped."""
+    from .compute import LocalComputeContext, create_compute_context
     from .local import run_local
 
+    context = create_compute_context()  # its Local num_workers is the default for -n
+    if workers is None and isinstance(context, LocalComputeContext):
+        workers = context.num_workers
     summary = run_local(make_spec(**kw), workers=workers, progress=progress)
     for line in summary.lines():
         click.echo(line)
 
 
+@cli.command("spawn")
+@io_options
+@output_options
+def spawn_command(**kw: Any) -> None:
+    """Run the job on the compute context of the options file (Local by default)."""
+    from .compute import create_compute_context
+
+    context = create_compute_context()
+    spec = make_spec(**kw)
+    resolve(spec)  # fail fast, before anything is submitted
+    result = context.spawn(spec)()
+    for line in getattr(result, "lines", lambda: [str(result)])():
+        click.echo(line)
+
+
 @cli.command("start-worker")
 @io_options
-@click.option("--shard", type=click.IntRange(min=0), envvar="JOB_COMPLETION_INDEX",
-              help="Shard to process [env JOB_COMPLETION_INDEX]; default: all blocks.")
+@click.option(
+    "--shard",
+    type=click.IntRange(min=0),
+    envvar="JOB_COMPLETION_INDEX",
+    help="Shard to process [env JOB_COMPLETION_INDEX]; default: all blocks.",
+)
 @click.option("--shards", type=click.IntRange(min=1), help="Number of shards in the plan.")
 @click.option("--expect-fingerprint", help="Fail (exit 2) if the plan differs from this one.")
-def start_worker_command(shard: int | None, shards: int | None, expect_fingerprint: str | None,
-                         **kw: Any) -> None:
+def start_worker_command(
+    shard: int | None, shards: int | None, expect_fingerprint: str | None, **kw: Any
+) -> None:
     """Threshold the blocks of one shard (or all) that are not done yet."""
     from .worker import run_shard
 
@@ -215,8 +323,10 @@ def start_worker_command(shard: int | None, shards: int | None, expect_fingerpri
     if shard is not None and shards is not None and shard >= shards:
         raise InputError("--shard", f"{shard} is outside 0..{shards - 1}")
     stats = run_shard(make_spec(**kw, shards=shards), shard, shards, expect_fingerprint)
-    click.echo(f"{stats.processed} blocks processed, {stats.skipped} already done, "
-               f"{stats.voxels:,} voxels in {stats.seconds:.2f} s")
+    click.echo(
+        f"{stats.processed} blocks processed, {stats.skipped} already done, "
+        f"{stats.voxels:,} voxels in {stats.seconds:.2f} s"
+    )
 
 
 @cli.command("sample")
@@ -229,30 +339,51 @@ def start_worker_command(shard: int | None, shards: int | None, expect_fingerpri
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def sample_command(container: str, dataset: str, shape: tuple[int, ...], chunks: tuple[int, ...],
-                   voxel_size: tuple[int, ...], offset: tuple[int, ...] | None, dtype: str,
-                   zarr_format: str, seed: int) -> None:
+def sample_command(
+    container: str,
+    dataset: str,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    voxel_size: tuple[int, ...],
+    offset: tuple[int, ...] | None,
+    dtype: str,
+    zarr_format: str,
+    seed: int,
+) -> None:
     """Write a synthetic prediction volume (smooth blobs in [0, 1])."""
     from .sample import make_sample
 
     for name, value in (("--shape", shape), ("--chunks", chunks), ("--voxel-size", voxel_size)):
         if len(value) != 3 or min(value) <= 0:
             raise InputError(name, f"{value} must be 3 positive integers (z,y,x)")
-    array = make_sample(container, dataset, shape, chunks, voxel_size, offset, dtype,
-                        int(zarr_format), seed=seed)
-    click.echo(f"wrote {container}/{dataset}: shape {array.shape}, {array.dtype}, chunks {array.chunks}, "
-               f"voxel size {voxel_size}")
+    array = make_sample(
+        container, dataset, shape, chunks, voxel_size, offset, dtype, int(zarr_format), seed=seed
+    )
+    click.echo(
+        f"wrote {container}/{dataset}: shape {array.shape}, {array.dtype}, chunks {array.chunks}, "
+        f"voxel size {voxel_size}"
+    )
 
 
 @cli.command("preview")
 @click.option("-ic", "--input_container", "--input-container", required=True)
 @click.option("-id", "--input_dataset", "--input-dataset", required=True)
-@click.option("-oc", "--output_container", "--output-container", help="Default: the input container.")
+@click.option(
+    "-oc", "--output_container", "--output-container", help="Default: the input container."
+)
 @click.option("-od", "--output_dataset", "--output-dataset", required=True)
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option(
+    "-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write."
+)
 @click.option("--z", type=int, help="Slice index along z (default: the middle).")
-def preview_command(input_container: str, input_dataset: str, output_container: str | None,
-                    output_dataset: str, out: str, z: int | None) -> None:
+def preview_command(
+    input_container: str,
+    input_dataset: str,
+    output_container: str | None,
+    output_dataset: str,
+    out: str,
+    z: int | None,
+) -> None:
     """Write a PNG of one slice: input and mask side by side."""
     from .arrays import open_zarr
     from .sample import preview
@@ -273,6 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # bad option values: one line, like every other input error
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(2)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
@@ -285,5 +419,3 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("THRESHOLD_TRACEBACK"):
             raise
         sys.exit(1)
-
-

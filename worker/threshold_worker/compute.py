@@ -74,7 +74,9 @@ class KubernetesComputeContext(ComputeContext):
         try:
             from threshold_operator.client import spawn_threshold_job
         except ImportError as e:  # the operator package ships in the same distribution
-            raise RuntimeError(f"the Kubernetes compute context needs threshold_operator: {e}") from e
+            raise RuntimeError(
+                f"the Kubernetes compute context needs threshold_operator: {e}"
+            ) from e
         return spawn_threshold_job(self, spec)
 
 

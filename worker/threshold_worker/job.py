@@ -156,11 +156,7 @@ def _roi(spec: JobSpec, meta: AxisMetadata, shape: Sequence[int], where: str) ->
     if spec.roi_offset is None and spec.roi_shape is None:
         return full
     offset = Coordinate(spec.roi_offset) if spec.roi_offset is not None else full.offset
-    rshape = (
-        Coordinate(spec.roi_shape)
-        if spec.roi_shape is not None
-        else full.end - offset
-    )
+    rshape = Coordinate(spec.roi_shape) if spec.roi_shape is not None else full.end - offset
     for name, value in (("roi_offset", offset), ("roi_shape", rshape)):
         if value.dims != full.dims:
             raise InputError(

@@ -8,6 +8,7 @@ leaves nothing writing behind it; its done-markers make the rerun resume.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing as mp
@@ -34,10 +35,8 @@ _progress: Any = None
 
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 def _init(spec: JobSpec, progress: Any) -> None:
@@ -90,9 +89,7 @@ def _ranges(todo: range, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, todo.stop)
 
 
-def run_local(
-    spec: JobSpec, workers: int | None = None, progress: bool | None = None
-) -> Summary:
+def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None = None) -> Summary:
     """Prepare the output and process every block of the job."""
     job = resolve(spec)
     job.prepare()
@@ -102,14 +99,20 @@ def run_local(
     already = probe.markers.count_done(range(total))
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(
-        total=total, initial=already, unit="block", disable=not show, dynamic_ncols=True,
-        desc="threshold", smoothing=0.1,
+        total=total,
+        initial=already,
+        unit="block",
+        disable=not show,
+        dynamic_ncols=True,
+        desc="threshold",
+        smoothing=0.1,
     )
     start = time.perf_counter()
     stats = Stats()
     last_voxels = 0
     try:
         if workers == 1:
+
             def tick(_b: int, voxels: int) -> None:
                 nonlocal last_voxels
                 last_voxels += voxels
@@ -138,7 +141,9 @@ def _run_pool(spec: JobSpec, job: Job, workers: int, bar: tqdm, start: float) ->
     pending = _ranges(range(total), size)
     stats = Stats()
     seen = 0
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(spec, counter)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init, initargs=(spec, counter)
+    ) as pool:
         inflight: set[Future[Stats]] = set()
 
         def fill() -> None:

@@ -22,7 +22,9 @@ BUCKET = 1000
 class DoneMarkers:
     def __init__(self, store: Store, dataset: str, fingerprint: str) -> None:
         self.store = store
-        self.prefix = f"{dataset}/{MARKER_DIR}/{fingerprint}" if dataset else f"{MARKER_DIR}/{fingerprint}"
+        self.prefix = (
+            f"{dataset}/{MARKER_DIR}/{fingerprint}" if dataset else f"{MARKER_DIR}/{fingerprint}"
+        )
 
     def _key(self, block_id: int) -> str:
         return f"{self.prefix}/{block_id // BUCKET}/{block_id}"

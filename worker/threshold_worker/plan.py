@@ -28,7 +28,9 @@ def fingerprint(identity: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def default_block_shape(unit: Sequence[int], roi_shape: Sequence[int], sharded: bool) -> tuple[int, ...]:
+def default_block_shape(
+    unit: Sequence[int], roi_shape: Sequence[int], sharded: bool
+) -> tuple[int, ...]:
     """About eight write units (2 per axis, up to 3 axes), one shard if sharded, never
     larger than the ROI rounded up to whole units."""
     per_axis = 1 if sharded else 2
@@ -69,11 +71,15 @@ class Plan:
     ) -> Plan:
         ndim = len(array_shape)
         if fit == "overhang":
-            raise InputError("fit", "'overhang' would write outside the roi; use 'shrink' or 'valid'")
+            raise InputError(
+                "fit", "'overhang' would write outside the roi; use 'shrink' or 'valid'"
+            )
         if fit not in FITS:
             raise InputError("fit", f"{fit!r} is not one of {', '.join(FITS)}")
         if len(roi_shape) != ndim or len(roi_begin) != ndim:
-            raise InputError("roi", f"needs {ndim} values per offset and shape, one per spatial axis")
+            raise InputError(
+                "roi", f"needs {ndim} values per offset and shape, one per spatial axis"
+            )
         if any(s <= 0 for s in roi_shape):
             raise InputError("roi.shape", f"{tuple(roi_shape)} must be positive on every axis")
         if block_shape is None:
@@ -117,7 +123,9 @@ class Plan:
             )
         total = math.prod(grid)
         ident = dict(identity or {})
-        ident.update(roi_begin=list(roi_begin), roi_shape=list(roi_shape), block=list(block_shape), fit=fit)
+        ident.update(
+            roi_begin=list(roi_begin), roi_shape=list(roi_shape), block=list(block_shape), fit=fit
+        )
         return cls(
             roi_begin=tuple(int(v) for v in roi_begin),
             roi_shape=tuple(int(v) for v in roi_shape),
@@ -181,4 +189,6 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         fields = cls.__dataclass_fields__
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields})
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        )

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from upath import UPath
@@ -129,12 +128,17 @@ def run_shard(
     else:
         blocks = job.plan.shard_range(shard, shards or job.plan.shards)
     logger.info(
-        "plan %s: blocks %d-%d of %d", job.plan.fingerprint, blocks.start, blocks.stop - 1,
+        "plan %s: blocks %d-%d of %d",
+        job.plan.fingerprint,
+        blocks.start,
+        blocks.stop - 1,
         job.plan.total_blocks,
     )
     stats = BlockWorker(job).process(blocks)
     logger.info(
-        "done: %d blocks processed, %d already done, %.1f s", stats.processed, stats.skipped,
+        "done: %d blocks processed, %d already done, %.1f s",
+        stats.processed,
+        stats.skipped,
         stats.seconds,
     )
     return stats
@@ -203,5 +207,3 @@ def spawn_worker(
         threshold=threshold,
     )
     return create_compute_context().spawn(spec)
-
-

@@ -1,0 +1,165 @@
+"""Shared fixtures: real zarr containers on disk, a real S3 server on 127.0.0.1, and
+helpers that run the CLI the way a user does."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+
+from threshold_worker.cli import main
+from threshold_worker.metadata import AxisMetadata
+
+BIN = Path(sys.executable).parent
+
+
+def write_array(
+    container: Path | str,
+    dataset: str,
+    data: np.ndarray,
+    chunks: Sequence[int],
+    voxel_size: Sequence[int] | None = None,
+    offset: Sequence[int] | None = None,
+    axis_names: Sequence[str] | None = None,
+    types: Sequence[str] | None = None,
+    zarr_format: int = 3,
+    store: Any = None,
+    **kwargs: Any,
+) -> zarr.Array:
+    """An input array with funlib.persistence metadata (when geometry is given)."""
+    attrs: dict[str, Any] = {}
+    n_spatial = len(voxel_size) if voxel_size is not None else data.ndim
+    if voxel_size is not None or axis_names is not None:
+        names = (
+            axis_names
+            or [f"c{i}^" for i in range(data.ndim - n_spatial)] + list("zyx")[3 - n_spatial :]
+        )
+        meta = AxisMetadata(
+            axis_names=tuple(names),
+            types=tuple(types or ["channel" if n.endswith("^") else "space" for n in names]),
+            voxel_size=tuple(voxel_size or [1] * n_spatial),
+            offset=tuple(offset or [0] * n_spatial),
+            units=("nm",) * n_spatial,
+        )
+        attrs = meta.attributes()
+    arr = zarr.create_array(
+        store if store is not None else str(container),
+        name=dataset,
+        shape=data.shape,
+        chunks=tuple(chunks),
+        dtype=data.dtype,
+        zarr_format=zarr_format,
+        attributes=attrs,
+        overwrite=True,
+        **kwargs,
+    )
+    arr[...] = data
+    return arr
+
+
+def blobs(shape: Sequence[int], seed: int = 0, dtype: Any = np.float32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.random(shape).astype(dtype)
+
+
+def expected(data: np.ndarray, threshold: float) -> np.ndarray:
+    return (data > threshold).astype(np.uint8)
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run `threshold-worker` in this process, as the console script does."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+    """Run the installed `threshold-worker` console script in a subprocess."""
+    proc = subprocess.run(
+        [str(BIN / "threshold-worker"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def io_args(ic: Any, id_: str, oc: Any, od: str, th: float | str) -> list[str]:
+    return ["-ic", str(ic), "-id", id_, "-oc", str(oc), "-od", od, "-th", str(th)]
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A 3-d float32 input with anisotropic voxels and an offset."""
+    data = blobs((40, 48, 56), seed=1)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (8, 16, 16), voxel_size=(8, 4, 4), offset=(80, 40, 0))
+    return container, data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real S3 HTTP server (moto) on 127.0.0.1 with one bucket; yields the AWS_* env."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import boto3
+
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="lab-data")
+    try:
+        yield env
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,250 @@
+"""Bad input: one line naming the problem, exit code 2, nothing written, nothing touched."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from conftest import blobs, io_args, run_cli, run_script, write_array
+
+
+@dataclass
+class Case:
+    name: str
+    args: Callable[[Path], list[str]]
+    words: tuple[str, ...]
+    setup: Callable[[Path], None] = lambda tmp: None
+    command: str = "run"
+    env: Callable[[Path], dict[str, str]] = field(default=lambda tmp: {})
+
+
+def std(
+    tmp: Path, th: str = "0.5", od: str = "mask", oc: Path | None = None, id_: str = "raw"
+) -> list[str]:
+    return io_args(tmp / "in.zarr", id_, oc or tmp / "in.zarr", od, th)
+
+
+def _complex(tmp: Path) -> None:
+    zarr.create_array(
+        str(tmp / "in.zarr"), name="cplx", shape=(8, 8, 8), chunks=(4, 4, 4), dtype="complex64"
+    )
+
+
+def _other_shape(tmp: Path) -> None:
+    write_array(tmp / "in.zarr", "mask", np.zeros((10, 10, 10), np.uint8), (5, 5, 5))
+
+
+def _other_dtype(tmp: Path) -> None:
+    write_array(tmp / "in.zarr", "mask", np.zeros((32, 32, 48), np.float32), (8, 16, 16))
+
+
+def _file(tmp: Path) -> None:
+    (tmp / "notes.txt").write_text("a file, not a container")
+
+
+def _options(text: str) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        (tmp / "threshold.yaml").write_text(text)
+
+    return setup
+
+
+def _bad_voxel_attr(tmp: Path) -> None:
+    arr = zarr.open_array(str(tmp / "in.zarr"), path="raw", mode="r+")
+    arr.attrs["voxel_size"] = [4, 4]
+
+
+def _options_env(tmp: Path) -> dict[str, str]:
+    return {"THRESHOLD_OPTIONS_FILE": str(tmp / "threshold.yaml")}
+
+
+CASES = [
+    Case(
+        "missing container",
+        lambda t: io_args(t / "nope.zarr", "raw", t / "o.zarr", "m", 0.5),
+        ("input_container", "does not exist"),
+    ),
+    Case("missing dataset", lambda t: std(t, id_="nope"), ("input_dataset", "no array 'nope'")),
+    Case(
+        "dataset is a group",
+        lambda t: std(t, id_="grp"),
+        ("input_dataset", "is a group"),
+        setup=lambda t: zarr.open_group(str(t / "in.zarr"), path="grp", mode="a") and None,
+    ),
+    Case(
+        "non-numeric dtype",
+        lambda t: std(t, id_="cplx"),
+        ("input_dataset", "complex64", "real number"),
+        setup=_complex,
+    ),
+    Case(
+        "block not a multiple of chunk",
+        lambda t: [*std(t), "--block-shape", "12,16,16"],
+        ("block_shape", "not a multiple of the output chunk shape (8, 16, 16)"),
+    ),
+    Case(
+        "roi outside the array",
+        lambda t: [*std(t), "--roi-offset", "0,0,0", "--roi-shape", "512,128,256"],
+        ("roi", "outside"),
+    ),
+    Case(
+        "zero roi shape", lambda t: [*std(t), "--roi-shape", "0,64,64"], ("roi_shape", "positive")
+    ),
+    Case(
+        "negative roi shape",
+        lambda t: [*std(t), "--roi-shape", "-64,64,64"],
+        ("roi_shape", "positive"),
+    ),
+    Case(
+        "zero block shape",
+        lambda t: [*std(t), "--block-shape", "0,16,16"],
+        ("block_shape", "positive"),
+    ),
+    Case(
+        "roi off the voxel grid",
+        lambda t: [*std(t), "--roi-offset", "3,0,0", "--roi-shape", "64,64,64"],
+        ("roi", "voxel grid"),
+    ),
+    Case(
+        "roi with wrong arity",
+        lambda t: [*std(t), "--roi-shape", "64,64"],
+        ("roi_shape", "3 spatial axes"),
+    ),
+    Case(
+        "malformed integer list",
+        lambda t: [*std(t), "--block-shape", "8,x,16"],
+        ("--block-shape", "comma-separated integers"),
+    ),
+    Case(
+        "output exists with another shape",
+        std,
+        ("output_dataset", "shape (10, 10, 10)", "--overwrite"),
+        setup=_other_shape,
+    ),
+    Case(
+        "output exists with another dtype",
+        std,
+        ("output_dataset", "dtype float32", "uint8"),
+        setup=_other_dtype,
+    ),
+    Case(
+        "output equals input", lambda t: std(t, od="raw"), ("output_dataset", "is the input array")
+    ),
+    Case(
+        "output inside input",
+        lambda t: std(t, od="raw/mask"),
+        ("output_dataset", "contain one another"),
+    ),
+    Case(
+        "output container is a file",
+        lambda t: std(t, oc=t / "notes.txt"),
+        ("output_container", "is a file"),
+        setup=_file,
+    ),
+    Case(
+        "output below a file",
+        lambda t: std(t, oc=t / "notes.txt" / "o.zarr"),
+        ("output_container", "is a file"),
+        setup=_file,
+    ),
+    Case("threshold not a number", lambda t: std(t, th="abc"), ("-th", "'abc' is not a number")),
+    Case("threshold not finite", lambda t: std(t, th="nan"), ("threshold", "finite")),
+    Case("fit overhang", lambda t: [*std(t), "--fit", "overhang"], ("--fit", "overhang")),
+    Case(
+        "valid leaves no block",
+        lambda t: [*std(t), "--fit", "valid", "--block-shape", "64,64,64"],
+        ("block_shape", "no block"),
+    ),
+    Case(
+        "shards not a multiple of chunks",
+        lambda t: [*std(t), "--output-shards", "12,16,16"],
+        ("output_shards", "multiple"),
+    ),
+    Case(
+        "broken voxel_size attribute",
+        std,
+        ("voxel_size", "one per spatial axis"),
+        setup=_bad_voxel_attr,
+    ),
+    Case(
+        "malformed options file",
+        std,
+        ("options file", "not valid YAML"),
+        setup=_options("compute_context: [unclosed\n"),
+        env=_options_env,
+    ),
+    Case(
+        "unknown compute context",
+        std,
+        ("compute_context.type", "'Slurm' is unknown", "Local, Kubernetes"),
+        setup=_options("compute_context:\n  type: Slurm\n"),
+        env=_options_env,
+    ),
+    Case(
+        "bad compute context config",
+        std,
+        ("compute_context.config", "num_workers"),
+        setup=_options("compute_context:\n  type: Local\n  config: {num_workers: 0}\n"),
+        env=_options_env,
+    ),
+    Case(
+        "shard without shards",
+        lambda t: [*std(t), "--shard", "1"],
+        ("--shards", "required"),
+        command="start-worker",
+    ),
+    Case(
+        "shard out of range",
+        lambda t: [*std(t), "--shard", "3", "--shards", "2"],
+        ("--shard", "outside"),
+        command="start-worker",
+    ),
+    Case(
+        "stale fingerprint",
+        lambda t: [*std(t), "--expect-fingerprint", "0123456789abcdef"],
+        ("fingerprint", "changed since it was prepared"),
+        command="start-worker",
+    ),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(tmp_path, case: Case):
+    write_array(tmp_path / "in.zarr", "raw", blobs((32, 32, 48)), (8, 16, 16), voxel_size=(4, 4, 4))
+    case.setup(tmp_path)
+    before = snapshot(tmp_path)
+    result = run_cli(case.command, *case.args(tmp_path), env=case.env(tmp_path))
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: ")
+    for word in case.words:
+        assert word in lines[0], (word, lines[0])
+    assert snapshot(tmp_path) == before, "bad input changed storage"
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 15
+
+
+def test_console_script_exit_code_and_message(tmp_path):
+    """The installed entry point, not just the function, exits with 2."""
+    result = run_script("plan", *io_args(tmp_path / "x.zarr", "raw", tmp_path / "o.zarr", "m", 1))
+    assert result.code == 2
+    assert result.err.strip() == f"error: input_container: {tmp_path / 'x.zarr'} does not exist"
+    assert not (tmp_path / "o.zarr").exists()
