@@ -7,6 +7,7 @@ arrays open with mode `a` by default, so outputs are writable.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,7 +22,7 @@ from upath import UPath
 
 from .errors import InputError
 from .metadata import AxisMetadata, read_metadata
-from .storage import as_upath, open_store
+from .storage import as_upath, is_local, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ def open_zarr(
     container: UPath, dataset: str, mode: str = "r", field_prefix: str = "input"
 ) -> zarr.Array:
     """Open an existing array, turning zarr's exceptions into one-line `InputError`s."""
+    # Opening never creates: "a" (writable) opens an existing array as "r+".
+    mode = "r+" if mode in ("a", "w-") else mode
+    if is_local(container) and not os.path.isdir(container.path):  # a writable store would mkdir it
+        raise InputError(f"{field_prefix}_container", f"{container} does not exist")
     try:
         store = open_store(container, read_only=mode == "r")
         return zarr.open_array(store, path=dataset, mode=mode)

@@ -1,0 +1,125 @@
+"""The `threshold-worker` commands as a user or the operator's pods call them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import zarr
+
+from conftest import expected, io_args, run_cli, run_script
+from threshold_worker.markers import MARKER_DIR
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    for command in ("plan", "prepare", "run", "start-worker", "spawn", "sample", "preview"):
+        assert command in result.out
+
+
+def test_plan_json_writes_nothing(volume, tmp_path):
+    container, _ = volume
+    out = tmp_path / "out.zarr"
+    result = run_cli(
+        "plan", *io_args(container, "raw", out, "mask", 0.5), "--json", "--shards", "4"
+    )
+    assert result.code == 0, result
+    report = json.loads(result.out)
+    assert report["total_blocks"] == 3 * 2 * 2  # 40x48x56 voxels in 16x32x32 blocks
+    assert report["shards"] == 4
+    assert report["block_shape"] == [16, 32, 32]
+    assert len(report["fingerprint"]) == 16
+    assert report["roi"] == {"offset": [80, 40, 0], "shape": [320, 192, 224]}
+    assert not out.exists()
+
+
+def test_plan_human_readable(volume):
+    container, _ = volume
+    result = run_cli("plan", *io_args(container, "raw", container, "mask", 0.5))
+    assert "blocks       12 = 3 x 2 x 2 of 16 x 32 x 32 voxels" in result.out
+    assert "will be created" in result.out
+
+
+def test_prepare_writes_termination_log_and_output(volume, tmp_path):
+    container, _ = volume
+    log = tmp_path / "termination-log"
+    result = run_cli(
+        "prepare",
+        *io_args(container, "raw", container, "mask", 0.5),
+        "--shards",
+        "5",
+        "--termination-log",
+        str(log),
+    )
+    assert result.code == 0, result
+    report = json.loads(log.read_text())
+    assert report == json.loads(result.out)
+    assert len(log.read_bytes()) < 4096
+    out = zarr.open_array(str(container), path="mask")
+    assert out.dtype == np.uint8 and out.shape == (40, 48, 56)
+    assert out.attrs["threshold_job"]["fingerprint"] == report["fingerprint"]
+    assert not (container / "mask" / MARKER_DIR).exists()
+
+
+def test_shards_by_job_completion_index(volume):
+    container, data = volume
+    args = io_args(container, "raw", container, "mask", 0.5)
+    fingerprint = json.loads(run_cli("prepare", *args, "--shards", "3").out)["fingerprint"]
+    for index in range(3):
+        result = run_cli(
+            "start-worker",
+            *args,
+            "--shards",
+            "3",
+            "--expect-fingerprint",
+            fingerprint,
+            env={"JOB_COMPLETION_INDEX": str(index)},
+        )
+        assert result.code == 0, result
+        assert "4 blocks processed, 0 already done" in result.out
+        partial = zarr.open_array(str(container), path="mask")[...]
+        done_z = (index + 1) * 16
+        np.testing.assert_array_equal(partial[:done_z], expected(data[:done_z], 0.5))
+        assert partial[done_z:].sum() == 0
+    again = run_cli("start-worker", *args, "--shard", "1", "--shards", "3")
+    assert "0 blocks processed, 4 already done" in again.out
+
+
+def test_start_worker_without_shard_does_everything(volume):
+    container, data = volume
+    result = run_cli("start-worker", *io_args(container, "raw", container, "mask", 0.5))
+    assert result.code == 0 and "12 blocks processed" in result.out
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
+    )
+
+
+def test_run_summary_and_progress_bar(volume):
+    container, _ = volume
+    result = run_script(
+        "run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1", "--progress"
+    )
+    assert result.code == 0, result
+    assert "12/12" in result.err and "block/s" in result.err  # tqdm: blocks, rate, ETA
+    assert "12 processed, 0 already done, 12 total" in result.out
+    assert "Mvoxel/s" in result.out and "foreground" in result.out
+
+
+def test_sample_and_preview(tmp_path):
+    from PIL import Image
+
+    container = tmp_path / "s.zarr"
+    result = run_cli("sample", str(container), "--shape", "32,48,64", "--chunks", "16,16,16")
+    assert result.code == 0, result
+    raw = zarr.open_array(str(container), path="raw")
+    assert raw.shape == (32, 48, 64) and raw.attrs["voxel_size"] == [8, 4, 4]
+    values = raw[...]
+    assert values.min() >= 0.0 and values.max() <= 1.0 and values.std() > 0.05
+    assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1").code == 0
+    png = tmp_path / "p.png"
+    assert (
+        run_cli("preview", "-ic", str(container), "-id", "raw", "-od", "mask", "-o", str(png)).code
+        == 0
+    )
+    image = Image.open(png)
+    assert image.width >= 768 and image.height > 0
