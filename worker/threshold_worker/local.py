@@ -134,7 +134,9 @@ def _rate(voxels: int, start: float) -> str:
 
 
 def _run_pool(spec: JobSpec, job: Job, workers: int, bar: tqdm, start: float) -> Stats:
-    ctx = mp.get_context("spawn")
+    # Fork starts workers in milliseconds with everything imported; zarr re-creates its
+    # event loop in the child (os.register_at_fork). Elsewhere, spawn.
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     counter = ctx.Array("q", 2)
     total = job.plan.total_blocks
     size = max(1, min(BUCKET, total // (workers * 8)))

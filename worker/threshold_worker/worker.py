@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from upath import UPath
 
+from .chunkio import DirectBlockIO
 from .errors import InputError
 from .job import Job, JobSpec, resolve
 from .kernel import threshold_block
@@ -67,9 +68,10 @@ class Stats:
 class BlockWorker:
     """Processes block ids of one resolved job; safe to call repeatedly."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, direct: bool = True) -> None:
         self.job = job
         self.output = job.open_output()
+        self.direct = DirectBlockIO.maybe(job.input, self.output) if direct else None
         self.markers = DoneMarkers(
             open_store(job.output_path), job.spec.output_dataset, job.plan.fingerprint
         )
@@ -84,10 +86,7 @@ class BlockWorker:
         value = self.job.spec.threshold
         for block_id in self.markers.missing(blocks):
             selection = self.job.block_selection(block_id)
-            fg = retry(
-                lambda sel=selection: threshold_block(self.job.input, self.output, sel, value),
-                f"block {block_id}",
-            )
+            fg = retry(lambda sel=selection: self._threshold(sel, value), f"block {block_id}")
             retry(lambda b=block_id: self.markers.mark(b), f"done-marker of block {block_id}")
             voxels = _voxels(selection, self.job.input.shape)
             stats.processed += 1
@@ -98,6 +97,11 @@ class BlockWorker:
         stats.skipped = len(blocks) - stats.processed
         stats.seconds = time.perf_counter() - start
         return stats
+
+    def _threshold(self, selection: tuple[slice, ...], value: float) -> int:
+        if self.direct is not None:
+            return self.direct.threshold_block(selection, value)
+        return threshold_block(self.job.input, self.output, selection, value)
 
 
 def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:

@@ -1,0 +1,116 @@
+"""`make bench`: threshold one volume with every method a user might pick, in one run.
+
+Methods run round-robin, each in a fresh process, `--repeats` times; the table gives
+medians, input MB/s, and each method's time relative to this worker with 2 processes
+(> 1 means this worker is faster). Results go to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zarr
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "worker"))
+
+from threshold_worker.sample import make_sample  # noqa: E402
+
+RUNS = [  # (label, method, processes)
+    ("threshold-worker run, 2 processes", "this-worker", 2),
+    ("threshold-worker run, 1 process", "this-worker", 1),
+    ("dask.array from_zarr > t, to_zarr (2 threads)", "dask", 2),
+    ("DaCapo-style daisy + funlib.persistence (2 workers)", "daisy", 2),
+    ("zarr-python loop over 128^3 blocks (1 process)", "zarr-loop", 1),
+    ("tensorstore loop over 128^3 blocks (default threads)", "tensorstore", 0),
+    ("floor: raw chunk files + numcodecs, 2 processes", "floor", 2),
+    ("floor: raw chunk files + numcodecs, 1 process", "floor", 1),
+]
+REFERENCE = "threshold-worker run, 2 processes"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--chunk", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--only", nargs="*", help="methods to run (default: all)")
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="threshold-bench-"))
+    src = work / "input.zarr"
+    shape = (args.size,) * 3
+    if (
+        not (src / "raw" / "zarr.json").exists()
+        or zarr.open_array(str(src), path="raw").shape != shape
+    ):
+        print(f"generating {shape} float32 volume in {src} ...", flush=True)
+        make_sample(src, "raw", shape, (args.chunk,) * 3, (8, 4, 4))
+    nbytes = args.size**3 * 4
+    runs = [r for r in RUNS if not args.only or r[1] in args.only]
+    times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+    rss: dict[str, float] = {}
+    for repeat in range(args.repeats):
+        for label, method, n in runs:
+            dst = work / f"out-{method}-{n}.zarr"
+            shutil.rmtree(dst, ignore_errors=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    str(HERE / "methods.py"),
+                    method,
+                    str(src),
+                    str(dst),
+                    str(args.threshold),
+                    str(n),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{label} failed")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            times[label].append(result["seconds"])
+            rss[label] = max(rss.get(label, 0.0), result["max_rss_mb"])
+            print(f"[{repeat + 1}/{args.repeats}] {label}: {result['seconds']:.2f} s", flush=True)
+            time.sleep(0.2)
+
+    medians = {label: statistics.median(v) for label, v in times.items()}
+    ref = medians.get(REFERENCE)
+    lines = [
+        f"Input: {args.size}^3 float32, {args.chunk}^3 chunks, zarr v3 default codecs (zstd), "
+        f"{nbytes / 1e6:.0f} MB; median of {args.repeats}; {platform.machine()}, "
+        f"{__import__('os').cpu_count()} cores.",
+        "",
+        "| method | median s | input MB/s | this worker (2 proc) is faster by | peak RSS per process MB |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, _, _ in runs:
+        m = medians[label]
+        ratio = f"{m / ref:.2f}x" if ref else "-"
+        lines.append(f"| {label} | {m:.2f} | {nbytes / m / 1e6:.0f} | {ratio} | {rss[label]:.0f} |")
+    table = "\n".join(lines)
+    print()
+    print(table)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.md").write_text(table + "\n")
+    (out / "latest.json").write_text(
+        json.dumps({"times": times, "medians": medians, "max_rss_mb": rss}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The direct chunk path writes the same keys and bytes as zarr-python, or steps aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, TransposeCodec, ZstdCodec
+
+from conftest import blobs, expected, write_array
+from threshold_worker.chunkio import DirectBlockIO
+from threshold_worker.job import JobSpec, resolve
+from threshold_worker.markers import MARKER_DIR
+from threshold_worker.worker import BlockWorker
+
+
+def threshold_with(container: Path, dataset: str, direct: bool, **spec) -> BlockWorker:
+    job = resolve(
+        JobSpec(
+            input_container=str(container),
+            input_dataset="raw",
+            output_container=str(container),
+            output_dataset=dataset,
+            **spec,
+        )
+    )
+    job.prepare()
+    worker = BlockWorker(job, direct=direct)
+    assert (worker.direct is not None) == direct
+    worker.process(range(job.plan.total_blocks))
+    return worker
+
+
+def chunks_of(array_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(array_dir)): p.read_bytes()
+        for p in sorted(array_dir.rglob("*"))
+        if p.is_file() and MARKER_DIR not in p.parts and not p.name.startswith((".z", "zarr.json"))
+    }
+
+
+INPUTS = {
+    "v3 zstd": dict(zarr_format=3),
+    "v3 raw": dict(zarr_format=3, compressors=None),
+    "v3 blosc": dict(zarr_format=3, compressors=BloscCodec(cname="lz4", clevel=5)),
+    "v3 gzip": dict(zarr_format=3, compressors=GzipCodec(level=3)),
+    "v3 big-endian": dict(zarr_format=3, serializer=BytesCodec(endian="big")),
+    "v3 v2-keys": dict(zarr_format=3, chunk_key_encoding={"name": "v2", "separator": "."}),
+    "v2 blosc": dict(zarr_format=2, compressors=numcodecs.Blosc(cname="zstd", clevel=3, shuffle=2)),
+    "v2 zstd": dict(zarr_format=2, compressors=numcodecs.Zstd(level=1)),
+    "v2 lz4": dict(zarr_format=2, compressors=numcodecs.LZ4()),
+    "v2 none": dict(zarr_format=2, compressors=None),
+    "v2 big-endian": dict(zarr_format=2, dtype=">f4"),
+}
+
+
+@pytest.mark.parametrize("name", INPUTS)
+@pytest.mark.parametrize("roi", ["whole", "partial"])
+def test_direct_and_zarr_paths_agree_chunk_by_chunk(tmp_path, name, roi):
+    kwargs = dict(INPUTS[name])
+    dtype = kwargs.pop("dtype", "<f4")
+    data = blobs((36, 40, 44), seed=31).astype(dtype)  # not a multiple of the chunks: edge chunks
+    data[:12] = 0.0  # whole zero chunks: deleted, not written
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (8, 16, 16), **kwargs)
+    spec = dict(threshold=0.5)
+    if roi == "partial":  # blocks that cover only part of their border chunks
+        spec.update(roi_offset=(3, 5, 7), roi_shape=(30, 33, 30))
+    threshold_with(container, "direct", True, **spec)
+    threshold_with(container, "zarr", False, **spec)
+    direct, via_zarr = chunks_of(container / "direct"), chunks_of(container / "zarr")
+    assert direct.keys() == via_zarr.keys()
+    assert direct == via_zarr
+    out = zarr.open_array(str(container), path="direct")[...]
+    want = expected(data, 0.5)
+    if roi == "partial":
+        inside = np.zeros_like(want)
+        inside[3:33, 5:38, 7:37] = want[3:33, 5:38, 7:37]
+        want = inside
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("direct_first", [True, False])
+def test_rerun_with_another_threshold_rewrites_and_deletes_the_same_way(tmp_path, direct_first):
+    data = blobs((32, 32, 32), seed=32)
+    container = tmp_path / "b.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    for t in (0.1, 0.999):  # the second run leaves most chunks empty: they must go
+        threshold_with(container, "a", direct_first, threshold=t)
+        threshold_with(container, "b", not direct_first, threshold=t)
+    assert chunks_of(container / "a") == chunks_of(container / "b")
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="a")[...], expected(data, 0.999)
+    )
+
+
+def test_missing_input_chunks_read_as_fill_value(tmp_path):
+    container = tmp_path / "f.zarr"
+    arr = zarr.create_array(
+        str(container), name="raw", shape=(32, 32), chunks=(16, 16), dtype="f4", fill_value=0.75
+    )
+    arr[:16, :16] = 0.0  # one chunk written; the other three are the fill value, 0.75 > 0.5
+    threshold_with(container, "direct", True, threshold=0.5)
+    threshold_with(container, "zarr", False, threshold=0.5)
+    assert chunks_of(container / "direct") == chunks_of(container / "zarr")
+    assert zarr.open_array(str(container), path="direct")[...].sum() == 3 * 256
+
+
+def test_channels(tmp_path):
+    data = blobs((2, 20, 24, 28), seed=33)
+    container = tmp_path / "c.zarr"
+    write_array(
+        container, "raw", data, (1, 8, 8, 8), voxel_size=(4, 4, 4), axis_names=["c^", "z", "y", "x"]
+    )
+    threshold_with(container, "direct", True, threshold=0.5)
+    threshold_with(container, "zarr", False, threshold=0.5)
+    assert chunks_of(container / "direct") == chunks_of(container / "zarr")
+
+
+def test_unusual_codec_chains_fall_back_to_zarr(tmp_path):
+    data = blobs((16, 16, 16), seed=34)
+    container = tmp_path / "u.zarr"
+    transposed = write_array(
+        container, "raw", data, (8, 8, 8), filters=[TransposeCodec(order=(2, 1, 0))]
+    )
+    plain = zarr.create_array(
+        str(container), name="out", shape=(16, 16, 16), chunks=(8, 8, 8), dtype="u1"
+    )
+    sharded = zarr.create_array(
+        str(container),
+        name="sh",
+        shape=(16, 16, 16),
+        chunks=(4, 4, 4),
+        shards=(8, 8, 8),
+        dtype="u1",
+    )
+    gzip_out = zarr.create_array(
+        str(container),
+        name="gz",
+        shape=(16, 16, 16),
+        chunks=(8, 8, 8),
+        dtype="u1",
+        compressors=GzipCodec(),
+    )
+    assert DirectBlockIO.maybe(transposed, plain) is None
+    source = zarr.open_array(str(container), path="out")
+    assert DirectBlockIO.maybe(source, sharded) is None
+    assert DirectBlockIO.maybe(source, gzip_out) is None
+    assert DirectBlockIO.maybe(source, plain) is not None
+    worker = threshold_with(container, "mask", False, threshold=0.5)
+    assert DirectBlockIO.maybe(worker.job.input, worker.output) is None  # transposed input
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
+    )
+
+
+def test_zstd_output_levels_match(tmp_path):
+    data = blobs((16, 16, 16), seed=35)
+    container = tmp_path / "z.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    for name in ("d", "z"):
+        zarr.create_array(
+            str(container),
+            name=name,
+            shape=data.shape,
+            chunks=(8, 8, 8),
+            dtype="u1",
+            compressors=ZstdCodec(level=7, checksum=True),
+            attributes={},
+        )
+    for name, direct in (("d", True), ("z", False)):
+        threshold_with(container, name, direct, threshold=0.3)
+    assert chunks_of(container / "d") == chunks_of(container / "z")
