@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -91,16 +92,27 @@ def main() -> None:
     ref = medians.get(REFERENCE)
     lines = [
         f"Input: {args.size}^3 float32, {args.chunk}^3 chunks, zarr v3 default codecs (zstd), "
-        f"{nbytes / 1e6:.0f} MB; median of {args.repeats}; {platform.machine()}, "
-        f"{__import__('os').cpu_count()} cores.",
+        f"{nbytes / 1e6:.0f} MB; median of {args.repeats} runs; {platform.machine()}, "
+        f"{os.cpu_count()} cores.",
         "",
-        "| method | median s | input MB/s | this worker (2 proc) is faster by | peak RSS per process MB |",
+        "| method | median s | input MB/s | its time / this worker's (2 processes) | peak RSS MB |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for label, _, _ in runs:
         m = medians[label]
-        ratio = f"{m / ref:.2f}x" if ref else "-"
+        ratio = f"{m / ref:.2f}" if ref else "-"
         lines.append(f"| {label} | {m:.2f} | {nbytes / m / 1e6:.0f} | {ratio} | {rss[label]:.0f} |")
+    for n in (2, 1):
+        ours = medians.get(f"threshold-worker run, {n} process{'es' if n > 1 else ''}")
+        floor = medians.get(
+            f"floor: raw chunk files + numcodecs, {n} process{'es' if n > 1 else ''}"
+        )
+        if ours and floor:
+            lines.append("")
+            lines.append(
+                f"With {n} process{'es' if n > 1 else ''} this worker reaches "
+                f"{floor / ours:.2f}x the throughput of the floor."
+            )
     table = "\n".join(lines)
     print()
     print(table)
