@@ -81,3 +81,12 @@ def test_array_store_on_s3(s3_server):
     store.remove(pred)
     with pytest.raises(InputError, match="no array"):
         ZarrArray.open_from_array_identifier(pred)
+
+
+def test_output_bucket_that_does_not_exist_is_bad_input(s3_volume):
+    url, _ = s3_volume
+    result = run_cli("run", *io_args(url, "raw", "s3://no-such-bucket/o.zarr", "mask", 0.5))
+    assert result.code == 2, result
+    assert result.err.strip() == (
+        "error: output_container: bucket s3://no-such-bucket does not exist, so the output cannot be written"
+    )

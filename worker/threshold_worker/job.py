@@ -173,6 +173,15 @@ def _roi(spec: JobSpec, meta: AxisMetadata, shape: Sequence[int], where: str) ->
 
 def _writable_location(path: UPath, field: str) -> None:
     if not is_local(path):
+        bucket = UPath(f"{path.protocol}://{path.drive.rstrip('/')}", **path.storage_options)
+        try:
+            found = bucket.exists()
+        except Exception as e:  # credentials, endpoint: say which
+            raise InputError(field, f"cannot reach {bucket}: {type(e).__name__}: {e}") from None
+        if not found:
+            raise InputError(
+                field, f"bucket {bucket} does not exist, so the output cannot be written"
+            )
         return
     p = path.path
     if os.path.exists(p) and not os.path.isdir(p):
