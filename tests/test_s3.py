@@ -88,5 +88,6 @@ def test_output_bucket_that_does_not_exist_is_bad_input(s3_volume):
     result = run_cli("run", *io_args(url, "raw", "s3://no-such-bucket/o.zarr", "mask", 0.5))
     assert result.code == 2, result
     assert result.err.strip() == (
-        "error: output_container: bucket s3://no-such-bucket does not exist, so the output cannot be written"
+        "error: output_container: bucket s3://no-such-bucket does not exist, "
+        "so the output cannot be written"
     )

@@ -173,7 +173,8 @@ def _roi(spec: JobSpec, meta: AxisMetadata, shape: Sequence[int], where: str) ->
 
 def _writable_location(path: UPath, field: str) -> None:
     if not is_local(path):
-        bucket = UPath(f"{path.protocol}://{path.drive.rstrip('/')}", **path.storage_options)
+        name = f"{path.protocol}://{path.drive.rstrip('/')}"
+        bucket = UPath(name, **path.storage_options)
         try:
             found = bucket.exists()
         except Exception as e:  # credentials, endpoint: say which
