@@ -178,10 +178,10 @@ def _writable_location(path: UPath, field: str) -> None:
         try:
             found = bucket.exists()
         except Exception as e:  # credentials, endpoint: say which
-            raise InputError(field, f"cannot reach {bucket}: {type(e).__name__}: {e}") from None
+            raise InputError(field, f"cannot reach {name}: {type(e).__name__}: {e}") from None
         if not found:
             raise InputError(
-                field, f"bucket {bucket} does not exist, so the output cannot be written"
+                field, f"bucket {name} does not exist, so the output cannot be written"
             )
         return
     p = path.path
