@@ -24,14 +24,17 @@ def counts(out: str) -> tuple[int, int, int]:
 
 def markers(array_dir: Path) -> int:
     root = array_dir / MARKER_DIR
-    return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+    # A kill can land mid-write and leave a temporary file: only <block id> names count.
+    return (
+        sum(1 for p in root.rglob("*") if p.is_file() and p.name.isdigit()) if root.exists() else 0
+    )
 
 
 def chunk_files(array_dir: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(array_dir)): p.read_bytes()
         for p in sorted((array_dir / "c").rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.name.startswith(".")  # temp files of a killed write are no keys
     }
 
 
