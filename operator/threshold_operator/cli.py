@@ -1,0 +1,127 @@
+"""`threshold-operator`: run the operator, or print what the chart is generated from."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import yaml
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """The ThresholdJob operator."""
+
+
+@cli.command("run")
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only these namespaces (repeatable); default: the whole cluster.",
+)
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="THRESHOLD_OPERATOR_CATALOG",
+    help="Compute-context catalog (YAML); default: cpu and gpu.",
+)
+@click.option("--image", envvar="THRESHOLD_OPERATOR_IMAGE", help="Worker image for the Jobs.")
+@click.option(
+    "--interval",
+    type=float,
+    default=5.0,
+    show_default=True,
+    envvar="THRESHOLD_OPERATOR_INTERVAL",
+    help="Seconds between reconcile passes of a running ThresholdJob.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=9090,
+    show_default=True,
+    envvar="THRESHOLD_OPERATOR_METRICS_PORT",
+    help="Prometheus /metrics port; 0 disables.",
+)
+@click.option(
+    "--liveness-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    help="kopf liveness probe at http://0.0.0.0:PORT/healthz; 0 disables.",
+)
+@click.option(
+    "--log-format", type=click.Choice(["json", "plain", "full"]), default="json", show_default=True
+)
+@click.option("--verbose", is_flag=True)
+def run_command(
+    namespaces: tuple[str, ...],
+    catalog: str | None,
+    image: str | None,
+    interval: float,
+    metrics_port: int,
+    liveness_port: int,
+    log_format: str,
+    verbose: bool,
+) -> None:
+    """Run the operator (kopf), cluster-wide or in the given namespaces."""
+    import asyncio
+
+    import kopf
+
+    if catalog:
+        from .catalog import CatalogError, load_catalog
+
+        try:
+            load_catalog(catalog)  # fail at start, with a readable message, not per job
+        except CatalogError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        os.environ["THRESHOLD_OPERATOR_CATALOG"] = catalog
+    if image:
+        os.environ["THRESHOLD_OPERATOR_IMAGE"] = image
+    os.environ["THRESHOLD_OPERATOR_INTERVAL"] = str(interval)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+    from . import handlers  # noqa: F401  -- registers the handlers, reading the environment
+
+    kopf.configure(
+        verbose=verbose,
+        log_format={
+            "json": kopf.LogFormat.JSON,
+            "plain": kopf.LogFormat.PLAIN,
+            "full": kopf.LogFormat.FULL,
+        }[log_format],
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+        )
+    )
+
+
+@cli.command("crd")
+def crd_command() -> None:
+    """Print the ThresholdJob CRD (generated from the API model)."""
+    from .crd import crd_yaml
+
+    click.echo(crd_yaml(), nl=False)
+
+
+@cli.command("rbac")
+def rbac_command() -> None:
+    """Print the RBAC rules the operator needs (one per API group and resource)."""
+    from .rbac import rules
+
+    click.echo(yaml.safe_dump(rules(), sort_keys=False), nl=False)
+
+
+def main() -> None:
+    cli(prog_name="threshold-operator")

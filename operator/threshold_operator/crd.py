@@ -1,0 +1,159 @@
+"""Generate the ThresholdJob CRD from the pydantic model (kubebuilder-style: the API
+types are the one source of truth; `threshold-operator crd` prints the YAML)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .api import (
+    CATEGORIES,
+    GROUP,
+    IMMUTABLE,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    ThresholdJobSpec,
+    ThresholdJobStatus,
+)
+
+CRD_NAME = f"{PLURAL}.{GROUP}"
+DROP = {"title", "$defs"}
+
+
+def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic's JSON schema -> a structural OpenAPI v3 schema (no refs, no nulls)."""
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in schema:
+        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if len(options) == 1:
+            return _structural({**options[0], **rest}, defs)
+        raise ValueError(f"unions are not structural: {schema}")
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in DROP:
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
+            out[key] = _structural(value, defs)
+        elif key == "additionalProperties" and value is False:
+            continue  # structural schemas prune unknown fields anyway
+        elif key == "const":
+            out["enum"] = [value]
+        elif key == "default" and value is None:
+            continue
+        elif key == "minLength" and schema.get("type") == "array":
+            out["minItems"] = value
+        elif key == "maxLength" and schema.get("type") == "array":
+            out["maxItems"] = value
+        else:
+            out[key] = value
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def _model_schema(model: type) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="serialization")
+    return _structural(raw, raw.get("$defs", {}))
+
+
+def _immutability_rules() -> list[dict[str, str]]:
+    rules = []
+    for field in IMMUTABLE:
+        rules.append(
+            {
+                "rule": f"has(self.{field}) == has(oldSelf.{field}) && "
+                f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
+                "message": f"spec.{field} is immutable: it defines the plan; create a new ThresholdJob",
+            }
+        )
+    rules.append(
+        {
+            "rule": "has(self.arrayStore) != (has(self.input) || has(self.output))",
+            "message": "give input and output, or arrayStore, not both",
+        }
+    )
+    rules.append(
+        {
+            "rule": "has(self.arrayStore) || (has(self.input) && has(self.output))",
+            "message": "give both input and output (or arrayStore)",
+        }
+    )
+    return rules
+
+
+def crd() -> dict[str, Any]:
+    spec = _model_schema(ThresholdJobSpec)
+    spec["description"] = "What to threshold, and how to run it"
+    spec["x-kubernetes-validations"] = _immutability_rules()
+    status = _model_schema(ThresholdJobStatus)
+    status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its progress here
+    schema = {
+        "type": "object",
+        "description": "Blockwise thresholding of a zarr array: output = input > threshold (uint8).",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {
+            "name": "Blocks",
+            "type": "string",
+            "jsonPath": ".status.progress",
+            "description": "blocks done/total",
+        },
+        {"name": "Context", "type": "string", "jsonPath": ".spec.computeContext"},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "categories": CATEGORIES,
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                }
+            ],
+        },
+    }
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `threshold-operator crd` from threshold_operator.api; do not edit.\n"
+    return header + yaml.dump(crd(), Dumper=_NoAliases, sort_keys=False, width=100)
