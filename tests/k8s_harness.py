@@ -3,7 +3,7 @@ real worker.
 
 The API server: kmock's KubernetesEmulator (in-memory, over real HTTP), with what the
 kopf runtime and the kubernetes client need that it lacks: uid, resourceVersion,
-generation, creationTimestamp and generateName on create; resourceVersion and
+generation, creationTimestamp and generateName on create, with 201 Created; resourceVersion and
 generation bumps on patch; kind/apiVersion in lists; label selectors on lists. It has no
 schema validation, defaulting or garbage collection, so tests check owner references
 instead of cascading deletion.
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-from kmock._internal import enums
+from kmock._internal import enums, rendering
 
 BIN = Path(sys.executable).parent
 RESOURCES = {
@@ -94,6 +94,10 @@ class Emulator(kmock.KubernetesEmulator):
                             int(current.get("metadata", {}).get("generation", 1)) + 1
                         )
         return await super()._handle(request)
+
+    async def _serve_create(self, request: Any) -> Any:
+        # Real API servers answer POST with 201 Created; the client reads a body only then.
+        return rendering.Response(status=201, payload=await super()._serve_create(request))
 
     async def _serve_list(self, request: Any) -> Any:
         result = await super()._serve_list(request)

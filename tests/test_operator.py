@@ -83,13 +83,6 @@ class Cluster:
         ]
         return [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
 
-    def job_creations(self) -> int:
-        return sum(
-            1
-            for r in self.emulated.emulator.requests
-            if r.method == "POST" and r.resource is not None and r.resource.plural == "jobs"
-        )
-
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
@@ -141,3 +134,207 @@ def test_happy_path(cluster: Cluster, data):
     )
     reasons = [e["reason"] for e in cluster.events("tj1")]
     assert "Planned" in reasons and "Succeeded" in reasons
+
+
+def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, data):
+    container, _ = data
+    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create("bad", spec_for(container, blockShape=[10, 32, 32]))
+        status = cluster.wait_phase("bad", "Failed", "Succeeded")
+        events = cluster.events("bad")
+    assert status["phase"] == "Failed"
+    assert status["message"].startswith(
+        "block_shape: (10, 32, 32) is not a multiple of the output chunk shape"
+    )
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "PrepareFailed"
+    assert [n for n, i in sim.pods_started] == ["bad-prepare"]  # exit code 2: never retried
+    assert cluster.job("bad-work") is None
+    assert not (container / "mask").exists()
+    warning = [e for e in events if e["type"] == "Warning"]
+    assert warning and "not a multiple" in warning[0]["message"]
+
+
+def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):
+    container, _ = data
+    with KopfRunner(OPERATOR, timeout=60):
+        cluster.create("ctx", spec_for(container, computeContext="tpu"))
+        status = cluster.wait_phase("ctx", "Failed")
+    assert (
+        status["message"]
+        == "spec.computeContext: 'tpu' is not in this cluster's catalog; known: cpu, gpu"
+    )
+    assert cluster.jobs() == []
+
+
+def test_invalid_spec_fails_with_the_field(cluster: Cluster, data):
+    container, _ = data
+    spec = spec_for(
+        container,
+        arrayStore={"basedir": "/x", "run": "r", "iteration": 1, "dataset": "d", "parameters": "p"},
+    )
+    with KopfRunner(OPERATOR, timeout=60):
+        cluster.create("both", spec)
+        status = cluster.wait_phase("both", "Failed")
+    assert status["message"] == "spec: give either input and output, or arrayStore, not both"
+
+
+def test_a_shard_that_fails_once_succeeds_on_retry(cluster: Cluster, data):
+    container, values = data
+    with JobSimulator(cluster.api, fail_once={1}) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create("retry", spec_for(container))
+        status = cluster.wait_phase("retry", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert sim.pods_started.count(("retry-work", 1)) == 2
+    assert sim.pods_started.count(("retry-work", 0)) == 1
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
+    )
+
+
+def test_a_shard_exhausting_its_retries_fails_the_job_naming_its_blocks(cluster: Cluster, data):
+    container, _ = data
+    # Shard 2 of 4 holds blocks 6-8; block 6 reads input chunk (1, 1, 0): make it unreadable.
+    (container / "raw" / "c" / "1" / "1" / "0").write_bytes(b"not zstd")
+    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create("broken", spec_for(container, retries={"perShard": 1}))
+        status = cluster.wait_phase("broken", "Failed", "Succeeded")
+    assert status["phase"] == "Failed", status
+    assert status["message"].startswith(
+        "shard 2 (blocks 6-8) failed after 2 attempts; last error: "
+    )
+    assert "(exit code 1)" in status["message"]
+    assert sim.pods_started.count(("broken-work", 2)) == 2
+    assert status["shards"]["failedIndexes"] == "2"
+    assert status["blocks"]["failed"] == 3
+
+
+def test_operator_restarts_create_no_duplicates(cluster: Cluster, data):
+    container, values = data
+    with JobSimulator(cluster.api) as sim:
+        with KopfRunner(OPERATOR, timeout=60):
+            cluster.create("restart", spec_for(container, parallelism=1))
+            wait_for(lambda: cluster.job("restart-prepare"), what="the prepare Job")
+        with KopfRunner(OPERATOR, timeout=60):  # restarted while preparing
+            wait_for(lambda: cluster.job("restart-work"), what="the work Job")
+        with KopfRunner(OPERATOR, timeout=60):  # restarted while running
+            status = cluster.wait_phase("restart", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert sorted(j["metadata"]["name"] for j in cluster.jobs()) == [
+        "restart-prepare",
+        "restart-work",
+    ]
+    assert [n for n, _ in sim.pods_started].count("restart-prepare") == 1  # planned once
+    assert sorted(i for n, i in sim.pods_started if n == "restart-work") == [0, 1, 2, 3]
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
+    )
+
+
+def test_suspend_resume_and_parallelism(cluster: Cluster, data):
+    container, values = data
+    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create("pause", spec_for(container, suspend=True))
+        status = cluster.wait_phase("pause", "Suspended")
+        assert status["blocks"]["done"] == 0 and "spec.suspend=false" in status["message"]
+        assert cluster.job("pause-work")["spec"]["suspend"] is True
+        assert not [i for n, i in sim.pods_started if n == "pause-work"]
+        cluster.patch_spec("pause", {"parallelism": 3})
+        wait_for(
+            lambda: cluster.job("pause-work")["spec"]["parallelism"] == 3, what="parallelism 3"
+        )
+        cluster.patch_spec("pause", {"suspend": False})
+        status = cluster.wait_phase("pause", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded"
+    assert status["observedGeneration"] == cluster.get("pause")["metadata"]["generation"]
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
+    )
+
+
+def test_deletion_leaves_data_and_children_are_owned(cluster: Cluster, data):
+    """The emulator has no garbage collector: check the owner references it would follow."""
+    container, _ = data
+    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+        created = cluster.create("gone", spec_for(container))
+        cluster.wait_phase("gone", "Succeeded")
+        for job in cluster.jobs():
+            (owner,) = job["metadata"]["ownerReferences"]
+            assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
+            assert owner["kind"] == "ThresholdJob" and owner["blockOwnerDeletion"] is True
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "gone")
+        wait_for(
+            lambda: (
+                not [
+                    o
+                    for o in cluster.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, "default", PLURAL
+                    )["items"]
+                ]
+            ),
+            what="deletion (no finalizer may block it)",
+        )
+    assert (container / "mask" / "zarr.json").exists() and (
+        container / "raw" / "zarr.json"
+    ).exists()
+
+
+def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
+    from threshold_worker.store import LocalArrayStore
+
+    store = LocalArrayStore(tmp_path / "runs")
+    pred = store.validation_prediction_array("run1", 100, "val")
+    values = blobs((32, 32, 32), seed=42)
+    write_array(pred.container.path, pred.dataset, values, (16, 16, 16), voxel_size=(4, 4, 4))
+    spec = {
+        "arrayStore": {
+            "basedir": str(tmp_path / "runs"),
+            "run": "run1",
+            "iteration": 100,
+            "dataset": "val",
+            "parameters": "threshold_0.3",
+        },
+        "threshold": 0.3,
+        "computeContext": "gpu",
+        "parallelism": 1,
+    }
+    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+        cluster.create("store", spec)
+        status = cluster.wait_phase("store", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    out = store.validation_output_array("run1", 100, "threshold_0.3", "val")
+    np.testing.assert_array_equal(
+        zarr.open_array(out.container.path, path=out.dataset)[...], expected(values, 0.3)
+    )
+    pod = cluster.job("store-work")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert status["computeContext"] == "gpu"
+
+
+def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path, monkeypatch):
+    from threshold_operator.client import ThresholdJobFailed
+    from threshold_worker import LocalArrayIdentifier, spawn_worker
+
+    container, values = data
+    options = tmp_path / "threshold.yaml"
+    options.write_text(
+        "compute_context:\n  type: Kubernetes\n  config: {namespace: default, poll_seconds: 0.1}\n"
+    )
+    monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(options))
+    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+        run = spawn_worker(
+            LocalArrayIdentifier(container, "raw"), LocalArrayIdentifier(container, "mask"), 0.7
+        )
+        status = run()
+        assert status["phase"] == "Succeeded"
+        np.testing.assert_array_equal(
+            zarr.open_array(str(container), path="mask")[...], expected(values, 0.7)
+        )
+        bad = spawn_worker(
+            LocalArrayIdentifier(container, "nope"), LocalArrayIdentifier(container, "m2"), 0.7
+        )
+        with pytest.raises(ThresholdJobFailed, match="input_dataset: no array 'nope'"):
+            bad()
