@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-data
 JOBS ?= 2
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench crds clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The CRD is generated from the API model (operator/threshold_operator/api.py).
+crds: $(BIN)/.installed
+	$(BIN)/threshold-operator crd > crds/thresholdjobs.blockwise.dev.yaml
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/run.py

@@ -1,0 +1,261 @@
+"""The API model, the generated CRD, the examples, the Job builder and status arithmetic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from threshold_operator.api import IMMUTABLE, ThresholdJobSpec
+from threshold_operator.catalog import CatalogError, ComputeContextSpec, load_catalog
+from threshold_operator.cli import cli as operator_cli
+from threshold_operator.crd import crd, crd_yaml
+from threshold_operator.jobs import Settings, child_name, prepare_job, work_job
+from threshold_operator.status import (
+    blocks_in,
+    describe_shards,
+    parse_intervals,
+    shard_blocks,
+    work_progress,
+)
+from threshold_worker.plan import Plan
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+CRD_FILE = ROOT / "crds" / "thresholdjobs.blockwise.dev.yaml"
+BODY = {"metadata": {"name": "tj", "namespace": "lab", "uid": "1234"}}
+
+
+def schema() -> dict:
+    return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_committed_crd_is_what_the_model_generates():
+    assert CRD_FILE.read_text() == crd_yaml(), (
+        "run: threshold-operator crd > crds/thresholdjobs.blockwise.dev.yaml"
+    )
+    result = CliRunner().invoke(operator_cli, ["crd"])
+    assert result.exit_code == 0 and result.output == crd_yaml()
+    chart_copy = ROOT / "charts" / "threshold-operator" / "crds" / CRD_FILE.name
+    if chart_copy.exists():
+        assert chart_copy.read_text() == crd_yaml()
+
+
+def test_crd_is_structural_and_described():
+    def walk(node: dict, path: str) -> None:
+        assert "$ref" not in node and "anyOf" not in node and "allOf" not in node, path
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            return
+        assert "type" in node, f"{path} has no type"
+        for name, sub in (node.get("properties") or {}).items():
+            walk(sub, f"{path}.{name}")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+
+    walk(schema(), "")
+    spec = schema()["properties"]["spec"]
+    for field in ("threshold", "parallelism", "computeContext", "fit", "blockShape", "suspend"):
+        assert spec["properties"][field].get("description"), field
+    assert spec["properties"]["parallelism"]["minimum"] == 1
+    assert spec["properties"]["computeContext"]["default"] == "cpu"
+    assert spec["properties"]["fit"]["enum"] == ["shrink", "valid"]
+
+
+def test_crd_names_columns_and_immutability():
+    c = crd()["spec"]
+    assert c["names"]["shortNames"] == ["tj"] and c["names"]["categories"] == ["blockwise"]
+    version = c["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [col["name"] for col in version["additionalPrinterColumns"]] == [
+        "Phase",
+        "Blocks",
+        "Context",
+        "Message",
+        "Age",
+    ]
+    rules = " ".join(r["rule"] for r in schema()["properties"]["spec"]["x-kubernetes-validations"])
+    for field in IMMUTABLE:
+        assert f"self.{field} == oldSelf.{field}" in rules
+    assert "parallelism" not in rules and "suspend" not in rules
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_validate_against_the_crd_and_the_model(path):
+    doc = yaml.safe_load(path.read_text())
+    jsonschema.validate(doc, schema())
+    ThresholdJobSpec.model_validate(doc["spec"])
+    assert doc["kind"] == "ThresholdJob"
+
+
+def test_there_are_cpu_gpu_array_store_and_s3_examples():
+    assert {p.stem for p in EXAMPLES} >= {"cpu", "gpu", "array-store", "s3"}
+
+
+def test_schema_rejects_bad_manifests():
+    good = yaml.safe_load((ROOT / "examples" / "cpu.yaml").read_text())
+    for bad_spec in (
+        {**good["spec"], "parallelism": 0},
+        {**good["spec"], "fit": "overhang"},
+        {**good["spec"], "threshold": "high"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**good, "spec": bad_spec}, schema())
+
+
+def _restricted(pod: dict) -> None:
+    """The checks of the `restricted` Pod Security Standard that a pod spec can fail."""
+    psc = pod.get("securityContext") or {}
+    assert psc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost")
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    for vol in pod.get("volumes", []):
+        assert set(vol) - {"name"} <= {
+            "emptyDir",
+            "persistentVolumeClaim",
+            "configMap",
+            "secret",
+            "projected",
+            "downwardAPI",
+            "ephemeral",
+            "csi",
+        }
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add")
+        assert sc.get("runAsNonRoot") or psc.get("runAsNonRoot")
+        assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0
+        assert not sc.get("privileged")
+
+
+def _spec(**extra) -> ThresholdJobSpec:
+    return ThresholdJobSpec.model_validate(
+        {
+            "input": {"container": "/data/a.zarr", "dataset": "raw"},
+            "output": {"container": "/data/a.zarr", "dataset": "mask"},
+            "threshold": 0.5,
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize("context_name", ["cpu", "gpu"])
+def test_pod_templates_are_restricted_and_sized(context_name):
+    context = load_catalog(None)[context_name]
+    for job in (
+        prepare_job(BODY, _spec(), context, Settings()),
+        work_job(BODY, _spec(), context, Settings(), 8, "abc"),
+    ):
+        pod = job["spec"]["template"]["spec"]
+        _restricted(pod)
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["containers"][0]["resources"]["requests"]["cpu"]
+        assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+        assert job["metadata"]["ownerReferences"][0]["uid"] == "1234"
+        if context_name == "gpu":
+            assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+            assert pod["tolerations"] == [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ]
+            assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+def test_work_job_failure_handling_and_kueue():
+    job = work_job(
+        BODY,
+        _spec(retries={"perShard": 2, "maxFailedShards": 1}, queueName="q", parallelism=3),
+        ComputeContextSpec(),
+        Settings(),
+        10,
+        "abc",
+    )
+    spec = job["spec"]
+    assert (
+        spec["completionMode"] == "Indexed"
+        and spec["completions"] == 10
+        and spec["parallelism"] == 3
+    )
+    assert spec["backoffLimitPerIndex"] == 2 and spec["maxFailedIndexes"] == 1
+    assert spec["podReplacementPolicy"] == "Failed"
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[1]["action"] == "FailIndex" and rules[1]["onExitCodes"]["values"] == [2]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "q"
+    assert spec["suspend"] is True  # Kueue admits it
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    assert (
+        args[:1] == ["start-worker"]
+        and "--expect-fingerprint" in args
+        and "JOB_COMPLETION_INDEX" not in args
+    )
+
+
+def test_catalog_contexts_map_to_pods(tmp_path):
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "contexts": {
+                    "a100": {
+                        "gpu": True,
+                        "nodeSelector": {"pool": "a100"},
+                        "runtimeClassName": "nvidia",
+                        "priorityClassName": "batch-low",
+                        "resources": {"limits": {"nvidia.com/gpu": "2", "memory": "64Gi"}},
+                    }
+                }
+            }
+        )
+    )
+    catalog = load_catalog(path)
+    pod = work_job(BODY, _spec(computeContext="a100"), catalog["a100"], Settings(), 4, "f")["spec"][
+        "template"
+    ]["spec"]
+    assert pod["nodeSelector"] == {"pool": "a100", "nvidia.com/gpu.present": "true"}
+    assert pod["runtimeClassName"] == "nvidia" and pod["priorityClassName"] == "batch-low"
+    assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    path.write_text("contexts: {cpu: {resources: 3}}")
+    with pytest.raises(CatalogError, match=r"cpu\.resources"):
+        load_catalog(path)
+
+
+def test_child_names_are_deterministic_and_short():
+    long = "x" * 70
+    assert child_name("tj", "work") == "tj-work"
+    assert child_name(long, "prepare") == child_name(long, "prepare")
+    assert len(child_name(long, "prepare")) <= 63 and child_name(long, "prepare") != child_name(
+        long + "y", "prepare"
+    )
+
+
+def test_intervals_and_blocks_match_the_planner():
+    plan = Plan.create(
+        array_shape=(1000,),
+        write_unit=(1,),
+        roi_begin=(0,),
+        roi_shape=(997,),
+        block_shape=(1,),
+        shards=7,
+    )
+    for k in range(7):
+        assert shard_blocks(k, 7, plan.total_blocks) == plan.shard_range(k)
+    done = parse_intervals("0-2,4,6")
+    assert done == [(0, 2), (4, 4), (6, 6)]
+    assert blocks_in(done, 7, 997) == sum(len(plan.shard_range(k)) for k in (0, 1, 2, 4, 6))
+    assert describe_shards([(4, 4)], 7, 997) == "shard 4 (blocks 569-711)"
+
+
+def test_million_block_job_and_status_stay_small():
+    total, shards = 1_000_000, 100_000
+    job = work_job(BODY, _spec(shards=shards), ComputeContextSpec(), Settings(), shards, "f" * 16)
+    assert len(json.dumps(job)) < 100 * 1024
+    alternating = ",".join(str(i) for i in range(0, shards, 2))  # the worst interval string
+    progress = work_progress(
+        {"status": {"completedIndexes": alternating, "failedIndexes": "1,3"}}, shards, total
+    )
+    status = {k: v for k, v in progress.items() if k in ("blocks", "shards")}
+    assert len(json.dumps(status)) < 100 * 1024
+    assert progress["blocks"]["done"] == total // 2 and progress["shards"]["failed"] == 2
