@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-data
 JOBS ?= 2
 
-.PHONY: demo test lint format bench crds clean
+.PHONY: demo test lint format bench crds chart-files clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ format: $(BIN)/.installed
 # The CRD is generated from the API model (operator/threshold_operator/api.py).
 crds: $(BIN)/.installed
 	$(BIN)/threshold-operator crd > crds/thresholdjobs.blockwise.dev.yaml
+
+# The chart's copies: its CRD and the RBAC rules derived from the operator's API calls.
+chart-files: crds
+	cp crds/thresholdjobs.blockwise.dev.yaml charts/threshold-operator/crds/
+	$(BIN)/threshold-operator rbac > charts/threshold-operator/files/rbac-rules.yaml
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/run.py

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from pss import assert_restricted
 from threshold_operator.api import IMMUTABLE, ThresholdJobSpec
 from threshold_operator.catalog import CatalogError, ComputeContextSpec, load_catalog
 from threshold_operator.cli import cli as operator_cli
@@ -106,31 +107,6 @@ def test_schema_rejects_bad_manifests():
             jsonschema.validate({**good, "spec": bad_spec}, schema())
 
 
-def _restricted(pod: dict) -> None:
-    """The checks of the `restricted` Pod Security Standard that a pod spec can fail."""
-    psc = pod.get("securityContext") or {}
-    assert psc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost")
-    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
-    for vol in pod.get("volumes", []):
-        assert set(vol) - {"name"} <= {
-            "emptyDir",
-            "persistentVolumeClaim",
-            "configMap",
-            "secret",
-            "projected",
-            "downwardAPI",
-            "ephemeral",
-            "csi",
-        }
-    for c in pod["containers"]:
-        sc = c["securityContext"]
-        assert sc["allowPrivilegeEscalation"] is False
-        assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add")
-        assert sc.get("runAsNonRoot") or psc.get("runAsNonRoot")
-        assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0
-        assert not sc.get("privileged")
-
-
 def _spec(**extra) -> ThresholdJobSpec:
     return ThresholdJobSpec.model_validate(
         {
@@ -150,7 +126,7 @@ def test_pod_templates_are_restricted_and_sized(context_name):
         work_job(BODY, _spec(), context, Settings(), 8, "abc"),
     ):
         pod = job["spec"]["template"]["spec"]
-        _restricted(pod)
+        assert_restricted(pod)
         assert pod["automountServiceAccountToken"] is False
         assert pod["containers"][0]["resources"]["requests"]["cpu"]
         assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
