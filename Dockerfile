@@ -29,6 +29,9 @@ LABEL org.opencontainers.image.title="threshold-operator" \
       org.opencontainers.image.licenses="BSD-3-Clause" \
       org.opencontainers.image.source="https://github.com/threshold-operator/threshold-operator"
 COPY --from=build /opt/venv /opt/venv
+# A passwd entry for the uid: kopf (getpass) and other tools look the user up by uid.
+RUN echo 'threshold:x:10001:10001:threshold-operator:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+    && echo 'threshold:x:10001:' >> /etc/group
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-data
 JOBS ?= 2
 
-.PHONY: demo test lint format bench crds chart-files clean
+.PHONY: demo test e2e lint format bench crds chart-files clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,15 @@ demo: $(BIN)/.installed
 	$(BIN)/threshold-worker preview -ic $(DEMO_DIR)/sample.zarr -id raw -od mask -o $(DEMO_DIR)/preview.png
 	@echo "Preview of one slice (input | mask): $(DEMO_DIR)/preview.png"
 
+# Unit and operator tiers in parallel; then the docker tier (one image build) and the kind
+# tier, which skips with its reason where kind is missing. REQUIRE_DOCKER=1 makes a missing
+# Docker engine a failure instead of a skip (CI sets it).
 test: $(BIN)/.installed
-	$(BIN)/pytest -n $(JOBS) tests
+	$(BIN)/pytest -n $(JOBS) -m "not docker and not e2e" tests
+	$(BIN)/pytest -m "docker or e2e" -rs tests
+
+e2e: $(BIN)/.installed
+	$(BIN)/pytest -m e2e -rs tests
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
