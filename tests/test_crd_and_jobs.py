@@ -235,3 +235,15 @@ def test_million_block_job_and_status_stay_small():
     status = {k: v for k, v in progress.items() if k in ("blocks", "shards")}
     assert len(json.dumps(status)) < 100 * 1024
     assert progress["blocks"]["done"] == total // 2 and progress["shards"]["failed"] == 2
+
+
+def test_every_manifest_in_the_readme_is_an_example():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    shown = [b for b in blocks if "kind: ThresholdJob" in b]
+    examples = {p.read_text().rstrip() for p in EXAMPLES}
+    assert len(shown) >= 4
+    for block in shown:
+        assert block.rstrip() in examples, block[:200]
