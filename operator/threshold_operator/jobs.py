@@ -165,17 +165,19 @@ def pod_template(
 
 def _job(
     name: str,
-    namespace: str,
     body: dict[str, Any],
+    spec: ThresholdJobSpec,
     labels: dict[str, str],
     job_spec: dict[str, Any],
 ) -> dict[str, Any]:
+    if spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": name,
-            "namespace": namespace,
+            "namespace": body["metadata"]["namespace"],
             "labels": labels,
             "ownerReferences": [owner_reference(body)],
         },
@@ -221,9 +223,7 @@ def prepare_job(
         "podReplacementPolicy": "Failed",
         "template": pod_template(spec, context, settings, args, labels),
     }
-    if spec.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
-    return _job(child_name(name, "prepare"), body["metadata"]["namespace"], body, labels, job_spec)
+    return _job(child_name(name, "prepare"), body, spec, labels, job_spec)
 
 
 def work_job(
@@ -257,6 +257,4 @@ def work_job(
         "suspend": bool(spec.suspend or spec.queue_name),
         "template": pod_template(spec, context, settings, args, labels),
     }
-    if spec.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
-    return _job(child_name(name, "work"), body["metadata"]["namespace"], body, labels, job_spec)
+    return _job(child_name(name, "work"), body, spec, labels, job_spec)
