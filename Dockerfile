@@ -9,12 +9,14 @@ ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip
-# Dependencies first, so that code changes do not reinstall them.
-COPY pyproject.toml README.md /src/
+# Dependencies first, from pyproject.toml alone, so that code and docs changes do not
+# reinstall them.
+COPY pyproject.toml /src/
 RUN mkdir -p /src/worker/threshold_worker /src/operator/threshold_operator \
-    && touch /src/worker/threshold_worker/__init__.py /src/operator/threshold_operator/__init__.py \
+    && touch /src/README.md /src/worker/threshold_worker/__init__.py /src/operator/threshold_operator/__init__.py \
     && /opt/venv/bin/pip install '/src[s3]' \
     && /opt/venv/bin/pip uninstall -y threshold-operator
+COPY README.md /src/
 COPY worker /src/worker
 COPY operator /src/operator
 RUN /opt/venv/bin/pip install --no-deps /src \
