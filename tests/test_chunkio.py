@@ -174,3 +174,25 @@ def test_zstd_output_levels_match(tmp_path):
     for name, direct in (("d", True), ("z", False)):
         threshold_with(container, name, direct, threshold=0.3)
     assert chunks_of(container / "d") == chunks_of(container / "z")
+
+
+@pytest.mark.parametrize("compressors", [None, "default"], ids=["raw-output", "zstd-output"])
+def test_partial_border_chunks_of_existing_outputs_are_merged_the_same_way(tmp_path, compressors):
+    data = blobs((32, 40, 40), seed=36)
+    container = tmp_path / "m.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    kwargs = {} if compressors == "default" else {"compressors": None}
+    for name in ("d", "z"):
+        out = zarr.create_array(
+            str(container), name=name, shape=data.shape, chunks=(16, 16, 16), dtype="u1", **kwargs
+        )
+        out[...] = 1  # existing content outside the roi must survive the merge
+    for name, direct in (("d", True), ("z", False)):
+        threshold_with(
+            container, name, direct, threshold=0.5, roi_offset=(5, 3, 7), roi_shape=(20, 30, 25)
+        )
+    assert chunks_of(container / "d") == chunks_of(container / "z")
+    got = zarr.open_array(str(container), path="d")[...]
+    want = np.ones_like(got)
+    want[5:25, 3:33, 7:32] = expected(data[5:25, 3:33, 7:32], 0.5)
+    np.testing.assert_array_equal(got, want)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +48,19 @@ class ChunkFormat:
     def key(self, coords: Sequence[int]) -> str:
         return self.prefix + self.metadata.encode_chunk_key(tuple(coords))
 
-    def decode(self, data: bytes) -> np.ndarray:
-        raw = self.codec.decode(data) if self.codec is not None else data
-        return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunks)
+    def decode(self, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+        """The chunk as an array; into `out` (a reused buffer) when given, which saves the
+        page faults of a fresh megabyte per chunk -- a third of the decode time."""
+        if self.codec is None:
+            view = np.frombuffer(data, dtype=self.dtype).reshape(self.chunks)
+            if out is None:
+                return view
+            out[...] = view
+            return out
+        if out is None:
+            return np.frombuffer(self.codec.decode(data), dtype=self.dtype).reshape(self.chunks)
+        self.codec.decode(data, out=out)
+        return out
 
     def encode(self, chunk: np.ndarray) -> bytes:
         chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
@@ -99,16 +108,41 @@ class ChunkFormat:
 
 
 class ChunkStore:
-    """Batched get/set/delete of chunk keys: plain file calls on local disks, concurrent
+    """Batched get/set/delete/list of keys: plain file calls on local disks, concurrent
     requests on object stores."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.root = Path(store.root) if isinstance(store, LocalStore) else None
+        self._buffer = bytearray(1 << 20)
+        self._suffix = f".{os.getpid()}.tmp"
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def get_many(self, keys: Sequence[str]) -> list[bytes | memoryview | None]:
+        """Values of `keys` (None where missing). Locally the values are views of one reused
+        buffer, valid until the next call: decode them before asking for more."""
         if self.root is not None:
-            return [self._read(self.root / k) for k in keys]
+            sizes = []
+            for key in keys:
+                try:
+                    sizes.append(os.stat(self.root / key).st_size)
+                except FileNotFoundError:
+                    sizes.append(-1)
+            total = sum(max(0, n) for n in sizes)
+            if len(self._buffer) < total:
+                self._buffer = bytearray(total)
+            view, out, offset = memoryview(self._buffer), [], 0
+            for key, size in zip(keys, sizes, strict=True):
+                got = (
+                    self._read_into(self.root / key, view[offset : offset + size])
+                    if size >= 0
+                    else None
+                )
+                if got is None:
+                    out.append(None)
+                    continue
+                out.append(view[offset : offset + got])
+                offset += got
+            return out
         proto = default_buffer_prototype()
 
         async def fetch() -> list[Any]:
@@ -116,7 +150,7 @@ class ChunkStore:
 
         return [None if b is None else b.to_bytes() for b in sync(fetch())]
 
-    def put_many(self, items: Iterable[tuple[str, bytes]], deletes: Iterable[str]) -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes]], deletes: Iterable[str] = ()) -> None:
         items, deletes = list(items), list(deletes)
         if self.root is not None:
             for key, data in items:
@@ -135,22 +169,42 @@ class ChunkStore:
 
         sync(put())
 
+    def list_names(self, prefix: str) -> list[str]:
+        """Names directly below `prefix/` (empty if there is nothing)."""
+        if self.root is not None:
+            try:
+                return [n for n in os.listdir(self.root / prefix) if not n.startswith(".")]
+            except FileNotFoundError:
+                return []
+
+        async def names() -> list[str]:
+            return [key.rsplit("/", 1)[-1] async for key in self.store.list_prefix(prefix + "/")]
+
+        return sync(names())
+
     @staticmethod
-    def _read(path: Path) -> bytes | None:
+    def _read_into(path: Path, view: memoryview) -> int | None:
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            with open(path, "rb", buffering=0) as f:
+                got = 0
+                while got < len(view):
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                return got
         except FileNotFoundError:
             return None
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        """Atomic: a reader (or a resumed run) never sees half a chunk."""
+    def _write(self, path: Path, data: bytes) -> None:
+        """Atomic: a reader (or a resumed run) never sees half a chunk. The temporary name
+        is hidden and unique to this process; no other process writes the same chunk."""
+        tmp = path.parent / f".{path.name}{self._suffix}"
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -178,6 +232,10 @@ class DirectBlockIO:
         self.src, self.dst = src, dst
         self.src_store = ChunkStore(source.store_path.store)
         self.dst_store = ChunkStore(target.store_path.store)
+        # Buffers reused from block to block: decoded input, output chunk, block masks.
+        self._decoded = np.empty(src.chunks, dtype=src.dtype)
+        self._chunk = np.empty(dst.chunks, dtype=np.uint8)
+        self._masks: dict[tuple[int, ...], np.ndarray] = {}
 
     @classmethod
     def maybe(cls, source: zarr.Array, target: zarr.Array) -> DirectBlockIO | None:
@@ -190,7 +248,10 @@ class DirectBlockIO:
         """Threshold `selection` (whole-array slices, step 1); returns foreground voxels."""
         lo = [s.indices(n)[0] for s, n in zip(selection, self.src.shape, strict=True)]
         hi = [s.indices(n)[1] for s, n in zip(selection, self.src.shape, strict=True)]
-        mask = np.empty([b - a for a, b in zip(lo, hi, strict=True)], dtype=np.uint8)
+        shape = tuple(b - a for a, b in zip(lo, hi, strict=True))
+        mask = self._masks.get(shape)
+        if mask is None:
+            mask = self._masks[shape] = np.empty(shape, dtype=np.uint8)
         self._read_mask(lo, hi, mask, value)
         self._write_mask(lo, hi, mask)
         return int(np.count_nonzero(mask))
@@ -210,7 +271,8 @@ class DirectBlockIO:
             if data is None:
                 flags[tuple(in_block)] = bool(np.greater(src.fill_value, value))
             else:
-                np.greater(src.decode(data)[tuple(in_chunk)], value, out=flags[tuple(in_block)])
+                decoded = src.decode(data, out=self._decoded)
+                np.greater(decoded[tuple(in_chunk)], value, out=flags[tuple(in_block)])
 
     def _write_mask(self, lo: list[int], hi: list[int], mask: np.ndarray) -> None:
         dst = self.dst
@@ -238,7 +300,11 @@ class DirectBlockIO:
         for i, c in enumerate(coords):
             in_chunk, in_block = regions[i]
             old = existing.get(i)
-            chunk = dst.decode(old).copy() if old is not None else np.zeros(dst.chunks, np.uint8)
+            chunk = self._chunk
+            if old is not None:
+                dst.decode(old, out=chunk)
+            elif any(s.stop - s.start < n for s, n in zip(in_chunk, dst.chunks, strict=True)):
+                chunk.fill(0)  # edge or partial chunk: the rest is the fill value
             chunk[in_chunk] = mask[in_block]
             if chunk.any():
                 puts.append((dst.key(c), dst.encode(chunk)))

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+
+from .chunkio import ChunkStore
 
 MARKER_DIR = ".threshold-done"
 BUCKET = 1000
@@ -21,7 +21,7 @@ BUCKET = 1000
 
 class DoneMarkers:
     def __init__(self, store: Store, dataset: str, fingerprint: str) -> None:
-        self.store = store
+        self.store = ChunkStore(store)
         self.prefix = (
             f"{dataset}/{MARKER_DIR}/{fingerprint}" if dataset else f"{MARKER_DIR}/{fingerprint}"
         )
@@ -29,17 +29,9 @@ class DoneMarkers:
     def _key(self, block_id: int) -> str:
         return f"{self.prefix}/{block_id // BUCKET}/{block_id}"
 
-    async def _bucket(self, bucket: int) -> set[int]:
-        prefix = f"{self.prefix}/{bucket}/"
-        done = set()
-        async for key in self.store.list_prefix(prefix):
-            name = key.rsplit("/", 1)[-1]
-            if name.isdigit():
-                done.add(int(name))
-        return done
-
     def done_in_bucket(self, bucket: int) -> set[int]:
-        return sync(self._bucket(bucket))
+        names = self.store.list_names(f"{self.prefix}/{bucket}")
+        return {int(n) for n in names if n.isdigit()}
 
     def missing(self, blocks: range) -> Iterator[int]:
         """Block ids of `blocks` without a marker, listing one bucket at a time."""
@@ -57,5 +49,4 @@ class DoneMarkers:
         return len(blocks) - sum(1 for _ in self.missing(blocks))
 
     def mark(self, block_id: int) -> None:
-        buf = default_buffer_prototype().buffer.from_bytes(b"1")
-        sync(self.store.set(self._key(block_id), buf))
+        self.store.put_many([(self._key(block_id), b"1")])
