@@ -8,7 +8,7 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ShardingCodec, TransposeCodec, ZstdCodec
 
 from conftest import blobs, expected, write_array
 from threshold_worker.chunkio import DirectBlockIO
@@ -129,13 +129,14 @@ def test_unusual_codec_chains_fall_back_to_zarr(tmp_path):
     plain = zarr.create_array(
         str(container), name="out", shape=(16, 16, 16), chunks=(8, 8, 8), dtype="u1"
     )
-    sharded = zarr.create_array(
+    sharded_gzip = zarr.create_array(
         str(container),
         name="sh",
         shape=(16, 16, 16),
         chunks=(4, 4, 4),
         shards=(8, 8, 8),
         dtype="u1",
+        compressors=GzipCodec(),
     )
     gzip_out = zarr.create_array(
         str(container),
@@ -147,7 +148,8 @@ def test_unusual_codec_chains_fall_back_to_zarr(tmp_path):
     )
     assert DirectBlockIO.maybe(transposed, plain) is None
     source = zarr.open_array(str(container), path="out")
-    assert DirectBlockIO.maybe(source, sharded) is None
+    assert DirectBlockIO.maybe(source, sharded_gzip) is None  # gzip inner chunks: decode only
+    assert DirectBlockIO.maybe(sharded_gzip, plain) is None  # sharded inputs go through zarr
     assert DirectBlockIO.maybe(source, gzip_out) is None
     assert DirectBlockIO.maybe(source, plain) is not None
     worker = threshold_with(container, "mask", False, threshold=0.5)
@@ -196,3 +198,67 @@ def test_partial_border_chunks_of_existing_outputs_are_merged_the_same_way(tmp_p
     want = np.ones_like(got)
     want[5:25, 3:33, 7:32] = expected(data[5:25, 3:33, 7:32], 0.5)
     np.testing.assert_array_equal(got, want)
+
+
+def _sharded(layout: str, path: Path, name: str, shape: tuple[int, ...]) -> None:
+    if layout == "index-at-start":
+        serializer = ShardingCodec(
+            chunk_shape=(8, 8, 8), index_location="start", codecs=[BytesCodec(), ZstdCodec(level=2)]
+        )
+        zarr.create_array(
+            str(path),
+            name=name,
+            shape=shape,
+            dtype="u1",
+            chunks=(16, 16, 32),
+            serializer=serializer,
+            compressors=None,
+        )
+    else:
+        kwargs = {"compressors": None} if layout == "raw-inner" else {}
+        zarr.create_array(
+            str(path),
+            name=name,
+            shape=shape,
+            dtype="u1",
+            chunks=(8, 8, 8),
+            shards=(16, 16, 32),
+            **kwargs,
+        )
+
+
+@pytest.mark.parametrize("layout", ["default", "index-at-start", "raw-inner"])
+@pytest.mark.parametrize("roi", ["whole", "cut"])
+def test_sharded_outputs_match_zarr_byte_for_byte(tmp_path, layout, roi):
+    data = blobs((40, 36, 72), seed=37)  # edge shards on every axis
+    data[:16] = 0.0  # whole empty shards: deleted
+    container = tmp_path / "s.zarr"
+    write_array(container, "raw", data, (8, 12, 24))
+    for name in ("d", "z"):
+        _sharded(layout, container, name, data.shape)
+    spec = dict(threshold=0.5)
+    if roi == "cut":
+        spec.update(roi_offset=(0, 0, 0), roi_shape=(40, 30, 72))  # cuts the y-edge shards
+    direct = threshold_with(container, "d", True, **spec)
+    threshold_with(container, "z", False, **spec)
+    assert direct.direct is not None and direct.direct.shards is not None
+    assert chunks_of(container / "d") == chunks_of(container / "z")
+    got = zarr.open_array(str(container), path="d")[...]
+    want = expected(data, 0.5)
+    if roi == "cut":
+        want[:, 30:] = 0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_codec_around_the_shard_falls_back(tmp_path):
+    container = tmp_path / "w.zarr"
+    source = write_array(container, "raw", blobs((16, 16, 16)), (8, 8, 8))
+    wrapped = zarr.create_array(
+        str(container),
+        name="w",
+        shape=(16, 16, 16),
+        dtype="u1",
+        chunks=(16, 16, 16),
+        serializer=ShardingCodec(chunk_shape=(8, 8, 8)),
+    )  # + zstd around it
+    assert DirectBlockIO.maybe(source, wrapped) is None

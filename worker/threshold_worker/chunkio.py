@@ -81,20 +81,10 @@ class ChunkFormat:
                 return None
             stored = np.dtype(md.dtype.to_native_dtype())
         else:
-            codecs = list(md.codecs)
-            if not codecs or type(codecs[0]) is not BytesCodec or len(codecs) > 2:
+            mapped = _v3_chain(list(md.codecs), dtype, writing)
+            if mapped is None:
                 return None
-            endian = codecs[0].endian
-            stored = dtype.newbyteorder("<" if endian is None or endian.value == "little" else ">")
-            codec = None
-            if len(codecs) == 2:
-                second = codecs[1]
-                if type(second) is ZstdCodec:
-                    codec = numcodecs.Zstd(level=second.level, checksum=second.checksum)
-                elif type(second) in DECODE_ONLY and not writing:
-                    codec = {BloscCodec: numcodecs.Blosc, GzipCodec: numcodecs.GZip}[type(second)]()
-                else:
-                    return None
+            stored, codec = mapped
         path = array.store_path.path
         return cls(
             shape=tuple(array.shape),
@@ -105,6 +95,103 @@ class ChunkFormat:
             prefix=f"{path}/" if path else "",
             metadata=md,
         )
+
+
+def _v3_chain(codecs: list[Any], dtype: np.dtype, writing: bool) -> tuple[np.dtype, Any] | None:
+    """(stored dtype, numcodecs codec or None) for `bytes` + optional zstd/blosc/gzip."""
+    if not codecs or type(codecs[0]) is not BytesCodec or len(codecs) > 2:
+        return None
+    endian = codecs[0].endian
+    stored = dtype.newbyteorder("<" if endian is None or endian.value == "little" else ">")
+    if len(codecs) == 1:
+        return stored, None
+    second = codecs[1]
+    if type(second) is ZstdCodec:
+        return stored, numcodecs.Zstd(level=second.level, checksum=second.checksum)
+    if type(second) in DECODE_ONLY and not writing:
+        return stored, {BloscCodec: numcodecs.Blosc, GzipCodec: numcodecs.GZip}[type(second)]()
+    return None
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """zarr v3 sharding of an output: inner chunks in Morton order, empty ones left out,
+    then an index of (offset, nbytes) uint64 pairs with a CRC32C, as zarr writes it."""
+
+    shard: tuple[int, ...]
+    inner: ChunkFormat
+    order: tuple[tuple[int, ...], ...]
+    index_at_start: bool
+
+    @classmethod
+    def of(cls, array: zarr.Array) -> ShardLayout | None:
+        try:
+            import google_crc32c  # noqa: F401  -- zarr's own checksum library
+            from zarr.codecs import Crc32cCodec, ShardingCodec
+            from zarr.core.indexing import morton_order_iter
+        except ImportError:
+            return None
+        md = array.metadata
+        if md.zarr_format != 3 or len(md.codecs) != 1 or type(md.codecs[0]) is not ShardingCodec:
+            return None
+        sharding = md.codecs[0]
+        index = list(sharding.index_codecs)
+        if not (
+            len(index) == 2
+            and type(index[0]) is BytesCodec
+            and type(index[1]) is Crc32cCodec
+            and (index[0].endian is None or index[0].endian.value == "little")
+        ):
+            return None
+        mapped = _v3_chain(list(sharding.codecs), np.dtype(array.dtype), writing=True)
+        if mapped is None:
+            return None
+        stored, codec = mapped
+        shard = tuple(array.shards)
+        inner_shape = tuple(sharding.chunk_shape)
+        path = array.store_path.path
+        inner = ChunkFormat(
+            shape=tuple(array.shape),
+            chunks=inner_shape,
+            dtype=stored,
+            fill_value=array.fill_value,
+            codec=codec,
+            prefix=f"{path}/" if path else "",
+            metadata=md,
+        )
+        per_shard = tuple(s // c for s, c in zip(shard, inner_shape, strict=True))
+        return cls(
+            shard=shard,
+            inner=inner,
+            order=tuple(morton_order_iter(per_shard)),
+            index_at_start=sharding.index_location.value == "start",
+        )
+
+    def encode(self, parts: dict[tuple[int, ...], bytes]) -> bytes | None:
+        """A shard from its non-empty inner chunks; None when all are empty."""
+        import google_crc32c
+
+        per_shard = tuple(s // c for s, c in zip(self.shard, self.inner.chunks, strict=True))
+        index = np.full((*per_shard, 2), 2**64 - 1, dtype="<u8")
+        chunks, pos = [], 0
+        for coords in self.order:
+            data = parts.get(coords)
+            if data:
+                index[coords] = (pos, len(data))
+                chunks.append(data)
+                pos += len(data)
+        if not chunks:
+            return None
+
+        def index_bytes() -> bytes:
+            raw = index.tobytes()
+            return raw + np.array([google_crc32c.value(raw)], dtype=np.uint32).tobytes()
+
+        if self.index_at_start:
+            head = index_bytes()
+            index[index[..., 0] != 2**64 - 1, 0] += len(head)
+            return index_bytes() + b"".join(chunks)
+        return b"".join(chunks) + index_bytes()
 
 
 class ChunkStore:
@@ -223,10 +310,14 @@ class DirectBlockIO:
     """Thresholds blocks by moving encoded chunks; see the module docstring."""
 
     def __init__(self, source: zarr.Array, target: zarr.Array) -> None:
+        # Unsharded chains and whole-shard layouts are covered; anything else (sharded
+        # inputs, a codec around the shard) leaves `src` or `dst` None: zarr handles it.
         src = ChunkFormat.of(source, writing=False)
-        dst = ChunkFormat.of(target, writing=True)
-        if src is None or dst is None or target.shards or source.shards:
+        self.shards = ShardLayout.of(target)
+        dst = self.shards.inner if self.shards is not None else ChunkFormat.of(target, writing=True)
+        if src is None or dst is None:
             raise ValueError("codec chain not covered by direct chunk I/O")
+        self.target = target
         if np.dtype(target.dtype) != np.uint8 or target.fill_value != 0:
             raise ValueError("direct chunk I/O writes uint8 outputs with fill value 0")
         self.src, self.dst = src, dst
@@ -253,8 +344,52 @@ class DirectBlockIO:
         if mask is None:
             mask = self._masks[shape] = np.empty(shape, dtype=np.uint8)
         self._read_mask(lo, hi, mask, value)
-        self._write_mask(lo, hi, mask)
+        if self.shards is None:
+            self._write_mask(lo, hi, mask)
+        elif not self._write_shards(lo, hi, mask):
+            # A shard cut by the roi: zarr merges it with what the shard already holds.
+            self.target[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = mask
         return int(np.count_nonzero(mask))
+
+    def _write_shards(self, lo: list[int], hi: list[int], mask: np.ndarray) -> bool:
+        """Write the block's shards whole; False (nothing written) if one is cut."""
+        layout, dst = self.shards, self.dst
+        assert layout is not None
+        shard_coords = list(itertools.product(*_chunk_ranges(lo, hi, layout.shard)))
+        for c in shard_coords:
+            for d, k in enumerate(c):
+                start, end = k * layout.shard[d], min((k + 1) * layout.shard[d], dst.shape[d])
+                if start < lo[d] or end > hi[d]:
+                    return False
+        puts, deletes = [], []
+        for c in shard_coords:
+            parts: dict[tuple[int, ...], bytes] = {}
+            for inner in layout.order:
+                in_chunk, in_block, empty = [], [], False
+                for d, (k, i) in enumerate(zip(c, inner, strict=True)):
+                    start = k * layout.shard[d] + i * dst.chunks[d]
+                    end = min(start + dst.chunks[d], dst.shape[d])
+                    if start >= end:
+                        empty = True  # beyond the array: never stored
+                        break
+                    in_chunk.append(slice(0, end - start))
+                    in_block.append(slice(start - lo[d], end - lo[d]))
+                if empty:
+                    continue
+                chunk = self._chunk
+                if any(sl.stop < n for sl, n in zip(in_chunk, dst.chunks, strict=True)):
+                    chunk.fill(0)
+                chunk[tuple(in_chunk)] = mask[tuple(in_block)]
+                if chunk.any():
+                    parts[inner] = dst.encode(chunk)
+            data = layout.encode(parts)
+            key = dst.key(c)
+            if data is None:
+                deletes.append(key)
+            else:
+                puts.append((key, data))
+        self.dst_store.put_many(puts, deletes)
+        return True
 
     def _read_mask(self, lo: list[int], hi: list[int], mask: np.ndarray, value: float) -> None:
         src = self.src
