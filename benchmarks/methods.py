@@ -1,8 +1,9 @@
 """One way of thresholding a zarr array, run in its own process by `run.py`.
 
-Usage: python methods.py METHOD INPUT_CONTAINER OUTPUT_CONTAINER THRESHOLD PROCESSES
+Usage: python methods.py METHOD INPUT_CONTAINER OUTPUT_CONTAINER THRESHOLD PROCESSES SCENARIO
 Prints one JSON line: {"seconds": ..., "max_rss_mb": ...}. Only the work is timed, not
-interpreter start-up or imports. Every method reads `raw` and writes `mask`.
+interpreter start-up or imports. Every method reads `raw` and writes `mask`; the scenario
+decides the output layout (zarr v3 chunks, zarr v2 chunks, or v3 shards).
 """
 
 from __future__ import annotations
@@ -16,13 +17,32 @@ from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
 
+import numcodecs
 import numpy as np
 import zarr
 
 BLOCK = 128
+SHARD = (128, 128, 128)
 
 
-def this_worker(src: str, dst: str, t: float, n: int) -> None:
+def output_layout(scenario: str, inp: zarr.Array) -> dict:
+    if scenario == "sharded":
+        return {"zarr_format": 3, "chunks": inp.chunks, "shards": SHARD}
+    return {"zarr_format": inp.metadata.zarr_format, "chunks": inp.chunks}
+
+
+def create_output(dst: str, inp: zarr.Array, scenario: str) -> zarr.Array:
+    return zarr.create_array(
+        dst,
+        name="mask",
+        shape=inp.shape,
+        dtype="uint8",
+        overwrite=True,
+        **output_layout(scenario, inp),
+    )
+
+
+def this_worker(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     from threshold_worker.job import JobSpec
     from threshold_worker.local import run_local
 
@@ -33,17 +53,21 @@ def this_worker(src: str, dst: str, t: float, n: int) -> None:
         output_dataset="mask",
         threshold=t,
         overwrite=True,
+        output_shards=SHARD if scenario == "sharded" else None,
     )
     run_local(spec, workers=n, progress=False)
 
 
-def dask_array(src: str, dst: str, t: float, n: int) -> None:
+def dask_array(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     import dask
     import dask.array as da
 
-    x = da.from_zarr(zarr.open_array(src, path="raw", mode="r"))
+    inp = zarr.open_array(src, path="raw", mode="r")
+    out = create_output(dst, inp, scenario)
+    chunks = out.shards or out.chunks  # dask writes whole shards, or it would race on them
+    x = da.from_zarr(inp).rechunk(chunks)
     with dask.config.set(scheduler="threads", num_workers=n):
-        (x > t).astype(np.uint8).to_zarr(dst, component="mask", overwrite=True)
+        (x > t).astype(np.uint8).to_zarr(out)
 
 
 _daisy_arrays: tuple = ()
@@ -59,26 +83,17 @@ def _daisy_block(block, src: str, dst: str, t: float) -> None:
     out[block.write_roi] = (inp[block.write_roi] > t).astype(np.uint8)
 
 
-def daisy_worker(src: str, dst: str, t: float, n: int) -> None:
+def daisy_worker(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     """DaCapo's threshold post-processing: daisy blocks, funlib.persistence arrays."""
     import functools
 
     import daisy
     from funlib.geometry import Coordinate, Roi
-    from funlib.persistence import open_ds, prepare_ds
+    from funlib.persistence import open_ds
 
     inp = open_ds(f"{src}/raw")
-    prepare_ds(
-        f"{dst}/mask",
-        shape=inp.shape,
-        offset=inp.offset,
-        voxel_size=inp.voxel_size,
-        axis_names=inp.axis_names,
-        units=inp.units,
-        chunk_shape=inp.chunk_shape,
-        dtype=np.uint8,
-        mode="w",
-    )
+    out = create_output(dst, zarr.open_array(src, path="raw", mode="r"), scenario)
+    out.attrs.put(zarr.open_array(src, path="raw", mode="r").attrs.asdict())
     block = Roi((0, 0, 0), Coordinate(BLOCK, BLOCK, BLOCK) * inp.voxel_size)
     task = daisy.Task(
         "threshold",
@@ -102,65 +117,120 @@ def _blocks(shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
     ]
 
 
-def zarr_loop(src: str, dst: str, t: float, n: int) -> None:
+def zarr_loop(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     inp = zarr.open_array(src, path="raw", mode="r")
-    out = zarr.create_array(
-        dst, name="mask", shape=inp.shape, chunks=inp.chunks, dtype="uint8", overwrite=True
-    )
+    out = create_output(dst, inp, scenario)
     for sl in _blocks(inp.shape):
         out[sl] = (inp[sl] > t).astype(np.uint8)
 
 
-def tensorstore_loop(src: str, dst: str, t: float, n: int) -> None:
+def tensorstore_loop(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     import tensorstore as ts
 
-    inp = ts.open({"driver": "zarr3", "kvstore": f"file://{src}/raw"}, read=True).result()
-    spec = {
-        "driver": "zarr3",
-        "kvstore": f"file://{dst}/mask",
-        "metadata": {
-            "shape": list(inp.shape),
+    z = zarr.open_array(src, path="raw", mode="r")
+    v2 = z.metadata.zarr_format == 2
+    inp = ts.open(
+        {"driver": "zarr" if v2 else "zarr3", "kvstore": f"file://{src}/raw"}, read=True
+    ).result()
+    chunk = list(z.chunks)
+    if v2:
+        metadata = {
+            "shape": list(z.shape),
+            "chunks": chunk,
+            "dtype": "|u1",
+            "compressor": {"id": "zstd", "level": 0},
+            "fill_value": 0,
+        }
+    else:
+        inner = [{"name": "bytes"}, {"name": "zstd", "configuration": {"level": 0}}]
+        codecs = inner
+        grid = chunk
+        if scenario == "sharded":
+            codecs = [
+                {
+                    "name": "sharding_indexed",
+                    "configuration": {
+                        "chunk_shape": chunk,
+                        "codecs": inner,
+                        "index_location": "end",
+                        "index_codecs": [
+                            {"name": "bytes", "configuration": {"endian": "little"}},
+                            {"name": "crc32c"},
+                        ],
+                    },
+                }
+            ]
+            grid = list(SHARD)
+        metadata = {
+            "shape": list(z.shape),
             "data_type": "uint8",
-            "chunk_grid": {
-                "name": "regular",
-                "configuration": {"chunk_shape": list(inp.chunk_layout.read_chunk.shape)},
-            },
-            "codecs": [{"name": "bytes"}, {"name": "zstd", "configuration": {"level": 0}}],
+            "codecs": codecs,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": grid}},
+        }
+    out = ts.open(
+        {
+            "driver": "zarr" if v2 else "zarr3",
+            "kvstore": f"file://{dst}/mask",
+            "metadata": metadata,
         },
-    }
-    out = ts.open(spec, create=True, delete_existing=True).result()
-    for sl in _blocks(inp.shape):
+        create=True,
+        delete_existing=True,
+    ).result()
+    for sl in _blocks(z.shape):
         out[sl].write((inp[sl].read().result() > t).astype(np.uint8)).result()
 
 
+_floor_codecs: tuple = ()
+
+
 def _floor_chunk(args: tuple[str, str, float]) -> None:
-    import numcodecs
-
     src, dst, t = args
-    raw = numcodecs.Zstd().decode(Path(src).read_bytes())
-    mask = np.greater(np.frombuffer(raw, dtype="<f4"), t).view(np.uint8)
-    if mask.any():
-        Path(dst).write_bytes(numcodecs.Zstd(level=0).encode(mask))
-
-
-def floor(src: str, dst: str, t: float, n: int) -> None:
-    """The physical floor: read, decode, threshold, encode, write every chunk file."""
-    inp = zarr.open_array(src, path="raw", mode="r")
-    zarr.create_array(
-        dst, name="mask", shape=inp.shape, chunks=inp.chunks, dtype="uint8", overwrite=True
+    decode, encode, dtype = _floor_codecs
+    mask = np.greater(np.frombuffer(decode.decode(Path(src).read_bytes()), dtype=dtype), t).view(
+        np.uint8
     )
-    root_in, root_out = Path(src) / "raw" / "c", Path(dst) / "mask" / "c"
+    if mask.any():
+        Path(dst).write_bytes(encode.encode(mask))
+
+
+def floor(src: str, dst: str, t: float, n: int, scenario: str) -> None:
+    """The physical floor: read, decode, threshold, encode, write every chunk file, with
+    nothing else. For a sharded output the floor is taken as the unsharded one (assembling
+    a shard adds only an index)."""
+    global _floor_codecs
+    inp = zarr.open_array(src, path="raw", mode="r")
+    md = inp.metadata
+    if md.zarr_format == 2:
+        decode, dtype = md.compressor, np.dtype(md.dtype.to_native_dtype())
+        zarr.create_array(
+            dst,
+            name="mask",
+            shape=inp.shape,
+            chunks=inp.chunks,
+            dtype="uint8",
+            zarr_format=2,
+            overwrite=True,
+        )
+        root_in, root_out = Path(src) / "raw", Path(dst) / "mask"
+        files = [f for f in root_in.iterdir() if not f.name.startswith(".")]
+    else:
+        decode, dtype = numcodecs.Zstd(), np.dtype("<f4")
+        zarr.create_array(
+            dst, name="mask", shape=inp.shape, chunks=inp.chunks, dtype="uint8", overwrite=True
+        )
+        root_in, root_out = Path(src) / "raw" / "c", Path(dst) / "mask" / "c"
+        files = [f for f in root_in.rglob("*") if f.is_file()]
+    _floor_codecs = (decode, numcodecs.Zstd(level=0), dtype)
     jobs = []
-    for f in root_in.rglob("*"):
-        if f.is_file():
-            target = root_out / f.relative_to(root_in)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            jobs.append((str(f), str(target), t))
+    for f in files:
+        target = root_out / f.relative_to(root_in)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        jobs.append((str(f), str(target), t))
     with get_context("fork").Pool(n) as pool:
         pool.map(_floor_chunk, jobs, chunksize=8)
 
 
-METHODS: dict[str, Callable[[str, str, float, int], None]] = {
+METHODS: dict[str, Callable[[str, str, float, int, str], None]] = {
     "this-worker": this_worker,
     "dask": dask_array,
     "daisy": daisy_worker,
@@ -171,9 +241,9 @@ METHODS: dict[str, Callable[[str, str, float, int], None]] = {
 
 
 def main() -> None:
-    name, src, dst, t, n = sys.argv[1:6]
+    name, src, dst, t, n, scenario = sys.argv[1:7]
     start = time.perf_counter()
-    METHODS[name](src, dst, float(t), int(n))
+    METHODS[name](src, dst, float(t), int(n), scenario)
     seconds = time.perf_counter() - start
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

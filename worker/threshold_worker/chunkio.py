@@ -339,6 +339,8 @@ class DirectBlockIO:
         """Threshold `selection` (whole-array slices, step 1); returns foreground voxels."""
         lo = [s.indices(n)[0] for s, n in zip(selection, self.src.shape, strict=True)]
         hi = [s.indices(n)[1] for s, n in zip(selection, self.src.shape, strict=True)]
+        if self._chunkwise(lo, hi):
+            return self._threshold_chunks(lo, hi, value)
         shape = tuple(b - a for a, b in zip(lo, hi, strict=True))
         mask = self._masks.get(shape)
         if mask is None:
@@ -350,6 +352,43 @@ class DirectBlockIO:
             # A shard cut by the roi: zarr merges it with what the shard already holds.
             self.target[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = mask
         return int(np.count_nonzero(mask))
+
+    def _chunkwise(self, lo: list[int], hi: list[int]) -> bool:
+        """Same chunk grid in and out, and the block made of whole chunks: then each chunk
+        goes straight from decode to encode, with no block-sized mask in between."""
+        if self.shards is not None or self.src.chunks != self.dst.chunks:
+            return False
+        return all(
+            a % c == 0 and (b % c == 0 or b == n)
+            for a, b, c, n in zip(lo, hi, self.src.chunks, self.src.shape, strict=True)
+        )
+
+    def _threshold_chunks(self, lo: list[int], hi: list[int], value: float) -> int:
+        src, dst = self.src, self.dst
+        coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
+        datas = self.src_store.get_many([src.key(c) for c in coords])
+        chunk, flags = self._chunk, self._chunk.view(bool)
+        puts, deletes, foreground = [], [], 0
+        for c, data in zip(coords, datas, strict=True):
+            if data is None:
+                flags.fill(bool(np.greater(src.fill_value, value)))
+            else:
+                np.greater(src.decode(data, out=self._decoded), value, out=flags)
+            inside = tuple(
+                min(n - k * w, w) for k, w, n in zip(c, src.chunks, src.shape, strict=True)
+            )
+            if inside != src.chunks:  # an edge chunk: its padding is the output's fill value
+                padded = np.ones(src.chunks, dtype=bool)
+                padded[tuple(slice(0, i) for i in inside)] = False
+                chunk[padded] = 0
+            n = int(np.count_nonzero(chunk))
+            foreground += n
+            if n:
+                puts.append((dst.key(c), dst.encode(chunk)))
+            else:
+                deletes.append(dst.key(c))
+        self.dst_store.put_many(puts, deletes)
+        return foreground
 
     def _write_shards(self, lo: list[int], hi: list[int], mask: np.ndarray) -> bool:
         """Write the block's shards whole; False (nothing written) if one is cut."""
