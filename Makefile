@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-data
 JOBS ?= 2
 
-.PHONY: demo test e2e lint format bench crds chart-files clean
+.PHONY: demo test e2e lint format bench bench-s3 crds chart-files clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ chart-files: crds
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/run.py
+
+bench-s3: $(BIN)/.bench-installed
+	$(BIN)/python benchmarks/s3.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

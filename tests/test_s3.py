@@ -91,3 +91,31 @@ def test_output_bucket_that_does_not_exist_is_bad_input(s3_volume):
         "error: output_container: bucket s3://no-such-bucket does not exist, "
         "so the output cannot be written"
     )
+
+
+def test_blocks_in_flight_on_object_stores(s3_volume):
+    """More blocks than the window of concurrent blocks, in one call, as a shard does."""
+    from threshold_worker.job import JobSpec, resolve
+    from threshold_worker.worker import BlockWorker
+
+    url, data = s3_volume
+    job = resolve(
+        JobSpec(
+            input_container=url,
+            input_dataset="raw",
+            output_container=url,
+            output_dataset="mask",
+            threshold=0.4,
+            block_shape=(16, 16, 16),
+        )
+    )
+    job.prepare()
+    worker = BlockWorker(job)
+    assert worker.remote and job.plan.total_blocks > 2 * worker.REMOTE_CONCURRENCY
+    seen = []
+    stats = worker.process(range(job.plan.total_blocks), lambda b, v: seen.append(b))
+    assert stats.processed == job.plan.total_blocks and sorted(seen) == list(
+        range(job.plan.total_blocks)
+    )
+    out = zarr.open_array(open_store(UPath(url), read_only=True), path="mask", mode="r")
+    np.testing.assert_array_equal(out[...], expected(data, 0.4))
