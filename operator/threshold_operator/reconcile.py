@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from threshold_worker.errors import first_error
+
 from .api import ThresholdJobSpec
 from .catalog import ComputeContextSpec
 from .jobs import BAD_INPUT_EXIT, Settings, child_name, prepare_job, work_job
@@ -37,13 +39,6 @@ class Outcome:
 
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-
-
-def _spec_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"spec.{loc}: {msg}" if loc else f"spec: {msg}"
 
 
 def _prepare_failure(kube: Kube, namespace: str, job: dict[str, Any]) -> str:
@@ -127,7 +122,7 @@ class Reconciler:
         try:
             spec = ThresholdJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return fail("InvalidSpec", _spec_error(e))
+            return fail("InvalidSpec", first_error(e, "spec"))
         context = self.catalog.get(spec.compute_context)
         if context is None:
             known = ", ".join(sorted(self.catalog))

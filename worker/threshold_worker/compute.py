@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import InputError
+from .errors import InputError, first_error
 from .job import JobSpec
 
 OPTIONS_ENV = "THRESHOLD_OPTIONS_FILE"
@@ -86,12 +86,6 @@ CONTEXTS: dict[str, type[ComputeContext]] = {
 }
 
 
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    return f"{loc}: {first['msg']}" if loc else first["msg"]
-
-
 def compute_context_from_options(options: Any, where: str) -> ComputeContext:
     if options is None:
         return LocalComputeContext()
@@ -114,7 +108,7 @@ def compute_context_from_options(options: Any, where: str) -> ComputeContext:
     try:
         return CONTEXTS[kind](**config)
     except ValidationError as e:
-        raise InputError(f"{where}: compute_context.config", _one_line(e)) from None
+        raise InputError(f"{where}: compute_context.config", first_error(e)) from None
     except TypeError as e:
         raise InputError(f"{where}: compute_context.config", str(e)) from None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class InputError(ValueError):
     """Bad input: the job cannot run as written.
@@ -17,3 +19,12 @@ class InputError(ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}" if field else problem)
+
+
+def first_error(error: Any, prefix: str = "") -> str:
+    """A pydantic ValidationError as one line: `prefix.field.path: message`."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    where = ".".join(p for p in (prefix, loc) if p)
+    return f"{where}: {message}" if where else message
