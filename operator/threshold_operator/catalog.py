@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
+from threshold_worker.errors import first_error
+
 from .api import Model
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -95,9 +97,7 @@ def load_catalog(path: str | Path | None) -> dict[str, ComputeContextSpec]:
         try:
             catalog[str(name)] = ComputeContextSpec.model_validate(spec or {})
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
             raise CatalogError(
-                f"compute-context catalog {path}: {name}.{loc}: {first['msg']}"
+                f"compute-context catalog {path}: {first_error(e, str(name))}"
             ) from None
     return catalog
