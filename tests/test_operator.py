@@ -338,3 +338,25 @@ def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path
         )
         with pytest.raises(ThresholdJobFailed, match="input_dataset: no array 'nope'"):
             bad()
+
+
+def test_kueue_admission_is_left_to_the_queue(cluster: Cluster, data):
+    """The work Job is created suspended with the queue label; when "Kueue" (the test)
+    unsuspends it, the operator does not suspend it again, and the job runs."""
+    container, values = data
+    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+        cluster.create("queued", spec_for(container, queueName="lab-queue"))
+        status = cluster.wait_phase("queued", "Pending", "Running", "Succeeded")
+        wait_for(
+            lambda: cluster.status("queued").get("message", "").startswith("waiting for admission"),
+            what="the Kueue message",
+        )
+        work = cluster.job("queued-work")
+        assert work["spec"]["suspend"] is True
+        assert work["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "lab-queue"
+        cluster.batch.patch_namespaced_job("queued-work", "default", {"spec": {"suspend": False}})
+        status = cluster.wait_phase("queued", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
+    )
