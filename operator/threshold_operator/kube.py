@@ -7,6 +7,7 @@ API server, so the chart's permissions are exactly these.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client
@@ -55,20 +56,29 @@ class Kube:
         self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
 
     @uses("", "pods", "list")
-    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        """Pods of a Job, newest last (filtered here too: not every server filters)."""
+    def job_pods(self, namespace: str, job: str, index: int | None = None) -> list[dict[str, Any]]:
+        """Pods of a Job (of one completion index), oldest first."""
         selector = f"job-name={job}"
+        if index is not None:
+            selector += f",batch.kubernetes.io/job-completion-index={index}"
         items = _raw(
             self.core.list_namespaced_pod(
                 namespace, label_selector=selector, _preload_content=False
             )
         )
-        pods = [
-            p
-            for p in items.get("items", [])
-            if p["metadata"].get("labels", {}).get("job-name") == job
-        ]
-        return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        return sorted(
+            items.get("items", []), key=lambda p: p["metadata"].get("creationTimestamp") or ""
+        )
+
+
+def terminations(
+    kube: Kube, namespace: str, job: str, index: int | None = None
+) -> Iterator[tuple[int | None, str]]:
+    """(exit code, termination message) of the Job's terminated pods, newest first."""
+    for pod in reversed(kube.job_pods(namespace, job, index)):
+        code, message = termination(pod)
+        if message:
+            yield code, message
 
 
 def termination(pod: dict[str, Any]) -> tuple[int | None, str]:

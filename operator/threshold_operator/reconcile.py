@@ -20,7 +20,7 @@ from threshold_worker.errors import first_error
 from .api import ThresholdJobSpec
 from .catalog import ComputeContextSpec
 from .jobs import BAD_INPUT_EXIT, Settings, child_name, prepare_job, work_job
-from .kube import Kube, termination
+from .kube import Kube, terminations
 from .status import (
     FINAL_PHASES,
     describe_shards,
@@ -41,47 +41,40 @@ class Outcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
+def _last_line(message: str) -> str:
+    """The worker's one-line error, from a termination message (or log tail)."""
+    return message.strip().splitlines()[-1].removeprefix("error: ")
+
+
 def _prepare_failure(kube: Kube, namespace: str, job: dict[str, Any]) -> str:
     """The worker's own one-line message, from the prepare pod's termination message."""
-    for pod in reversed(kube.job_pods(namespace, job["metadata"]["name"])):
-        code, message = termination(pod)
-        if message:
-            line = message.strip().splitlines()[-1].removeprefix("error: ")
-            return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
+    for code, message in terminations(kube, namespace, job["metadata"]["name"]):
+        line = _last_line(message)
+        return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
     cond = job_condition(job, "Failed") or {}
     return cond.get("message") or "the prepare Job failed"
 
 
 def _plan_from_pod(kube: Kube, namespace: str, job: dict[str, Any]) -> dict[str, Any] | None:
-    for pod in reversed(kube.job_pods(namespace, job["metadata"]["name"])):
-        code, message = termination(pod)
-        if code == 0 and message:
-            try:
-                report = json.loads(message)
-            except json.JSONDecodeError:
-                continue
-            return {
-                "fingerprint": report["fingerprint"],
-                "totalBlocks": report["total_blocks"],
-                "shards": report["shards"],
-                "blockShape": report["block_shape"],
-            }
+    for code, message in terminations(kube, namespace, job["metadata"]["name"]):
+        if code != 0:
+            continue
+        try:
+            report = json.loads(message)
+        except json.JSONDecodeError:
+            continue
+        return {
+            "fingerprint": report["fingerprint"],
+            "totalBlocks": report["total_blocks"],
+            "shards": report["shards"],
+            "blockShape": report["block_shape"],
+        }
     return None
 
 
 def _shard_failure_detail(kube: Kube, namespace: str, job: dict[str, Any], shard: int) -> str:
-    pods = [
-        p
-        for p in kube.job_pods(namespace, job["metadata"]["name"])
-        if (p["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
-        == str(shard)
-        or (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-completion-index")
-        == str(shard)
-    ]
-    for pod in reversed(pods):
-        code, message = termination(pod)
-        if message:
-            return f"; last error: {message.strip().splitlines()[-1].removeprefix('error: ')} (exit code {code})"
+    for code, message in terminations(kube, namespace, job["metadata"]["name"], shard):
+        return f"; last error: {_last_line(message)} (exit code {code})"
     return ""
 
 
