@@ -29,6 +29,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+from .kernel import threshold
+
 DECODE_ONLY = (BloscCodec, GzipCodec)
 V2_WRITABLE = ("zstd", "blosc", "lz4", "zlib")
 
@@ -302,6 +304,32 @@ class ChunkStore:
             raise
 
 
+def _overlap(
+    begin: Sequence[int],
+    size: Sequence[int],
+    shape: Sequence[int],
+    lo: Sequence[int],
+    hi: Sequence[int],
+) -> tuple[tuple[slice, ...], tuple[slice, ...], bool] | None:
+    """Where a chunk (or shard) at `begin` meets the block [lo, hi): slices into the chunk
+    and into the block, and whether the block holds all of the chunk's in-bounds part.
+    None if they do not meet (or the chunk lies beyond the array)."""
+    in_chunk, in_block, whole = [], [], True
+    for b0, n, limit, l0, h0 in zip(begin, size, shape, lo, hi, strict=True):
+        end = min(b0 + n, limit)  # edge chunks: only the in-bounds part holds data
+        a, b = max(l0, b0), min(h0, end)
+        if a >= b:
+            return None
+        whole &= a == b0 and b == end
+        in_chunk.append(slice(a - b0, b - b0))
+        in_block.append(slice(a - l0, b - l0))
+    return tuple(in_chunk), tuple(in_block), whole
+
+
+def _origin(coords: Sequence[int], size: Sequence[int]) -> tuple[int, ...]:
+    return tuple(k * n for k, n in zip(coords, size, strict=True))
+
+
 def _chunk_ranges(lo: Sequence[int], hi: Sequence[int], chunks: Sequence[int]) -> list[range]:
     return [range(a // c, (b - 1) // c + 1) for a, b, c in zip(lo, hi, chunks, strict=True)]
 
@@ -367,19 +395,19 @@ class DirectBlockIO:
         src, dst = self.src, self.dst
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
         datas = self.src_store.get_many([src.key(c) for c in coords])
-        chunk, flags = self._chunk, self._chunk.view(bool)
+        chunk = self._chunk
         puts, deletes, foreground = [], [], 0
         for c, data in zip(coords, datas, strict=True):
             if data is None:
-                flags.fill(bool(np.greater(src.fill_value, value)))
+                chunk[...] = threshold(np.asarray(src.fill_value), value)
             else:
-                np.greater(src.decode(data, out=self._decoded), value, out=flags)
-            inside = tuple(
-                min(n - k * w, w) for k, w, n in zip(c, src.chunks, src.shape, strict=True)
-            )
-            if inside != src.chunks:  # an edge chunk: its padding is the output's fill value
-                padded = np.ones(src.chunks, dtype=bool)
-                padded[tuple(slice(0, i) for i in inside)] = False
+                threshold(src.decode(data, out=self._decoded), value, out=chunk)
+            overlap = _overlap(_origin(c, src.chunks), src.chunks, src.shape, lo, hi)
+            assert overlap is not None
+            inside = overlap[0]
+            if any(sl.stop < n for sl, n in zip(inside, src.chunks, strict=True)):
+                padded = np.ones(src.chunks, dtype=bool)  # an edge chunk: its padding is
+                padded[inside] = False  # the output's fill value
                 chunk[padded] = 0
             n = int(np.count_nonzero(chunk))
             foreground += n
@@ -396,29 +424,25 @@ class DirectBlockIO:
         assert layout is not None
         shard_coords = list(itertools.product(*_chunk_ranges(lo, hi, layout.shard)))
         for c in shard_coords:
-            for d, k in enumerate(c):
-                start, end = k * layout.shard[d], min((k + 1) * layout.shard[d], dst.shape[d])
-                if start < lo[d] or end > hi[d]:
-                    return False
+            overlap = _overlap(_origin(c, layout.shard), layout.shard, dst.shape, lo, hi)
+            if overlap is None or not overlap[2]:
+                return False
         puts, deletes = [], []
         for c in shard_coords:
             parts: dict[tuple[int, ...], bytes] = {}
+            shard_origin = _origin(c, layout.shard)
             for inner in layout.order:
-                in_chunk, in_block, empty = [], [], False
-                for d, (k, i) in enumerate(zip(c, inner, strict=True)):
-                    start = k * layout.shard[d] + i * dst.chunks[d]
-                    end = min(start + dst.chunks[d], dst.shape[d])
-                    if start >= end:
-                        empty = True  # beyond the array: never stored
-                        break
-                    in_chunk.append(slice(0, end - start))
-                    in_block.append(slice(start - lo[d], end - lo[d]))
-                if empty:
-                    continue
+                begin = tuple(
+                    o + k for o, k in zip(shard_origin, _origin(inner, dst.chunks), strict=True)
+                )
+                overlap = _overlap(begin, dst.chunks, dst.shape, lo, hi)
+                if overlap is None:
+                    continue  # beyond the array: never stored
+                in_chunk, in_block, _ = overlap
                 chunk = self._chunk
                 if any(sl.stop < n for sl, n in zip(in_chunk, dst.chunks, strict=True)):
                     chunk.fill(0)
-                chunk[tuple(in_chunk)] = mask[tuple(in_block)]
+                chunk[in_chunk] = mask[in_block]
                 if chunk.any():
                     parts[inner] = dst.encode(chunk)
             data = layout.encode(parts)
@@ -434,37 +458,25 @@ class DirectBlockIO:
         src = self.src
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
         datas = self.src_store.get_many([src.key(c) for c in coords])
-        flags = mask.view(bool)
         for c, data in zip(coords, datas, strict=True):
-            in_chunk, in_block = [], []
-            for d, k in enumerate(c):
-                start = k * src.chunks[d]
-                a, b = max(lo[d], start), min(hi[d], start + src.chunks[d])
-                in_chunk.append(slice(a - start, b - start))
-                in_block.append(slice(a - lo[d], b - lo[d]))
+            overlap = _overlap(_origin(c, src.chunks), src.chunks, src.shape, lo, hi)
+            assert overlap is not None
+            in_chunk, in_block, _ = overlap
             if data is None:
-                flags[tuple(in_block)] = bool(np.greater(src.fill_value, value))
+                mask[in_block] = threshold(np.asarray(src.fill_value), value)
             else:
                 decoded = src.decode(data, out=self._decoded)
-                np.greater(decoded[tuple(in_chunk)], value, out=flags[tuple(in_block)])
+                threshold(decoded[in_chunk], value, out=mask[in_block])
 
     def _write_mask(self, lo: list[int], hi: list[int], mask: np.ndarray) -> None:
         dst = self.dst
         coords = list(itertools.product(*_chunk_ranges(lo, hi, dst.chunks)))
-        partial: list[int] = []
         regions = []
-        for i, c in enumerate(coords):
-            in_chunk, in_block, whole = [], [], True
-            for d, k in enumerate(c):
-                start = k * dst.chunks[d]
-                end = min(start + dst.chunks[d], dst.shape[d])  # edge chunks: in-bounds part
-                a, b = max(lo[d], start), min(hi[d], end)
-                whole &= a == start and b == end
-                in_chunk.append(slice(a - start, b - start))
-                in_block.append(slice(a - lo[d], b - lo[d]))
-            regions.append((tuple(in_chunk), tuple(in_block)))
-            if not whole:
-                partial.append(i)
+        for c in coords:
+            overlap = _overlap(_origin(c, dst.chunks), dst.chunks, dst.shape, lo, hi)
+            assert overlap is not None
+            regions.append(overlap)
+        partial = [i for i, (_, _, whole) in enumerate(regions) if not whole]
         existing = dict(
             zip(
                 partial, self.dst_store.get_many([dst.key(coords[i]) for i in partial]), strict=True
@@ -472,7 +484,7 @@ class DirectBlockIO:
         )
         puts, deletes = [], []
         for i, c in enumerate(coords):
-            in_chunk, in_block = regions[i]
+            in_chunk, in_block, _ = regions[i]
             old = existing.get(i)
             chunk = self._chunk
             if old is not None:

@@ -6,9 +6,13 @@ import numpy as np
 import zarr
 
 
-def threshold(data: np.ndarray, value: float) -> np.ndarray:
-    """`data > value` as uint8 0/1 (NaN gives 0), DaCapo's semantics."""
-    return np.greater(data, value).view(np.uint8)
+def threshold(data: np.ndarray, value: float, out: np.ndarray | None = None) -> np.ndarray:
+    """`data > value` as uint8 0/1 (NaN gives 0), DaCapo's semantics; every path of the
+    worker thresholds through here. With `out` (uint8, any strides) it writes in place."""
+    if out is None:
+        return np.greater(data, value).view(np.uint8)
+    np.greater(data, value, out=out.view(bool))
+    return out
 
 
 def threshold_block(
