@@ -516,6 +516,25 @@ def operator_env(kubeconfig: Path, **env: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def create_threshold_job(
+    api: Any, name: str, spec: dict[str, Any], namespace: str = "default"
+) -> dict[str, Any]:
+    """POST a ThresholdJob through the kubernetes client, as kubectl apply would."""
+    from kubernetes import client
+
+    from threshold_operator.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
+
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    return client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

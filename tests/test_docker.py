@@ -18,7 +18,7 @@ import zarr
 
 from conftest import _free_port, blobs, expected, write_array
 from docker_support import IMAGE_TAG, build_image, docker_available
-from k8s_harness import EmulatedCluster, wait_for
+from k8s_harness import EmulatedCluster, create_threshold_job, wait_for
 from threshold_operator.api import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.docker
@@ -187,20 +187,13 @@ def test_operator_container_creates_the_prepare_job(image, tmp_path):
         )
         try:
             api = config.new_client_from_config(str(kubeconfig))
-            client.CustomObjectsApi(api).create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                "default",
-                PLURAL,
+            create_threshold_job(
+                api,
+                "dock",
                 {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "ThresholdJob",
-                    "metadata": {"name": "dock"},
-                    "spec": {
-                        "input": {"container": "/data/a.zarr", "dataset": "raw"},
-                        "output": {"container": "/data/a.zarr", "dataset": "mask"},
-                        "threshold": 0.5,
-                    },
+                    "input": {"container": "/data/a.zarr", "dataset": "raw"},
+                    "output": {"container": "/data/a.zarr", "dataset": "mask"},
+                    "threshold": 0.5,
                 },
             )
             batch = client.BatchV1Api(api)

@@ -19,7 +19,7 @@ import zarr
 from kopf.testing import KopfRunner
 
 from conftest import blobs, expected, write_array
-from k8s_harness import EmulatedCluster, JobSimulator, operator_env, wait_for
+from k8s_harness import EmulatedCluster, JobSimulator, create_threshold_job, operator_env, wait_for
 from threshold_operator.api import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -38,13 +38,7 @@ class Cluster:
         self.tmp = tmp
 
     def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ThresholdJob",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": spec,
-        }
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
+        return create_threshold_job(self.api, name, spec)
 
     def get(self, name: str) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)

@@ -14,8 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import _free_port
-from k8s_harness import EmulatedCluster, wait_for
-from threshold_operator.api import GROUP, PLURAL, VERSION
+from k8s_harness import EmulatedCluster, create_threshold_job, wait_for
 from threshold_operator.cli import cli
 from threshold_operator.rbac import rules
 
@@ -31,7 +30,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path):
-    from kubernetes import client, config
+    from kubernetes import config
 
     metrics, liveness = _free_port(), _free_port()
     with EmulatedCluster() as emulated:
@@ -55,21 +54,13 @@ def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path):
         )
         try:
             wait_for(lambda: _get(f"http://127.0.0.1:{liveness}/healthz")[0] == 200, 30, "liveness")
-            api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
-            api.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                "default",
-                PLURAL,
+            create_threshold_job(
+                config.new_client_from_config(str(kubeconfig)),
+                "m",
                 {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "ThresholdJob",
-                    "metadata": {"name": "m"},
-                    "spec": {
-                        "input": {"container": "/x.zarr", "dataset": "a"},
-                        "output": {"container": "/x.zarr", "dataset": "b"},
-                        "computeContext": "nope",
-                    },
+                    "input": {"container": "/x.zarr", "dataset": "a"},
+                    "output": {"container": "/x.zarr", "dataset": "b"},
+                    "computeContext": "nope",
                 },
             )
             wait_for(
