@@ -24,7 +24,8 @@ from typing import Any
 from tqdm import tqdm
 
 from .job import Job, JobSpec, resolve
-from .markers import BUCKET
+from .markers import BUCKET, DoneMarkers
+from .storage import open_store
 from .worker import BlockWorker, Stats
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None =
     job.prepare()
     total = job.plan.total_blocks
     workers = max(1, min(workers or os.cpu_count() or 1, total))
-    probe = BlockWorker(job)
-    already = probe.markers.count_done(range(total))
+    markers = DoneMarkers(open_store(job.output_path), spec.output_dataset, job.plan.fingerprint)
+    already = markers.count_done(range(total))
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(
         total=total,
@@ -119,7 +120,7 @@ def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None =
                 bar.update(1)
                 bar.set_postfix_str(_rate(last_voxels, start), refresh=False)
 
-            stats = probe.process(range(total), tick)
+            stats = BlockWorker(job).process(range(total), tick)
         else:
             stats = _run_pool(spec, job, workers, bar, start)
     finally:
