@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numcodecs
@@ -197,41 +196,45 @@ class ShardLayout:
 
 
 class ChunkStore:
-    """Batched get/set/delete/list of keys: plain file calls on local disks, concurrent
-    requests on object stores."""
+    """Get/set/delete/list of keys: plain file calls on local disks, concurrent requests on
+    object stores."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.root = Path(store.root) if isinstance(store, LocalStore) else None
+        self.root = os.path.join(store.root, "") if isinstance(store, LocalStore) else None
         self._buffer = bytearray(1 << 20)
-        self._suffix = f".{os.getpid()}.tmp"
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | memoryview | None]:
-        """Values of `keys` (None where missing). Locally the values are views of one reused
-        buffer, valid until the next call: decode them before asking for more."""
-        if self.root is not None:
-            sizes = []
-            for key in keys:
-                try:
-                    sizes.append(os.stat(self.root / key).st_size)
-                except FileNotFoundError:
-                    sizes.append(-1)
-            total = sum(max(0, n) for n in sizes)
-            if len(self._buffer) < total:
-                self._buffer = bytearray(total)
-            view, out, offset = memoryview(self._buffer), [], 0
-            for key, size in zip(keys, sizes, strict=True):
-                got = (
-                    self._read_into(self.root / key, view[offset : offset + size])
-                    if size >= 0
-                    else None
-                )
-                if got is None:
-                    out.append(None)
-                    continue
-                out.append(view[offset : offset + got])
-                offset += got
-            return out
+    def get_each(self, keys: Sequence[str]) -> Iterator[bytes | memoryview | None]:
+        """The values of `keys` in order (None where missing).
+
+        Locally each value is read just before it is needed, into one reused buffer, and is
+        valid only until the next one is asked for: decode it first. It is then still in the
+        CPU cache, and memory stays at one chunk. Object stores fetch all keys concurrently.
+        """
+        if self.root is None:
+            yield from self._fetch(keys)
+            return
+        for key in keys:
+            try:
+                fd = os.open(self.root + key, os.O_RDONLY)
+            except FileNotFoundError:
+                yield None
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                if len(self._buffer) < size:
+                    self._buffer = bytearray(size + size // 2)  # sizes vary from chunk to chunk
+                view, got = memoryview(self._buffer), 0
+                while got < size:
+                    n = os.readv(fd, [view[got:size]])
+                    if not n:
+                        break
+                    got += n
+            finally:
+                os.close(fd)
+            yield view[:got]
+
+    def _fetch(self, keys: Sequence[str]) -> list[bytes | None]:
         proto = default_buffer_prototype()
 
         async def fetch() -> list[Any]:
@@ -243,10 +246,10 @@ class ChunkStore:
         items, deletes = list(items), list(deletes)
         if self.root is not None:
             for key, data in items:
-                self._write(self.root / key, data)
+                self._write(self.root + key, data)
             for key in deletes:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.root / key)
+                    os.unlink(self.root + key)
             return
         proto = default_buffer_prototype()
 
@@ -262,7 +265,7 @@ class ChunkStore:
         """Names directly below `prefix/` (empty if there is nothing)."""
         if self.root is not None:
             try:
-                return [n for n in os.listdir(self.root / prefix) if not n.startswith(".")]
+                return [n for n in os.listdir(self.root + prefix) if not n.startswith(".")]
             except FileNotFoundError:
                 return []
 
@@ -272,28 +275,17 @@ class ChunkStore:
         return sync(names())
 
     @staticmethod
-    def _read_into(path: Path, view: memoryview) -> int | None:
-        try:
-            with open(path, "rb", buffering=0) as f:
-                got = 0
-                while got < len(view):
-                    n = f.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-                return got
-        except FileNotFoundError:
-            return None
-
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(path: str, data: bytes) -> None:
         """Atomic: a reader (or a resumed run) never sees half a chunk. The temporary name
         is hidden and unique to this process; no other process writes the same chunk."""
-        tmp = path.parent / f".{path.name}{self._suffix}"
+        head, name = os.path.split(path)
+        tmp = f"{head}/.{name}.{os.getpid()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.makedirs(head, exist_ok=True)
+            fd = os.open(tmp, flags, 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -394,7 +386,7 @@ class DirectBlockIO:
     def _threshold_chunks(self, lo: list[int], hi: list[int], value: float) -> int:
         src, dst = self.src, self.dst
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
-        datas = self.src_store.get_many([src.key(c) for c in coords])
+        datas = self.src_store.get_each([src.key(c) for c in coords])
         chunk = self._chunk
         puts, deletes, foreground = [], [], 0
         for c, data in zip(coords, datas, strict=True):
@@ -457,7 +449,7 @@ class DirectBlockIO:
     def _read_mask(self, lo: list[int], hi: list[int], mask: np.ndarray, value: float) -> None:
         src = self.src
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
-        datas = self.src_store.get_many([src.key(c) for c in coords])
+        datas = self.src_store.get_each([src.key(c) for c in coords])
         for c, data in zip(coords, datas, strict=True):
             overlap = _overlap(_origin(c, src.chunks), src.chunks, src.shape, lo, hi)
             assert overlap is not None
@@ -476,16 +468,13 @@ class DirectBlockIO:
             overlap = _overlap(_origin(c, dst.chunks), dst.chunks, dst.shape, lo, hi)
             assert overlap is not None
             regions.append(overlap)
+        # Chunks the block covers only in part are merged with what they hold already.
         partial = [i for i, (_, _, whole) in enumerate(regions) if not whole]
-        existing = dict(
-            zip(
-                partial, self.dst_store.get_many([dst.key(coords[i]) for i in partial]), strict=True
-            )
-        )
+        existing = self.dst_store.get_each([dst.key(coords[i]) for i in partial])
         puts, deletes = [], []
         for i, c in enumerate(coords):
-            in_chunk, in_block, _ = regions[i]
-            old = existing.get(i)
+            in_chunk, in_block, whole = regions[i]
+            old = None if whole else next(existing)
             chunk = self._chunk
             if old is not None:
                 dst.decode(old, out=chunk)
