@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .job import Job, JobSpec, resolve
 from .markers import BUCKET, DoneMarkers
-from .storage import open_store
+from .storage import is_local, open_store
 from .worker import BlockWorker, Stats
 
 logger = logging.getLogger(__name__)
@@ -40,11 +40,14 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _init(spec: JobSpec, progress: Any) -> None:
+def _init(spec: JobSpec | None, progress: Any) -> None:
+    """Set up a worker process; `spec` is None when it was forked with `_worker` set."""
     global _worker, _progress
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = BlockWorker(resolve(spec))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler
+    if spec is not None:
+        _worker = BlockWorker(resolve(spec))
     _progress = progress
 
 
@@ -85,9 +88,14 @@ class Summary:
         ]
 
 
-def _ranges(todo: range, size: int) -> Iterator[tuple[int, int]]:
-    for start in range(todo.start, todo.stop, size):
-        yield start, min(start + size, todo.stop)
+def _ranges(todo: range, workers: int) -> Iterator[tuple[int, int]]:
+    """Contiguous ranges of block ids that shrink as the work does (guided scheduling): few
+    hand-outs while much is left, single blocks at the end, so no worker idles long."""
+    start = todo.start
+    while start < todo.stop:
+        size = max(1, min(BUCKET, (todo.stop - start) // (workers * 4)))
+        yield start, start + size
+        start += size
 
 
 def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None = None) -> Summary:
@@ -136,35 +144,58 @@ def _rate(voxels: int, start: float) -> str:
 
 def _run_pool(spec: JobSpec, job: Job, workers: int, bar: tqdm, start: float) -> Stats:
     # Fork starts workers in milliseconds with everything imported; zarr re-creates its
-    # event loop in the child (os.register_at_fork). Elsewhere, spawn.
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    # event loop in the child (os.register_at_fork). Elsewhere, spawn. On local disks the
+    # children also inherit the resolved job (resolving it again costs each about 10 ms
+    # and 8 MB of fresh pages); object-store clients are bound to the parent's event loop,
+    # so there each child resolves the job itself.
+    global _worker
+    fork = sys.platform.startswith("linux")
+    ctx = mp.get_context("fork" if fork else "spawn")
     counter = ctx.Array("q", 2)
-    total = job.plan.total_blocks
-    size = max(1, min(BUCKET, total // (workers * 8)))
-    pending = _ranges(range(total), size)
+    inherit = fork and is_local(job.input_path) and is_local(job.output_path)
+    if inherit:
+        _worker = BlockWorker(job)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init, initargs=(None if inherit else spec, counter)
+    )
+    try:
+        stats = _drain(pool, job.plan.total_blocks, workers, counter, bar, start)
+    except BaseException:
+        # Interrupted or failed: hand out nothing more and do not wait for the ranges in
+        # flight (the workers finish them, or die with this process on Linux).
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        _worker = None
+    pool.shutdown()
+    return stats
+
+
+def _drain(
+    pool: ProcessPoolExecutor, total: int, workers: int, counter: Any, bar: tqdm, start: float
+) -> Stats:
+    """Hand out ranges of block ids, a bounded number in flight, and follow progress."""
+    pending = _ranges(range(total), workers)
+    inflight: set[Future[Stats]] = set()
     stats = Stats()
     seen = 0
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init, initargs=(spec, counter)
-    ) as pool:
-        inflight: set[Future[Stats]] = set()
 
-        def fill() -> None:
-            for rng in pending:
-                inflight.add(pool.submit(_process, *rng))
-                if len(inflight) >= workers * 4:
-                    break
+    def fill() -> None:
+        for rng in pending:
+            inflight.add(pool.submit(_process, *rng))
+            if len(inflight) >= workers * 4:
+                break
 
+    fill()
+    while inflight:
+        done, _ = wait(inflight, timeout=0.25, return_when=FIRST_COMPLETED)
+        for fut in done:
+            inflight.discard(fut)
+            stats = stats + fut.result()
         fill()
-        while inflight:
-            done, _ = wait(inflight, timeout=0.25, return_when=FIRST_COMPLETED)
-            for fut in done:
-                inflight.discard(fut)
-                stats = stats + fut.result()
-            fill()
-            with counter.get_lock():
-                blocks, voxels = counter[0], counter[1]
-            bar.update(blocks - seen)
-            seen = blocks
-            bar.set_postfix_str(_rate(voxels, start), refresh=False)
+        with counter.get_lock():
+            blocks, voxels = counter[0], counter[1]
+        bar.update(blocks - seen)
+        seen = blocks
+        bar.set_postfix_str(_rate(voxels, start), refresh=False)
     return stats
