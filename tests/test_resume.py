@@ -23,11 +23,14 @@ def counts(out: str) -> tuple[int, int, int]:
 
 
 def markers(array_dir: Path) -> int:
+    """Blocks recorded as done: a marker is named by a block id or a run `first-last`."""
     root = array_dir / MARKER_DIR
-    # A kill can land mid-write and leave a temporary file: only <block id> names count.
-    return (
-        sum(1 for p in root.rglob("*") if p.is_file() and p.name.isdigit()) if root.exists() else 0
-    )
+    done = 0
+    for p in root.rglob("*") if root.exists() else ():
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", p.name)  # not the temporary file of a kill
+        if p.is_file() and m:
+            done += int(m[2] or m[1]) - int(m[1]) + 1
+    return done
 
 
 def chunk_files(array_dir: Path) -> dict[str, bytes]:

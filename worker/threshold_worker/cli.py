@@ -5,11 +5,14 @@ Bad input exits with code 2 and one line on stderr; nothing has been written the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -394,10 +397,36 @@ def preview_command(
     click.echo(f"wrote {preview(source, mask, out, z)}")
 
 
+class Terminated(Exception):
+    """SIGTERM: a pod being deleted or preempted."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """As PID 1 of a container the default would ignore SIGTERM until Kubernetes kills the
+    pod 30 s later; unwinding instead records the blocks finished so far, then exits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: bad input is one line on stderr and exit code 2."""
     try:
-        cli.main(args=argv, prog_name="threshold-worker", standalone_mode=False)
+        with _sigterm_unwinds():
+            cli.main(args=argv, prog_name="threshold-worker", standalone_mode=False)
+    except Terminated:
+        click.echo("terminated; rerun to resume", err=True)
+        sys.exit(128 + signal.SIGTERM)
     except InputError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)

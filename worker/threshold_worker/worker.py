@@ -6,6 +6,7 @@ signatures; keyword-only extras select a region, a block shape and a shard.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -87,19 +88,21 @@ class BlockWorker:
     def process(self, blocks: range, on_block: Callable[[int, int], None] | None = None) -> Stats:
         """Threshold every block of `blocks` that is not done yet.
 
-        `on_block(block_id, voxels)` is called after each block is recorded as done.
+        `on_block(block_id, voxels)` is called after each block's chunks are written. Done-
+        markers follow about once a second and when this call ends, however it ends.
         """
         stats = Stats()
         start = time.perf_counter()
         lock = threading.Lock()
+        pending = _PendingMarks(self.markers)
 
         def one(block_id: int) -> None:
             selection = self.job.block_selection(block_id)
             fg = retry(
                 lambda: self._threshold(selection, self.job.spec.threshold), f"block {block_id}"
             )
-            retry(lambda: self.markers.mark(block_id), f"done-marker of block {block_id}")
             voxels = _voxels(selection, self.job.input.shape)
+            pending.add(block_id)
             with lock:
                 stats.processed += 1
                 stats.voxels += voxels
@@ -108,20 +111,26 @@ class BlockWorker:
                     on_block(block_id, voxels)
 
         todo = self.markers.missing(blocks)
-        if self.remote:
-            with ThreadPoolExecutor(self.REMOTE_CONCURRENCY) as pool:
-                inflight: set[Future[None]] = set()
-                for block_id in todo:  # a bounded window: memory does not grow with the shard
-                    if len(inflight) >= 2 * self.REMOTE_CONCURRENCY:
-                        done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            future.result()
-                    inflight.add(pool.submit(one, block_id))
-                for future in inflight:
-                    future.result()
-        else:
-            for block_id in todo:
-                one(block_id)
+        try:
+            if self.remote:
+                with ThreadPoolExecutor(self.REMOTE_CONCURRENCY) as pool:
+                    inflight: set[Future[None]] = set()
+                    for block_id in todo:  # a bounded window: memory does not grow with the shard
+                        if len(inflight) >= 2 * self.REMOTE_CONCURRENCY:
+                            done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                            for future in done:
+                                future.result()
+                        inflight.add(pool.submit(one, block_id))
+                    for future in inflight:
+                        future.result()
+            else:
+                for block_id in todo:
+                    one(block_id)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep what was finished; raise the cause
+                pending.flush()
+            raise
+        pending.flush()
         stats.skipped = len(blocks) - stats.processed
         stats.seconds = time.perf_counter() - start
         return stats
@@ -139,6 +148,33 @@ class BlockWorker:
         if not hasattr(self._local, "direct"):
             self._local.direct = DirectBlockIO.maybe(self.job.input, self.output)
         return self._local.direct
+
+
+class _PendingMarks:
+    """Finished blocks whose markers are not written yet; written as runs about once a
+    second, so a crash redoes at most about a second of work."""
+
+    INTERVAL = 1.0
+
+    def __init__(self, markers: DoneMarkers) -> None:
+        self.markers = markers
+        self.ids: list[int] = []
+        self.lock = threading.Lock()
+        self.due = time.monotonic() + self.INTERVAL
+
+    def add(self, block_id: int) -> None:
+        with self.lock:
+            self.ids.append(block_id)
+            due = time.monotonic() >= self.due
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            ids, self.ids = self.ids, []
+            self.due = time.monotonic() + self.INTERVAL
+        if ids:
+            retry(lambda: self.markers.mark(ids), f"done-markers of {len(ids)} blocks")
 
 
 def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:

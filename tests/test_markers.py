@@ -1,0 +1,122 @@
+"""Done-markers name runs of finished blocks; a worker that fails or is terminated records
+what it finished before it goes, so the retry resumes after it."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from zarr.storage import LocalStore
+
+from conftest import BIN, blobs, expected, io_args, run_cli, write_array
+from threshold_worker.job import JobSpec, resolve
+from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
+from threshold_worker.worker import BlockWorker
+
+
+def covered(array_dir: Path) -> set[int]:
+    """Block ids the marker files on disk name, read without the package's parser."""
+    done: set[int] = set()
+    for p in (array_dir / MARKER_DIR).rglob("*"):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", p.name)
+        if p.is_file() and m:
+            done.update(range(int(m[1]), int(m[2] or m[1]) + 1))
+    return done
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_runs_cover_exactly_the_ids_and_never_cross_a_bucket(seed):
+    rng = random.Random(seed)
+    ids = {rng.randrange(3 * BUCKET) for _ in range(rng.randrange(1, 2000))}
+    found = list(runs(rng.sample(sorted(ids), len(ids))))  # any order in
+    names = [str(a) if a == b else f"{a}-{b}" for a, b in found]
+    assert sorted(i for n in names for i in parse_name(n)) == sorted(ids)
+    assert all(a // BUCKET == b // BUCKET for a, b in found)
+    assert len(found) == len({i for i in ids if i - 1 not in ids or i % BUCKET == 0})
+
+
+def test_markers_round_trip_and_ignore_other_names(tmp_path):
+    markers = DoneMarkers(LocalStore(str(tmp_path)), "mask", "f" * 16)
+    markers.mark([5, 0, 1, 2, 999, 1000, 1001, 1003])
+    bucket0 = tmp_path / "mask" / MARKER_DIR / ("f" * 16) / "0"
+    assert sorted(p.name for p in bucket0.iterdir()) == ["0-2", "5", "999"]
+    (bucket0 / ".7.123.tmp").write_bytes(b"")  # what a killed write may leave
+    (bucket0 / "8-x").write_bytes(b"")
+    assert list(markers.missing(range(0, 1005))) == [3, 4, *range(6, 999), 1002, 1004]
+    assert markers.count_done(range(0, 1005)) == 8
+
+
+def test_a_failing_block_keeps_the_blocks_finished_before_it(tmp_path):
+    data = blobs((32, 8, 8), seed=41)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    spec = JobSpec(
+        input_container=str(container),
+        input_dataset="raw",
+        output_container=str(container),
+        output_dataset="mask",
+        threshold=0.5,
+        block_shape=(8, 8, 8),
+    )
+    job = resolve(spec)
+    job.prepare()
+    chunk = container / "raw" / "c" / "2" / "0" / "0"  # the input of block 2 of 4
+    good = chunk.read_bytes()
+    chunk.write_bytes(b"not zstd")
+    with pytest.raises(RuntimeError):
+        BlockWorker(job).process(range(4))
+    assert covered(container / "mask") == {0, 1}
+
+    chunk.write_bytes(good)
+    stats = BlockWorker(resolve(spec)).process(range(4))
+    assert (stats.processed, stats.skipped) == (2, 2)
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
+    )
+
+
+def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
+    """What Kubernetes does to a pod it deletes or preempts: SIGTERM, then SIGKILL later."""
+    data = blobs((192, 192, 192), seed=42)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    args = [*io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.6), "--block-shape", "16,16,16"]
+    total = (192 // 16) ** 3
+    assert run_cli("prepare", *args).code == 0
+    proc = subprocess.Popen(
+        [str(BIN / "threshold-worker"), "start-worker", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out_dir = tmp_path / "out.zarr" / "mask"
+
+    def chunks_written() -> int:
+        return sum(1 for p in (out_dir / "c").rglob("*") if p.is_file())
+
+    deadline = time.monotonic() + 60
+    while chunks_written() < 100 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # within the first second: most likely no marker is written yet
+    assert proc.poll() is None, "the worker finished before it could be terminated"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "terminated; rerun to resume" in err
+    done = covered(out_dir)
+    assert 0 < len(done) < total
+    assert done == set(range(len(done))), "one process works through its blocks in order"
+
+    rerun = run_cli("run", *args, "-n", "1")
+    assert rerun.code == 0, rerun
+    assert f"{total - len(done)} processed, {len(done)} already done" in rerun.out
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "out.zarr"), path="mask")[...], expected(data, 0.6)
+    )
