@@ -1,8 +1,9 @@
 """`make bench`: threshold one volume with every method a user might pick, in one run.
 
-Methods run round-robin, each in a fresh process, `--repeats` times; the table gives
-medians, input MB/s, and each method's time relative to this worker with 2 processes
-(> 1 means this worker is faster). Results go to benchmarks/results/.
+Every method runs in a fresh process (imports before the clock starts), round-robin, for
+`--repeats` rounds. This machine is shared and its speed drifts by 2x within minutes, so
+each comparison is a ratio taken within one round and the table gives the median of those
+ratios; times are medians too. Results go to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import zarr
@@ -26,7 +27,9 @@ sys.path.insert(0, str(HERE.parent / "worker"))
 
 from threshold_worker.sample import make_sample  # noqa: E402
 
-RUNS = [  # (label, method, processes)
+OURS, OURS_1 = ("this-worker", 2), ("this-worker", 1)
+#: The main table: (label, method, processes; 0 = the library's default threads).
+MAIN = [
     ("threshold-worker run, 2 processes", "this-worker", 2),
     ("threshold-worker run, 1 process", "this-worker", 1),
     ("dask.array from_zarr > t, to_zarr (2 threads)", "dask", 2),
@@ -35,15 +38,36 @@ RUNS = [  # (label, method, processes)
     ("tensorstore loop over 128^3 blocks (default threads)", "tensorstore", 0),
     ("floor: raw chunk files + numcodecs, 2 processes", "floor", 2),
     ("floor: raw chunk files + numcodecs, 1 process", "floor", 1),
+    ("tight floor: the same with reused buffers, 2 processes", "floor-reuse", 2),
+    ("tight floor: the same with reused buffers, 1 process", "floor-reuse", 1),
 ]
-REFERENCE = "threshold-worker run, 2 processes"
-#: Other storage formats: the same comparisons, 2 processes/threads, one row each.
-SCENARIOS = {
-    "zarr v2 input, blosc (lz4, shuffle)": ("v2-blosc", "main"),
-    "zarr v2 input, zstd": ("v2-zstd", "main"),
-    "zarr v3 input, sharded v3 output (128^3 shards)": ("main", "sharded"),
-}
-SCENARIO_RUNS = [("this-worker", 2), ("floor", 2), ("dask", 2), ("daisy", 2), ("tensorstore", 0)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One comparison of the issue: this worker's throughput over another method's."""
+
+    column: str
+    ours: tuple[str, int]
+    other: tuple[str, int]
+    at_least: float | None
+
+
+TARGETS = [
+    Target("vs floor, 2 proc.", OURS, ("floor", 2), 0.9),
+    Target("vs floor, 1 proc.", OURS_1, ("floor", 1), 0.9),
+    Target("vs tight floor, 2 proc.", OURS, ("floor-reuse", 2), None),
+    Target("vs dask", OURS, ("dask", 2), 3.0),
+    Target("vs DaCapo-style", OURS, ("daisy", 2), 3.0),
+    Target("vs tensorstore", OURS, ("tensorstore", 0), 1.2),
+]
+#: (row label, input, output layout); the first is the main table's.
+SCENARIOS = [
+    ("zarr v3 input (zstd), v3 output", "main", "main"),
+    ("zarr v2 input, blosc (lz4, shuffle)", "v2-blosc", "main"),
+    ("zarr v2 input, zstd", "v2-zstd", "main"),
+    ("zarr v3 input, sharded v3 output (128^3 shards)", "main", "sharded"),
+]
 
 
 def _inputs(work: Path, size: int, chunk: int) -> dict[str, Path]:
@@ -63,7 +87,10 @@ def _inputs(work: Path, size: int, chunk: int) -> dict[str, Path]:
         ("v2-zstd", numcodecs.Zstd(level=1)),
     ):
         path = work / f"input-{name}.zarr"
-        if not (path / "raw" / ".zarray").exists():
+        if (
+            not (path / "raw" / ".zarray").exists()
+            or zarr.open_array(str(path), path="raw").shape != shape
+        ):
             src = zarr.open_array(str(main), path="raw", mode="r")
             dst = zarr.create_array(
                 str(path),
@@ -82,34 +109,56 @@ def _inputs(work: Path, size: int, chunk: int) -> dict[str, Path]:
     return paths
 
 
-def _run(method: str, src: Path, dst: Path, threshold: float, n: int, scenario: str) -> dict:
+def _block_limit_mb(work: Path, src: Path) -> tuple[tuple[int, ...], float]:
+    """The worker's default block for this input, and the issue's memory limit per process:
+    4x one block's input bytes plus 200 MB."""
+    from threshold_worker.job import JobSpec, resolve
+
+    job = resolve(
+        JobSpec(
+            input_container=str(src),
+            input_dataset="raw",
+            output_container=str(work / "plan-only.zarr"),
+            output_dataset="mask",
+        )
+    )
+    block = job.plan.block_shape
+    nbytes = job.input.dtype.itemsize
+    for n in block:
+        nbytes *= n
+    return tuple(block), 4 * nbytes / 1e6 + 200
+
+
+def _run(method: str, src: Path, dst: Path, threshold: float, n: int, layout: str) -> dict:
     shutil.rmtree(dst, ignore_errors=True)
+    os.sync()  # the file system's work for earlier runs (journal, discards) is not charged here
+    cmd = [sys.executable, str(HERE / "methods.py"), method, str(src), str(dst)]
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "methods.py"),
-            method,
-            str(src),
-            str(dst),
-            str(threshold),
-            str(n),
-            scenario,
-        ],
+        [*cmd, str(threshold), str(n), layout],
         capture_output=True,
         text=True,
+        cwd=dst.parent,  # daisy writes its logs below the working directory
     )
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{method} ({scenario}) failed")
-    time.sleep(0.2)
+        raise SystemExit(f"{method} ({layout}) failed")
+    shutil.rmtree(dst, ignore_errors=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _methods(scenario: int, only: list[str] | None) -> list[tuple[str, int]]:
+    wanted = [(m, n) for _, m, n in MAIN] if scenario == 0 else []
+    for t in TARGETS:
+        wanted += [t.ours, t.other]
+    unique = list(dict.fromkeys(wanted))
+    return [r for r in unique if not only or r[0] in only]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--chunk", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--only", nargs="*", help="methods to run (default: all)")
     parser.add_argument("--no-scenarios", action="store_true", help="only the main v3 table")
@@ -119,80 +168,79 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="threshold-bench-"))
     inputs = _inputs(work, args.size, args.chunk)
     nbytes = args.size**3 * 4
-    runs = [r for r in RUNS if not args.only or r[1] in args.only]
-    times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
-    rss: dict[str, float] = {}
-    scenario_times: dict[tuple[str, str], list[float]] = {}
+    scenarios = SCENARIOS[:1] if args.no_scenarios else SCENARIOS
+    # times[(scenario index, method, processes)] = one time per round
+    times: dict[tuple[int, str, int], list[float]] = {}
+    rss: dict[tuple[int, str, int], float] = {}
     for repeat in range(args.repeats):
-        for label, method, n in runs:
-            result = _run(
-                method, inputs["main"], work / f"out-{method}-{n}.zarr", args.threshold, n, "main"
-            )
-            times[label].append(result["seconds"])
-            rss[label] = max(rss.get(label, 0.0), result["max_rss_mb"])
-            print(f"[{repeat + 1}/{args.repeats}] {label}: {result['seconds']:.2f} s", flush=True)
-        if args.no_scenarios:
-            continue
-        for row, (input_name, scenario) in SCENARIOS.items():
-            for method, n in SCENARIO_RUNS:
-                result = _run(
-                    method,
-                    inputs[input_name],
-                    work / f"out-{method}-{scenario}.zarr",
-                    args.threshold,
-                    n,
-                    scenario,
-                )
-                scenario_times.setdefault((row, method), []).append(result["seconds"])
-                if method == "this-worker":
-                    rss[row] = max(rss.get(row, 0.0), result["max_rss_mb"])
+        for k, (row, input_name, layout) in enumerate(scenarios):
+            for method, n in _methods(k, args.only):
+                dst = work / f"out-{method}-{n}.zarr"
+                result = _run(method, inputs[input_name], dst, args.threshold, n, layout)
+                key = (k, method, n)
+                times.setdefault(key, []).append(result["seconds"])
+                rss[key] = max(rss.get(key, 0.0), result["max_rss_mb"])
                 print(
-                    f"[{repeat + 1}/{args.repeats}] {row} / {method}: {result['seconds']:.2f} s",
+                    f"[{repeat + 1}/{args.repeats}] {row} / {method} ({n}): "
+                    f"{result['seconds']:.2f} s",
                     flush=True,
                 )
 
-    medians = {label: statistics.median(v) for label, v in times.items()}
-    ref = medians.get(REFERENCE)
+    def ratio(k: int, ours: tuple[str, int], other: tuple[str, int]) -> float | None:
+        """Median over rounds of the other method's time over ours: > 1, ours is faster."""
+        a, b = times.get((k, *ours)), times.get((k, *other))
+        if not a or not b:
+            return None
+        return statistics.median(y / x for x, y in zip(a, b, strict=True))
+
+    block, limit = _block_limit_mb(work, inputs["main"])
     lines = [
-        f"Input: {args.size}^3 float32, {args.chunk}^3 chunks, zarr v3 default codecs (zstd), "
-        f"{nbytes / 1e6:.0f} MB; median of {args.repeats} runs; {platform.machine()}, "
-        f"{os.cpu_count()} cores.",
+        f"Input: {args.size}^3 float32, {args.chunk}^3 chunks, {nbytes / 1e6:.0f} MB; "
+        f"{args.repeats} rounds; {platform.machine()}, {os.cpu_count()} cores. Times are medians;"
+        " ratios are medians of the ratios within each round.",
         "",
-        "| method | median s | input MB/s | its time / this worker's (2 processes) | peak RSS MB |",
+        "| method (zarr v3 input, zstd) | median s | input MB/s | its time / this worker's | peak RSS MB |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for label, _, _ in runs:
-        m = medians[label]
-        ratio = f"{m / ref:.2f}" if ref else "-"
-        lines.append(f"| {label} | {m:.2f} | {nbytes / m / 1e6:.0f} | {ratio} | {rss[label]:.0f} |")
-    for n in (2, 1):
-        ours = medians.get(f"threshold-worker run, {n} process{'es' if n > 1 else ''}")
-        floor = medians.get(
-            f"floor: raw chunk files + numcodecs, {n} process{'es' if n > 1 else ''}"
+    for label, method, n in MAIN:
+        if (0, method, n) not in times:
+            continue
+        m = statistics.median(times[(0, method, n)])
+        r = ratio(0, OURS, (method, n))
+        lines.append(
+            f"| {label} | {m:.2f} | {nbytes / m / 1e6:.0f} | {_fmt(r)} | {rss[(0, method, n)]:.0f} |"
         )
-        if ours and floor:
-            lines.append("")
-            lines.append(
-                f"With {n} process{'es' if n > 1 else ''} this worker reaches "
-                f"{floor / ours:.2f}x the throughput of the floor."
-            )
-    if scenario_times:
-        lines += [
-            "",
-            "Other formats, 2 processes or threads each; throughput of this worker relative to each method "
-            "(> 1: this worker is faster):",
-            "",
-            "| input / output | this worker s | MB/s | vs floor | vs dask | vs DaCapo-style | vs tensorstore | peak RSS MB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for row in SCENARIOS:
-            med = {m: statistics.median(scenario_times[(row, m)]) for m, _ in SCENARIO_RUNS}
-            ours = med["this-worker"]
-            lines.append(
-                f"| {row} | {ours:.2f} | {nbytes / ours / 1e6:.0f} | {med['floor'] / ours:.2f} | "
-                f"{med['dask'] / ours:.2f} | {med['daisy'] / ours:.2f} | {med['tensorstore'] / ours:.2f} | "
-                f"{rss[row]:.0f} |"
-            )
+    lines += [
+        "",
+        "This worker's throughput over each method's (> 1: this worker is faster), with the "
+        "targets of issue 5; peak RSS is the largest of any one process of this worker, against "
+        f"the limit of 4x one block's input ({'x'.join(map(str, block))} float32) + 200 MB = "
+        f"{limit:.0f} MB:",
+        "",
+        "| input / output | this worker, 2 proc. s | "
+        + " | ".join(t.column for t in TARGETS)
+        + " | peak RSS MB |",
+        "| --- | ---: | " + " | ".join("---:" for _ in TARGETS) + " | ---: |",
+        "| target | | "
+        + " | ".join(f">= {t.at_least:g}" if t.at_least else "" for t in TARGETS)
+        + f" | < {limit:.0f} |",
+    ]
+    missed = []
+    for k, (row, _, _) in enumerate(scenarios):
+        if (k, *OURS) not in times:
+            continue
+        cells = []
+        for t in TARGETS:
+            r = ratio(k, t.ours, t.other)
+            cells.append(_fmt(r))
+            if r is not None and t.at_least is not None and r < t.at_least:
+                missed.append(f"{row}: {t.column} {r:.2f} < {t.at_least:g}")
+        peak = max(rss.get((k, *OURS), 0.0), rss.get((k, *OURS_1), 0.0))
+        if peak >= limit:
+            missed.append(f"{row}: peak RSS {peak:.0f} MB >= {limit:.0f} MB")
+        ours = statistics.median(times[(k, *OURS)])
+        lines.append(f"| {row} | {ours:.2f} | " + " | ".join(cells) + f" | {peak:.0f} |")
+    lines += ["", "Targets missed: " + "; ".join(missed) if missed else "All targets met."]
     table = "\n".join(lines)
     print()
     print(table)
@@ -202,14 +250,17 @@ def main() -> None:
     (out / "latest.json").write_text(
         json.dumps(
             {
-                "times": times,
-                "medians": medians,
-                "max_rss_mb": rss,
-                "scenarios": {f"{r} / {m}": v for (r, m), v in scenario_times.items()},
+                "rounds": args.repeats,
+                "times": {f"{scenarios[k][0]} / {m} / {n}": v for (k, m, n), v in times.items()},
+                "max_rss_mb": {f"{scenarios[k][0]} / {m} / {n}": v for (k, m, n), v in rss.items()},
             },
             indent=1,
         )
     )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":
