@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numcodecs
@@ -9,9 +11,10 @@ import numpy as np
 import pytest
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ShardingCodec, TransposeCodec, ZstdCodec
+from zarr.storage import LocalStore
 
 from conftest import blobs, expected, write_array
-from threshold_worker.chunkio import DirectBlockIO
+from threshold_worker.chunkio import ChunkStore, DirectBlockIO
 from threshold_worker.job import JobSpec, resolve
 from threshold_worker.markers import MARKER_DIR
 from threshold_worker.worker import BlockWorker
@@ -262,3 +265,42 @@ def test_a_codec_around_the_shard_falls_back(tmp_path):
         serializer=ShardingCodec(chunk_shape=(8, 8, 8)),
     )  # + zstd around it
     assert DirectBlockIO.maybe(source, wrapped) is None
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "renamed-file"])
+def test_local_writes_create_replace_and_leave_nothing_behind(tmp_path, unnamed):
+    """Both ways of writing a chunk atomically: an unnamed file linked in place (Linux
+    O_TMPFILE), and a hidden temporary name renamed over the key (other file systems)."""
+    store = ChunkStore(LocalStore(str(tmp_path)))
+    store._unnamed = unnamed and hasattr(os, "O_TMPFILE")
+    old = os.umask(0o002)  # a lab's group-shared folder: chunks follow the umask, as zarr's do
+    try:
+        store.put_many([("a/c/0/0", b"first"), ("a/c/0/1", b"x" * 3_000_000)])
+        store.put_many([("a/c/0/0", b"second")], deletes=["a/c/0/1"])
+    finally:
+        os.umask(old)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["a/c/0/0"]  # no temporary file, the deleted key gone
+    assert (tmp_path / "a/c/0/0").read_bytes() == b"second"
+    assert (tmp_path / "a/c/0/0").stat().st_mode & 0o777 == 0o664
+    assert store._unnamed == (unnamed and hasattr(os, "O_TMPFILE"))
+
+
+def test_a_file_system_without_unnamed_files_falls_back_to_renames(tmp_path, monkeypatch):
+    """NFS and many FUSE file systems refuse O_TMPFILE (EOPNOTSUPP); none is mounted here,
+    so os.open is made to refuse it the same way."""
+    if not hasattr(os, "O_TMPFILE"):
+        pytest.skip("no O_TMPFILE on this platform: the rename path is the only one")
+    real_open = os.open
+
+    def no_tmpfile(path, flags, *args, **kwargs):
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    store = ChunkStore(LocalStore(str(tmp_path)))
+    store.put_many([("c/0/0", b"data")])
+    assert store._unnamed is False
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["0"]
+    assert (tmp_path / "c/0/0").read_bytes() == b"data"

