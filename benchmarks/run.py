@@ -130,8 +130,14 @@ def _block_limit_mb(work: Path, src: Path) -> tuple[tuple[int, ...], float]:
 
 
 def _run(method: str, src: Path, dst: Path, threshold: float, n: int, layout: str) -> dict:
-    shutil.rmtree(dst, ignore_errors=True)
-    os.sync()  # the file system's work for earlier runs (journal, discards) is not charged here
+    """One method in a fresh process, writing to `dst`, which must not exist.
+
+    Outputs are kept until the end of the benchmark: ext4 skips inodes deleted within the
+    last 30 s when it allocates new ones (find_inode_bit / recently_deleted), which made
+    every file creation after a deleted run scan thousands of inodes -- a fifth of all CPU
+    samples, and most of this machine's run-to-run noise.
+    """
+    os.sync()  # earlier runs' dirty pages are written back now, not during this one
     cmd = [sys.executable, str(HERE / "methods.py"), method, str(src), str(dst)]
     proc = subprocess.run(
         [*cmd, str(threshold), str(n), layout],
@@ -142,7 +148,6 @@ def _run(method: str, src: Path, dst: Path, threshold: float, n: int, layout: st
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"{method} ({layout}) failed")
-    shutil.rmtree(dst, ignore_errors=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -172,10 +177,13 @@ def main() -> None:
     # times[(scenario index, method, processes)] = one time per round
     times: dict[tuple[int, str, int], list[float]] = {}
     rss: dict[tuple[int, str, int], float] = {}
+    runs = Path(tempfile.mkdtemp(prefix="runs-", dir=work))
     for repeat in range(args.repeats):
         for k, (row, input_name, layout) in enumerate(scenarios):
-            for method, n in _methods(k, args.only):
-                dst = work / f"out-{method}-{n}.zarr"
+            methods = _methods(k, args.only)
+            shift = repeat % len(methods)  # no method always runs first, or after the same one
+            for method, n in methods[shift:] + methods[:shift]:
+                dst = runs / f"{repeat}-{k}-{method}-{n}.zarr"
                 result = _run(method, inputs[input_name], dst, args.threshold, n, layout)
                 key = (k, method, n)
                 times.setdefault(key, []).append(result["seconds"])
@@ -193,6 +201,7 @@ def main() -> None:
             return None
         return statistics.median(y / x for x, y in zip(a, b, strict=True))
 
+    shutil.rmtree(runs)
     block, limit = _block_limit_mb(work, inputs["main"])
     lines = [
         f"Input: {args.size}^3 float32, {args.chunk}^3 chunks, {nbytes / 1e6:.0f} MB; "
