@@ -133,7 +133,7 @@ def _run(method: str, src: Path, dst: Path, threshold: float, n: int, layout: st
     """One method in a fresh process, writing to `dst`, which must not exist.
 
     Outputs are kept until the end of the benchmark: ext4 skips inodes deleted within the
-    last 30 s when it allocates new ones (find_inode_bit / recently_deleted), which made
+    last seconds to minutes when it allocates new ones (find_inode_bit, recently_deleted): it made
     every file creation after a deleted run scan thousands of inodes -- a fifth of all CPU
     samples, and most of this machine's run-to-run noise.
     """

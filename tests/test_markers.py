@@ -88,7 +88,11 @@ def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
     data = blobs((192, 192, 192), seed=42)
     container = tmp_path / "in.zarr"
     write_array(container, "raw", data, (16, 16, 16))
-    args = [*io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.6), "--block-shape", "16,16,16"]
+    args = [
+        *io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.6),
+        "--block-shape",
+        "16,16,16",
+    ]
     total = (192 // 16) ** 3
     assert run_cli("prepare", *args).code == 0
     proc = subprocess.Popen(
