@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from upath import UPath
@@ -55,7 +55,6 @@ class Stats:
     voxels: int = 0
     foreground: int = 0
     seconds: float = 0.0
-    failed: list[int] = field(default_factory=list)
 
     def __add__(self, other: Stats) -> Stats:
         return Stats(
@@ -64,7 +63,6 @@ class Stats:
             self.voxels + other.voxels,
             self.foreground + other.foreground,
             max(self.seconds, other.seconds),
-            self.failed + other.failed,
         )
 
 
