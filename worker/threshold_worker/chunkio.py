@@ -270,12 +270,7 @@ class ChunkStore:
             return
         for key in keys:
             path = self.root + key
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-            os.close(fd)
+            os.close(_open_making_parents(path, os.path.dirname(path), os.O_WRONLY | os.O_CREAT))
 
     def list_names(self, prefix: str) -> list[str]:
         """Names directly below `prefix/` (empty if there is nothing)."""
@@ -296,56 +291,82 @@ class ChunkStore:
         On Linux the bytes go into an unnamed file (O_TMPFILE) that is then linked in
         place: one change to the directory instead of a create and a rename. Processes
         writing into one directory (zarr v2's flat chunk keys) wait for each other on those
-        changes: this took 13 % off a 2-process run. Elsewhere, and to replace an existing
-        chunk, a hidden name unique to this process is renamed over the key.
+        changes: this took 13 % off a 2-process run. Elsewhere the bytes go into a hidden
+        name unique to this process. Either way an existing chunk is replaced by a rename.
         """
         head, name = os.path.split(path)
         tmp = f"{head}/.{name}.{os.getpid()}.tmp"
-        if self._unnamed and self._write_unnamed(head, path, data):
+        if self._unnamed and self._write_unnamed(head, path, tmp, data):
             return
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            fd = os.open(tmp, flags, 0o666)
-        except FileNotFoundError:
-            os.makedirs(head, exist_ok=True)
-            fd = os.open(tmp, flags, 0o666)
+        fd = _open_making_parents(tmp, head, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             try:
                 _write_all(fd, data)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        _replace(tmp, path)
 
-    def _write_unnamed(self, head: str, path: str, data: bytes) -> bool:
+    def _write_unnamed(self, head: str, path: str, tmp: str, data: bytes) -> bool:
         """Write `data` to `path` through an unnamed file; False where that is not possible
-        here (the caller writes a named temporary file instead)."""
+        here (the caller writes the named temporary file instead)."""
         flags = os.O_TMPFILE | os.O_WRONLY  # type: ignore[attr-defined]
         try:
-            try:
-                fd = os.open(head, flags, 0o666)
-            except FileNotFoundError:
-                os.makedirs(head, exist_ok=True)
-                fd = os.open(head, flags, 0o666)
+            fd = _open_making_parents(head, head, flags)
         except OSError:  # no O_TMPFILE on this file system (NFS, FUSE, ...)
             self._unnamed = False
             return False
         try:
             _write_all(fd, data)
-            # linkat(AT_SYMLINK_FOLLOW) on the fd's /proc entry names the file. os.link
-            # calls linkat only when given a dir fd, which an absolute path ignores.
-            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
-            return True
-        except FileExistsError:  # the chunk exists: it is replaced by a rename
-            return False
+            if _link(fd, path):
+                return True
+            # The chunk exists: name the file written and rename it over the chunk.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # left by a killed run of the same pid
+            if not _link(fd, tmp):
+                raise FileExistsError(tmp)
         except FileNotFoundError:  # no /proc
             self._unnamed = False
             return False
         finally:
             os.close(fd)
+        _replace(tmp, path)
+        return True
+
+
+def _open_making_parents(path: str, parent: str, flags: int) -> int:
+    """os.open that creates the missing folders of a chunk's key on first use (0o666: files
+    follow the umask, as zarr's do)."""
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(parent, exist_ok=True)
+        return os.open(path, flags, 0o666)
+
+
+def _link(fd: int, path: str) -> bool:
+    """Give the unnamed file `fd` the name `path`; False if that name exists.
+
+    linkat(AT_SYMLINK_FOLLOW) on the fd's /proc entry names the file. os.link calls linkat
+    only when given a dir fd, which an absolute path ignores.
+    """
+    try:
+        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _replace(tmp: str, path: str) -> None:
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _write_all(fd: int, data: bytes) -> None:
