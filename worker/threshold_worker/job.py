@@ -79,6 +79,12 @@ class Job:
     def output_meta(self) -> AxisMetadata:
         return self.input_meta
 
+    @property
+    def remote(self) -> bool:
+        """Input or output on an object store: requests in flight decide throughput there,
+        and its clients are bound to the event loop of the process that made them."""
+        return not is_local(self.input_path) or not is_local(self.output_path)
+
     def selection(self, box: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[slice, ...]:
         """Array index slices for a plan box (spatial voxel indices), channels whole."""
         slices: list[slice] = [slice(None)] * len(self.input.shape)

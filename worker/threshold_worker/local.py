@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .job import Job, JobSpec, resolve
 from .markers import BUCKET, DoneMarkers
-from .storage import is_local, open_store
+from .storage import open_store
 from .worker import BlockWorker, Stats
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _run_pool(spec: JobSpec, job: Job, workers: int, bar: tqdm, start: float) ->
     fork = sys.platform.startswith("linux")
     ctx = mp.get_context("fork" if fork else "spawn")
     counter = ctx.Array("q", 2)
-    inherit = fork and is_local(job.input_path) and is_local(job.output_path)
+    inherit = fork and not job.remote
     if inherit:
         _worker = BlockWorker(job)
     pool = ProcessPoolExecutor(

@@ -22,7 +22,7 @@ from .errors import InputError
 from .job import Job, JobSpec, resolve
 from .kernel import threshold_block
 from .markers import DoneMarkers
-from .storage import is_local, open_store
+from .storage import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class BlockWorker:
         self.output = job.open_output()
         self.direct = DirectBlockIO.maybe(job.input, self.output) if direct else None
         self._local = threading.local()
-        self.remote = not is_local(job.input_path) or not is_local(job.output_path)
+        self.remote = job.remote
         self.markers = DoneMarkers(
             open_store(job.output_path), job.spec.output_dataset, job.plan.fingerprint
         )
