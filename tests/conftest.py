@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import zarr
 
 from threshold_worker.cli import main
+from threshold_worker.markers import MARKER_DIR
 from threshold_worker.metadata import AxisMetadata
 
 BIN = Path(sys.executable).parent
@@ -74,6 +76,24 @@ def blobs(shape: Sequence[int], seed: int = 0, dtype: Any = np.float32) -> np.nd
 
 def expected(data: np.ndarray, threshold: float) -> np.ndarray:
     return (data > threshold).astype(np.uint8)
+
+
+def assert_thresholded(container: Path | str, dataset: str, data: np.ndarray, t: float) -> None:
+    """The output equals numpy's `data > t`, voxel for voxel."""
+    np.testing.assert_array_equal(
+        zarr.open_array(str(container), path=dataset)[...], expected(data, t)
+    )
+
+
+def marker_blocks(array_dir: Path) -> set[int]:
+    """Block ids the done-markers on disk name (`id` or a run `first-last`), read without
+    the package's parser; the temporary file of a killed write names none."""
+    done: set[int] = set()
+    for p in (array_dir / MARKER_DIR).rglob("*"):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", p.name)
+        if p.is_file() and m:
+            done.update(range(int(m[1]), int(m[2] or m[1]) + 1))
+    return done
 
 
 class CliResult:

@@ -13,7 +13,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ShardingCodec, TransposeCodec, ZstdCodec
 from zarr.storage import LocalStore
 
-from conftest import blobs, expected, write_array
+from conftest import assert_thresholded, blobs, expected, write_array
 from threshold_worker.chunkio import ChunkStore, DirectBlockIO
 from threshold_worker.job import JobSpec, resolve
 from threshold_worker.markers import MARKER_DIR
@@ -95,9 +95,7 @@ def test_rerun_with_another_threshold_rewrites_and_deletes_the_same_way(tmp_path
         threshold_with(container, "a", direct_first, threshold=t)
         threshold_with(container, "b", not direct_first, threshold=t)
     assert chunks_of(container / "a") == chunks_of(container / "b")
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="a")[...], expected(data, 0.999)
-    )
+    assert_thresholded(container, "a", data, 0.999)
 
 
 def test_missing_input_chunks_read_as_fill_value(tmp_path):
@@ -157,9 +155,7 @@ def test_unusual_codec_chains_fall_back_to_zarr(tmp_path):
     assert DirectBlockIO.maybe(source, plain) is not None
     worker = threshold_with(container, "mask", False, threshold=0.5)
     assert DirectBlockIO.maybe(worker.job.input, worker.output) is None  # transposed input
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
-    )
+    assert_thresholded(container, "mask", data, 0.5)
 
 
 def test_zstd_output_levels_match(tmp_path):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import zarr
 
-from conftest import expected, io_args, run_cli, run_script
+from conftest import assert_thresholded, expected, io_args, run_cli, run_script
 from threshold_worker.markers import MARKER_DIR
 
 
@@ -89,9 +89,7 @@ def test_start_worker_without_shard_does_everything(volume):
     container, data = volume
     result = run_cli("start-worker", *io_args(container, "raw", container, "mask", 0.5))
     assert result.code == 0 and "12 blocks processed" in result.out
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
-    )
+    assert_thresholded(container, "mask", data, 0.5)
 
 
 def test_run_summary_and_progress_bar(volume):

@@ -5,31 +5,25 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import subprocess
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-import zarr
 from zarr.storage import LocalStore
 
-from conftest import BIN, blobs, expected, io_args, run_cli, write_array
+from conftest import (
+    BIN,
+    assert_thresholded,
+    blobs,
+    io_args,
+    marker_blocks,
+    run_cli,
+    write_array,
+)
 from threshold_worker.job import JobSpec, resolve
 from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
 from threshold_worker.worker import BlockWorker
-
-
-def covered(array_dir: Path) -> set[int]:
-    """Block ids the marker files on disk name, read without the package's parser."""
-    done: set[int] = set()
-    for p in (array_dir / MARKER_DIR).rglob("*"):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", p.name)
-        if p.is_file() and m:
-            done.update(range(int(m[1]), int(m[2] or m[1]) + 1))
-    return done
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -73,14 +67,12 @@ def test_a_failing_block_keeps_the_blocks_finished_before_it(tmp_path):
     chunk.write_bytes(b"not zstd")
     with pytest.raises(RuntimeError):
         BlockWorker(job).process(range(4))
-    assert covered(container / "mask") == {0, 1}
+    assert marker_blocks(container / "mask") == {0, 1}
 
     chunk.write_bytes(good)
     stats = BlockWorker(resolve(spec)).process(range(4))
     assert (stats.processed, stats.skipped) == (2, 2)
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
-    )
+    assert_thresholded(container, "mask", data, 0.5)
 
 
 def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
@@ -114,13 +106,11 @@ def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "terminated; rerun to resume" in err
-    done = covered(out_dir)
+    done = marker_blocks(out_dir)
     assert 0 < len(done) < total
     assert done == set(range(len(done))), "one process works through its blocks in order"
 
     rerun = run_cli("run", *args, "-n", "1")
     assert rerun.code == 0, rerun
     assert f"{total - len(done)} processed, {len(done)} already done" in rerun.out
-    np.testing.assert_array_equal(
-        zarr.open_array(str(tmp_path / "out.zarr"), path="mask")[...], expected(data, 0.6)
-    )
+    assert_thresholded(tmp_path / "out.zarr", "mask", data, 0.6)

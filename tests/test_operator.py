@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zarr
 from kopf.testing import KopfRunner
 
-from conftest import blobs, expected, write_array
+from conftest import assert_thresholded, blobs, write_array
 from k8s_harness import EmulatedCluster, JobSimulator, create_threshold_job, operator_env, wait_for
 from threshold_operator.api import GROUP, PLURAL, VERSION
 
@@ -123,9 +122,7 @@ def test_happy_path(cluster: Cluster, data):
     assert status["progress"] == "12/12"
     assert status["plan"]["totalBlocks"] == 12 and len(status["plan"]["fingerprint"]) == 16
     assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "True"
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
-    )
+    assert_thresholded(container, "mask", values, 0.5)
     reasons = [e["reason"] for e in cluster.events("tj1")]
     assert "Planned" in reasons and "Succeeded" in reasons
 
@@ -180,9 +177,7 @@ def test_a_shard_that_fails_once_succeeds_on_retry(cluster: Cluster, data):
     assert status["phase"] == "Succeeded", status
     assert sim.pods_started.count(("retry-work", 1)) == 2
     assert sim.pods_started.count(("retry-work", 0)) == 1
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
-    )
+    assert_thresholded(container, "mask", values, 0.5)
 
 
 def test_a_shard_exhausting_its_retries_fails_the_job_naming_its_blocks(cluster: Cluster, data):
@@ -219,9 +214,7 @@ def test_operator_restarts_create_no_duplicates(cluster: Cluster, data):
     ]
     assert [n for n, _ in sim.pods_started].count("restart-prepare") == 1  # planned once
     assert sorted(i for n, i in sim.pods_started if n == "restart-work") == [0, 1, 2, 3]
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
-    )
+    assert_thresholded(container, "mask", values, 0.5)
 
 
 def test_suspend_resume_and_parallelism(cluster: Cluster, data):
@@ -240,9 +233,7 @@ def test_suspend_resume_and_parallelism(cluster: Cluster, data):
         status = cluster.wait_phase("pause", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded"
     assert status["observedGeneration"] == cluster.get("pause")["metadata"]["generation"]
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
-    )
+    assert_thresholded(container, "mask", values, 0.5)
 
 
 def test_deletion_leaves_data_and_children_are_owned(cluster: Cluster, data):
@@ -296,9 +287,7 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
         status = cluster.wait_phase("store", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
     out = store.validation_output_array("run1", 100, "threshold_0.3", "val")
-    np.testing.assert_array_equal(
-        zarr.open_array(out.container.path, path=out.dataset)[...], expected(values, 0.3)
-    )
+    assert_thresholded(out.container.path, out.dataset, values, 0.3)
     pod = cluster.job("store-work")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
@@ -324,9 +313,7 @@ def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path
         )
         status = run()
         assert status["phase"] == "Succeeded"
-        np.testing.assert_array_equal(
-            zarr.open_array(str(container), path="mask")[...], expected(values, 0.7)
-        )
+        assert_thresholded(container, "mask", values, 0.7)
         bad = spawn_worker(
             LocalArrayIdentifier(container, "nope"), LocalArrayIdentifier(container, "m2"), 0.7
         )
@@ -351,6 +338,4 @@ def test_kueue_admission_is_left_to_the_queue(cluster: Cluster, data):
         cluster.batch.patch_namespaced_job("queued-work", "default", {"spec": {"suspend": False}})
         status = cluster.wait_phase("queued", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(values, 0.5)
-    )
+    assert_thresholded(container, "mask", values, 0.5)

@@ -12,25 +12,22 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from conftest import BIN, blobs, expected, io_args, run_cli, write_array
-from threshold_worker.markers import MARKER_DIR
+from conftest import (
+    BIN,
+    assert_thresholded,
+    blobs,
+    expected,
+    io_args,
+    marker_blocks,
+    run_cli,
+    write_array,
+)
 
 
 def counts(out: str) -> tuple[int, int, int]:
     m = re.search(r"blocks\s+(\d+) processed, (\d+) already done, (\d+) total", out)
     assert m, out
     return int(m[1]), int(m[2]), int(m[3])
-
-
-def markers(array_dir: Path) -> int:
-    """Blocks recorded as done: a marker is named by a block id or a run `first-last`."""
-    root = array_dir / MARKER_DIR
-    done = 0
-    for p in root.rglob("*") if root.exists() else ():
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", p.name)  # not the temporary file of a kill
-        if p.is_file() and m:
-            done += int(m[2] or m[1]) - int(m[1]) + 1
-    return done
 
 
 def chunk_files(array_dir: Path) -> dict[str, bytes]:
@@ -60,15 +57,17 @@ def test_sigkill_then_rerun_processes_only_missing_blocks(tmp_path):
     )
     out_dir = tmp_path / "out.zarr" / "mask"
     deadline = time.monotonic() + 60
-    while markers(out_dir) < 100 and proc.poll() is None and time.monotonic() < deadline:
+    while len(marker_blocks(out_dir)) < 100 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed; make it bigger"
     os.kill(proc.pid, signal.SIGKILL)  # the parent only: its workers must die with it
     proc.wait()
     time.sleep(0.5)
-    at_kill = markers(out_dir)
+    at_kill = len(marker_blocks(out_dir))
     time.sleep(1.0)
-    assert markers(out_dir) == at_kill, "worker processes kept running after their parent died"
+    assert len(marker_blocks(out_dir)) == at_kill, (
+        "worker processes kept running after their parent died"
+    )
     assert 100 <= at_kill < total
 
     rerun = run_cli("run", *args, "-n", "2")
@@ -90,9 +89,7 @@ def test_sigkill_then_rerun_processes_only_missing_blocks(tmp_path):
     resumed = chunk_files(out_dir)
     assert resumed == chunk_files(tmp_path / "ref.zarr" / "mask"), "resumed output differs"
     assert len(resumed) < total  # the zero half wrote nothing
-    np.testing.assert_array_equal(
-        zarr.open_array(str(tmp_path / "out.zarr"), path="mask")[...], expected(data, 0.6)
-    )
+    assert_thresholded(tmp_path / "out.zarr", "mask", data, 0.6)
 
 
 def test_complete_rerun_does_nothing(volume):
@@ -122,9 +119,7 @@ def test_changed_roi_does_not_trust_old_markers(volume):
     full = run_cli("run", *args, "-n", "1")
     processed, already, total = counts(full.out)
     assert (processed, already) == (total, 0)
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
-    )
+    assert_thresholded(container, "mask", data, 0.5)
 
 
 def test_overwrite_replaces_output_and_its_markers(volume):
@@ -134,6 +129,4 @@ def test_overwrite_replaces_output_and_its_markers(volume):
     again = run_cli("run", *args, "-n", "1", "--overwrite")
     processed, already, total = counts(again.out)
     assert (processed, already) == (total, 0)
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
-    )
+    assert_thresholded(container, "mask", data, 0.5)

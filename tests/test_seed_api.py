@@ -13,7 +13,7 @@ from funlib.geometry import Coordinate, Roi
 from upath import UPath
 
 import threshold_worker
-from conftest import blobs, expected, write_array
+from conftest import assert_thresholded, blobs, write_array
 from threshold_worker import (
     LocalArrayIdentifier,
     ZarrArray,
@@ -236,9 +236,7 @@ def test_start_worker_fn_runs_and_returns_io_loop(volume):
     assert callable(loop) and not (container / "mask").exists()
     stats = loop()
     assert stats.processed > 0
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(data, 0.5)
-    )
+    assert_thresholded(container, "mask", data, 0.5)
     assert start_worker_fn(container, "raw", container, "mask", 0.5).processed == 0
 
 
@@ -253,9 +251,7 @@ def test_spawn_worker_local_passes_the_threshold(volume, tmp_path, monkeypatch):
     )
     summary = run()
     assert summary.workers == 1
-    np.testing.assert_array_equal(
-        zarr.open_array(str(container), path="mask")[...], expected(data, 0.8)
-    )
+    assert_thresholded(container, "mask", data, 0.8)
 
 
 def test_create_compute_context_search_order(tmp_path, monkeypatch):
