@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import json
+import math
 import os
 import resource
 import sys
@@ -20,7 +21,6 @@ import time
 from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numcodecs
 import numpy as np
@@ -183,35 +183,23 @@ def tensorstore_loop(src: str, dst: str, t: float, n: int, scenario: str) -> Non
         out[sl].write((inp[sl].read().result() > t).astype(np.uint8)).result()
 
 
+#: (decoder, encoder, dtype, reused (raw, values, mask) buffers or None), set before the fork.
 _floor_codecs: tuple = ()
-_floor_buffers: dict[str, np.ndarray] = {}
 
 
 def _floor_chunk(args: tuple[str, str, float]) -> None:
     src, dst, t = args
-    decode, encode, dtype, reuse = _floor_codecs
-    if reuse:
-        mask = _threshold_into_buffers(src, decode, dtype, t)
-    else:
+    decode, encode, dtype, buffers = _floor_codecs
+    if buffers is None:
         mask = np.greater(np.frombuffer(decode.decode(Path(src).read_bytes()), dtype=dtype), t)
         mask = mask.view(np.uint8)
+    else:
+        raw, values, mask = buffers
+        with open(src, "rb", buffering=0) as f:
+            decode.decode(raw[: f.readinto(raw)], out=values)
+        np.greater(values, t, out=mask.view(bool))
     if mask.any():
         Path(dst).write_bytes(encode.encode(mask))
-
-
-def _threshold_into_buffers(src: str, decode: Any, dtype: np.dtype, t: float) -> np.ndarray:
-    """Read, decode and threshold one chunk into buffers kept from chunk to chunk."""
-    raw = _floor_buffers.setdefault("raw", np.empty(4 << 20, np.uint8))
-    with open(src, "rb", buffering=0) as f:
-        data = raw[: f.readinto(raw)]
-    if "values" not in _floor_buffers:
-        n = len(decode.decode(data)) // dtype.itemsize
-        _floor_buffers["values"] = np.empty(n, dtype)
-        _floor_buffers["mask"] = np.empty(n, np.uint8)
-    values, mask = _floor_buffers["values"], _floor_buffers["mask"]
-    decode.decode(data, out=values)
-    np.greater(values, t, out=mask.view(bool))
-    return mask
 
 
 def floor(src: str, dst: str, t: float, n: int, scenario: str, reuse: bool = False) -> None:
@@ -242,7 +230,11 @@ def floor(src: str, dst: str, t: float, n: int, scenario: str, reuse: bool = Fal
         )
         root_in, root_out = Path(src) / "raw" / "c", Path(dst) / "mask" / "c"
         files = [f for f in root_in.rglob("*") if f.is_file()]
-    _floor_codecs = (decode, numcodecs.Zstd(level=0), dtype, reuse)
+    buffers = None
+    if reuse:
+        voxels = math.prod(inp.chunks)
+        buffers = (np.empty(4 << 20, np.uint8), np.empty(voxels, dtype), np.empty(voxels, np.uint8))
+    _floor_codecs = (decode, numcodecs.Zstd(level=0), dtype, buffers)
     jobs = []
     for f in files:
         target = root_out / f.relative_to(root_in)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -122,11 +123,8 @@ def _block_limit_mb(work: Path, src: Path) -> tuple[tuple[int, ...], float]:
             output_dataset="mask",
         )
     )
-    block = job.plan.block_shape
-    nbytes = job.input.dtype.itemsize
-    for n in block:
-        nbytes *= n
-    return tuple(block), 4 * nbytes / 1e6 + 200
+    block = tuple(job.plan.block_shape)
+    return block, 4 * math.prod(block) * job.input.dtype.itemsize / 1e6 + 200
 
 
 def _run(method: str, src: Path, dst: Path, threshold: float, n: int, layout: str) -> dict:
