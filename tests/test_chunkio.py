@@ -16,11 +16,14 @@ from zarr.storage import LocalStore
 from conftest import assert_thresholded, blobs, expected, write_array
 from threshold_worker.chunkio import ChunkStore, DirectBlockIO
 from threshold_worker.job import JobSpec, resolve
-from threshold_worker.markers import MARKER_DIR
+from threshold_worker.ownership import OWNER_FILE
 from threshold_worker.worker import BlockWorker
 
 
 def threshold_with(container: Path, dataset: str, direct: bool, **spec) -> BlockWorker:
+    """Threshold into `dataset`, writing over what it holds: the output is made one that no
+    job owns first, so the job adopts it and merges with (or replaces) its chunks."""
+    (container / dataset / OWNER_FILE).unlink(missing_ok=True)
     job = resolve(
         JobSpec(
             input_container=str(container),
@@ -41,7 +44,9 @@ def chunks_of(array_dir: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(array_dir)): p.read_bytes()
         for p in sorted(array_dir.rglob("*"))
-        if p.is_file() and MARKER_DIR not in p.parts and not p.name.startswith((".z", "zarr.json"))
+        if p.is_file()
+        and not any(part.startswith(".threshold") for part in p.relative_to(array_dir).parts)
+        and not p.name.startswith((".z", "zarr.json"))
     }
 
 
@@ -268,7 +273,8 @@ def test_local_writes_create_replace_and_leave_nothing_behind(tmp_path, unnamed)
     """Both ways of writing a chunk atomically: an unnamed file linked in place (Linux
     O_TMPFILE), and a hidden temporary name renamed over the key (other file systems)."""
     store = ChunkStore(LocalStore(str(tmp_path)))
-    store._unnamed = unnamed and hasattr(os, "O_TMPFILE")
+    assert store.files is not None
+    store.files._unnamed = unnamed and hasattr(os, "O_TMPFILE")
     old = os.umask(0o002)  # a lab's group-shared folder: chunks follow the umask, as zarr's do
     try:
         store.put_many([("a/c/0/0", b"first"), ("a/c/0/1", b"x" * 3_000_000)])
@@ -279,7 +285,7 @@ def test_local_writes_create_replace_and_leave_nothing_behind(tmp_path, unnamed)
     assert files == ["a/c/0/0"]  # no temporary file, the deleted key gone
     assert (tmp_path / "a/c/0/0").read_bytes() == b"second"
     assert (tmp_path / "a/c/0/0").stat().st_mode & 0o777 == 0o664
-    assert store._unnamed == (unnamed and hasattr(os, "O_TMPFILE"))
+    assert store.files._unnamed == (unnamed and hasattr(os, "O_TMPFILE"))
 
 
 def test_a_file_system_without_unnamed_files_falls_back_to_renames(tmp_path, monkeypatch):
@@ -297,6 +303,6 @@ def test_a_file_system_without_unnamed_files_falls_back_to_renames(tmp_path, mon
     monkeypatch.setattr(os, "open", no_tmpfile)
     store = ChunkStore(LocalStore(str(tmp_path)))
     store.put_many([("c/0/0", b"data")])
-    assert store._unnamed is False
+    assert store.files is not None and store.files._unnamed is False
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["0"]
     assert (tmp_path / "c/0/0").read_bytes() == b"data"

@@ -12,7 +12,6 @@ does; all-zero chunks are deleted rather than written (zarr's `write_empty_chunk
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +28,8 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from .kernel import threshold
+from .safefiles import SafeDir
+from .storage import local_files
 
 DECODE_ONLY = (BloscCodec, GzipCodec)
 V2_WRITABLE = ("zstd", "blosc", "lz4", "zlib")
@@ -91,11 +92,18 @@ class ChunkFormat:
             shape=tuple(array.shape),
             chunks=tuple(array.chunks),
             dtype=stored,
-            fill_value=array.fill_value,
+            fill_value=fill_value(array),
             codec=codec,
             prefix=f"{path}/" if path else "",
             metadata=md,
         )
+
+
+def fill_value(array: zarr.Array) -> Any:
+    """What a missing chunk holds: zarr v2's `"fill_value": null` reads as zero, as
+    zarr-python reads it."""
+    value = array.fill_value
+    return np.zeros((), dtype=array.dtype)[()] if value is None else value
 
 
 def _v3_chain(codecs: list[Any], dtype: np.dtype, writing: bool) -> tuple[np.dtype, Any] | None:
@@ -155,7 +163,7 @@ class ShardLayout:
             shape=tuple(array.shape),
             chunks=inner_shape,
             dtype=stored,
-            fill_value=array.fill_value,
+            fill_value=fill_value(array),
             codec=codec,
             prefix=f"{path}/" if path else "",
             metadata=md,
@@ -197,13 +205,39 @@ class ShardLayout:
 
 class ChunkStore:
     """Get/set/delete/list of keys: plain file calls on local disks, concurrent requests on
-    object stores."""
+    object stores.
+
+    Local writes go through `safefiles.SafeDir`: atomic, and never through a symlink. An
+    output's guarded store (`storage.open_store(..., guard=...)`) reads without following
+    links too; other local stores (inputs) read through them, as users link datasets in.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.root = os.path.join(store.root, "") if isinstance(store, LocalStore) else None
         self._buffer = bytearray(1 << 20)
-        self._unnamed = hasattr(os, "O_TMPFILE")
+        self.files: SafeDir | None = None
+        self.prefix = ""
+        self.root: str | None = None
+        guarded = local_files(store)
+        if guarded is not None:
+            self.files, self.prefix = guarded
+        elif isinstance(store, LocalStore):
+            self.root = os.path.join(store.root, "")
+            self.files = SafeDir(str(store.root))
+
+    def _rel(self, key: str) -> str:
+        if not key.startswith(self.prefix):
+            raise ValueError(f"{key} is outside {self.prefix}")
+        return key[len(self.prefix) :]
+
+    def _open(self, key: str) -> int | None:
+        if self.root is not None:
+            try:
+                return os.open(self.root + key, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+        assert self.files is not None
+        return self.files.open_read(self._rel(key))
 
     def get_each(self, keys: Sequence[str]) -> Iterator[bytes | memoryview | None]:
         """The values of `keys` in order (None where missing).
@@ -212,13 +246,12 @@ class ChunkStore:
         valid only until the next one is asked for: decode it first. It is then still in the
         CPU cache, and memory stays at one chunk. Object stores fetch all keys concurrently.
         """
-        if self.root is None:
+        if self.files is None:
             yield from self._fetch(keys)
             return
         for key in keys:
-            try:
-                fd = os.open(self.root + key, os.O_RDONLY)
-            except FileNotFoundError:
+            fd = self._open(key)
+            if fd is None:
                 yield None
                 continue
             try:
@@ -245,12 +278,11 @@ class ChunkStore:
 
     def put_many(self, items: Iterable[tuple[str, bytes]], deletes: Iterable[str] = ()) -> None:
         items, deletes = list(items), list(deletes)
-        if self.root is not None:
+        if self.files is not None:
             for key, data in items:
-                self._write(self.root + key, data)
+                self.files.write(self._rel(key), data)
             for key in deletes:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.root + key)
+                self.files.unlink(self._rel(key))
             return
         proto = default_buffer_prototype()
 
@@ -265,114 +297,21 @@ class ChunkStore:
     def touch_many(self, keys: Sequence[str]) -> None:
         """Create empty objects: their existence is all they say, so creating them is
         atomic without a temporary name."""
-        if self.root is None:
+        if self.files is None:
             self.put_many([(key, b"") for key in keys])
             return
         for key in keys:
-            path = self.root + key
-            os.close(_open_making_parents(path, os.path.dirname(path), os.O_WRONLY | os.O_CREAT))
+            self.files.touch(self._rel(key))
 
     def list_names(self, prefix: str) -> list[str]:
         """Names directly below `prefix/` (empty if there is nothing)."""
-        if self.root is not None:
-            try:
-                return [n for n in os.listdir(self.root + prefix) if not n.startswith(".")]
-            except FileNotFoundError:
-                return []
+        if self.files is not None:
+            return [n for n in self.files.listdir(self._rel(prefix)) if not n.startswith(".")]
 
         async def names() -> list[str]:
             return [key.rsplit("/", 1)[-1] async for key in self.store.list_prefix(prefix + "/")]
 
         return sync(names())
-
-    def _write(self, path: str, data: bytes) -> None:
-        """Atomic: a reader (or a resumed run) never sees half a chunk.
-
-        On Linux the bytes go into an unnamed file (O_TMPFILE) that is then linked in
-        place: one change to the directory instead of a create and a rename. Processes
-        writing into one directory (zarr v2's flat chunk keys) wait for each other on those
-        changes: this took 13 % off a 2-process run. Elsewhere the bytes go into a hidden
-        name unique to this process. Either way an existing chunk is replaced by a rename.
-        """
-        head, name = os.path.split(path)
-        tmp = f"{head}/.{name}.{os.getpid()}.tmp"
-        if self._unnamed and self._write_unnamed(head, path, tmp, data):
-            return
-        fd = _open_making_parents(tmp, head, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _replace(tmp, path)
-
-    def _write_unnamed(self, head: str, path: str, tmp: str, data: bytes) -> bool:
-        """Write `data` to `path` through an unnamed file; False where that is not possible
-        here (the caller writes the named temporary file instead)."""
-        flags = os.O_TMPFILE | os.O_WRONLY  # type: ignore[attr-defined]
-        try:
-            fd = _open_making_parents(head, head, flags)
-        except OSError:  # no O_TMPFILE on this file system (NFS, FUSE, ...)
-            self._unnamed = False
-            return False
-        try:
-            _write_all(fd, data)
-            if _link(fd, path):
-                return True
-            # The chunk exists: name the file written and rename it over the chunk.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # left by a killed run of the same pid
-            if not _link(fd, tmp):
-                raise FileExistsError(tmp)
-        except FileNotFoundError:  # no /proc
-            self._unnamed = False
-            return False
-        finally:
-            os.close(fd)
-        _replace(tmp, path)
-        return True
-
-
-def _open_making_parents(path: str, parent: str, flags: int) -> int:
-    """os.open that creates the missing folders of a chunk's key on first use (0o666: files
-    follow the umask, as zarr's do)."""
-    try:
-        return os.open(path, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(parent, exist_ok=True)
-        return os.open(path, flags, 0o666)
-
-
-def _link(fd: int, path: str) -> bool:
-    """Give the unnamed file `fd` the name `path`; False if that name exists.
-
-    linkat(AT_SYMLINK_FOLLOW) on the fd's /proc entry names the file. os.link calls linkat
-    only when given a dir fd, which an absolute path ignores.
-    """
-    try:
-        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
-    except FileExistsError:
-        return False
-    return True
-
-
-def _replace(tmp: str, path: str) -> None:
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _overlap(
