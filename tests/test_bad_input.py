@@ -139,7 +139,7 @@ CASES = [
     Case(
         "output inside input",
         lambda t: std(t, od="raw/mask"),
-        ("output_dataset", "contain one another"),
+        ("output_dataset", "lies inside the input array"),
     ),
     Case(
         "output container is a file",

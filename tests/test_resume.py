@@ -101,10 +101,19 @@ def test_complete_rerun_does_nothing(volume):
     assert (processed, already) == (0, total)
 
 
-def test_changed_threshold_does_not_trust_old_markers(volume):
+def test_changed_threshold_is_refused_then_replaces_with_overwrite(volume):
+    """Another job's result is never taken over in silence; --overwrite replaces it and
+    trusts none of its markers."""
     container, data = volume
     assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1").code == 0
-    changed = run_cli("run", *io_args(container, "raw", container, "mask", 0.7), "-n", "1")
+    refused = run_cli("run", *io_args(container, "raw", container, "mask", 0.7), "-n", "1")
+    assert refused.code == 2, refused
+    assert "holds the complete result of another job: threshold 0.5" in refused.err
+    assert "--overwrite" in refused.err
+    assert_thresholded(container, "mask", data, 0.5)  # untouched
+    changed = run_cli(
+        "run", *io_args(container, "raw", container, "mask", 0.7), "-n", "1", "--overwrite"
+    )
     processed, already, total = counts(changed.out)
     assert (processed, already) == (total, 0)
     out = zarr.open_array(str(container), path="mask")[...]
@@ -116,17 +125,20 @@ def test_changed_roi_does_not_trust_old_markers(volume):
     args = io_args(container, "raw", container, "mask", 0.5)
     part = run_cli("run", *args, "-n", "1", "--roi-offset", "80,40,0", "--roi-shape", "128,64,64")
     assert part.code == 0, part
-    full = run_cli("run", *args, "-n", "1")
+    assert run_cli("run", *args, "-n", "1").code == 2  # another job's (partial) result
+    full = run_cli("run", *args, "-n", "1", "--overwrite")
     processed, already, total = counts(full.out)
     assert (processed, already) == (total, 0)
     assert_thresholded(container, "mask", data, 0.5)
 
 
-def test_overwrite_replaces_output_and_its_markers(volume):
+def test_overwrite_of_the_same_job_resumes(volume):
+    """--overwrite replaces another job's result; the output of this very job is resumed,
+    so an interrupted --overwrite run can be repeated as it was typed."""
     container, data = volume
     args = io_args(container, "raw", container, "mask", 0.5)
     assert run_cli("run", *args, "-n", "1").code == 0
     again = run_cli("run", *args, "-n", "1", "--overwrite")
     processed, already, total = counts(again.out)
-    assert (processed, already) == (total, 0)
+    assert (processed, already) == (0, total)
     assert_thresholded(container, "mask", data, 0.5)

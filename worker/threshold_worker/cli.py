@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .errors import InputError
+from .errors import InputError, JobError, Terminated
 from .job import JobSpec, resolve
 from .plan import FITS
 
@@ -397,10 +397,6 @@ def preview_command(
     click.echo(f"wrote {preview(source, mask, out, z)}")
 
 
-class Terminated(Exception):
-    """SIGTERM: a pod being deleted or preempted."""
-
-
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
@@ -427,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         click.echo("terminated; rerun to resume", err=True)
         sys.exit(128 + signal.SIGTERM)
-    except InputError as e:
+    except JobError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:

@@ -1,17 +1,17 @@
-"""Errors that carry a message meant for the person who wrote the job."""
+"""Errors that carry a message meant for the person who wrote the job.
+
+Each is one line that names the field or path, what is wrong and what to do. The CLI prints
+it and exits with code 2, which the Kubernetes pod failure policy treats as "do not retry":
+these are errors that no retry can fix.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class InputError(ValueError):
-    """Bad input: the job cannot run as written.
-
-    The message is one line that names the field or path, what is wrong and what is
-    expected. The CLI prints it and exits with code 2, which the Kubernetes pod failure
-    policy treats as "do not retry"; nothing has been written when it is raised.
-    """
+class JobError(Exception):
+    """The job cannot go on as written; a retry would fail the same way."""
 
     exit_code = 2
 
@@ -19,6 +19,25 @@ class InputError(ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class InputError(JobError, ValueError):
+    """Bad input, found before anything was written: storage is untouched."""
+
+
+class OutputConflict(JobError):
+    """The output belongs to, or is being written by, another job."""
+
+
+class StorageError(JobError):
+    """Storage refuses for a reason only a person can fix: no space, no permission, no
+    credentials, a symlink inside the output. Finished blocks keep their done-markers, so
+    the same command resumes once the cause is fixed."""
+
+
+class Terminated(BaseException):
+    """SIGTERM: a pod being deleted or preempted, or a user stopping a run. A BaseException,
+    like KeyboardInterrupt, so that no `except Exception` swallows it on the way out."""
 
 
 def first_error(error: Any, prefix: str = "") -> str:

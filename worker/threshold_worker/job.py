@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,12 @@ from upath import UPath
 
 from .arrays import open_zarr, roi_to_selection, write_unit
 from .errors import InputError
+from .lease import Holder, Lease, lease_for
 from .metadata import AxisMetadata, read_metadata
+from .ownership import Action, Found, OutputArea, OwnerRecord, decide, finished, new_record
 from .plan import Plan
-from .storage import as_upath, container_url, is_local, open_store
+from .retry import fatal, retry
+from .storage import as_upath, container_url, is_local, open_store, overlap
 
 JOB_ATTRIBUTE = "threshold_job"
 
@@ -107,41 +110,115 @@ class Job:
             "fit": self.plan.fit,
         }
 
-    def prepare(self) -> zarr.Array:
-        """Create the output (replacing it with --overwrite), or open the existing one."""
-        store = open_store(self.output_path)
-        attributes = {**self.output_meta.attributes(), JOB_ATTRIBUTE: self.record()}
+    @property
+    def where(self) -> str:
+        return f"{self.output_path}/{self.spec.output_dataset}"
+
+    def output_store(self) -> Any:
+        """The output's store, guarded: nothing below the array is reached through a link."""
+        return open_store(self.output_path, guard=self.spec.output_dataset)
+
+    def claim(self, whole_job: bool = True) -> OutputClaim:
+        """The output, made this job's, under its lease (see `ownership`)."""
+        return OutputClaim(self, whole_job)
+
+    def prepare(self, whole_job: bool = True) -> zarr.Array:
+        """Claim the output and let it go again: what the prepare step of a cluster job does."""
+        with self.claim(whole_job) as claim:
+            return claim.array
+
+    def open_output(self) -> zarr.Array:
+        return zarr.open_array(
+            self.output_store(),
+            path=self.spec.output_dataset,
+            mode="r+",
+            config={"write_empty_chunks": False},
+        )
+
+    def _create_output(self, store: Any) -> zarr.Array:
         geometry = self.output
-        if geometry.exists and not self.spec.overwrite:
-            array = zarr.open_array(store, path=self.spec.output_dataset, mode="r+")
-            array.attrs.update({JOB_ATTRIBUTE: self.record()})
-            return array
         kwargs: dict[str, Any] = {}
         if geometry.zarr_format == 3:
             kwargs["dimension_names"] = list(self.output_meta.axis_names)
             kwargs["shards"] = geometry.shards
-        try:
-            return zarr.create_array(
-                store,
-                name=self.spec.output_dataset,
-                shape=geometry.shape,
-                chunks=geometry.chunks,
-                dtype="uint8",
-                fill_value=0,
-                zarr_format=geometry.zarr_format,
-                attributes=attributes,
-                overwrite=self.spec.overwrite,
-                **kwargs,
-            )
-        except zarr.errors.ContainsArrayError:
-            # Another worker created it first: fine if it is what we would have made.
-            return zarr.open_array(store, path=self.spec.output_dataset, mode="r+")
-
-    def open_output(self) -> zarr.Array:
-        store = open_store(self.output_path)
-        return zarr.open_array(
-            store, path=self.spec.output_dataset, mode="r+", config={"write_empty_chunks": False}
+        return zarr.create_array(
+            store,
+            name=self.spec.output_dataset,
+            shape=geometry.shape,
+            chunks=geometry.chunks,
+            dtype="uint8",
+            fill_value=0,
+            zarr_format=geometry.zarr_format,
+            attributes={**self.output_meta.attributes(), JOB_ATTRIBUTE: self.record()},
+            **kwargs,
         )
+
+
+@dataclass
+class OutputClaim:
+    """Holds the output's lease for as long as the job writes; `array` is the output."""
+
+    job: Job
+    whole_job: bool
+    array: Any = None
+    record: OwnerRecord | None = None
+    _lease: Lease | None = field(default=None, repr=False)
+    _area: OutputArea | None = field(default=None, repr=False)
+
+    def __enter__(self) -> OutputClaim:
+        job = self.job
+        store = job.output_store()
+        self._area = OutputArea(store, job.spec.output_dataset)
+        holder = Holder.me(job.plan.fingerprint, job.spec.threshold)
+        self._lease = lease_for(job.output_path, job.spec.output_dataset, self._area.files, holder)
+        self.array = retry(
+            lambda: self._lease.acquire(lambda: self._claim(store)),  # type: ignore[union-attr]
+            "claiming the output",
+            job.where,
+        )
+        return self
+
+    def _claim(self, store: Any) -> zarr.Array:
+        job, area = self.job, self._area
+        assert area is not None
+        found = area.read_owner()
+        action = decide(found, job.plan.fingerprint, job.spec.overwrite, self.whole_job, job.where)
+        if area.files is not None:
+            area.files.clean_temporaries()
+        if action is Action.RESUME:
+            assert isinstance(found, OwnerRecord)
+            self.record = found
+            return self._open_or_create(store)
+        # Markers first: once the record names this job, no old marker may be trusted.
+        record = new_record(job.record(), "clearing")
+        area.write_owner(record)
+        area.clear_markers()
+        if action is Action.CLEAR:
+            area.clear_data()
+        array = self._open_or_create(store)
+        if action is Action.ADOPT and job.output.exists:
+            array.attrs.update({JOB_ATTRIBUTE: job.record()})
+        self.record = replace(record, state="writing")
+        area.write_owner(self.record)
+        return array
+
+    def _open_or_create(self, store: Any) -> zarr.Array:
+        try:
+            return zarr.open_array(store, path=self.job.spec.output_dataset, mode="r+")
+        except (FileNotFoundError, zarr.errors.ArrayNotFoundError):
+            return self.job._create_output(store)
+
+    def complete(self) -> None:
+        """Every block of the job has its marker: say so in the owner record."""
+        assert self._area is not None and self.record is not None
+        self.record = finished(self.record)
+        self._area.write_owner(self.record)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lease is not None:
+            self._lease.release()
+        if self._area is not None and self._area.files is not None:
+            self._area.files.close()
 
 
 def _check_threshold(value: float) -> None:
@@ -177,14 +254,35 @@ def _roi(spec: JobSpec, meta: AxisMetadata, shape: Sequence[int], where: str) ->
     return roi
 
 
-def _writable_location(path: UPath, field: str) -> None:
+def check_dataset(name: str, value: str) -> None:
+    """An array path inside a container: '/'-separated names, none empty, '.' or '..' (which
+    would name another place than it says), none of this tool's reserved names."""
+    if not value:
+        raise InputError(name, "is empty; expected the path of an array inside the container")
+    for part in value.split("/"):
+        if part in ("", ".", ".."):
+            raise InputError(
+                name,
+                f"'{value}' has an empty, '.' or '..' segment; expected names separated by "
+                "single slashes, e.g. 100000/val/prediction",
+            )
+        if part.startswith(".threshold") or part.startswith("__"):
+            raise InputError(
+                name, f"'{value}': names starting with '.threshold' or '__' are reserved"
+            )
+
+
+def _writable_location(path: UPath, dataset: str, exists: bool, field: str) -> None:
+    """The output can be written where it is (or will be): before anything is."""
     if not is_local(path):
         name = f"{path.protocol}://{path.drive.rstrip('/')}"
         bucket = UPath(name, **path.storage_options)
         try:
             found = bucket.exists()
         except Exception as e:  # credentials, endpoint: say which
-            raise InputError(field, f"cannot reach {name}: {type(e).__name__}: {e}") from None
+            raise fatal(e, name, field) or InputError(
+                field, f"cannot reach {name}: {type(e).__name__}: {e}"
+            ) from None
         if not found:
             raise InputError(
                 field, f"bucket {name} does not exist, so the output cannot be written"
@@ -193,7 +291,7 @@ def _writable_location(path: UPath, field: str) -> None:
     p = path.path
     if os.path.exists(p) and not os.path.isdir(p):
         raise InputError(field, f"{p} is a file, not a zarr container (a directory)")
-    probe = p
+    probe = os.path.join(p, dataset) if exists else p
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
@@ -201,11 +299,27 @@ def _writable_location(path: UPath, field: str) -> None:
         probe = parent
     if os.path.isfile(probe):
         raise InputError(field, f"{probe} is a file, so {p} cannot be created below it")
+    if _read_only_fs(probe):
+        raise InputError(
+            field, f"{probe} is on a read-only file system; the output needs one it can write"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(field, f"{probe} is not writable, so the output cannot be written")
+        raise InputError(
+            field,
+            f"{probe} is not writable by this user (uid {os.getuid()}), so the output cannot be written",
+        )
 
 
-def _open_existing_output(path: UPath, dataset: str) -> zarr.Array | None:
+def _read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _open_existing_output(path: UPath, dataset: str, overwrite: bool) -> zarr.Array | None:
+    """The output array if there is one; a damaged one is refused unless it is replaced."""
+    where = f"{path}/{dataset}"
     try:
         store = open_store(path, read_only=True)
         return zarr.open_array(store, path=dataset, mode="r")
@@ -214,6 +328,21 @@ def _open_existing_output(path: UPath, dataset: str) -> zarr.Array | None:
     except zarr.errors.NodeTypeValidationError:
         raise InputError(
             "output_dataset", f"'{dataset}' in {path} is a group; name a new or existing array"
+        ) from None
+    except PermissionError as e:
+        raise InputError(
+            "output_container", f"cannot read {e.filename or where}: permission denied"
+        ) from None
+    except Exception as e:
+        error = fatal(e, where, "output_container")
+        if error is not None:
+            raise error from None
+        if overwrite:
+            return None  # replaced as a whole
+        raise InputError(
+            "output_dataset",
+            f"{where} exists but its zarr metadata is unreadable ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); repair it, or pass --overwrite to replace it",
         ) from None
 
 
@@ -224,6 +353,26 @@ def _positive(name: str, value: Sequence[int] | None, n: int) -> None:
         raise InputError(name, f"{tuple(value)} has {len(value)} values; expected {n}")
     if any(v <= 0 for v in value):
         raise InputError(name, f"{tuple(value)} must be positive on every axis")
+
+
+def _agrees(spec: JobSpec, existing: zarr.Array, meta: AxisMetadata, where: str) -> None:
+    """Layout options given for an existing output must be what it has: never ignored."""
+    spatial = meta.spatial_indices
+    chunks = tuple(existing.chunks[i] for i in spatial)
+    shards = tuple(existing.shards[i] for i in spatial) if existing.shards else None
+    fmt = existing.metadata.zarr_format
+    for name, wanted, has in (
+        ("output_chunks", spec.output_chunks, chunks),
+        ("output_shards", spec.output_shards, shards),
+        ("zarr_format", spec.zarr_format, fmt),
+    ):
+        if wanted is not None and wanted != has:
+            shown = has if has is not None else "none"
+            raise InputError(
+                name,
+                f"{wanted} differs from the existing output {where}, which has {shown}; "
+                "leave the option out to keep it, or pass --overwrite to replace the output",
+            )
 
 
 def _output_geometry(
@@ -249,6 +398,7 @@ def _output_geometry(
                 "output_dataset",
                 f"{where} exists with {'; '.join(problems)}; pass --overwrite to replace it",
             )
+        _agrees(spec, existing, meta, where)
         return OutputGeometry(
             shape=shape,
             chunks=tuple(existing.chunks),
@@ -290,34 +440,45 @@ def _output_geometry(
     )
 
 
-def resolve(spec: JobSpec) -> Job:
-    """Check the job against the storage it names; raise `InputError` on bad input."""
+def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
+    """Check the job against the storage it names, writing nothing; raise `InputError` on
+    bad input and `OutputConflict` when the output belongs to another job. `whole_job` is
+    False for one shard of a job (which may not replace an output)."""
     _check_threshold(spec.threshold)
-    for name in ("input_dataset", "output_dataset"):
-        if not getattr(spec, name):
-            raise InputError(name, "is empty; expected the path of an array inside the container")
+    check_dataset("input_dataset", spec.input_dataset)
+    check_dataset("output_dataset", spec.output_dataset)
     input_path = as_upath(spec.input_container)
     output_path = as_upath(spec.output_container)
-    source = open_zarr(input_path, spec.input_dataset, "r", "input")
     where = f"{input_path}/{spec.input_dataset}"
+    source = retry(
+        lambda: open_zarr(input_path, spec.input_dataset, "r", "input"),
+        "opening the input",
+        where,
+        field="input_container",
+    )
     _check_dtype(source, "input_dataset")
     meta = read_metadata(source.attrs.asdict(), source.ndim, where)
     roi = _roi(spec, meta, source.shape, where)
 
-    same_container = container_url(input_path) == container_url(output_path)
-    if same_container:
-        a, b = spec.input_dataset + "/", spec.output_dataset + "/"
-        if a == b:
-            raise InputError("output_dataset", "is the input array; choose another dataset")
-        if b.startswith(a) or a.startswith(b):
-            raise InputError(
-                "output_dataset",
-                f"'{spec.output_dataset}' and the input '{spec.input_dataset}' contain one another",
-            )
     out_where = f"{output_path}/{spec.output_dataset}"
-    existing = _open_existing_output(output_path, spec.output_dataset)
-    if existing is None or spec.overwrite:
-        _writable_location(output_path, "output_container")
+    relation = overlap(input_path, spec.input_dataset, output_path, spec.output_dataset)
+    if relation is not None:
+        how = {
+            "same": "is the input array",
+            "inside": "lies inside the input array",
+            "contains": "contains the input array",
+        }[relation]
+        raise InputError(
+            "output_dataset",
+            f"{out_where} {how} {where} (compared as files, after links); choose an output "
+            "apart from the input",
+        )
+    existing = retry(
+        lambda: _open_existing_output(output_path, spec.output_dataset, spec.overwrite),
+        "opening the output",
+        out_where,
+    )
+    _writable_location(output_path, spec.output_dataset, existing is not None, "output_container")
     geometry = _output_geometry(spec, source, meta, existing, out_where)
 
     spatial = meta.spatial_indices
@@ -355,7 +516,7 @@ def resolve(spec: JobSpec) -> Job:
         sharded=geometry.shards is not None,
         unit_name="output shard shape" if geometry.shards else "output chunk shape",
     )
-    return Job(
+    job = Job(
         spec=spec,
         input=source,
         input_meta=meta,
@@ -365,3 +526,17 @@ def resolve(spec: JobSpec) -> Job:
         roi=roi,
         plan=plan,
     )
+    if existing is not None or not is_local(output_path) or os.path.isdir(job.where):
+        retry(lambda: _check_owner(job, whole_job), "reading the output's owner", out_where)
+    return job
+
+
+def _check_owner(job: Job, whole_job: bool) -> None:
+    """Refuse now, before anything is written, what the claim would refuse later."""
+    area = OutputArea(open_store(job.output_path, read_only=True), job.spec.output_dataset)
+    try:
+        found: Found = area.read_owner()
+    finally:
+        if area.files is not None:
+            area.files.close()
+    decide(found, job.plan.fingerprint, job.spec.overwrite, whole_job, job.where)

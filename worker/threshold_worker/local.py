@@ -23,9 +23,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .errors import Terminated
 from .job import Job, JobSpec, resolve
-from .markers import BUCKET, DoneMarkers
-from .storage import open_store
+from .markers import BUCKET
 from .worker import BlockWorker, Stats
 
 logger = logging.getLogger(__name__)
@@ -57,9 +57,21 @@ def _count(_block: int, voxels: int) -> None:
         _progress[1] += voxels
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def _process(start: int, stop: int) -> Stats:
+    """One range of blocks. SIGTERM in the middle unwinds it: the blocks finished so far get
+    their markers, then the process ends at once (between ranges it simply ends)."""
     assert _worker is not None
-    return _worker.process(range(start, stop), _count)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _worker.process(range(start, stop), _count)
+    except Terminated:
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass
@@ -99,13 +111,19 @@ def _ranges(todo: range, workers: int) -> Iterator[tuple[int, int]]:
 
 
 def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None = None) -> Summary:
-    """Prepare the output and process every block of the job."""
+    """Claim the output and process every block of the job."""
     job = resolve(spec)
-    job.prepare()
+    with job.claim() as claim:
+        summary = _run(job, workers, progress)
+        claim.complete()
+    return summary
+
+
+def _run(job: Job, workers: int | None, progress: bool | None) -> Summary:
     total = job.plan.total_blocks
     workers = max(1, min(workers or os.cpu_count() or 1, total))
-    markers = DoneMarkers(open_store(job.output_path), spec.output_dataset, job.plan.fingerprint)
-    already = markers.count_done(range(total))
+    worker = BlockWorker(job)
+    already = worker.markers.count_done(range(total))
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(
         total=total,
@@ -128,9 +146,9 @@ def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None =
                 bar.update(1)
                 bar.set_postfix_str(_rate(last_voxels, start), refresh=False)
 
-            stats = BlockWorker(job).process(range(total), tick)
+            stats = worker.process(range(total), tick)
         else:
-            stats = _run_pool(spec, job, workers, bar, start)
+            stats = _run_pool(job, worker, workers, bar, start)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -142,7 +160,7 @@ def _rate(voxels: int, start: float) -> str:
     return f"{voxels / elapsed / 1e6:.1f} Mvox/s" if elapsed > 0 else ""
 
 
-def _run_pool(spec: JobSpec, job: Job, workers: int, bar: tqdm, start: float) -> Stats:
+def _run_pool(job: Job, worker: BlockWorker, workers: int, bar: tqdm, start: float) -> Stats:
     # Fork starts workers in milliseconds with everything imported; zarr re-creates its
     # event loop in the child (os.register_at_fork). Elsewhere, spawn. On local disks the
     # children also inherit the resolved job (resolving it again costs each about 10 ms
@@ -154,21 +172,39 @@ def _run_pool(spec: JobSpec, job: Job, workers: int, bar: tqdm, start: float) ->
     counter = ctx.Array("q", 2)
     inherit = fork and not job.remote
     if inherit:
-        _worker = BlockWorker(job)
+        _worker = worker
     pool = ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init, initargs=(None if inherit else spec, counter)
+        workers,
+        mp_context=ctx,
+        initializer=_init,
+        initargs=(None if inherit else job.spec, counter),
     )
     try:
         stats = _drain(pool, job.plan.total_blocks, workers, counter, bar, start)
     except BaseException:
-        # Interrupted or failed: hand out nothing more and do not wait for the ranges in
-        # flight (the workers finish them, or die with this process on Linux).
+        # Interrupted or failed: hand out nothing more, let each worker record what it
+        # finished and end, and do not wait long for it.
         pool.shutdown(wait=False, cancel_futures=True)
+        _stop_children()
         raise
     finally:
         _worker = None
     pool.shutdown()
     return stats
+
+
+def _stop_children(grace: float = 1.5) -> None:
+    """SIGTERM the worker processes (they write their markers and exit), then SIGKILL any
+    that are still there after `grace` seconds."""
+    children = mp.active_children()
+    for child in children:
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGTERM)  # type: ignore[arg-type]
+    deadline = time.monotonic() + grace
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
 
 
 def _drain(

@@ -10,10 +10,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from upath import UPath
 
@@ -22,28 +22,9 @@ from .errors import InputError
 from .job import Job, JobSpec, resolve
 from .kernel import threshold_block
 from .markers import DoneMarkers
-from .storage import open_store
+from .retry import retry
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-TRANSIENT = (OSError, TimeoutError, ConnectionError)
-RETRY_DELAYS = (0.5, 2.0, 5.0)
-
-
-def retry(fn: Callable[[], T], what: str, delays: Iterable[float] = RETRY_DELAYS) -> T:
-    """Call `fn`, retrying storage errors that may pass (network, throttling)."""
-    for delay in (*delays, None):
-        try:
-            return fn()
-        except InputError:
-            raise
-        except TRANSIENT as e:
-            if delay is None or isinstance(e, (FileNotFoundError, PermissionError)):
-                raise
-            logger.warning("%s failed (%s); retrying in %.1f s", what, e, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -80,7 +61,7 @@ class BlockWorker:
         self._local = threading.local()
         self.remote = job.remote
         self.markers = DoneMarkers(
-            open_store(job.output_path), job.spec.output_dataset, job.plan.fingerprint
+            self.output.store_path.store, job.spec.output_dataset, job.plan.fingerprint
         )
 
     def process(self, blocks: range, on_block: Callable[[int, int], None] | None = None) -> Stats:
@@ -92,12 +73,14 @@ class BlockWorker:
         stats = Stats()
         start = time.perf_counter()
         lock = threading.Lock()
-        pending = _PendingMarks(self.markers)
+        pending = _PendingMarks(self.markers, self.job.where)
 
         def one(block_id: int) -> None:
             selection = self.job.block_selection(block_id)
             fg = retry(
-                lambda: self._threshold(selection, self.job.spec.threshold), f"block {block_id}"
+                lambda: self._threshold(selection, self.job.spec.threshold),
+                f"block {block_id}",
+                self.job.where,
             )
             voxels = _voxels(selection, self.job.input.shape)
             pending.add(block_id)
@@ -154,8 +137,9 @@ class _PendingMarks:
 
     INTERVAL = 1.0
 
-    def __init__(self, markers: DoneMarkers) -> None:
+    def __init__(self, markers: DoneMarkers, where: str) -> None:
         self.markers = markers
+        self.where = where
         self.ids: list[int] = []
         self.lock = threading.Lock()
         self.due = time.monotonic() + self.INTERVAL
@@ -172,7 +156,7 @@ class _PendingMarks:
             ids, self.ids = self.ids, []
             self.due = time.monotonic() + self.INTERVAL
         if ids:
-            retry(lambda: self.markers.mark(ids), f"done-markers of {len(ids)} blocks")
+            retry(lambda: self.markers.mark(ids), f"done-markers of {len(ids)} blocks", self.where)
 
 
 def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:
@@ -189,27 +173,30 @@ def run_shard(
     shards: int | None = None,
     expect_fingerprint: str | None = None,
 ) -> Stats:
-    """Resolve the job, make sure its output exists, and process one shard (or all)."""
-    job = resolve(spec)
+    """Resolve the job, claim its output, and process one shard (or all of it)."""
+    whole = shard is None
+    job = resolve(spec, whole_job=whole)
     if expect_fingerprint and expect_fingerprint != job.plan.fingerprint:
         raise InputError(
             "fingerprint",
             f"this worker planned {job.plan.fingerprint}, the job expects {expect_fingerprint}: "
             "the input or the job changed since it was prepared",
         )
-    job.prepare()
     if shard is None:
         blocks = range(job.plan.total_blocks)
     else:
         blocks = job.plan.shard_range(shard, shards or job.plan.shards)
-    logger.info(
-        "plan %s: blocks %d-%d of %d",
-        job.plan.fingerprint,
-        blocks.start,
-        blocks.stop - 1,
-        job.plan.total_blocks,
-    )
-    stats = BlockWorker(job).process(blocks)
+    with job.claim(whole_job=whole) as claim:
+        logger.info(
+            "plan %s: blocks %d-%d of %d",
+            job.plan.fingerprint,
+            blocks.start,
+            blocks.stop - 1,
+            job.plan.total_blocks,
+        )
+        stats = BlockWorker(job).process(blocks)
+        if whole:
+            claim.complete()
     logger.info(
         "done: %d blocks processed, %d already done, %.1f s",
         stats.processed,

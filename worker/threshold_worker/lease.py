@@ -1,0 +1,264 @@
+"""Who may write an output now: a lease that the processes and pods of one job share and
+that a different job cannot take.
+
+Holders name their job by its plan fingerprint. Taking the lease happens under a short
+mutex, which also covers the caller's claim of the output (see `ownership`), so two jobs
+never both find the output free, and the pods of one job never claim it twice at once.
+
+Local disks and NFS volumes: files under `<output>/.threshold-lease/`. The mutex is an
+exclusive `flock` on `mutex`; each holder keeps a shared `flock` on `<fingerprint>.lock`.
+The kernel (or the NFS server, when the client's lease lapses) releases the locks of a
+holder that dies, so a crash never blocks the next run; a lock file that can be locked
+exclusively belongs to nobody alive and is removed.
+
+Object stores have no locks. The mutex is an object created with a conditional PUT
+(If-None-Match: *); each holder keeps `members/<fingerprint>/<id>` fresh with a heartbeat
+every TTL/6 seconds. Holders whose object the store last modified more than TTL ago are
+dead; ages come from the store's own clock (LastModified), never from ours. A stale mutex
+(its holder died inside it) expires after TTL too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from upath import UPath
+
+from .errors import OutputConflict
+from .safefiles import SafeDir
+
+logger = logging.getLogger(__name__)
+
+LEASE_DIR = ".threshold-lease"
+T = TypeVar("T")
+
+
+def ttl() -> float:
+    """Seconds after which a silent holder on an object store counts as dead."""
+    return float(os.environ.get("THRESHOLD_LEASE_TTL", "60"))
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lease, as a refused job is told."""
+
+    fingerprint: str
+    threshold: float
+    started: str
+    host: str
+    pid: int
+
+    @classmethod
+    def me(cls, fingerprint: str, threshold: float) -> Holder:
+        return cls(fingerprint, threshold, utcnow(), socket.gethostname(), os.getpid())
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @staticmethod
+    def describe(data: bytes | None, fingerprint: str) -> str:
+        try:
+            h = json.loads(data or b"")
+            return (
+                f"threshold {h['threshold']:g}, plan {h['fingerprint']}, started {h['started']} "
+                f"on host {h['host']} (pid {h['pid']})"
+            )
+        except (ValueError, KeyError, TypeError):
+            return f"plan {fingerprint}"
+
+
+def _busy(where: str, who: str) -> OutputConflict:
+    return OutputConflict(
+        "output_dataset",
+        f"{where} is being written by another job right now ({who}); wait for it to end or "
+        "stop it, then rerun",
+    )
+
+
+class Lease:
+    """A held lease; `release` (or the context manager) gives it up."""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class LocalLease(Lease):
+    def __init__(self, files: SafeDir, holder: Holder, where: str) -> None:
+        self.files, self.holder, self.where = files, holder, where
+        self._fd: int | None = None
+
+    def acquire(self, claim: Callable[[], T]) -> T:
+        """Join the lease and run `claim` under the mutex; refuse if another job holds it."""
+        dfd = self.files.dir_fd(LEASE_DIR, create=True)
+        assert dfd is not None
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        mutex = os.open("mutex", flags, 0o666, dir_fd=dfd)
+        try:
+            _wait_for(lambda: _try_flock(mutex, fcntl.LOCK_EX), self.where)
+            own = f"{self.holder.fingerprint}.lock"
+            for name in os.listdir(dfd):
+                if name.endswith(".lock") and name != own:
+                    self._check(dfd, name)
+            fd = os.open(own, flags, 0o666, dir_fd=dfd)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.fstat(fd).st_size == 0:
+                os.pwrite(fd, self.holder.to_bytes(), 0)
+            self._fd = fd
+            try:
+                return claim()
+            except BaseException:
+                self.release()
+                raise
+        finally:
+            os.close(mutex)  # releases the mutex
+
+    def _check(self, dfd: int, name: str) -> None:
+        """Remove the lock file of a dead holder; refuse if its holder is alive."""
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except FileNotFoundError:
+            return
+        try:
+            if _try_flock(fd, fcntl.LOCK_EX):
+                os.unlink(name, dir_fd=dfd)
+                return
+            data = os.pread(fd, 4096, 0)
+        finally:
+            os.close(fd)
+        raise _busy(self.where, Holder.describe(data, name.removesuffix(".lock")))
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _wait_for(attempt: Callable[[], bool], where: str, poll: float = 0.2) -> None:
+    """Wait for the mutex: another holder claims (or clears) the output inside it."""
+    start = time.monotonic()
+    told = False
+    while not attempt():
+        if not told and time.monotonic() - start > 2:
+            logger.warning("waiting for another process that is claiming %s", where)
+            told = True
+        time.sleep(poll)
+
+
+class RemoteLease(Lease):
+    """The object-store lease (see the module docstring)."""
+
+    def __init__(self, fs: Any, base: str, holder: Holder, where: str) -> None:
+        self.fs, self.holder, self.where = fs, holder, where
+        self.base = f"{base.rstrip('/')}/{LEASE_DIR}"
+        self.mutex = f"{self.base}/mutex"
+        self.member = f"{self.base}/members/{holder.fingerprint}/{uuid.uuid4().hex}"
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def _server_now(self) -> dt.datetime:
+        probe = f"{self.base}/clock/{uuid.uuid4().hex}"
+        self.fs.pipe_file(probe, b"")
+        try:
+            return self.fs.info(probe)["LastModified"]
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(probe)
+
+    def _take_mutex(self) -> bool:
+        try:
+            self.fs.pipe_file(self.mutex, self.holder.to_bytes(), mode="create")
+            return True
+        except FileExistsError:
+            pass
+        with contextlib.suppress(FileNotFoundError):
+            age = (self._server_now() - self.fs.info(self.mutex)["LastModified"]).total_seconds()
+            if age > ttl():
+                logger.warning("removing the lease mutex of %s, left %.0f s ago", self.where, age)
+                self.fs.rm_file(self.mutex)
+        return False
+
+    def acquire(self, claim: Callable[[], T]) -> T:
+        self._stop = threading.Event()
+        _wait_for(self._take_mutex, self.where, poll=0.5)
+        try:
+            self.fs.pipe_file(self.member, self.holder.to_bytes())
+            self.fs.invalidate_cache()
+            now = self.fs.info(self.member)["LastModified"]
+            for path, info in self.fs.find(f"{self.base}/members", detail=True).items():
+                fingerprint = path.rsplit("/", 2)[-2]
+                if fingerprint == self.holder.fingerprint:
+                    continue
+                if (now - info["LastModified"]).total_seconds() > ttl():
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm_file(path)
+                    continue
+                data = self.fs.cat_file(path)
+                self._drop_member()
+                raise _busy(self.where, Holder.describe(data, fingerprint))
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="lease")
+            self._beat.start()
+            try:
+                return claim()
+            except BaseException:
+                self.release()
+                raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self.mutex)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(ttl() / 6):
+            try:
+                self.fs.pipe_file(self.member, self.holder.to_bytes())
+            except Exception as e:  # the next beat may pass; a lapse only lets others in late
+                logger.warning("lease heartbeat for %s failed: %s", self.where, e)
+
+    def _drop_member(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.member)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(5)
+            self._beat = None
+        self._drop_member()
+
+
+def lease_for(container: UPath, dataset: str, files: SafeDir | None, holder: Holder) -> Lease:
+    """The lease of output array `dataset` in `container` (not yet acquired)."""
+    where = f"{container}/{dataset}"
+    if files is not None:
+        return LocalLease(files, holder, where)
+    fs = container.fs
+    return RemoteLease(fs, f"{container.path.rstrip('/')}/{dataset}", holder, where)

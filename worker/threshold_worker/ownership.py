@@ -1,0 +1,212 @@
+"""An output knows which job writes it, so no job trusts another's done-markers.
+
+The owner record `<output>/.threshold-job.json` names the job (plan fingerprint, threshold,
+input, start time) and its state:
+
+- `clearing`: the job is replacing what was there. Markers are removed first, then the
+  data; a run of the same job that finds this state (a killed `--overwrite`) finishes the
+  clearing before anything else, with or without `--overwrite`.
+- `writing`: the job's blocks are being written; its markers are trusted.
+- `complete`: every block of the job has its marker (set by whole-job runs).
+
+A job finds the output in one of these situations, and `decide` says what it may do:
+
+| found | without --overwrite | with --overwrite |
+| --- | --- | --- |
+| no array, or an array no job owns | adopt it: drop stray markers, run | replace it |
+| this job's record (`writing`, `complete`) | resume | resume |
+| this job's record (`clearing`) | finish clearing, run | the same |
+| another job's record (or one unreadable) | refuse (exit 2), naming the job | replace it |
+
+Adopting keeps what an array no job owns holds outside the region the job writes (an array
+DaCapo created, a mask being extended); every block of the job is written, since no
+marker is trusted then.
+Only a whole job (`run`, `prepare`, `start-worker` without `--shard`) may replace data;
+the shards of an Indexed Job find the output prepared, or refuse. Every write happens
+inside the output's lease (see `lease`), after all input checks: bad input leaves storage
+untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
+from typing import Any, Literal
+
+from zarr.abc.store import Store
+from zarr.storage import LocalStore
+
+from .errors import OutputConflict
+from .lease import LEASE_DIR, utcnow
+from .markers import MARKER_DIR
+from .safefiles import SafeDir
+from .storage import local_files
+
+OWNER_FILE = ".threshold-job.json"
+
+State = Literal["clearing", "writing", "complete"]
+
+
+@dataclass(frozen=True)
+class OwnerRecord:
+    fingerprint: str
+    state: State
+    threshold: float
+    input: str
+    started: str
+    finished: str | None = None
+
+    def describe(self) -> str:
+        when = f"finished {self.finished}" if self.finished else f"started {self.started}"
+        return f"threshold {self.threshold:g} on {self.input}, {when} (plan {self.fingerprint})"
+
+
+class Unreadable:
+    """An owner record that is not one (edited by hand): foreign, like data no job owns."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+Found = OwnerRecord | Unreadable | None
+
+
+class Action(Enum):
+    ADOPT = "adopt"  # no job owns it: drop stray markers, take it
+    RESUME = "resume"  # ours
+    CLEAR = "clear"  # replace what is there (or finish replacing it)
+
+
+def decide(found: Found, fingerprint: str, overwrite: bool, whole_job: bool, where: str) -> Action:
+    """What a job may do with the output it found; refuses with `OutputConflict`."""
+    if isinstance(found, OwnerRecord) and found.fingerprint == fingerprint:
+        if found.state != "clearing":
+            return Action.RESUME
+        if not whole_job:
+            raise OutputConflict(
+                "output_dataset",
+                f"{where} is being replaced by this job's prepare step, which did not finish; "
+                "rerun `threshold-worker prepare` (or `run`) for it first",
+            )
+        return Action.CLEAR
+    if found is None:
+        return Action.CLEAR if overwrite and whole_job else Action.ADOPT
+    if not overwrite:
+        if isinstance(found, OwnerRecord):
+            what = f"the {'complete' if found.state == 'complete' else 'partial'} result of "
+            what += f"another job: {found.describe()}"
+        else:
+            what = f"an unreadable owner record ({OWNER_FILE}), maybe another job's result"
+        raise OutputConflict(
+            "output_dataset",
+            f"{where} holds {what}; pass --overwrite to replace it, or choose another output",
+        )
+    if not whole_job:
+        raise OutputConflict(
+            "output_dataset",
+            f"{where} must be replaced before the shards of a job can write it: run "
+            "`threshold-worker prepare --overwrite` (or `run --overwrite`) first",
+        )
+    return Action.CLEAR
+
+
+class OutputArea:
+    """The output array's files: the owner record, markers and data; local or remote."""
+
+    def __init__(self, store: Store, dataset: str) -> None:
+        self.store = store
+        self.dataset = dataset.strip("/")
+        guarded = local_files(store)
+        self.files: SafeDir | None = None
+        if guarded is not None:
+            self.files = guarded[0]
+        elif isinstance(store, LocalStore):  # read-only look before anything is written
+            self.files = SafeDir(os.path.join(str(store.root), self.dataset))
+
+    def _key(self, name: str) -> str:
+        return f"{self.dataset}/{name}"
+
+    def read_owner(self) -> Found:
+        if self.files is not None:
+            data = self.files.read(OWNER_FILE)
+        else:
+            data = _sync(_get(self.store, self._key(OWNER_FILE)))
+        if data is None:
+            return None
+        try:
+            return OwnerRecord(**json.loads(data))
+        except (ValueError, TypeError):
+            return Unreadable(data.decode(errors="replace")[:200])
+
+    def write_owner(self, record: OwnerRecord) -> None:
+        data = json.dumps(asdict(record), indent=1).encode()
+        if self.files is not None:
+            self.files.write(OWNER_FILE, data)
+        else:
+            _sync(_set(self.store, self._key(OWNER_FILE), data))
+
+    def clear_markers(self) -> None:
+        self._delete_dir(MARKER_DIR)
+
+    def clear_data(self) -> None:
+        """Everything but the owner record and the lease: chunks, metadata, temporaries."""
+        if self.files is not None:
+            self.files.remove_tree(keep=(OWNER_FILE, LEASE_DIR, MARKER_DIR))
+            return
+
+        async def names() -> list[str]:
+            return [n async for n in self.store.list_dir(self.dataset + "/")]
+
+        for name in _sync(names()):
+            name = name.rstrip("/")
+            if name not in (OWNER_FILE, LEASE_DIR, MARKER_DIR):
+                self._delete_dir(name)
+
+    def _delete_dir(self, name: str) -> None:
+        if self.files is not None:
+            self.files.remove_tree(name)
+            return
+        key = self._key(name)
+        _sync(self.store.delete_dir(key))
+        with contextlib.suppress(FileNotFoundError):
+            _sync(_delete(self.store, key))
+
+
+def new_record(job_record: dict[str, Any], state: State) -> OwnerRecord:
+    return OwnerRecord(
+        fingerprint=job_record["fingerprint"],
+        state=state,
+        threshold=float(job_record["threshold"]),
+        input=job_record["input"],
+        started=utcnow(),
+    )
+
+
+def finished(record: OwnerRecord) -> OwnerRecord:
+    return replace(record, state="complete", finished=utcnow())
+
+
+async def _get(store: Store, key: str) -> bytes | None:
+    from zarr.core.buffer import default_buffer_prototype
+
+    buf = await store.get(key, default_buffer_prototype())
+    return None if buf is None else buf.to_bytes()
+
+
+async def _set(store: Store, key: str, data: bytes) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+
+    await store.set(key, default_buffer_prototype().buffer.from_bytes(data))
+
+
+async def _delete(store: Store, key: str) -> None:
+    await store.delete(key)
+
+
+def _sync(coro: Any) -> Any:
+    from zarr.core.sync import sync
+
+    return sync(coro)
