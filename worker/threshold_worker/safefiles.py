@@ -9,9 +9,10 @@ cached, so a chunk write costs no more system calls than opening it by its full 
 
 Writes are atomic: a reader, or a resumed run, never sees half a chunk. On Linux the bytes
 go into an unnamed file (O_TMPFILE) that is then linked in place, one change to the folder
-instead of a create and a rename; where the name exists, or the file system has no
-O_TMPFILE (NFS, FUSE), the file gets an unpredictable name in the output's `.threshold-tmp`
-folder, created with O_EXCL|O_NOFOLLOW, and is renamed over the chunk. Temporaries that a
+instead of a create and a rename; where the file system has no O_TMPFILE (NFS, FUSE), the
+bytes go into a file with an unpredictable name in the output's `.threshold-tmp` folder,
+created with O_EXCL|O_NOFOLLOW, which is then linked in place. Where the name exists (a
+chunk rewritten), the file is renamed over it; a link in its place is refused. Temporaries that a
 killed run left there are removed when the next run starts.
 """
 
@@ -171,11 +172,16 @@ class SafeDir:
                 _write_all(fd, data)
             finally:
                 os.close(fd)
+            try:
+                os.link(tmp, name, src_dir_fd=tfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                self._replace(tmp, tfd, name, dfd, rel)
+                return
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=tfd)
             raise
-        self._rename(tmp, tfd, name, dfd, rel)
+        os.unlink(tmp, dir_fd=tfd)
 
     def _write_unnamed(self, data: bytes | memoryview, name: str, dfd: int, rel: str) -> bool:
         """Write through an unnamed file; False where this file system cannot (the caller
@@ -198,11 +204,14 @@ class SafeDir:
             return False
         finally:
             os.close(fd)
-        self._rename(tmp, tfd, name, dfd, rel)
+        self._replace(tmp, tfd, name, dfd, rel)
         return True
 
-    def _rename(self, tmp: str, tfd: int, name: str, dfd: int, rel: str) -> None:
+    def _replace(self, tmp: str, tfd: int, name: str, dfd: int, rel: str) -> None:
+        """Rename temporary `tmp` over the existing `name`, unless that is a link."""
         try:
+            if stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+                raise SymlinkInOutput(self.path(rel))
             os.rename(tmp, name, src_dir_fd=tfd, dst_dir_fd=dfd)
         except BaseException as e:
             with contextlib.suppress(FileNotFoundError):
