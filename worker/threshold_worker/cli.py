@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .errors import InputError, JobError, Terminated
+from .errors import InputError, Terminated, WorkerError
 from .job import JobSpec, resolve
 from .plan import FITS
 
@@ -415,15 +415,25 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _quiet_unraisable(unraisable: Any) -> None:
+    """Object-store clients abandoned by a failed request complain when they are collected
+    ("Exception ignored in ..."), tens of lines after the one line that matters: log them
+    for debugging only."""
+    logger.debug(
+        "ignored: %s in %r", unraisable.exc_value, unraisable.object, exc_info=unraisable.exc_value
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: bad input is one line on stderr and exit code 2."""
+    sys.unraisablehook = _quiet_unraisable
     try:
         with _sigterm_unwinds():
             cli.main(args=argv, prog_name="threshold-worker", standalone_mode=False)
     except Terminated:
         click.echo("terminated; rerun to resume", err=True)
         sys.exit(128 + signal.SIGTERM)
-    except JobError as e:
+    except WorkerError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:

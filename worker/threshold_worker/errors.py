@@ -1,8 +1,9 @@
 """Errors that carry a message meant for the person who wrote the job.
 
-Each is one line that names the field or path, what is wrong and what to do. The CLI prints
-it and exits with code 2, which the Kubernetes pod failure policy treats as "do not retry":
-these are errors that no retry can fix.
+Each is one line that names the field or path, what is wrong and what to do; the CLI
+prints it and exits with the error's code. Code 2 means no retry can fix it (the
+Kubernetes pod failure policy then fails the index at once); code 1 means it may pass (the
+Job retries the pod, which resumes).
 """
 
 from __future__ import annotations
@@ -10,15 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 
-class JobError(Exception):
-    """The job cannot go on as written; a retry would fail the same way."""
+class WorkerError(Exception):
+    """An error with a one-line message for the user and the exit code it ends with."""
 
-    exit_code = 2
+    exit_code = 1
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class JobError(WorkerError):
+    """The job cannot go on as written; a retry would fail the same way."""
+
+    exit_code = 2
 
 
 class InputError(JobError, ValueError):
@@ -38,6 +45,11 @@ class StorageError(JobError):
 class Terminated(BaseException):
     """SIGTERM: a pod being deleted or preempted, or a user stopping a run. A BaseException,
     like KeyboardInterrupt, so that no `except Exception` swallows it on the way out."""
+
+
+class StorageUnavailable(WorkerError):
+    """Storage kept failing in ways that may pass (network, throttling) through all the
+    worker's retries: exit 1, so that the Job retries the pod later."""
 
 
 def first_error(error: Any, prefix: str = "") -> str:

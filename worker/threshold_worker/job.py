@@ -30,6 +30,9 @@ from .retry import fatal, retry
 from .storage import as_upath, container_url, is_local, open_store, overlap
 
 JOB_ATTRIBUTE = "threshold_job"
+#: Fewer retries while opening: an endpoint that never answers is more often a typo than an
+#: outage, and a Kubernetes Job retries the pod anyway (exit 1).
+OPENING_DELAYS = (0.5, 2.0)
 
 
 class JobSpec(BaseModel):
@@ -455,6 +458,7 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
         "opening the input",
         where,
         field="input_container",
+        waits=OPENING_DELAYS,
     )
     _check_dtype(source, "input_dataset")
     meta = read_metadata(source.attrs.asdict(), source.ndim, where)
@@ -477,6 +481,7 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
         lambda: _open_existing_output(output_path, spec.output_dataset, spec.overwrite),
         "opening the output",
         out_where,
+        waits=OPENING_DELAYS,
     )
     _writable_location(output_path, spec.output_dataset, existing is not None, "output_container")
     geometry = _output_geometry(spec, source, meta, existing, out_where)

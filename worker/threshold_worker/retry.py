@@ -12,18 +12,33 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from .errors import JobError, StorageError
+from .errors import InputError, StorageError, StorageUnavailable, WorkerError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: Seconds between attempts: an object store that is away for ~15 s is ridden out.
+#: THRESHOLD_RETRY_DELAYS (comma-separated seconds) sets another schedule; empty: no retry.
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def delays(default: Iterable[float] = RETRY_DELAYS) -> tuple[float, ...]:
+    text = os.environ.get("THRESHOLD_RETRY_DELAYS")
+    if text is None:
+        return tuple(default)
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(
+            "THRESHOLD_RETRY_DELAYS", f"{text!r} is not comma-separated seconds, e.g. 0.5,2,5"
+        ) from None
+
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -78,26 +93,41 @@ def transient(e: BaseException) -> bool:
     return module in ("botocore", "aiobotocore") and bool(_class_names(e) & _BOTOCORE_TRANSIENT)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def retry(
     fn: Callable[[], T],
     what: str,
     where: str,
-    delays: Iterable[float] = RETRY_DELAYS,
     field: str = "output_container",
+    waits: Iterable[float] | None = None,
 ) -> T:
     """Call `fn`; retry what may pass, with growing, jittered delays; raise a `StorageError`
     at once for what cannot."""
-    for delay in (*delays, None):
+    waits = delays(RETRY_DELAYS if waits is None else waits)
+    schedule = (*waits, None)
+    for delay in schedule:
         try:
             return fn()
-        except JobError:
+        except WorkerError:
             raise
         except Exception as e:
             error = fatal(e, where, field)
             if error is not None:
                 raise error from e
-            if delay is None or not transient(e):
+            if not transient(e):
                 raise
+            if delay is None:
+                raise StorageUnavailable(
+                    field,
+                    f"{what} on {where} failed {len(schedule)} times over about "
+                    f"{sum(waits):.0f} s ({type(e).__name__}: {_first_line(e)}); check the "
+                    "endpoint, the network and the storage service, then rerun: finished "
+                    "blocks are kept",
+                ) from e
             wait = delay * random.uniform(0.8, 1.2)
             logger.warning(
                 "%s failed (%s: %s); retrying in %.1f s", what, type(e).__name__, e, wait
