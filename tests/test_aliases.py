@@ -1,0 +1,152 @@
+"""No spelling of the input's location can be the output: input and output are compared as
+file-system objects (real paths, device and inode) or as normalised object-store URLs, at
+the container and at the array."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from upath import UPath
+
+from conftest import BIN, blobs, io_args, run_cli, write_array
+from threshold_worker.storage import overlap
+
+
+@pytest.fixture
+def uint8_input(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A uint8 input: the case where an output written over it would look plausible."""
+    data = (blobs((16, 16, 16), seed=3) * 255).astype(np.uint8)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    return container, data
+
+
+def _refused(result, *words: str) -> None:
+    assert result.code == 2, result
+    line = result.err.strip()
+    assert "\n" not in line and line.startswith("error: output_dataset: "), line
+    for word in words:
+        assert word in line, line
+
+
+def _unchanged(container: Path, data: np.ndarray) -> None:
+    np.testing.assert_array_equal(zarr.open_array(str(container), path="raw")[...], data)
+
+
+def test_a_symlinked_container_is_the_input(uint8_input, tmp_path):
+    container, data = uint8_input
+    link = tmp_path / "link.zarr"
+    link.symlink_to(container)
+    _refused(run_cli("run", *io_args(container, "raw", link, "raw", 0)), "is the input array")
+    _unchanged(container, data)
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda c: (f"file://{c}", "raw"),
+        lambda c: (f"{c}/", "raw/"),
+        lambda c: (f"{c.parent}/./{c.name}", "raw"),
+        lambda c: (f"{c.parent}/x/../{c.name}", "raw"),
+        lambda c: (str(c.parent), f"{c.name}/raw"),
+        lambda c: (f"{c}/raw", ""),
+    ],
+    ids=[
+        "file-url",
+        "trailing-slashes",
+        "dot",
+        "dot-dot-in-container",
+        "split-differently",
+        "container-is-array",
+    ],
+)
+def test_other_spellings_of_the_input(uint8_input, spell):
+    container, data = uint8_input
+    (container.parent / "x").mkdir(exist_ok=True)
+    oc, od = spell(container)
+    result = run_cli("run", *io_args(container, "raw", oc, od or "m", 0))
+    if od:
+        _refused(result, "is the input array")
+    else:
+        _refused(result, "lies inside the input array")
+    _unchanged(container, data)
+
+
+def test_outputs_inside_or_around_the_input_are_refused(uint8_input, tmp_path):
+    container, data = uint8_input
+    _refused(
+        run_cli("run", *io_args(container, "raw", container, "raw/c/0/x", 0)),
+        "lies inside the input array",
+    )
+    write_array(container, "a/b/raw", data, (8, 8, 8))
+    _refused(
+        run_cli("run", *io_args(container, "a/b/raw", container, "a", 0)),
+        "contains the input array",
+    )
+    _unchanged(container, data)
+
+
+def test_a_bind_mount_of_the_input_is_seen(uint8_input, tmp_path):
+    """The same folder at two paths that realpath cannot relate: device and inode can."""
+    container, data = uint8_input
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    args = io_args(container, "raw", mnt, "raw", 0)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount --bind "$1" "$2" && w="$3" && shift 3 && exec "$w" run "$@"',
+            "sh",
+            str(container),
+            str(mnt),
+            str(BIN / "threshold-worker"),
+            *args,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc
+    assert "is the input array" in proc.stderr and "compared as files" in proc.stderr
+    _unchanged(container, data)
+
+
+def test_object_store_spellings():
+    def s3(url: str) -> UPath:
+        return UPath(url, endpoint_url="http://127.0.0.1:1")
+
+    base = s3("s3://lab/em/in.zarr")
+    assert overlap(base, "raw", s3("s3://lab//em/in.zarr/"), "raw") == "same"
+    assert overlap(base, "raw", s3("s3a://lab/em/./in.zarr"), "raw") == "same"
+    assert overlap(base, "raw", s3("s3://lab/em"), "in.zarr/raw/sub") == "inside"
+    assert overlap(base, "raw/x", s3("s3://lab/em/in.zarr"), "raw") == "contains"
+    assert overlap(base, "raw", s3("s3://lab/em/in.zarr"), "raw2") is None
+    other_endpoint = UPath("s3://lab/em/in.zarr", endpoint_url="http://10.0.0.1:9000")
+    assert overlap(base, "raw", other_endpoint, "raw") is None  # another server's bucket
+    assert overlap(base, "raw", UPath("/lab/em/in.zarr"), "raw") is None
+
+
+@pytest.mark.parametrize(
+    "name", [".", "..", "a/../raw", "./raw", "a//b", "raw/.", ".threshold-done", "__x"]
+)
+@pytest.mark.parametrize("field", ["input_dataset", "output_dataset"])
+def test_dataset_names_with_dot_segments_are_refused(uint8_input, name, field):
+    container, data = uint8_input
+    id_, od = ("raw", "mask")
+    if field == "input_dataset":
+        id_ = name
+    else:
+        od = name
+    result = run_cli("run", *io_args(container, id_, container, od, 0))
+    assert result.code == 2, result
+    assert result.err.startswith(f"error: {field}: "), result.err
+    assert len(result.err.strip().splitlines()) == 1
+    _unchanged(container, data)
+    assert sorted(p.name for p in container.iterdir()) == ["raw", "zarr.json"]

@@ -1,0 +1,233 @@
+"""An output knows which job writes it: another job's result is never taken over, or
+trusted, in silence; --overwrite replaces it, and resumes like any run when killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from conftest import (
+    BIN,
+    assert_thresholded,
+    blobs,
+    expected,
+    io_args,
+    marker_blocks,
+    run_cli,
+    write_array,
+)
+from threshold_worker.ownership import OWNER_FILE, OutputArea
+
+
+def owner(array_dir: Path) -> dict:
+    return json.loads((array_dir / OWNER_FILE).read_text())
+
+
+def counts(out: str) -> tuple[int, int]:
+    """(processed, already done) of a run's summary."""
+    words = next(x for x in out.splitlines() if x.startswith("blocks")).split()
+    return int(words[1]), int(words[3])
+
+
+def test_the_issues_sequence_never_leaves_a_stale_mask(volume):
+    """0.5, then 0.9, then 0.5 into one output: each result is the threshold it says."""
+    container, data = volume
+    for t in (0.5, 0.9, 0.5):
+        args = io_args(container, "raw", container, "mask", t)
+        result = run_cli("run", *args, "-n", "1")
+        if result.code == 2:
+            assert "holds the complete result of another job" in result.err
+            result = run_cli("run", *args, "-n", "1", "--overwrite")
+        assert result.code == 0, result
+        assert counts(result.out)[1] == 0  # no marker of the other job was trusted
+        assert_thresholded(container, "mask", data, t)
+        record = owner(container / "mask")
+        assert record["threshold"] == t and record["state"] == "complete"
+        attrs = zarr.open_array(str(container), path="mask").attrs["threshold_job"]
+        assert attrs["threshold"] == t and attrs["fingerprint"] == record["fingerprint"]
+
+
+def test_a_refusal_names_the_other_job_and_touches_nothing(volume):
+    container, _ = volume
+    assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1").code == 0
+    before = {p: p.stat().st_mtime_ns for p in (container / "mask").rglob("*") if p.is_file()}
+    for command in ("plan", "prepare", "run"):
+        result = run_cli(command, *io_args(container, "raw", container, "mask", 0.7))
+        assert result.code == 2, result
+        line = result.err.strip()
+        assert line.startswith(f"error: output_dataset: {container}/mask holds the complete ")
+        assert "threshold 0.5" in line and "finished 20" in line and "--overwrite" in line
+    after = {p: p.stat().st_mtime_ns for p in (container / "mask").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_an_array_no_job_owns_is_adopted_and_every_block_written(tmp_path):
+    """DaCapo creates the output array, then runs the worker on it; stray markers of an
+    older job in it are dropped, never trusted, and data outside the roi stays."""
+    data = blobs((32, 32, 32), seed=5)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    out = zarr.create_array(
+        str(container), name="mask", shape=data.shape, chunks=(16, 16, 16), dtype="u1"
+    )
+    out[...] = 7
+    (container / "mask" / ".threshold-done" / "0123456789abcdef" / "0").mkdir(parents=True)
+    (container / "mask" / ".threshold-done" / "0123456789abcdef" / "0" / "0-7").touch()
+    result = run_cli(
+        "run",
+        *io_args(container, "raw", container, "mask", 0.5),
+        "--roi-offset",
+        "0,0,0",
+        "--roi-shape",
+        "16,32,32",
+    )
+    assert result.code == 0, result
+    assert counts(result.out) == (1, 0)
+    got = zarr.open_array(str(container), path="mask")[...]
+    np.testing.assert_array_equal(got[:16], expected(data[:16], 0.5))
+    assert (got[16:] == 7).all()
+    assert not (container / "mask" / ".threshold-done" / "0123456789abcdef").exists()
+    assert owner(container / "mask")["state"] == "complete"
+
+
+def test_shards_refuse_to_replace_and_run_after_prepare(volume):
+    container, data = volume
+    assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1").code == 0
+    args = io_args(container, "raw", container, "mask", 0.3)
+    shard = run_cli("start-worker", *args, "--shard", "0", "--shards", "2")
+    assert shard.code == 2 and "threshold 0.5" in shard.err, shard
+    prep = run_cli("prepare", *args, "--shards", "2", "--overwrite")
+    assert prep.code == 0, prep
+    assert owner(container / "mask")["state"] == "writing"
+    for i in range(2):
+        assert run_cli("start-worker", *args, "--shard", str(i), "--shards", "2").code == 0
+    assert_thresholded(container, "mask", data, 0.3)
+
+
+def test_an_unreadable_owner_record_is_not_trusted(volume):
+    container, data = volume
+    args = io_args(container, "raw", container, "mask", 0.5)
+    assert run_cli("run", *args, "-n", "1").code == 0
+    (container / "mask" / OWNER_FILE).write_text("{not json")
+    result = run_cli("run", *args, "-n", "1")
+    assert result.code == 2 and "unreadable owner record" in result.err, result
+    again = run_cli("run", *args, "-n", "1", "--overwrite")
+    assert again.code == 0 and counts(again.out)[1] == 0, again
+    assert_thresholded(container, "mask", data, 0.5)
+
+
+def test_a_crash_inside_the_delete_of_overwrite_resumes_the_replacement(volume, monkeypatch):
+    """The process dies (here: an exception, at a precise point) after half of the old
+    chunks are gone. The record still says the new job is clearing: the old job may not
+    resume over it, and the new one finishes the delete first, even without --overwrite."""
+    container, data = volume
+    old_args = io_args(container, "raw", container, "mask", 0.2)
+    assert run_cli("run", *old_args, "-n", "1").code == 0
+    real_clear = OutputArea.clear_data
+
+    class Killed(BaseException):
+        pass
+
+    def half_then_die(self: OutputArea) -> None:
+        chunks = sorted(p for p in (container / "mask" / "c").rglob("*") if p.is_file())
+        for p in chunks[: len(chunks) // 2]:
+            p.unlink()
+        raise Killed
+
+    monkeypatch.setattr(OutputArea, "clear_data", half_then_die)
+    new_args = [*io_args(container, "raw", container, "mask", 0.6), "-n", "1"]
+    roi = ["--roi-offset", "80,40,0", "--roi-shape", "160,96,224"]
+    with pytest.raises(Killed):
+        run_cli("run", *new_args, *roi, "--overwrite")
+    monkeypatch.setattr(OutputArea, "clear_data", real_clear)
+    record = owner(container / "mask")
+    assert record["threshold"] == 0.6 and record["state"] == "clearing"
+    assert not marker_blocks(container / "mask")  # markers go before any data
+
+    stale = run_cli("run", *old_args, "-n", "1")
+    assert stale.code == 2 and "threshold 0.6" in stale.err, stale
+    resumed = run_cli("run", *new_args, *roi)  # no --overwrite: the record says clearing
+    assert resumed.code == 0, resumed
+    got = zarr.open_array(str(container), path="mask")[...]
+    want = np.zeros_like(got)  # outside the roi: nothing of the old job survives
+    want[:20, :24] = expected(data[:20, :24], 0.6)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture
+def many_chunks(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """An output of 13,824 chunk files: its delete takes long enough to be killed in."""
+    data = blobs((96, 96, 96), seed=8)
+    container = tmp_path / "big.zarr"
+    write_array(container, "raw", data, (48, 48, 48))
+    return container, data
+
+
+def _script(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN / "threshold-worker"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigkill_during_overwrites_delete_then_rerun(many_chunks):
+    container, data = many_chunks
+    layout = ["--output-chunks", "4,4,4", "-n", "2"]
+    old = io_args(container, "raw", container, "m", 0.05)
+    first = subprocess.run(
+        [str(BIN / "threshold-worker"), "run", *old, *layout],
+        capture_output=True,
+        text=True,
+    )
+    assert first.returncode == 0, first.stderr
+    new = [*io_args(container, "raw", container, "m", 0.7), *layout]
+    proc = _script("run", *new, "--overwrite")
+    record_path = container / "m" / OWNER_FILE
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(record_path.read_text())["threshold"] == 0.7:
+                break
+        except (ValueError, FileNotFoundError):
+            pass
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert owner(container / "m")["state"] == "clearing", "killed too late to test the delete"
+    left = sum(1 for p in (container / "m" / "c").rglob("*") if p.is_file())
+    assert left > 0
+    again = subprocess.run(
+        [str(BIN / "threshold-worker"), "run", *new], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert_thresholded(container, "m", data, 0.7)
+    assert owner(container / "m")["state"] == "complete"
+
+
+def test_an_overwrite_killed_while_writing_resumes(many_chunks):
+    """--overwrite with the same arguments after a kill resumes: it does not delete the
+    blocks the killed run already finished."""
+    container, data = many_chunks
+    args = [*io_args(container, "raw", container, "m", 0.5), "--output-chunks", "4,4,4"]
+    proc = _script("run", *args, "-n", "2", "--overwrite")
+    deadline = time.monotonic() + 60
+    while len(marker_blocks(container / "m")) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(marker_blocks(container / "m"))
+    assert done >= 50
+    again = run_cli("run", *args, "-n", "2", "--overwrite")
+    assert again.code == 0, again
+    processed, already = counts(again.out)
+    assert already == done and processed + already == 1728
+    assert_thresholded(container, "m", data, 0.5)
