@@ -5,9 +5,9 @@ Field names are camelCase on the wire (aliases), snake_case in Python.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "blockwise.dev"
@@ -21,6 +21,36 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 #: Spec fields that define the plan: changing them would make done-markers lie.
 IMMUTABLE = ("input", "output", "arrayStore", "threshold", "roi", "blockShape", "fit", "shards")
+
+# What kube-apiserver validates in the objects the spec ends up in (labels, pod volumes, env),
+# as patterns every engine reads alike (RE2 in kube, Rust regex in pydantic, ECMA for clients).
+#: A label value, here non-empty (k8s.io/apimachinery IsValidLabelValue).
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+#: A DNS-1123 label: compute context names.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A DNS-1123 subdomain: PersistentVolumeClaim and Secret names.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: An environment variable name as every Kubernetes of 1.29-1.33 accepts it: the C-identifier-like
+#: rule [-._a-zA-Z][-._a-zA-Z0-9]* without its refused '.', '..' and '..'-prefixed names.
+ENV_NAME = r"^([-_a-zA-Z]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
+#: A Secret key (IsConfigMapKey), with the same '.'/'..' refusals.
+SECRET_KEY = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
+#: An absolute path without empty segments or a trailing slash (mount paths compare as strings).
+ABSOLUTE_PATH = r"^(/[^/]+)+$"
+#: An image reference has no whitespace (kube refuses leading/trailing, a registry the rest).
+IMAGE = r"^[^ \t\n\r\f\v]+$"
+#: Mount paths the worker's pod already uses (jobs.pod_template's scratch emptyDir).
+RESERVED_MOUNT_PATHS = ("/tmp",)
+INT32_MAX = 2**31 - 1
+#: Kubernetes' limit on an Indexed Job's completions and maxFailedIndexes with backoffLimitPerIndex.
+MAX_INDEXES = 100_000
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def cel_rules(*rules: dict[str, str]) -> ConfigDict:
+    """A model's x-kubernetes-validations, next to the pydantic validator that says the same."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
 
 
 class Model(BaseModel):
@@ -53,27 +83,63 @@ class ArrayStoreRef(Model):
 class RoiSpec(Model):
     """A region of interest in world units (e.g. nm), in the array's spatial axis order."""
 
+    model_config = cel_rules(
+        {
+            "rule": "size(self.offset) == size(self.shape)",
+            "message": "offset and shape must have the same number of axes",
+        }
+    )
+
     offset: list[int] = Field(min_length=1, max_length=5, description="Begin, in world units")
-    shape: list[int] = Field(
+    shape: list[PositiveInt] = Field(
         min_length=1, max_length=5, description="Extent, in world units, each > 0"
     )
+
+    @model_validator(mode="after")
+    def _same_axes(self) -> RoiSpec:
+        if len(self.offset) != len(self.shape):
+            raise ValueError("offset and shape must have the same number of axes")
+        return self
 
 
 class VolumeSpec(Model):
     """A PersistentVolumeClaim mounted into every pod."""
 
-    claim_name: str = Field(min_length=1, description="PersistentVolumeClaim name")
+    model_config = cel_rules(
+        {
+            "rule": " && ".join(f"self.mountPath != '{p}'" for p in RESERVED_MOUNT_PATHS),
+            "fieldPath": ".mountPath",
+            "message": "is used by the worker itself; mount the volume elsewhere",
+        }
+    )
+
+    claim_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="PersistentVolumeClaim name",
+    )
     mount_path: str = Field(
-        min_length=1, pattern=r"^/", description="Absolute path in the container"
+        min_length=1,
+        max_length=4096,
+        pattern=ABSOLUTE_PATH,
+        description="Absolute path in the container, unique among the volumes",
     )
     read_only: bool = Field(
         default=False, description="Mount read-only (e.g. an input-only volume)"
     )
 
+    @field_validator("mount_path")
+    @classmethod
+    def _not_reserved(cls, path: str) -> str:
+        if path in RESERVED_MOUNT_PATHS:
+            raise ValueError(f"{path} is used by the worker itself; mount the volume elsewhere")
+        return path
+
 
 class SecretKeyRef(Model):
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    key: str = Field(min_length=1, max_length=253, pattern=SECRET_KEY)
 
 
 class EnvValueFrom(Model):
@@ -83,13 +149,27 @@ class EnvValueFrom(Model):
 class EnvVar(Model):
     """An environment variable, e.g. AWS_ACCESS_KEY_ID from a Secret."""
 
-    name: str = Field(min_length=1)
+    model_config = cel_rules(
+        {
+            "rule": "!has(self.valueFrom) || !has(self.value) || self.value == ''",
+            "fieldPath": ".valueFrom",
+            "message": "may not be specified when `value` is not empty",
+        }
+    )
+
+    name: str = Field(min_length=1, pattern=ENV_NAME)
     value: str | None = None
     value_from: EnvValueFrom | None = None
 
+    @model_validator(mode="after")
+    def _one_value(self) -> EnvVar:
+        if self.value and self.value_from is not None:
+            raise ValueError("valueFrom may not be specified when `value` is not empty")
+        return self
+
 
 class SecretRef(Model):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
 
 
 class EnvFrom(Model):
@@ -103,7 +183,10 @@ class Retries(Model):
         default=3, ge=0, le=100, description="Pod retries per shard (backoffLimitPerIndex)"
     )
     max_failed_shards: int = Field(
-        default=0, ge=0, description="Shards that may fail before the job fails (maxFailedIndexes)"
+        default=0,
+        ge=0,
+        le=MAX_INDEXES,
+        description="Shards that may fail before the job fails (maxFailedIndexes)",
     )
 
 
@@ -117,11 +200,13 @@ class ThresholdJobSpec(Model):
     array_store: ArrayStoreRef | None = Field(
         default=None, description="Input and output from a DaCapo array store"
     )
-    threshold: float = Field(default=0.0, description="Voxels strictly greater become 1")
+    threshold: float = Field(
+        default=0.0, allow_inf_nan=False, description="Voxels strictly greater become 1"
+    )
     roi: RoiSpec | None = Field(
         default=None, description="Region to process; default the whole input"
     )
-    block_shape: list[int] | None = Field(
+    block_shape: list[PositiveInt] | None = Field(
         default=None,
         min_length=1,
         max_length=5,
@@ -136,37 +221,86 @@ class ThresholdJobSpec(Model):
     shards: int | None = Field(
         default=None,
         ge=1,
-        le=100000,
+        le=MAX_INDEXES,
         description="Shards (pods to run in all); default 4 x parallelism",
     )
     compute_context: str = Field(
-        default="cpu", min_length=1, description="Name in the cluster's catalog"
+        default="cpu",
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name in the cluster's catalog",
     )
-    volumes: list[VolumeSpec] = Field(default_factory=list, max_length=16)
+    volumes: list[VolumeSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        # How Kubernetes APIs say "unique by mountPath" (as a pod's volumeMounts must be).
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["mountPath"],
+        },
+    )
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     env_from: list[EnvFrom] = Field(default_factory=list, max_length=16)
-    retries: Retries = Field(default_factory=Retries)
+    retries: Retries = Field(
+        default_factory=Retries,
+        # An absent retries gets {}, then its fields' defaults (kube defaults only inside objects).
+        json_schema_extra={"default": {}},
+    )
     suspend: bool = Field(
         default=False, description="Pause: running pods stop, done blocks stay done"
     )
     queue_name: str | None = Field(
-        default=None, description="Kueue LocalQueue (kueue.x-k8s.io/queue-name)"
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=LABEL_VALUE,
+        description="Kueue LocalQueue (the label value kueue.x-k8s.io/queue-name)",
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         ge=0,
+        le=INT32_MAX,
         description="Delete finished Jobs (not the ThresholdJob) after this long",
     )
-    image: str | None = Field(default=None, description="Worker image; default the operator's")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=IMAGE,
+        description="Worker image; default the operator's",
+    )
+
+    @field_validator("volumes")
+    @classmethod
+    def _unique_mount_paths(cls, volumes: list[VolumeSpec]) -> list[VolumeSpec]:
+        seen: set[str] = set()
+        for volume in volumes:
+            if volume.mount_path in seen:
+                raise ValueError(f"mountPath {volume.mount_path} is given twice")
+            seen.add(volume.mount_path)
+        return volumes
 
     @model_validator(mode="after")
     def _one_source(self) -> ThresholdJobSpec:
         explicit = self.input is not None or self.output is not None
         if self.array_store is not None and explicit:
-            raise ValueError("give either input and output, or arrayStore, not both")
+            raise ValueError(ONE_SOURCE_RULES[0]["message"])
         if self.array_store is None and (self.input is None or self.output is None):
-            raise ValueError("give input and output, or arrayStore")
+            raise ValueError(ONE_SOURCE_RULES[1]["message"])
         return self
+
+
+#: The spec's input/output xor arrayStore, as CEL (crd.py) and as the validator above says it.
+ONE_SOURCE_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "rule": "!(has(self.arrayStore) && (has(self.input) || has(self.output)))",
+        "message": "give either input and output, or arrayStore, not both",
+    },
+    {
+        "rule": "has(self.arrayStore) || (has(self.input) && has(self.output))",
+        "message": "give input and output, or arrayStore",
+    },
+)
 
 
 class Condition(Model):

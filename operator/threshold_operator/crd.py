@@ -12,6 +12,7 @@ from .api import (
     GROUP,
     IMMUTABLE,
     KIND,
+    ONE_SOURCE_RULES,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -66,7 +67,8 @@ def _model_schema(model: type) -> dict[str, Any]:
     return _structural(raw, raw.get("$defs", {}))
 
 
-def _immutability_rules() -> list[dict[str, str]]:
+def _spec_rules() -> list[dict[str, str]]:
+    """Transition rules that pin the plan's fields, then the one-source rules."""
     rules = []
     for field in IMMUTABLE:
         rules.append(
@@ -76,25 +78,14 @@ def _immutability_rules() -> list[dict[str, str]]:
                 "message": f"spec.{field} is immutable: it defines the plan; create a new ThresholdJob",
             }
         )
-    rules.append(
-        {
-            "rule": "has(self.arrayStore) != (has(self.input) || has(self.output))",
-            "message": "give input and output, or arrayStore, not both",
-        }
-    )
-    rules.append(
-        {
-            "rule": "has(self.arrayStore) || (has(self.input) && has(self.output))",
-            "message": "give both input and output (or arrayStore)",
-        }
-    )
+    rules.extend(dict(rule) for rule in ONE_SOURCE_RULES)
     return rules
 
 
 def crd() -> dict[str, Any]:
     spec = _model_schema(ThresholdJobSpec)
     spec["description"] = "What to threshold, and how to run it"
-    spec["x-kubernetes-validations"] = _immutability_rules()
+    spec["x-kubernetes-validations"] = _spec_rules()
     status = _model_schema(ThresholdJobStatus)
     status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its progress here
     schema = {

@@ -1,0 +1,744 @@
+"""The committed CRD as kube-apiserver applies it: pruning, defaults, schema, list types, CEL.
+
+crd_admission.CustomResourceAdmission reads crds/thresholdjobs.blockwise.dev.yaml; each test
+shows one piece refusing or transforming a manifest, and where the CRD refuses what cannot run,
+that the pydantic model (the CRD's source) refuses the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from crd_admission import BadRequest, CustomResourceAdmission, Invalid, go_float
+from threshold_operator.api import IMMUTABLE, ThresholdJobSpec
+
+ROOT = Path(__file__).parent.parent
+CRD_FILE = ROOT / "crds" / "thresholdjobs.blockwise.dev.yaml"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+API = CustomResourceAdmission.from_file(CRD_FILE)
+INPUT = {"container": "/data/a.zarr", "dataset": "raw"}
+OUTPUT = {"container": "/data/a.zarr", "dataset": "mask"}
+ARRAY_STORE = {
+    "basedir": "/data/dacapo",
+    "run": "run1",
+    "iteration": 100000,
+    "dataset": "val",
+    "parameters": "threshold_0.5",
+}
+
+
+def manifest(*, source: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "blockwise.dev/v1alpha1",
+        "kind": "ThresholdJob",
+        "metadata": {"name": "tj", "namespace": "lab"},
+        "spec": {**({"input": INPUT, "output": OUTPUT} if source is None else source), **spec},
+    }
+
+
+def stored(**spec: Any) -> dict[str, Any]:
+    """A created object as the emulated API server keeps it (uid and resourceVersion set)."""
+    obj = API.create(manifest(**spec))
+    obj["metadata"].update(uid="0b1d", resourceVersion="1")
+    return obj
+
+
+def edited(obj: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    new = copy.deepcopy(obj)
+    new["spec"].update(spec)
+    return new
+
+
+def refused(call: Any, *args: Any, **kwargs: Any) -> list[str]:
+    with pytest.raises(Invalid) as caught:
+        call(*args, **kwargs)
+    return [str(c) for c in caught.value.causes]
+
+
+# --- what is admitted, and how it is stored ---
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_is_admitted(path):
+    out = API.create(yaml.safe_load(path.read_text()), namespace="lab")
+    assert out["metadata"]["generation"] == 1 and out["metadata"]["namespace"] == "lab"
+    assert out["spec"]["retries"]["perShard"] >= 0 and out["spec"]["computeContext"]
+    ThresholdJobSpec.model_validate(out["spec"])  # what the operator reads back
+
+
+def test_unknown_fields_are_pruned_and_metadata_keeps_only_object_meta():
+    obj = manifest(bogus=1, input={**INPUT, "extra": True})
+    obj["extra"] = "x"
+    obj["metadata"].update(bogus="y", labels={"team": "lab"})
+    out = API.create(obj)
+    assert "bogus" not in out["spec"] and out["spec"]["input"] == INPUT and "extra" not in out
+    assert out["metadata"] == {
+        "name": "tj",
+        "namespace": "lab",
+        "labels": {"team": "lab"},
+        "generation": 1,
+    }
+
+
+def test_status_keeps_unknown_fields_but_known_ones_are_pruned_inside():
+    old = stored()
+    new = copy.deepcopy(old)
+    new["status"] = {"phase": "Running", "kopf": {"progress": {}}, "blocks": {"done": 3, "x": 1}}
+    out = API.update(new, old, subresource="status")
+    assert out["status"]["kopf"] == {"progress": {}}  # x-kubernetes-preserve-unknown-fields
+    assert out["status"]["blocks"] == {"done": 3, "total": 0, "failed": 0}  # pruned, defaulted
+
+
+def test_defaults_fill_absent_fields():
+    spec = API.create(manifest())["spec"]
+    assert spec["computeContext"] == "cpu" and spec["fit"] == "shrink" and spec["threshold"] == 0
+    assert spec["parallelism"] == 4 and spec["suspend"] is False
+    assert spec["retries"] == {"perShard": 3, "maxFailedShards": 0}  # default {} then its fields'
+    assert "shards" not in spec and "queueName" not in spec and "volumes" not in spec
+
+
+def test_defaults_apply_inside_given_objects_and_nulls_go_or_take_the_default():
+    volume = {"claimName": "lab-data", "mountPath": "/data"}
+    spec = API.create(
+        manifest(retries={"perShard": 1}, volumes=[volume], queueName=None, fit=None)
+    )["spec"]
+    assert spec["retries"] == {"perShard": 1, "maxFailedShards": 0}
+    assert spec["volumes"] == [{**volume, "readOnly": False}]
+    assert "queueName" not in spec and spec["fit"] == "shrink"
+
+
+def test_create_drops_status_and_sets_generation_one():
+    obj = manifest()
+    obj["status"] = {"phase": "Succeeded"}
+    obj["metadata"]["generation"] = 7
+    out = API.create(obj)
+    assert "status" not in out and out["metadata"]["generation"] == 1
+
+
+def test_json_numbers_integers_are_numbers_and_integral_floats_integers():
+    out = API.create(manifest(threshold=1, parallelism=2.0))
+    assert out["spec"]["threshold"] == 1 and type(out["spec"]["parallelism"]) is int
+    assert refused(API.create, manifest(parallelism=2**64))[0] == (
+        'spec.parallelism: Invalid value: "number": '
+        'spec.parallelism in body must be of type integer: "number"'
+    )  # beyond int64 a JSON integer decodes as a float
+
+
+# --- each schema keyword, on the real CRD ---
+
+KEYWORDS = [
+    (
+        {"threshold": "high"},
+        'spec.threshold: Invalid value: "string": '
+        'spec.threshold in body must be of type number: "string"',
+    ),
+    (
+        {"parallelism": 2.5},
+        'spec.parallelism: Invalid value: "number": '
+        'spec.parallelism in body must be of type integer: "number"',
+    ),
+    (
+        {"fit": "overhang"},
+        'spec.fit: Unsupported value: "overhang": supported values: "shrink", "valid"',
+    ),
+    (
+        {"parallelism": 0},
+        "spec.parallelism: Invalid value: 0: "
+        "spec.parallelism in body should be greater than or equal to 1",
+    ),
+    (
+        {"parallelism": 10001},
+        "spec.parallelism: Invalid value: 10001: "
+        "spec.parallelism in body should be less than or equal to 10000",
+    ),
+    (
+        {"input": {"container": "", "dataset": "raw"}},
+        'spec.input.container: Invalid value: "": '
+        "spec.input.container in body should be at least 1 chars long",
+    ),
+    ({"queueName": "q" * 64}, "spec.queueName: Too long: may not be longer than 63"),
+    (
+        {"queueName": "lab queue"},
+        'spec.queueName: Invalid value: "lab queue": spec.queueName in body should match '
+        "'^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'",
+    ),
+    (
+        {"blockShape": []},
+        "spec.blockShape: Invalid value: 0: spec.blockShape in body should have at least 1 items",
+    ),
+    ({"blockShape": [64] * 6}, "spec.blockShape: Too many: 6: must have at most 5 items"),
+    ({"input": {"container": "/data/a.zarr"}}, "spec.input.dataset: Required value"),
+    (
+        {
+            "volumes": [
+                {"claimName": "a", "mountPath": "/data"},
+                {"claimName": "b", "mountPath": "/data"},
+            ]
+        },
+        'spec.volumes[1]: Duplicate value: map[string]interface {}{"mountPath":"/data"}',
+    ),
+]
+
+
+@pytest.mark.parametrize("change, cause", KEYWORDS, ids=[c.split(":")[0] for _, c in KEYWORDS])
+def test_each_schema_keyword_refuses(change, cause):
+    assert cause in refused(API.create, manifest(**change))
+
+
+def test_a_schema_error_of_shape_keeps_the_cel_rules_from_running():
+    obj = manifest(threshold="high")
+    del obj["spec"]["output"]  # the one-source rule would refuse this, were it run
+    assert refused(API.create, obj)[1:] == [
+        '<nil>: Invalid value: "null": some validation rules were not checked because the '
+        "object was invalid; correct the existing errors to complete validation"
+    ]
+
+
+def test_the_422_status_is_the_one_kube_apiserver_sends():
+    with pytest.raises(Invalid) as caught:
+        API.create(manifest(parallelism=0, fit="overhang"))
+    status = caught.value.to_status()
+    assert status["code"] == 422 and status["reason"] == "Invalid" and status["kind"] == "Status"
+    assert status["details"]["causes"][1] == {
+        "reason": "FieldValueInvalid",
+        "message": "Invalid value: 0: spec.parallelism in body should be greater than or equal to 1",
+        "field": "spec.parallelism",
+    }
+    assert status["message"] == (
+        'ThresholdJob.blockwise.dev "tj" is invalid: [spec.fit: Unsupported value: "overhang": '
+        'supported values: "shrink", "valid", spec.parallelism: Invalid value: 0: '
+        "spec.parallelism in body should be greater than or equal to 1, "
+        '<nil>: Invalid value: "null": some validation rules were not checked because the '
+        "object was invalid; correct the existing errors to complete validation]"
+    )
+    assert caught.value.to_status("other")["details"]["name"] == "other"
+
+
+# --- metadata ---
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("Bad_Name", "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric"),
+        ("a" * 254, "must be no more than 253 characters"),
+        ("", "Required value: name or generateName is required"),
+    ],
+)
+def test_names_are_dns_subdomains_of_at_most_253(name, message):
+    obj = manifest()
+    obj["metadata"]["name"] = name
+    assert any(c.startswith("metadata.name: ") and message in c for c in refused(API.create, obj))
+
+
+def test_a_253_character_dotted_name_and_a_generated_name_are_admitted():
+    obj = manifest()
+    obj["metadata"]["name"] = ".".join(["a" * 63] * 3 + ["b" * 61])
+    assert len(API.create(obj)["metadata"]["name"]) == 253
+    obj["metadata"] = {"generateName": "threshold-", "namespace": "lab"}
+    name = API.create(obj)["metadata"]["name"]
+    assert name.startswith("threshold-") and len(name) == len("threshold-") + 5
+
+
+def test_the_namespace_comes_from_the_request_and_must_match_it():
+    obj = manifest()
+    del obj["metadata"]["namespace"]
+    assert "metadata.namespace: Required value" in refused(API.create, obj)
+    assert API.create(obj, namespace="lab")["metadata"]["namespace"] == "lab"
+    with pytest.raises(BadRequest, match="does not match the namespace sent on the request"):
+        API.create(manifest(), namespace="other")
+
+
+def test_labels_finalizers_and_owner_references_are_checked():
+    obj = manifest()
+    obj["metadata"].update(
+        labels={"bad key!": "ok", "ok": "bad value!"},
+        finalizers=["kopf.zalando.org/KopfFinalizerMarker", "a/b/c"],
+        ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "cm"}],
+    )
+    fields = [c.split(":")[0] for c in refused(API.create, obj)]
+    assert fields == [
+        "metadata.labels",
+        "metadata.labels",
+        "metadata.ownerReferences.uid",
+        "metadata.finalizers",
+    ]
+
+
+def test_metadata_of_the_wrong_json_type_is_a_400():
+    obj = manifest()
+    obj["metadata"]["labels"] = {"replicas": 3}
+    with pytest.raises(BadRequest) as caught:
+        API.create(obj)
+    assert caught.value.to_status()["code"] == 400
+    assert "ObjectMeta.metadata.labels of type string" in caught.value.message
+
+
+def test_an_update_may_not_rename_and_must_carry_a_resource_version():
+    old = stored()
+    new = copy.deepcopy(old)
+    new["metadata"]["name"] = "other"
+    del new["metadata"]["resourceVersion"]
+    assert refused(API.update, new, old) == [
+        'metadata.resourceVersion: Invalid value: "": must be specified for an update',
+        'metadata.name: Invalid value: "other": field is immutable',
+    ]
+
+
+# --- a threshold JSON cannot carry ---
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_a_non_finite_threshold_is_a_400_as_no_json_decoder_takes_it(value):
+    with pytest.raises(BadRequest) as caught:
+        API.create(manifest(threshold=value))
+    status = caught.value.to_status()
+    assert status["code"] == 400 and status["reason"] == "BadRequest"
+    assert status["message"].startswith(
+        "the object provided is unrecognized (must be of type ThresholdJob): invalid character"
+    )
+    with pytest.raises(ValidationError, match="finite number"):
+        ThresholdJobSpec.model_validate({"input": INPUT, "output": OUTPUT, "threshold": value})
+
+
+def test_a_number_beyond_float64_is_a_400():
+    body = json.dumps(manifest(threshold=0.5)).replace('"threshold": 0.5', '"threshold": 1e400')
+    with pytest.raises(
+        BadRequest, match=r"cannot unmarshal number 1e400 into Go value of type float64"
+    ):
+        API.decode(body)
+
+
+# --- the plan is immutable ---
+
+CHANGES = {  # field: (spec it is created with, the change an update tries)
+    "input": ({}, {"input": {**INPUT, "dataset": "raw2"}}),
+    "output": ({}, {"output": {**OUTPUT, "dataset": "mask2"}}),
+    "arrayStore": (
+        {"source": {"arrayStore": ARRAY_STORE}},
+        {"arrayStore": {**ARRAY_STORE, "iteration": 200000}},
+    ),
+    "threshold": ({}, {"threshold": 0.6}),
+    "roi": (
+        {"roi": {"offset": [0, 0, 0], "shape": [10, 10, 10]}},
+        {"roi": {"offset": [0, 0, 0], "shape": [10, 10, 11]}},
+    ),
+    "blockShape": ({"blockShape": [64, 64, 64]}, {"blockShape": [64, 64, 128]}),
+    "fit": ({}, {"fit": "valid"}),
+    "shards": ({"shards": 8}, {"shards": 16}),
+}
+
+
+def immutable(field: str) -> str:
+    return (
+        f'spec: Invalid value: "object": spec.{field} is immutable: '
+        "it defines the plan; create a new ThresholdJob"
+    )
+
+
+def test_every_plan_field_has_a_change_here():
+    assert set(CHANGES) == set(IMMUTABLE)
+
+
+@pytest.mark.parametrize("field", IMMUTABLE)
+def test_each_plan_field_is_refused_when_changed(field):
+    created, change = CHANGES[field]
+    old = stored(**created)
+    assert refused(API.update, edited(old, **change), old) == [immutable(field)]
+
+
+@pytest.mark.parametrize("field", IMMUTABLE)
+def test_each_plan_field_is_accepted_unchanged(field):
+    created, _ = CHANGES[field]
+    old = stored(**created)
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = {"touched": "yes"}
+    out = API.update(new, old)
+    assert out["spec"] == old["spec"] and out["metadata"]["generation"] == 1
+
+
+def test_a_plan_field_may_be_neither_added_nor_removed():
+    old = stored()
+    assert refused(API.update, edited(old, shards=8), old) == [immutable("shards")]
+    old = stored(roi={"offset": [0], "shape": [5]})
+    new = copy.deepcopy(old)
+    del new["spec"]["roi"]
+    assert refused(API.update, new, old) == [immutable("roi")]
+
+
+def test_a_threshold_written_as_an_integer_or_a_float_is_the_same_threshold():
+    old = stored(threshold=1)
+    assert API.update(edited(old, threshold=1.0), old)["spec"]["threshold"] == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"parallelism": 2},
+        {"suspend": True},
+        {"queueName": "lab-queue"},
+        {"retries": {"perShard": 1, "maxFailedShards": 2}},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_other_fields_may_change_and_bump_the_generation(change):
+    old = stored()
+    out = API.update(edited(old, **change), old)
+    assert out["spec"][next(iter(change))] == next(iter(change.values()))
+    assert out["metadata"]["generation"] == 2
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            {"input": INPUT, "output": OUTPUT, "arrayStore": ARRAY_STORE},
+            "give either input and output, or arrayStore, not both",
+        ),
+        ({"input": INPUT}, "give input and output, or arrayStore"),
+        ({"threshold": 0.5}, "give input and output, or arrayStore"),
+    ],
+    ids=["both", "input-only", "neither"],
+)
+def test_input_and_output_xor_array_store(spec, message):
+    obj = manifest()
+    obj["spec"] = spec
+    assert refused(API.create, obj) == [f'spec: Invalid value: "object": {message}']
+    with pytest.raises(ValidationError, match=message):
+        ThresholdJobSpec.model_validate(spec)
+
+
+# --- the status subresource ---
+
+
+def test_an_update_keeps_the_stored_status_and_bumps_generation_only_for_spec():
+    old = stored()
+    old["status"] = {"phase": "Running"}
+    new = copy.deepcopy(old)
+    new["status"] = {"phase": "Succeeded"}
+    new["metadata"]["labels"] = {"a": "b"}
+    out = API.update(new, old)
+    assert out["status"]["phase"] == "Running" and out["metadata"]["labels"] == {"a": "b"}
+    assert out["metadata"]["generation"] == 1
+    assert API.update(edited(new, parallelism=2), old)["metadata"]["generation"] == 2
+
+
+def test_a_status_update_changes_nothing_but_status():
+    old = stored()
+    new = edited(old, parallelism=99)
+    new["status"] = {"phase": "Running"}
+    new["metadata"]["labels"] = {"a": "b"}
+    out = API.update(new, old, subresource="status")
+    assert out["status"]["phase"] == "Running" and out["spec"] == old["spec"]
+    assert "labels" not in out["metadata"] and out["metadata"]["generation"] == 1
+
+
+def test_a_status_update_is_held_to_the_status_schema():
+    old = stored()
+    new = copy.deepcopy(old)
+    new["status"] = {"phase": "Bogus"}
+    assert refused(API.update, new, old, subresource="status")[0] == (
+        'status.phase: Unsupported value: "Bogus": supported values: "Pending", "Preparing", '
+        '"Running", "Suspended", "Succeeded", "Failed"'
+    )
+
+
+# --- what cannot run is refused, by the CRD and by the model alike ---
+
+CANNOT_RUN = [
+    ({"queueName": "lab queue"}, "spec.queueName"),
+    ({"queueName": "q" * 64}, "spec.queueName"),
+    ({"queueName": ""}, "spec.queueName"),
+    ({"blockShape": [0, 64, 64]}, "spec.blockShape[0]"),
+    ({"roi": {"offset": [0, 0], "shape": [10, 0]}}, "spec.roi.shape[1]"),
+    ({"roi": {"offset": [0], "shape": [10, 10]}}, "spec.roi"),
+    (
+        {
+            "volumes": [
+                {"claimName": "a", "mountPath": "/data"},
+                {"claimName": "b", "mountPath": "/data"},
+            ]
+        },
+        "spec.volumes[1]",
+    ),
+    ({"volumes": [{"claimName": "a", "mountPath": "/tmp"}]}, "spec.volumes[0].mountPath"),
+    ({"volumes": [{"claimName": "a", "mountPath": "data"}]}, "spec.volumes[0].mountPath"),
+    ({"volumes": [{"claimName": "a", "mountPath": "/data/"}]}, "spec.volumes[0].mountPath"),
+    ({"volumes": [{"claimName": "Lab_Data", "mountPath": "/d"}]}, "spec.volumes[0].claimName"),
+    ({"env": [{"name": "1ABC", "value": "x"}]}, "spec.env[0].name"),
+    ({"env": [{"name": "A=B", "value": "x"}]}, "spec.env[0].name"),
+    ({"env": [{"name": "..", "value": "x"}]}, "spec.env[0].name"),
+    (
+        {
+            "env": [
+                {
+                    "name": "K",
+                    "value": "x",
+                    "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                }
+            ]
+        },
+        "spec.env[0].valueFrom",
+    ),
+    (
+        {"env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "S3", "key": "k"}}}]},
+        "spec.env[0].valueFrom.secretKeyRef.name",
+    ),
+    (
+        {"env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "s", "key": "a/b"}}}]},
+        "spec.env[0].valueFrom.secretKeyRef.key",
+    ),
+    ({"envFrom": [{"secretRef": {"name": "s3 credentials"}}]}, "spec.envFrom[0].secretRef.name"),
+    ({"image": ""}, "spec.image"),
+    ({"image": "registry.example.org/worker :1"}, "spec.image"),
+    ({"computeContext": "GPU"}, "spec.computeContext"),
+    ({"ttlSecondsAfterFinished": 2**31}, "spec.ttlSecondsAfterFinished"),
+    ({"retries": {"maxFailedShards": 100001}}, "spec.retries.maxFailedShards"),
+]
+CANNOT_RUN_IDS = [f"{field}-{i}" for i, (_, field) in enumerate(CANNOT_RUN)]
+
+
+@pytest.mark.parametrize("change, field", CANNOT_RUN, ids=CANNOT_RUN_IDS)
+def test_the_crd_refuses_what_cannot_run_naming_the_field(change, field):
+    assert field in [c.split(": ")[0] for c in refused(API.create, manifest(**change))]
+
+
+@pytest.mark.parametrize("change, field", CANNOT_RUN, ids=CANNOT_RUN_IDS)
+def test_the_model_refuses_the_same(change, field):
+    with pytest.raises(ValidationError):
+        ThresholdJobSpec.model_validate(manifest(**change)["spec"])
+
+
+CAN_RUN = {
+    "queueName": "Lab_queue.v1-" + "x" * 50,
+    "volumes": [
+        {"claimName": "lab.data-1", "mountPath": "/tmp/scratch"},
+        {"claimName": "b", "mountPath": "/data", "readOnly": True},
+    ],
+    "env": [
+        {"name": "my.env-name", "value": "x"},
+        {"name": ".hidden", "value": ""},
+        {"name": "_X", "value": "", "valueFrom": {"secretKeyRef": {"name": "s3", "key": ".k_1"}}},
+    ],
+    "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
+    "image": "registry.example.org:5000/worker@sha256:abc",
+    "computeContext": "a100-80g",
+    "roi": {"offset": [-5, 0], "shape": [1, 1]},
+    "blockShape": [1, 1],
+}
+
+
+def test_the_edges_of_what_can_run_are_admitted_by_both():
+    out = API.create(manifest(**CAN_RUN))
+    assert out["spec"]["queueName"] == CAN_RUN["queueName"] and len(CAN_RUN["queueName"]) == 63
+    ThresholdJobSpec.model_validate(manifest(**CAN_RUN)["spec"])
+
+
+# --- the double's generic machinery, on a small CRD of its own ---
+
+
+def toy_crd(spec_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "toys.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"kind": "Toy", "plural": "toys"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", **spec_schema}},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+TOY = CustomResourceAdmission(
+    toy_crd(
+        {
+            "properties": {
+                "ratio": {
+                    "type": "number",
+                    "minimum": 0,
+                    "exclusiveMinimum": True,
+                    "maximum": 1,
+                    "exclusiveMaximum": True,
+                },
+                "step": {"type": "integer", "multipleOf": 4},
+                "word": {"type": "string", "maxLength": 3},
+                "labels": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "minLength": 1},
+                    "minProperties": 1,
+                    "maxProperties": 2,
+                },
+                "tags": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "x-kubernetes-list-type": "set",
+                },
+                "note": {"type": "string", "nullable": True},
+                "extra": {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {
+                        "known": {"type": "object", "properties": {"a": {"type": "integer"}}}
+                    },
+                },
+                "ports": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+                        "x-kubernetes-validations": [
+                            {"rule": "self.port == oldSelf.port", "message": "port is immutable"}
+                        ],
+                    },
+                },
+                "order": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"v": {"type": "integer"}},
+                        "x-kubernetes-validations": [{"rule": "self.v == oldSelf.v"}],
+                    },
+                },
+                "size": {
+                    "type": "integer",
+                    "x-kubernetes-validations": [
+                        {
+                            "rule": "self <= 10",
+                            "messageExpression": "'size ' + string(self) + ' is over 10'",
+                        },
+                        {"rule": "self != 7", "reason": "FieldValueForbidden", "message": "seven"},
+                    ],
+                },
+            },
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.word) || self.word != 'bad'",
+                    "fieldPath": ".word",
+                    "reason": "FieldValueRequired",
+                    "message": "a good word",
+                },
+                {"rule": "!has(self.word) || self.size >= 0", "message": "a word needs a size"},
+            ],
+        }
+    ),
+    version="v1",
+)
+
+
+def toy(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Toy",
+        "metadata": {"name": "t", "namespace": "ns", "resourceVersion": "1"},
+        "spec": spec,
+    }
+
+
+@pytest.mark.parametrize(
+    "spec, cause",
+    [
+        ({"ratio": 0}, "spec.ratio: Invalid value: 0: spec.ratio in body should be greater than 0"),
+        ({"ratio": 1.0}, "spec.ratio: Invalid value: 1: spec.ratio in body should be less than 1"),
+        ({"step": 6}, "spec.step: Invalid value: 6: spec.step in body should be a multiple of 4"),
+        ({"word": "abcd", "size": 1}, "spec.word: Too long: may not be longer than 3"),
+        (
+            {"labels": {}},
+            "spec.labels: Invalid value: 0: spec.labels in body should have at least 1 properties",
+        ),
+        (
+            {"labels": {"a": "1", "b": "2", "c": "3"}},
+            "spec.labels: Too many: 3: must have at most 2 items",
+        ),
+        (
+            {"labels": {"a": ""}},
+            'spec.labels.a: Invalid value: "": spec.labels.a in body should be at least 1 chars long',
+        ),
+        ({"tags": ["a", "b", "a"]}, 'spec.tags[2]: Duplicate value: "a"'),
+        ({"size": 12}, 'spec.size: Invalid value: "integer": size 12 is over 10'),
+        ({"size": 7}, "spec.size: Forbidden: seven"),
+        ({"word": "bad", "size": 1}, "spec.word: Required value: a good word"),
+        (
+            {"word": "ok"},
+            'spec: Invalid value: "object": no such key: size evaluating rule: a word needs a size',
+        ),
+    ],
+)
+def test_each_keyword_and_rule_option_refuses(spec, cause):
+    assert cause in refused(TOY.create, toy(**spec))
+
+
+def test_lengths_are_characters_nulls_stay_where_nullable_and_unknown_fields_where_preserved():
+    extra = {"any": 1, "known": {"a": 1, "b": 2}}
+    out = TOY.create(toy(ratio=0.5, word="ééé", size=1, note=None, tags=None, extra=extra))
+    assert out["spec"] == {
+        "ratio": 0.5,
+        "word": "ééé",  # 6 bytes, 3 characters
+        "size": 1,
+        "note": None,
+        "extra": {"any": 1, "known": {"a": 1}},
+    }
+
+
+def test_transition_rules_run_on_update_where_an_old_value_correlates():
+    old = TOY.create(toy(ports=[{"name": "a", "port": 1}], order=[{"v": 1}]))
+    moved = toy(ports=[{"name": "b", "port": 9}, {"name": "a", "port": 1}], order=[{"v": 2}])
+    assert TOY.update(moved, old)["spec"]["order"] == [{"v": 2}]  # atomic list: no oldSelf
+    changed = toy(ports=[{"name": "b", "port": 9}, {"name": "a", "port": 2}])
+    assert refused(TOY.update, changed, old) == [
+        'spec.ports[1]: Invalid value: "object": port is immutable'
+    ]
+
+
+@pytest.mark.parametrize(
+    "schema, error",
+    [
+        ({"properties": {"at": {"type": "string", "format": "date-time"}}}, NotImplementedError),
+        ({"x-kubernetes-validations": [{"rule": "self.split('/') == []"}]}, NotImplementedError),
+        ({"x-kubernetes-validations": [{"rule": "true", "fieldPath": ".nope"}]}, ValueError),
+        (
+            {"x-kubernetes-validations": [{"rule": "true", "optionalOldSelf": True}]},
+            NotImplementedError,
+        ),
+    ],
+    ids=["format", "cel-function", "field-path", "optional-old-self"],
+)
+def test_what_the_double_does_not_emulate_is_refused_when_it_is_built(schema, error):
+    with pytest.raises(error):
+        CustomResourceAdmission(toy_crd(schema), version="v1")
+
+
+@pytest.mark.parametrize(
+    "value, printed",
+    [
+        (0.5, "0.5"),
+        (1.0, "1"),
+        (123456.0, "123456"),
+        (1e6, "1e+06"),
+        (1e-5, "1e-05"),
+        (1.5e300, "1.5e+300"),
+    ],
+)
+def test_floats_print_as_go_prints_them(value, printed):
+    assert go_float(value) == printed
