@@ -108,7 +108,7 @@ def test_a_bind_mount_of_the_input_is_seen(uint8_input, tmp_path):
             str(mnt),
             str(BIN / "threshold-worker"),
             *args,
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -22,7 +22,7 @@ def _run(container: Path, *extra: str, th: float = 0.5, od: str = "mask"):
 def test_a_chunk_folder_linked_elsewhere_is_refused_and_nothing_outside_is_written(
     volume, tmp_path
 ):
-    container, data = volume
+    container, _ = volume
     assert _run(container).code == 0
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -87,9 +87,7 @@ def test_markers_and_chunks_are_written_below_the_root_only(tmp_path, unnamed):
     assert os.listdir(tmp_path / "out" / TMP_DIR) == []  # nothing left behind
 
 
-def test_named_temporaries_are_unpredictable_and_never_follow_a_planted_link(
-    tmp_path, monkeypatch
-):
+def test_named_temporaries_are_unpredictable_and_never_follow_a_planted_link(tmp_path, monkeypatch):
     """Without O_TMPFILE (NFS, FUSE), the temporary's name is random and it is created with
     O_EXCL|O_NOFOLLOW: links planted at the names the old code used lead nowhere."""
     real_open = os.open
