@@ -231,6 +231,8 @@ def cli(log_level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if log_level.upper() != "DEBUG":  # object-store clients' background tasks: not news
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 @cli.command("plan")

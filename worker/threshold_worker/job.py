@@ -190,8 +190,15 @@ class OutputClaim:
             area.files.clean_temporaries()
         if action is Action.RESUME:
             assert isinstance(found, OwnerRecord)
-            self.record = found
-            return self._open_or_create(store)
+            try:
+                array = self._open_or_create(store)
+            except Exception:  # metadata damaged since (resolve refused it unless --overwrite)
+                if not job.spec.overwrite:
+                    raise
+            else:
+                self.record = found
+                return array
+            action = Action.CLEAR
         # Markers first: once the record names this job, no old marker may be trusted.
         record = new_record(job.record(), "clearing")
         area.write_owner(record)
