@@ -60,6 +60,13 @@ def _bad_voxel_attr(tmp: Path) -> None:
     arr.attrs["voxel_size"] = [4, 4]
 
 
+def _existing_output(tmp: Path) -> None:
+    """A valid uint8 output with the input's geometry, chunks (8, 16, 16), zarr v3."""
+    write_array(
+        tmp / "in.zarr", "mask", np.zeros((32, 32, 48), np.uint8), (8, 16, 16), voxel_size=(4, 4, 4)
+    )
+
+
 def _options_env(tmp: Path) -> dict[str, str]:
     return {"THRESHOLD_OPTIONS_FILE": str(tmp / "threshold.yaml")}
 
@@ -132,6 +139,29 @@ CASES = [
         std,
         ("output_dataset", "dtype float32", "uint8"),
         setup=_other_dtype,
+    ),
+    Case(
+        "output chunks disagree with the existing output",
+        lambda t: [*std(t), "--output-chunks", "16,16,16"],
+        ("output_chunks", "(16, 16, 16) differs", "has (8, 16, 16)", "--overwrite"),
+        setup=_existing_output,
+    ),
+    Case(
+        "zarr format disagrees with the existing output",
+        lambda t: [*std(t), "--zarr-format", "2"],
+        ("zarr_format", "2 differs", "has 3"),
+        setup=_existing_output,
+    ),
+    Case(
+        "output shards where the existing output has none",
+        lambda t: [*std(t), "--output-shards", "16,32,48"],
+        ("output_shards", "has none"),
+        setup=_existing_output,
+    ),
+    Case(
+        "dataset with a dot-dot segment",
+        lambda t: std(t, od="masks/../raw"),
+        ("output_dataset", "'.' or '..' segment"),
     ),
     Case(
         "output equals input", lambda t: std(t, od="raw"), ("output_dataset", "is the input array")

@@ -115,6 +115,27 @@ def test_missing_input_chunks_read_as_fill_value(tmp_path):
     assert zarr.open_array(str(container), path="direct")[...].sum() == 3 * 256
 
 
+def test_v2_fill_value_null_reads_as_zarr_reads_it(tmp_path):
+    """zarr v2's `"fill_value": null`: zarr-python reads missing chunks as 0."""
+    container = tmp_path / "n.zarr"
+    arr = zarr.create_array(
+        str(container),
+        name="raw",
+        shape=(32, 32),
+        chunks=(16, 16),
+        dtype="f4",
+        zarr_format=2,
+        fill_value=None,
+    )
+    arr[:16, :16] = 0.75  # one chunk written, three missing
+    for threshold in (0.5, -0.5):  # missing chunks are 0: below, then above the threshold
+        for name, direct in (("direct", True), ("zarr", False)):
+            threshold_with(container, name, direct, threshold=threshold, overwrite=True)
+        assert chunks_of(container / "direct") == chunks_of(container / "zarr")
+        got = zarr.open_array(str(container), path="direct")[...]
+        np.testing.assert_array_equal(got, expected(arr[...], threshold))
+
+
 def test_channels(tmp_path):
     data = blobs((2, 20, 24, 28), seed=33)
     container = tmp_path / "c.zarr"

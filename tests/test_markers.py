@@ -3,13 +3,16 @@ what it finished before it goes, so the retry resumes after it."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import zarr
 from zarr.storage import LocalStore
 
 from conftest import (
@@ -114,3 +117,53 @@ def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
     assert rerun.code == 0, rerun
     assert f"{total - len(done)} processed, {len(done)} already done" in rerun.out
     assert_thresholded(tmp_path / "out.zarr", "mask", data, 0.6)
+
+
+def _alive_with(text: str) -> list[int]:
+    """Processes whose command line mentions `text` (worker processes of a run)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = (Path("/proc") / entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def test_sigterm_stops_a_local_run_and_its_processes_promptly(tmp_path):
+    """`run` with 2 processes: SIGTERM makes each worker record what it finished and end at
+    once, instead of working through the range of (up to 1000) blocks it was handed.
+
+    The input is 1024^3 voxels that are all the fill value (no chunk stored), so the run
+    would write 262,144 chunks: long enough that stopping it early is unmistakable."""
+    container = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(container), name="raw", shape=(1024,) * 3, chunks=(16,) * 3, dtype="f4", fill_value=1
+    )
+    out = tmp_path / "sigterm-run.zarr"
+    args = io_args(container, "raw", out, "mask", 0.5)
+    proc = subprocess.Popen(
+        [str(BIN / "threshold-worker"), "run", *args, "-n", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "mask" / "c").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be terminated"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)  # a bound for a hang, not a speed test
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "terminated; rerun to resume" in err
+    assert _alive_with(str(out)) == [], "worker processes outlived the run"
+    done = marker_blocks(out / "mask")
+    assert len(done) < 1000, "workers went on with their ranges after SIGTERM"
+    for block in done:  # blocks of 2x2x2 chunks on a 32^3 grid, all foreground
+        z, y, x = block // 1024, block // 32 % 32, block % 32
+        for dz, dy, dx in itertools.product((0, 1), repeat=3):
+            key = out / "mask" / "c" / str(2 * z + dz) / str(2 * y + dy) / str(2 * x + dx)
+            assert key.is_file(), f"block {block} is marked but {key} is missing"

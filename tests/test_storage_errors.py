@@ -1,0 +1,274 @@
+"""Retries mean what the README says: what may pass is retried with back-off, what cannot
+(no space, no permission, a read-only file system, no credentials) ends at once with one
+line that names the path and what to do.
+
+Real conditions, not mocks: a size-limited tmpfs and a read-only bind mount in a private
+mount namespace (`unshare -m`, as root, which CI is), an unprivileged user (`setpriv`), and
+a real S3 server (moto) stopped and started again in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+import zarr
+from upath import UPath
+
+from conftest import BIN, assert_thresholded, blobs, expected, io_args, write_array
+from threshold_worker.storage import open_store
+
+WORKER = str(BIN / "threshold-worker")
+
+
+def in_namespace(script: str, *args: str, env: dict[str, str] | None = None):
+    """Run `script` (sh, with "$@" = args) in a private mount namespace."""
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-ec", script, "sh", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def one_line(stderr: str) -> str:
+    lines = [x for x in stderr.strip().splitlines() if x]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.fixture
+def dense(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    data = blobs((64, 64, 64), seed=4)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    return container, data
+
+
+def test_a_full_disk_fails_at_once_naming_the_path(dense, tmp_path):
+    container, _ = dense
+    full = tmp_path / "full"
+    full.mkdir()
+    result = in_namespace(
+        'mount -t tmpfs -o size=48k tmpfs "$1"; shift; '
+        '"$@" && echo unexpected-success || echo "exit=$?"; '
+        'find "$TMPFS/out.zarr/mask/.threshold-done" -type f | wc -l',
+        str(full),
+        WORKER,
+        "run",
+        *io_args(container, "raw", full / "out.zarr", "mask", 0.3),
+        "-n",
+        "1",
+        "--block-shape",
+        "16,16,16",
+        env={"TMPFS": str(full)},
+    )
+    out = result.stdout.split()
+    assert out[0] == "exit=2", result
+    line = one_line(result.stderr)
+    assert line.startswith("error: output_container: no space left on the device holding "), line
+    assert str(full / "out.zarr") in line and "rerun the same command" in line
+    assert "retrying" not in result.stderr
+    assert int(out[1]) > 0  # blocks finished before the disk filled kept their markers
+
+
+def test_an_existing_output_on_a_read_only_file_system(dense, tmp_path):
+    container, _ = dense
+    out = tmp_path / "out.zarr"
+    args = io_args(container, "raw", out, "mask", 0.3)
+    assert subprocess.run([WORKER, "run", *args], capture_output=True).returncode == 0
+    result = in_namespace(
+        'mount --bind "$1" "$1"; mount -o remount,ro,bind "$1"; shift; exec "$@"',
+        str(out),
+        WORKER,
+        "run",
+        *io_args(container, "raw", out, "mask", 0.4),
+        "--overwrite",
+    )
+    assert result.returncode == 2, result
+    assert one_line(result.stderr) == (
+        f"error: output_container: {out}/mask is on a read-only file system; "
+        "the output needs one it can write"
+    )
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder an unprivileged user can reach (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="threshold-perm-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def as_nobody(*args: str):
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", WORKER, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": "/tmp"},
+    )
+
+
+def test_an_input_this_user_cannot_read(shared_dir):
+    data = blobs((16, 16, 16), seed=1)
+    container = shared_dir / "in.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    (container / "raw").chmod(0o700)
+    out = shared_dir / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    result = as_nobody("run", *io_args(container, "raw", out / "o.zarr", "m", 0.5))
+    assert result.returncode == 2, result
+    line = one_line(result.stderr)
+    assert line.startswith("error: input_"), line
+    assert "permission denied" in line.lower() and str(container) in line
+    assert not (out / "o.zarr").exists()
+
+
+def test_an_existing_output_this_user_cannot_write(shared_dir):
+    data = blobs((16, 16, 16), seed=1)
+    container = shared_dir / "in.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    for p in [container, *container.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    args = io_args(container, "raw", shared_dir / "out.zarr", "m", 0.5)
+    first = subprocess.run([WORKER, "run", *args], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr  # written by root: nobody may not touch it
+    result = as_nobody("run", *args[:-2], "-th", "0.7", "--overwrite")
+    assert result.returncode == 2, result
+    line = one_line(result.stderr)
+    assert line.startswith(f"error: output_container: {shared_dir}/out.zarr/m is not writable")
+    assert "uid 65534" in line
+
+
+# -- object stores ----------------------------------------------------------------------
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_s3_outage_in_the_middle_of_a_run_is_ridden_out(s3_server, request):
+    """The server goes away for 6 s while blocks are being written (longer than botocore's
+    own retries last), then comes back on the same port: the worker says it is retrying
+    and finishes with a correct mask."""
+    from moto.server import ThreadedMotoServer
+
+    port = _port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {**s3_server, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    url = f"s3://lab-data/{request.node.name}/in.zarr"
+    data = blobs((64, 64, 128), seed=9)
+    write_array(None, "raw", data, (16, 16, 16), store=open_store(UPath(url)))
+    proc = subprocess.Popen(
+        [WORKER, "run", *io_args(url, "raw", url, "mask", 0.5), "-n", "1",
+         "--block-shape", "16,16,16"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    prefix = f"{request.node.name}/in.zarr/mask/c/"  # the first chunk written
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if s3.list_objects_v2(Bucket="lab-data", Prefix=prefix).get("KeyCount", 0):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the outage"
+    server.stop()
+    time.sleep(6)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, err
+    assert "retrying in" in err and "Traceback" not in err and "ERROR" not in err, err
+    out = zarr.open_array(open_store(UPath(url), read_only=True), path="mask", mode="r")
+    np.testing.assert_array_equal(out[...], expected(data, 0.5))
+
+
+def test_no_credentials_is_one_line_and_exit_2(s3_server, tmp_path, request):
+    url = f"s3://lab-data/{request.node.name}/in.zarr"
+    write_array(None, "raw", blobs((8, 8, 8)), (8, 8, 8), store=open_store(UPath(url)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ACCESS")}
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+    for args, field in (
+        (io_args(url, "raw", tmp_path / "o.zarr", "m", 0.5), "input_container"),
+        (io_args(tmp_path / "nothing.zarr", "raw", url, "m", 0.5), "input_container"),
+    ):
+        result = subprocess.run([WORKER, "run", *args], capture_output=True, text=True, env=env)
+        assert result.returncode == 2, result
+        line = one_line(result.stderr)
+        assert line.startswith(f"error: {field}: "), line
+    local = tmp_path / "in.zarr"
+    write_array(local, "raw", blobs((8, 8, 8)), (8, 8, 8))
+    result = subprocess.run(
+        [WORKER, "run", *io_args(local, "raw", url, "m2", 0.5)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2, result
+    assert one_line(result.stderr).startswith("error: output_container: no usable credentials")
+    assert not (local / "m2").exists()
+
+
+def test_an_endpoint_that_refuses_connections_is_one_line_and_exit_1():
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_port()}",
+        "AWS_MAX_ATTEMPTS": "1",  # botocore's own retries: not what this test is about
+        "THRESHOLD_RETRY_DELAYS": "0.1,0.1",
+    }
+    result = subprocess.run(
+        [WORKER, "run", *io_args("s3://lab/in.zarr", "raw", "s3://lab/in.zarr", "m", 0.5)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert [x for x in lines if "retrying in" in x] and len(lines) == 3, result.stderr
+    assert lines[-1].startswith(
+        "error: input_container: opening the input on s3://lab/in.zarr/raw failed 3 times"
+    )
+    assert "check the endpoint" in lines[-1] and "Exception ignored" not in result.stderr
+
+
+def test_an_existing_outputs_damaged_metadata_is_bad_input(dense, tmp_path):
+    container, data = dense
+    out = tmp_path / "out.zarr"
+    args = io_args(container, "raw", out, "mask", 0.3)
+    assert subprocess.run([WORKER, "run", *args], capture_output=True).returncode == 0
+    (out / "mask" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "arr')
+    result = subprocess.run([WORKER, "run", *args], capture_output=True, text=True)
+    assert result.returncode == 2, result
+    line = one_line(result.stderr)
+    assert line.startswith(f"error: output_dataset: {out}/mask exists but its zarr metadata")
+    assert "--overwrite" in line
+    again = subprocess.run([WORKER, "run", *args, "--overwrite"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert_thresholded(out, "mask", data, 0.3)
