@@ -97,6 +97,15 @@ class Lease:
     def release(self) -> None:
         raise NotImplementedError
 
+    def _claim(self, claim: Callable[[], T]) -> T:
+        """Run the caller's claim as a holder (the mutex still held); a failed claim gives
+        the lease up again."""
+        try:
+            return claim()
+        except BaseException:
+            self.release()
+            raise
+
     def __enter__(self) -> Lease:
         return self
 
@@ -126,11 +135,7 @@ class LocalLease(Lease):
             if os.fstat(fd).st_size == 0:
                 os.pwrite(fd, self.holder.to_bytes(), 0)
             self._fd = fd
-            try:
-                return claim()
-            except BaseException:
-                self.release()
-                raise
+            return self._claim(claim)
         finally:
             os.close(mutex)  # releases the mutex
 
@@ -227,11 +232,7 @@ class RemoteLease(Lease):
                 raise _busy(self.where, Holder.describe(data, fingerprint))
             self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="lease")
             self._beat.start()
-            try:
-                return claim()
-            except BaseException:
-                self.release()
-                raise
+            return self._claim(claim)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self.mutex)

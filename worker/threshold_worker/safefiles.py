@@ -263,13 +263,7 @@ class SafeDir:
         fd = self.dir_fd(rel)
         if fd is None:
             return
-        skipped = set(skip)
-        with os.scandir(fd) as entries:
-            items = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-        for name, is_dir in items:
-            if name in skipped:
-                continue
-            sub = f"{rel}/{name}" if rel else name
+        for _, sub, is_dir in _entries(fd, rel, skip):
             if is_dir:
                 yield from self.files(sub)
             else:
@@ -281,14 +275,8 @@ class SafeDir:
         fd = self.dir_fd(rel)
         if fd is None:
             return 0
-        kept = set(keep)
         removed = 0
-        with os.scandir(fd) as entries:
-            items = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-        for name, is_dir in items:
-            if name in kept:
-                continue
-            sub = f"{rel}/{name}" if rel else name
+        for name, sub, is_dir in _entries(fd, rel, keep):
             if is_dir:
                 removed += self.remove_tree(sub)
                 self._forget(sub)
@@ -319,6 +307,17 @@ class SafeDir:
                     os.unlink(name, dir_fd=fd)
                     removed += 1
         return removed
+
+
+def _entries(fd: int, rel: str, skip: Iterable[str]) -> list[tuple[str, str, bool]]:
+    """(name, path, is a real folder) of the entries of folder `fd` (at `rel`) but `skip`."""
+    skipped = set(skip)
+    with os.scandir(fd) as entries:
+        return [
+            (e.name, f"{rel}/{e.name}" if rel else e.name, e.is_dir(follow_symlinks=False))
+            for e in entries
+            if e.name not in skipped
+        ]
 
 
 def _link(fd: int, name: str, dfd: int) -> bool:
