@@ -1,6 +1,7 @@
 """The operator tier: the real kopf runtime and kubernetes client, over HTTP, against an
-emulated API server (kmock), with a test-side Job controller running the real worker on
-real zarr data. See k8s_harness.py for what is emulated and why."""
+emulated API server (kmock) that authorizes the operator with the Helm chart's RBAC, and a
+test-side Job controller running the real worker on real zarr data. See k8s_harness.py for
+what is emulated and why."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 
 os.environ.setdefault("THRESHOLD_OPERATOR_INTERVAL", "0.2")
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,30 @@ import pytest
 from kopf.testing import KopfRunner
 
 from conftest import assert_thresholded, blobs, write_array
-from k8s_harness import EmulatedCluster, JobSimulator, create_threshold_job, operator_env, wait_for
+from job_name_rules import admit_job_names
+from k8s_harness import (
+    DEFAULT_ADMISSION,
+    EmulatedCluster,
+    JobSimulator,
+    create_threshold_job,
+    operator_env,
+    wait_for,
+)
 from threshold_operator.api import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 OPERATOR = ["run", "--standalone", "--all-namespaces", "-m", "threshold_operator.handlers"]
+#: The Job name rules stand in for the full Job validation until it is plugged in by default.
+ADMISSION = {
+    **DEFAULT_ADMISSION,
+    "batch/v1/jobs": [*DEFAULT_ADMISSION.get("batch/v1/jobs", []), admit_job_names],
+}
 
 
 class Cluster:
-    def __init__(self, emulated: EmulatedCluster, api: Any, tmp: Path) -> None:
+    def __init__(
+        self, emulated: EmulatedCluster, api: Any, tmp: Path, namespace: str = "default"
+    ) -> None:
         from kubernetes import client
 
         self.emulated = emulated
@@ -35,19 +52,22 @@ class Cluster:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.tmp = tmp
+        self.namespace = namespace
 
     def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return create_threshold_job(self.api, name, spec)
+        return create_threshold_job(self.api, name, spec, self.namespace)
 
     def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+        return self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
 
     def status(self, name: str) -> dict[str, Any]:
         return self.get(name).get("status") or {}
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, "default", PLURAL, name, {"spec": spec}
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
         )
 
     def wait_phase(self, name: str, *phases: str, timeout: float = 90) -> dict[str, Any]:
@@ -60,32 +80,67 @@ class Cluster:
     def job(self, name: str) -> dict[str, Any] | None:
         try:
             return json.loads(
-                self.batch.read_namespaced_job(name, "default", _preload_content=False).data
+                self.batch.read_namespaced_job(name, self.namespace, _preload_content=False).data
             )
         except Exception:
             return None
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return json.loads(self.batch.list_namespaced_job("default", _preload_content=False).data)[
-            "items"
-        ]
+    def jobs(self, selector: str | None = None) -> list[dict[str, Any]]:
+        answer = self.batch.list_namespaced_job(
+            self.namespace, label_selector=selector, _preload_content=False
+        )
+        return json.loads(answer.data)["items"]
+
+    def pods(self, selector: str | None = None) -> list[dict[str, Any]]:
+        answer = self.core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _preload_content=False
+        )
+        return json.loads(answer.data)["items"]
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        items = json.loads(self.core.list_namespaced_event("default", _preload_content=False).data)[
-            "items"
-        ]
+        items = json.loads(
+            self.core.list_namespaced_event(self.namespace, _preload_content=False).data
+        )["items"]
         return [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
+
+    def operator_calls(self, verb: str, resource: str) -> list[Any]:
+        user = self.emulated.operator_user.name
+        return [
+            c for c in self.emulated.calls if (c.user, c.verb, c.resource) == (user, verb, resource)
+        ]
+
+
+@contextlib.contextmanager
+def emulated_cluster(
+    tmp_path: Path,
+    watch_namespaces: Sequence[str] = (),
+    namespace: str = "default",
+    admission: dict[str, Any] | None = None,
+) -> Iterator[Cluster]:
+    """A cluster where the operator (kopf, via KUBECONFIG) is the chart's ServiceAccount and
+    the test is admin; at the end, no request of the operator may have been refused by RBAC."""
+    from kubernetes import config
+
+    namespaces = ["default", *watch_namespaces]
+    with EmulatedCluster(
+        watch_namespaces, namespaces, ADMISSION if admission is None else admission
+    ) as emulated:
+        admin = emulated.kubeconfig(tmp_path / "admin.kubeconfig", user="admin")
+        with operator_env(emulated.kubeconfig(tmp_path / "kubeconfig", user="operator")):
+            api = config.new_client_from_config(str(admin))
+            yield Cluster(emulated, api, tmp_path, namespace)
+    operator = emulated.operator_user.name
+    refused = [
+        c for c in emulated.calls if c.user == operator and c.code in (401, 403) and not c.injected
+    ]
+    assert not refused, f"RBAC refused the operator: {refused}"
+    assert any(c.user == operator for c in emulated.calls), "the operator never called"
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    from kubernetes import config
-
-    with EmulatedCluster() as emulated:
-        kubeconfig = emulated.kubeconfig(tmp_path / "kubeconfig")
-        with operator_env(kubeconfig):
-            api = config.new_client_from_config(str(kubeconfig))
-            yield Cluster(emulated, api, tmp_path)
+    with emulated_cluster(tmp_path) as c:
+        yield c
 
 
 @pytest.fixture
@@ -125,6 +180,7 @@ def test_happy_path(cluster: Cluster, data):
     assert_thresholded(container, "mask", values, 0.5)
     reasons = [e["reason"] for e in cluster.events("tj1")]
     assert "Planned" in reasons and "Succeeded" in reasons
+    assert len(cluster.pods()) == 5  # the prepare pod and 4 shards
 
 
 def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, data):
@@ -236,9 +292,9 @@ def test_suspend_resume_and_parallelism(cluster: Cluster, data):
     assert_thresholded(container, "mask", values, 0.5)
 
 
-def test_deletion_leaves_data_and_children_are_owned(cluster: Cluster, data):
-    """The emulator has no garbage collector: check the owner references it would follow."""
-    container, _ = data
+def test_deletion_collects_jobs_and_pods_and_leaves_the_data(cluster: Cluster, data):
+    """The garbage collector follows owner references: ThresholdJob -> Jobs -> Pods."""
+    container, values = data
     with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
         created = cluster.create("gone", spec_for(container))
         cluster.wait_phase("gone", "Succeeded")
@@ -246,21 +302,19 @@ def test_deletion_leaves_data_and_children_are_owned(cluster: Cluster, data):
             (owner,) = job["metadata"]["ownerReferences"]
             assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
             assert owner["kind"] == "ThresholdJob" and owner["blockOwnerDeletion"] is True
+        assert len(cluster.jobs()) == 2 and len(cluster.pods()) == 5
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "gone")
         wait_for(
             lambda: (
-                not [
-                    o
-                    for o in cluster.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, "default", PLURAL
-                    )["items"]
+                not cluster.custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)[
+                    "items"
                 ]
             ),
             what="deletion (no finalizer may block it)",
         )
-    assert (container / "mask" / "zarr.json").exists() and (
-        container / "raw" / "zarr.json"
-    ).exists()
+        wait_for(lambda: not cluster.jobs() and not cluster.pods(), what="Jobs and pods to go")
+    assert_thresholded(container, "mask", values, 0.5)
+    assert (container / "raw" / "zarr.json").exists()
 
 
 def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
@@ -298,10 +352,15 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
 
 
 def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path, monkeypatch):
+    from kubernetes import client
+
+    from threshold_operator import client as operator_client
     from threshold_operator.client import ThresholdJobFailed
     from threshold_worker import LocalArrayIdentifier, spawn_worker
 
     container, values = data
+    # The user's own credentials (KUBECONFIG here is the operator's, which may not create).
+    monkeypatch.setattr(operator_client, "_api", lambda: client.CustomObjectsApi(cluster.api))
     options = tmp_path / "threshold.yaml"
     options.write_text(
         "compute_context:\n  type: Kubernetes\n  config: {namespace: default, poll_seconds: 0.1}\n"
