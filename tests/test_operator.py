@@ -20,7 +20,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 from conftest import assert_thresholded, blobs, write_array
-from job_name_rules import admit_job_names
+from job_name_rules import admit_job_names, is_dns1123_label
 from k8s_harness import (
     DEFAULT_ADMISSION,
     EmulatedCluster,
@@ -30,6 +30,7 @@ from k8s_harness import (
     wait_for,
 )
 from threshold_operator.api import GROUP, PLURAL, VERSION
+from threshold_operator.names import ANNOTATION_NAME, MAX_LABEL
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 OPERATOR = ["run", "--standalone", "--all-namespaces", "-m", "threshold_operator.handlers"]
@@ -180,7 +181,12 @@ def test_happy_path(cluster: Cluster, data):
     assert_thresholded(container, "mask", values, 0.5)
     reasons = [e["reason"] for e in cluster.events("tj1")]
     assert "Planned" in reasons and "Succeeded" in reasons
-    assert len(cluster.pods()) == 5  # the prepare pod and 4 shards
+    assert status["selector"] == "blockwise.dev/threshold-job=tj1"
+    assert sorted(j["metadata"]["name"] for j in cluster.jobs(status["selector"])) == [
+        "tj1-prepare",
+        "tj1-work",
+    ]
+    assert len(cluster.pods(status["selector"])) == 5  # the prepare pod and 4 shards
 
 
 def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, data):
@@ -349,6 +355,12 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
     ]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert status["computeContext"] == "gpu"
+    prepare = cluster.job("store-prepare")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in prepare and "tolerations" not in prepare
+    assert prepare["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
 
 
 def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path, monkeypatch):
@@ -398,3 +410,40 @@ def test_kueue_admission_is_left_to_the_queue(cluster: Cluster, data):
         status = cluster.wait_phase("queued", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
     assert_thresholded(container, "mask", values, 0.5)
+
+
+def tiny(tmp_path: Path, **extra: Any) -> tuple[Path, np.ndarray, dict[str, Any]]:
+    """One block, one shard: the fastest job that still runs both phases."""
+    values = blobs((8, 16, 16), seed=7)
+    container = tmp_path / "data" / "tiny.zarr"
+    write_array(container, "raw", values, (8, 16, 16), voxel_size=(1, 1, 1))
+    spec = spec_for(container, blockShape=[8, 16, 16], shards=1, parallelism=1, **extra)
+    return container, values, spec
+
+
+NAMES = [
+    "a",
+    *[("mito-" + "x" * 64)[:n] for n in range(52, 65)],
+    ("run1.iter100000.val." * 13)[:253],
+    "run1.iter100000.val",
+]
+
+
+@pytest.mark.parametrize("name", NAMES, ids=lambda n: f"{len(n)}{'-dots' if '.' in n else ''}")
+def test_any_valid_name_runs_to_succeeded(cluster: Cluster, tmp_path, name):
+    container, values, spec = tiny(tmp_path)
+    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create(name, spec)
+        status = cluster.wait_phase(name, "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert not sim.errors, sim.errors
+    assert_thresholded(container, "mask", values, 0.5)
+    jobs = cluster.jobs(status["selector"])  # the selector users copy from the status
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(status["jobs"].values())
+    pods = cluster.pods(status["selector"])
+    assert len(pods) == 2
+    for obj in [*jobs, *pods]:
+        assert obj["metadata"]["annotations"][ANNOTATION_NAME] == name
+        assert len(obj["metadata"]["labels"]["blockwise.dev/threshold-job"]) <= MAX_LABEL
+    (work,) = [p for p in pods if "hostname" in p["spec"]]
+    assert is_dns1123_label(work["spec"]["hostname"])

@@ -19,8 +19,9 @@ from threshold_worker.errors import first_error
 
 from .api import ThresholdJobSpec
 from .catalog import ComputeContextSpec
-from .jobs import BAD_INPUT_EXIT, Settings, child_name, prepare_job, work_job
+from .jobs import BAD_INPUT_EXIT, Settings, prepare_job, work_job
 from .kube import Kube, terminations
+from .names import job_name, selector
 from .status import (
     FINAL_PHASES,
     describe_shards,
@@ -112,6 +113,7 @@ class Reconciler:
         if old.get("phase") in FINAL_PHASES and old.get("observedGeneration") == generation:
             return Outcome(status)  # finished and unchanged: nothing to look at
 
+        status["selector"] = selector(name)
         try:
             spec = ThresholdJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
@@ -130,7 +132,7 @@ class Reconciler:
         # Phase 1: prepare (validate, create the output, plan).
         plan = status.get("plan")
         if plan is None:
-            prep_name = child_name(name, "prepare")
+            prep_name = job_name(name, "prepare")
             jobs["prepare"] = prep_name
             prep = self.kube.get_job(namespace, prep_name)
             if prep is None:
@@ -167,7 +169,7 @@ class Reconciler:
 
         # Phase 2: the Indexed work Job.
         total, shards = plan["totalBlocks"], plan["shards"]
-        work_name = child_name(name, "work")
+        work_name = job_name(name, "work")
         jobs["work"] = work_name
         work = self.kube.get_job(namespace, work_name)
         if work is None:
