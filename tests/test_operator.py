@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("THRESHOLD_OPERATOR_INTERVAL", "0.2")
+os.environ.setdefault("THRESHOLD_OPERATOR_RETRY_BACKOFF", "0.05")
 
 import contextlib
 import json
@@ -18,9 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 from kopf.testing import KopfRunner
+from prometheus_client import REGISTRY
 
+import kube_status
 from conftest import assert_thresholded, blobs, write_array
 from job_name_rules import admit_job_names, is_dns1123_label
+from k8s_emulator import AdmissionRequest
 from k8s_harness import (
     DEFAULT_ADMISSION,
     EmulatedCluster,
@@ -447,3 +451,143 @@ def test_any_valid_name_runs_to_succeeded(cluster: Cluster, tmp_path, name):
         assert len(obj["metadata"]["labels"]["blockwise.dev/threshold-job"]) <= MAX_LABEL
     (work,) = [p for p in pods if "hostname" in p["spec"]]
     assert is_dns1123_label(work["spec"]["hostname"])
+
+
+def require_deadline(request: AdmissionRequest) -> None:
+    """A cluster policy, as a ValidatingAdmissionPolicy would enforce it (422 Invalid)."""
+    if request.operation == "CREATE" and "activeDeadlineSeconds" not in request.object["spec"]:
+        raise kube_status.invalid(
+            "Job",
+            "batch",
+            request.name,
+            [
+                kube_status.cause(
+                    "spec.activeDeadlineSeconds",
+                    "Required value: jobs in this namespace need a deadline",
+                    "FieldValueRequired",
+                )
+            ],
+        )
+
+
+REFUSALS = {
+    "422-invalid": (
+        "422 Invalid",
+        'Job.batch "refused-prepare" is invalid: spec.activeDeadlineSeconds: Required value: '
+        "jobs in this namespace need a deadline",
+    ),
+    "403-quota": (
+        "403 Forbidden",
+        'jobs.batch "refused-prepare" is forbidden: exceeded quota: jobs, requested: '
+        "count/jobs.batch=1, used: count/jobs.batch=10, limited: count/jobs.batch=10",
+    ),
+}
+
+
+def reconciles() -> float:
+    return REGISTRY.get_sample_value("threshold_operator_reconciles_total") or 0.0
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_refusal_fails_the_threshold_job_once_with_the_servers_message(tmp_path, data, refusal):
+    container, _ = data
+    code, server_message = REFUSALS[refusal]
+    policy = {**ADMISSION, "batch/v1/jobs": [*ADMISSION["batch/v1/jobs"], require_deadline]}
+    admission = policy if refusal == "422-invalid" else None
+    with emulated_cluster(tmp_path, admission=admission) as cluster:
+        if refusal == "403-quota":
+            quota = kube_status.forbidden(
+                "jobs", "batch", "refused-prepare", server_message.split("forbidden: ", 1)[1]
+            )
+            cluster.emulated.inject("create", "jobs", quota, times=None)
+        with KopfRunner(OPERATOR, timeout=60):
+            cluster.create("refused", spec_for(container))
+            status = cluster.wait_phase("refused", "Failed", "Succeeded")
+            passes = reconciles()
+            wait_for(lambda: reconciles() >= passes + 3, what="three more reconcile passes")
+        message = f"the API server refused to create Job default/refused-prepare ({code}): "
+        assert status["message"] == message + server_message
+        assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "APIRejected"
+        warnings = [e for e in cluster.events("refused") if e["type"] == "Warning"]
+        assert [(e["reason"], e["message"]) for e in warnings] == [("Failed", status["message"])]
+        assert len(cluster.operator_calls("create", "jobs")) == 1  # never retried
+        assert cluster.jobs() == []
+
+
+TRANSIENT = {
+    "500-on-create": ("create", "jobs", 500, 2),
+    "503-on-read": ("get", "jobs", 503, 2),
+    "429-on-create": ("create", "jobs", 429, 1),
+    "dropped-on-create": ("create", "jobs", "drop", 1),
+    "503-on-status-by-kopf": ("patch", "thresholdjobs/status", 503, 1),
+}
+
+
+@pytest.mark.parametrize("fault", TRANSIENT)
+def test_transient_api_errors_are_retried_with_back_off(cluster: Cluster, tmp_path, fault, caplog):
+    verb, resource, answer, times = TRANSIENT[fault]
+    container, values, spec = tiny(tmp_path)
+    injected = cluster.emulated.inject(verb, resource, answer, times=times)
+    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+        cluster.create("flaky", spec)
+        status = cluster.wait_phase("flaky", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert_thresholded(container, "mask", values, 0.5)
+    assert injected.hits == times
+    calls = cluster.operator_calls(verb, resource)
+    assert [c.code for c in calls[:times]] == [0 if answer == "drop" else answer] * times
+    assert calls[times].code in (200, 201, 404) and not calls[times].injected
+    if resource == "jobs":  # ours: logged with the attempt and the delay, then retried
+        logged = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+        assert len(logged) >= times, logged
+        action = {"get": "read", "create": "create"}[verb]
+        assert f"could not {action} Job default/flaky-prepare: " in logged[0]
+        assert logged[0].endswith("(attempt 1)")
+    assert len(cluster.jobs()) == 2
+
+
+def test_a_child_name_held_by_another_job_fails_cleanly(cluster: Cluster, data):
+    container, _ = data
+    cluster.batch.create_namespaced_job(
+        "default",
+        {
+            "metadata": {"name": "clash-prepare"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "c", "image": "busybox"}],
+                        "restartPolicy": "Never",
+                    }
+                }
+            },
+        },
+    )
+    with KopfRunner(OPERATOR, timeout=60):
+        cluster.create("clash", spec_for(container))
+        status = cluster.wait_phase("clash", "Failed", "Succeeded")
+    assert status["message"] == (
+        "Job default/clash-prepare already exists and is not this ThresholdJob's"
+    )
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "JobNameTaken"
+
+
+def test_namespaced_mode_runs_on_the_namespaces_roles_alone(tmp_path, data):
+    """The chart with watchNamespaces: Roles in lab-a and lab-b, nothing cluster-wide."""
+    container, values = data
+    operator = ["run", "--standalone", "-n", "lab-a", "-n", "lab-b"]
+    operator += ["-m", "threshold_operator.handlers"]
+    with emulated_cluster(tmp_path, ("lab-a", "lab-b"), namespace="lab-a") as cluster:
+        elsewhere = Cluster(cluster.emulated, cluster.api, tmp_path, "default")
+        with JobSimulator(cluster.api, namespace="lab-a"), KopfRunner(operator, timeout=60):
+            elsewhere.create("elsewhere", spec_for(container))
+            cluster.create("lab", spec_for(container))
+            status = cluster.wait_phase("lab", "Succeeded", "Failed")
+        assert status["phase"] == "Succeeded", status
+        assert_thresholded(container, "mask", values, 0.5)
+        assert elsewhere.status("elsewhere") == {} and elsewhere.jobs() == []
+        scopes = {
+            c.namespace
+            for c in cluster.emulated.calls
+            if c.user == cluster.emulated.operator_user.name and not c.resource.startswith("/")
+        }
+        assert scopes == {"lab-a", "lab-b"}  # watched both, touched nothing cluster-wide
