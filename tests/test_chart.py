@@ -4,20 +4,17 @@ the operator's code (RBAC, CRD, catalog)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import helm_python
 import kubernetes_validate
 import pytest
 import yaml
 
+from helm_chart import CHART, by_kind, render
 from pss import assert_restricted
 from threshold_operator.catalog import load_catalog
 from threshold_operator.crd import crd_yaml
 from threshold_operator.rbac import rules
 
-CHART = Path(__file__).parent.parent / "charts" / "threshold-operator"
 KUBE_VERSIONS = ["1.29.0", "1.33.0"]
 NOT_BUILT_IN = {"ServiceMonitor"}  # prometheus-operator's CRD: no upstream schema
 
@@ -39,20 +36,6 @@ VALUES = {
     },
     "namespaced": {"watchNamespaces": ["lab-a", "lab-b"]},
 }
-
-
-def render(values: dict[str, Any]) -> list[dict[str, Any]]:
-    chart = helm_python.Chart.load(str(CHART))
-    out = chart.render(values, name="tops", namespace="threshold-system", is_install=True)
-    docs = []
-    for path, text in out.items():
-        if path.endswith(".yaml"):
-            docs += [d for d in yaml.safe_load_all(text) if d]
-    return docs
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
 
 
 def test_strict_lint():

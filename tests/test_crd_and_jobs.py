@@ -15,7 +15,7 @@ from threshold_operator.api import IMMUTABLE, ThresholdJobSpec
 from threshold_operator.catalog import CatalogError, ComputeContextSpec, load_catalog
 from threshold_operator.cli import cli as operator_cli
 from threshold_operator.crd import crd, crd_yaml
-from threshold_operator.jobs import Settings, child_name, prepare_job, work_job
+from threshold_operator.jobs import Settings, prepare_job, work_job
 from threshold_operator.status import (
     blocks_in,
     describe_shards,
@@ -131,12 +131,55 @@ def test_pod_templates_are_restricted_and_sized(context_name):
         assert pod["containers"][0]["resources"]["requests"]["cpu"]
         assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
         assert job["metadata"]["ownerReferences"][0]["uid"] == "1234"
-        if context_name == "gpu":
-            assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-            assert pod["tolerations"] == [
-                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-            ]
-            assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    work = work_job(BODY, _spec(), context, Settings(), 8, "abc")["spec"]["template"]["spec"]
+    if context_name == "gpu":
+        assert work["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert work["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        assert work["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+A100 = {
+    "gpu": True,
+    "nodeSelector": {"pool": "a100"},
+    "tolerations": [{"key": "a100", "operator": "Exists", "effect": "NoSchedule"}],
+    "runtimeClassName": "nvidia",
+    "priorityClassName": "batch-low",
+    "resources": {"limits": {"nvidia.com/gpu": "2", "memory": "64Gi"}},
+}
+AMD = {"resources": {"requests": {"amd.com/gpu": "1"}, "limits": {"amd.com/gpu": "1"}}}
+
+
+@pytest.mark.parametrize("context", ["cpu", "gpu", "a100", "amd"])
+def test_the_prepare_pod_never_asks_for_a_gpu(context):
+    """It only reads metadata: modest requests, no extended resource, no GPU scheduling."""
+    catalog = {
+        **load_catalog(None),
+        "a100": ComputeContextSpec.model_validate(A100),
+        "amd": ComputeContextSpec.model_validate(AMD),
+    }
+    pod = prepare_job(BODY, _spec(), catalog[context], Settings())["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert "runtimeClassName" not in pod
+    assert pod.get("priorityClassName") == ("batch-low" if context == "a100" else None)
+    work = work_job(BODY, _spec(), catalog[context], Settings(), 4, "f")["spec"]["template"]
+    gpu = {"cpu": False, "gpu": True, "a100": True, "amd": False}[context]
+    assert ("nvidia.com/gpu" in work["spec"]["containers"][0]["resources"].get("limits", {})) is gpu
+
+
+def test_a_cpu_pool_keeps_its_scheduling_for_the_prepare_pod():
+    pool = ComputeContextSpec.model_validate(
+        {"nodeSelector": {"pool": "batch"}, "resources": {"requests": {"cpu": "8"}}}
+    )
+    pod = prepare_job(BODY, _spec(), pool, Settings())["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "batch"}
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
 
 
 def test_work_job_failure_handling_and_kueue():
@@ -196,15 +239,6 @@ def test_catalog_contexts_map_to_pods(tmp_path):
     path.write_text("contexts: {cpu: {resources: 3}}")
     with pytest.raises(CatalogError, match=r"cpu\.resources"):
         load_catalog(path)
-
-
-def test_child_names_are_deterministic_and_short():
-    long = "x" * 70
-    assert child_name("tj", "work") == "tj-work"
-    assert child_name(long, "prepare") == child_name(long, "prepare")
-    assert len(child_name(long, "prepare")) <= 63 and child_name(long, "prepare") != child_name(
-        long + "y", "prepare"
-    )
 
 
 def test_intervals_and_blocks_match_the_planner():

@@ -152,8 +152,9 @@ def test_operator_container_creates_the_prepare_job(image, tmp_path):
 
     liveness = _free_port()
     with EmulatedCluster() as emulated:
-        kubeconfig = emulated.kubeconfig(tmp_path / "kubeconfig")
+        kubeconfig = emulated.kubeconfig(tmp_path / "kubeconfig", user="operator")
         kubeconfig.chmod(0o644)
+        admin = emulated.kubeconfig(tmp_path / "admin.kubeconfig", user="admin")
         name = f"threshold-operator-test-{liveness}"
         proc = subprocess.Popen(
             [
@@ -186,7 +187,7 @@ def test_operator_container_creates_the_prepare_job(image, tmp_path):
             text=True,
         )
         try:
-            api = config.new_client_from_config(str(kubeconfig))
+            api = config.new_client_from_config(str(admin))
             create_threshold_job(
                 api,
                 "dock",

@@ -1,32 +1,54 @@
 """The operator tier: the real kopf runtime and kubernetes client, over HTTP, against an
-emulated API server (kmock), with a test-side Job controller running the real worker on
-real zarr data. See k8s_harness.py for what is emulated and why."""
+emulated API server (kmock) that authorizes the operator with the Helm chart's RBAC, and a
+test-side Job controller running the real worker on real zarr data. See k8s_harness.py for
+what is emulated and why."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("THRESHOLD_OPERATOR_INTERVAL", "0.2")
+os.environ.setdefault("THRESHOLD_OPERATOR_RETRY_BACKOFF", "0.05")
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from kopf.testing import KopfRunner
+from prometheus_client import REGISTRY
 
+import kube_status
 from conftest import assert_thresholded, blobs, write_array
-from k8s_harness import EmulatedCluster, JobSimulator, create_threshold_job, operator_env, wait_for
+from job_name_rules import admit_job_names, is_dns1123_label
+from k8s_emulator import AdmissionRequest
+from k8s_harness import (
+    DEFAULT_ADMISSION,
+    EmulatedCluster,
+    JobSimulator,
+    create_threshold_job,
+    operator_env,
+    wait_for,
+)
 from threshold_operator.api import GROUP, PLURAL, VERSION
+from threshold_operator.names import ANNOTATION_NAME, MAX_LABEL
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 OPERATOR = ["run", "--standalone", "--all-namespaces", "-m", "threshold_operator.handlers"]
+#: The Job name rules stand in for the full Job validation until it is plugged in by default.
+ADMISSION = {
+    **DEFAULT_ADMISSION,
+    "batch/v1/jobs": [*DEFAULT_ADMISSION.get("batch/v1/jobs", []), admit_job_names],
+}
 
 
 class Cluster:
-    def __init__(self, emulated: EmulatedCluster, api: Any, tmp: Path) -> None:
+    def __init__(
+        self, emulated: EmulatedCluster, api: Any, tmp: Path, namespace: str = "default"
+    ) -> None:
         from kubernetes import client
 
         self.emulated = emulated
@@ -35,19 +57,22 @@ class Cluster:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.tmp = tmp
+        self.namespace = namespace
 
     def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return create_threshold_job(self.api, name, spec)
+        return create_threshold_job(self.api, name, spec, self.namespace)
 
     def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+        return self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
 
     def status(self, name: str) -> dict[str, Any]:
         return self.get(name).get("status") or {}
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, "default", PLURAL, name, {"spec": spec}
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
         )
 
     def wait_phase(self, name: str, *phases: str, timeout: float = 90) -> dict[str, Any]:
@@ -60,32 +85,67 @@ class Cluster:
     def job(self, name: str) -> dict[str, Any] | None:
         try:
             return json.loads(
-                self.batch.read_namespaced_job(name, "default", _preload_content=False).data
+                self.batch.read_namespaced_job(name, self.namespace, _preload_content=False).data
             )
         except Exception:
             return None
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return json.loads(self.batch.list_namespaced_job("default", _preload_content=False).data)[
-            "items"
-        ]
+    def jobs(self, selector: str | None = None) -> list[dict[str, Any]]:
+        answer = self.batch.list_namespaced_job(
+            self.namespace, label_selector=selector, _preload_content=False
+        )
+        return json.loads(answer.data)["items"]
+
+    def pods(self, selector: str | None = None) -> list[dict[str, Any]]:
+        answer = self.core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _preload_content=False
+        )
+        return json.loads(answer.data)["items"]
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        items = json.loads(self.core.list_namespaced_event("default", _preload_content=False).data)[
-            "items"
-        ]
+        items = json.loads(
+            self.core.list_namespaced_event(self.namespace, _preload_content=False).data
+        )["items"]
         return [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
+
+    def operator_calls(self, verb: str, resource: str) -> list[Any]:
+        user = self.emulated.operator_user.name
+        return [
+            c for c in self.emulated.calls if (c.user, c.verb, c.resource) == (user, verb, resource)
+        ]
+
+
+@contextlib.contextmanager
+def emulated_cluster(
+    tmp_path: Path,
+    watch_namespaces: Sequence[str] = (),
+    namespace: str = "default",
+    admission: dict[str, Any] | None = None,
+) -> Iterator[Cluster]:
+    """A cluster where the operator (kopf, via KUBECONFIG) is the chart's ServiceAccount and
+    the test is admin; at the end, no request of the operator may have been refused by RBAC."""
+    from kubernetes import config
+
+    namespaces = ["default", *watch_namespaces]
+    with EmulatedCluster(
+        watch_namespaces, namespaces, ADMISSION if admission is None else admission
+    ) as emulated:
+        admin = emulated.kubeconfig(tmp_path / "admin.kubeconfig", user="admin")
+        with operator_env(emulated.kubeconfig(tmp_path / "kubeconfig", user="operator")):
+            api = config.new_client_from_config(str(admin))
+            yield Cluster(emulated, api, tmp_path, namespace)
+    operator = emulated.operator_user.name
+    refused = [
+        c for c in emulated.calls if c.user == operator and c.code in (401, 403) and not c.injected
+    ]
+    assert not refused, f"RBAC refused the operator: {refused}"
+    assert any(c.user == operator for c in emulated.calls), "the operator never called"
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    from kubernetes import config
-
-    with EmulatedCluster() as emulated:
-        kubeconfig = emulated.kubeconfig(tmp_path / "kubeconfig")
-        with operator_env(kubeconfig):
-            api = config.new_client_from_config(str(kubeconfig))
-            yield Cluster(emulated, api, tmp_path)
+    with emulated_cluster(tmp_path) as c:
+        yield c
 
 
 @pytest.fixture
@@ -125,6 +185,12 @@ def test_happy_path(cluster: Cluster, data):
     assert_thresholded(container, "mask", values, 0.5)
     reasons = [e["reason"] for e in cluster.events("tj1")]
     assert "Planned" in reasons and "Succeeded" in reasons
+    assert status["selector"] == "blockwise.dev/threshold-job=tj1"
+    assert sorted(j["metadata"]["name"] for j in cluster.jobs(status["selector"])) == [
+        "tj1-prepare",
+        "tj1-work",
+    ]
+    assert len(cluster.pods(status["selector"])) == 5  # the prepare pod and 4 shards
 
 
 def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, data):
@@ -236,9 +302,9 @@ def test_suspend_resume_and_parallelism(cluster: Cluster, data):
     assert_thresholded(container, "mask", values, 0.5)
 
 
-def test_deletion_leaves_data_and_children_are_owned(cluster: Cluster, data):
-    """The emulator has no garbage collector: check the owner references it would follow."""
-    container, _ = data
+def test_deletion_collects_jobs_and_pods_and_leaves_the_data(cluster: Cluster, data):
+    """The garbage collector follows owner references: ThresholdJob -> Jobs -> Pods."""
+    container, values = data
     with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
         created = cluster.create("gone", spec_for(container))
         cluster.wait_phase("gone", "Succeeded")
@@ -246,21 +312,19 @@ def test_deletion_leaves_data_and_children_are_owned(cluster: Cluster, data):
             (owner,) = job["metadata"]["ownerReferences"]
             assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
             assert owner["kind"] == "ThresholdJob" and owner["blockOwnerDeletion"] is True
+        assert len(cluster.jobs()) == 2 and len(cluster.pods()) == 5
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "gone")
         wait_for(
             lambda: (
-                not [
-                    o
-                    for o in cluster.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, "default", PLURAL
-                    )["items"]
+                not cluster.custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)[
+                    "items"
                 ]
             ),
             what="deletion (no finalizer may block it)",
         )
-    assert (container / "mask" / "zarr.json").exists() and (
-        container / "raw" / "zarr.json"
-    ).exists()
+        wait_for(lambda: not cluster.jobs() and not cluster.pods(), what="Jobs and pods to go")
+    assert_thresholded(container, "mask", values, 0.5)
+    assert (container / "raw" / "zarr.json").exists()
 
 
 def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
@@ -295,13 +359,24 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
     ]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert status["computeContext"] == "gpu"
+    prepare = cluster.job("store-prepare")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in prepare and "tolerations" not in prepare
+    assert prepare["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
 
 
 def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path, monkeypatch):
+    from kubernetes import client
+
+    from threshold_operator import client as operator_client
     from threshold_operator.client import ThresholdJobFailed
     from threshold_worker import LocalArrayIdentifier, spawn_worker
 
     container, values = data
+    # The user's own credentials (KUBECONFIG here is the operator's, which may not create).
+    monkeypatch.setattr(operator_client, "_api", lambda: client.CustomObjectsApi(cluster.api))
     options = tmp_path / "threshold.yaml"
     options.write_text(
         "compute_context:\n  type: Kubernetes\n  config: {namespace: default, poll_seconds: 0.1}\n"
@@ -339,3 +414,180 @@ def test_kueue_admission_is_left_to_the_queue(cluster: Cluster, data):
         status = cluster.wait_phase("queued", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
     assert_thresholded(container, "mask", values, 0.5)
+
+
+def tiny(tmp_path: Path, **extra: Any) -> tuple[Path, np.ndarray, dict[str, Any]]:
+    """One block, one shard: the fastest job that still runs both phases."""
+    values = blobs((8, 16, 16), seed=7)
+    container = tmp_path / "data" / "tiny.zarr"
+    write_array(container, "raw", values, (8, 16, 16), voxel_size=(1, 1, 1))
+    spec = spec_for(container, blockShape=[8, 16, 16], shards=1, parallelism=1, **extra)
+    return container, values, spec
+
+
+NAMES = [
+    "a",
+    *[("mito-" + "x" * 64)[:n] for n in range(52, 65)],
+    ("run1.iter100000.val." * 13)[:253],
+    "run1.iter100000.val",
+]
+
+
+@pytest.mark.parametrize("name", NAMES, ids=lambda n: f"{len(n)}{'-dots' if '.' in n else ''}")
+def test_any_valid_name_runs_to_succeeded(cluster: Cluster, tmp_path, name):
+    container, values, spec = tiny(tmp_path)
+    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create(name, spec)
+        status = cluster.wait_phase(name, "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert not sim.errors, sim.errors
+    assert_thresholded(container, "mask", values, 0.5)
+    jobs = cluster.jobs(status["selector"])  # the selector users copy from the status
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(status["jobs"].values())
+    pods = cluster.pods(status["selector"])
+    assert len(pods) == 2
+    for obj in [*jobs, *pods]:
+        assert obj["metadata"]["annotations"][ANNOTATION_NAME] == name
+        assert len(obj["metadata"]["labels"]["blockwise.dev/threshold-job"]) <= MAX_LABEL
+    (work,) = [p for p in pods if "hostname" in p["spec"]]
+    assert is_dns1123_label(work["spec"]["hostname"])
+
+
+def require_deadline(request: AdmissionRequest) -> None:
+    """A cluster policy, as a ValidatingAdmissionPolicy would enforce it (422 Invalid)."""
+    if request.operation == "CREATE" and "activeDeadlineSeconds" not in request.object["spec"]:
+        raise kube_status.invalid(
+            "Job",
+            "batch",
+            request.name,
+            [
+                kube_status.cause(
+                    "spec.activeDeadlineSeconds",
+                    "Required value: jobs in this namespace need a deadline",
+                    "FieldValueRequired",
+                )
+            ],
+        )
+
+
+REFUSALS = {
+    "422-invalid": (
+        "422 Invalid",
+        'Job.batch "refused-prepare" is invalid: spec.activeDeadlineSeconds: Required value: '
+        "jobs in this namespace need a deadline",
+    ),
+    "403-quota": (
+        "403 Forbidden",
+        'jobs.batch "refused-prepare" is forbidden: exceeded quota: jobs, requested: '
+        "count/jobs.batch=1, used: count/jobs.batch=10, limited: count/jobs.batch=10",
+    ),
+}
+
+
+def reconciles() -> float:
+    return REGISTRY.get_sample_value("threshold_operator_reconciles_total") or 0.0
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_refusal_fails_the_threshold_job_once_with_the_servers_message(tmp_path, data, refusal):
+    container, _ = data
+    code, server_message = REFUSALS[refusal]
+    policy = {**ADMISSION, "batch/v1/jobs": [*ADMISSION["batch/v1/jobs"], require_deadline]}
+    admission = policy if refusal == "422-invalid" else None
+    with emulated_cluster(tmp_path, admission=admission) as cluster:
+        if refusal == "403-quota":
+            quota = kube_status.forbidden(
+                "jobs", "batch", "refused-prepare", server_message.split("forbidden: ", 1)[1]
+            )
+            cluster.emulated.inject("create", "jobs", quota, times=None)
+        with KopfRunner(OPERATOR, timeout=60):
+            cluster.create("refused", spec_for(container))
+            status = cluster.wait_phase("refused", "Failed", "Succeeded")
+            passes = reconciles()
+            wait_for(lambda: reconciles() >= passes + 3, what="three more reconcile passes")
+        message = f"the API server refused to create Job default/refused-prepare ({code}): "
+        assert status["message"] == message + server_message
+        assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "APIRejected"
+        warnings = [e for e in cluster.events("refused") if e["type"] == "Warning"]
+        assert [(e["reason"], e["message"]) for e in warnings] == [("Failed", status["message"])]
+        assert len(cluster.operator_calls("create", "jobs")) == 1  # never retried
+        assert cluster.jobs() == []
+
+
+TRANSIENT = {
+    "500-on-create": ("create", "jobs", 500, 2),
+    "503-on-read": ("get", "jobs", 503, 2),
+    "429-on-create": ("create", "jobs", 429, 1),
+    "dropped-on-create": ("create", "jobs", "drop", 1),
+    "503-on-status-by-kopf": ("patch", "thresholdjobs/status", 503, 1),
+}
+
+
+@pytest.mark.parametrize("fault", TRANSIENT)
+def test_transient_api_errors_are_retried_with_back_off(cluster: Cluster, tmp_path, fault, caplog):
+    verb, resource, answer, times = TRANSIENT[fault]
+    container, values, spec = tiny(tmp_path)
+    injected = cluster.emulated.inject(verb, resource, answer, times=times)
+    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+        cluster.create("flaky", spec)
+        status = cluster.wait_phase("flaky", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert_thresholded(container, "mask", values, 0.5)
+    assert injected.hits == times
+    calls = cluster.operator_calls(verb, resource)
+    assert [c.code for c in calls[:times]] == [0 if answer == "drop" else answer] * times
+    assert calls[times].code in (200, 201, 404) and not calls[times].injected
+    if resource == "jobs":  # ours: logged with the attempt and the delay, then retried
+        logged = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+        assert len(logged) >= times, logged
+        action = {"get": "read", "create": "create"}[verb]
+        assert f"could not {action} Job default/flaky-prepare: " in logged[0]
+        assert logged[0].endswith("(attempt 1)")
+    assert len(cluster.jobs()) == 2
+
+
+def test_a_child_name_held_by_another_job_fails_cleanly(cluster: Cluster, data):
+    container, _ = data
+    cluster.batch.create_namespaced_job(
+        "default",
+        {
+            "metadata": {"name": "clash-prepare"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "c", "image": "busybox"}],
+                        "restartPolicy": "Never",
+                    }
+                }
+            },
+        },
+    )
+    with KopfRunner(OPERATOR, timeout=60):
+        cluster.create("clash", spec_for(container))
+        status = cluster.wait_phase("clash", "Failed", "Succeeded")
+    assert status["message"] == (
+        "Job default/clash-prepare already exists and is not this ThresholdJob's"
+    )
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "JobNameTaken"
+
+
+def test_namespaced_mode_runs_on_the_namespaces_roles_alone(tmp_path, data):
+    """The chart with watchNamespaces: Roles in lab-a and lab-b, nothing cluster-wide."""
+    container, values = data
+    operator = ["run", "--standalone", "-n", "lab-a", "-n", "lab-b"]
+    operator += ["-m", "threshold_operator.handlers"]
+    with emulated_cluster(tmp_path, ("lab-a", "lab-b"), namespace="lab-a") as cluster:
+        elsewhere = Cluster(cluster.emulated, cluster.api, tmp_path, "default")
+        with JobSimulator(cluster.api, namespace="lab-a"), KopfRunner(operator, timeout=60):
+            elsewhere.create("elsewhere", spec_for(container))
+            cluster.create("lab", spec_for(container))
+            status = cluster.wait_phase("lab", "Succeeded", "Failed")
+        assert status["phase"] == "Succeeded", status
+        assert_thresholded(container, "mask", values, 0.5)
+        assert elsewhere.status("elsewhere") == {} and elsewhere.jobs() == []
+        scopes = {
+            c.namespace
+            for c in cluster.emulated.calls
+            if c.user == cluster.emulated.operator_user.name and not c.resource.startswith("/")
+        }
+        assert scopes == {"lab-a", "lab-b"}  # watched both, touched nothing cluster-wide

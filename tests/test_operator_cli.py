@@ -34,7 +34,8 @@ def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path):
 
     metrics, liveness = _free_port(), _free_port()
     with EmulatedCluster() as emulated:
-        kubeconfig = emulated.kubeconfig(tmp_path / "kubeconfig")
+        kubeconfig = emulated.kubeconfig(tmp_path / "kubeconfig", user="operator")
+        admin = emulated.kubeconfig(tmp_path / "admin.kubeconfig", user="admin")
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         proc = subprocess.Popen(
             [
@@ -55,7 +56,7 @@ def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path):
         try:
             wait_for(lambda: _get(f"http://127.0.0.1:{liveness}/healthz")[0] == 200, 30, "liveness")
             create_threshold_job(
-                config.new_client_from_config(str(kubeconfig)),
+                config.new_client_from_config(str(admin)),
                 "m",
                 {
                     "input": {"container": "/x.zarr", "dataset": "a"},
@@ -77,6 +78,8 @@ def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=30)
+        mine = [c for c in emulated.calls if c.user == emulated.operator_user.name]
+        assert mine and not [c for c in mine if c.code in (401, 403)]  # the chart's RBAC sufficed
     logs = [line for line in out.splitlines() if line.startswith("{")]
     assert logs, out
     records = [json.loads(line) for line in logs]

@@ -356,5 +356,9 @@ class ThresholdJobStatus(Model):
     shards: ShardCounts = Field(default_factory=ShardCounts)
     compute_context: str | None = None
     jobs: JobNames = Field(default_factory=JobNames)
+    selector: str = Field(
+        default="",
+        description="Label selector of the Jobs and pods, e.g. for kubectl get pods -l",
+    )
     start_time: str | None = None
     completion_time: str | None = None

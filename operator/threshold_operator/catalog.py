@@ -25,6 +25,8 @@ from .api import Model
 
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_REQUESTS = {"cpu": "1", "memory": "2Gi"}
+#: The prepare pod reads metadata and plans: a little CPU, enough memory for the imports.
+PREPARE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
 class ComputeContextSpec(Model):
@@ -57,6 +59,19 @@ class ComputeContextSpec(Model):
         if self.priority_class_name:
             fields["priorityClassName"] = self.priority_class_name
         return fields
+
+    @property
+    def accelerated(self) -> bool:
+        """A GPU (or other accelerator) pool: the GPU defaults, or an extended resource
+        (a name with a domain, e.g. nvidia.com/gpu) in requests or limits."""
+        return self.gpu or any("/" in r for part in self.resources.values() for r in part)
+
+    def prepare_pod_fields(self) -> dict[str, Any]:
+        """Scheduling of the prepare pod: an accelerator pool's node selector, tolerations and
+        runtime class would only tie a metadata read to a GPU node, so it gets none of them."""
+        if not self.accelerated:
+            return self.pod_fields()
+        return {"priorityClassName": self.priority_class_name} if self.priority_class_name else {}
 
     def container_resources(self) -> dict[str, dict[str, str]]:
         """Always with requests (the scheduler needs them); a GPU in limits for GPU pools."""

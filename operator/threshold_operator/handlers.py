@@ -2,7 +2,9 @@
 
 Configuration comes from the environment (the `threshold-operator run` command and the
 Helm chart set it): THRESHOLD_OPERATOR_CATALOG, THRESHOLD_OPERATOR_IMAGE,
-THRESHOLD_OPERATOR_INTERVAL, THRESHOLD_WORKER_SERVICE_ACCOUNT, THRESHOLD_OPERATOR_LOG_LEVEL.
+THRESHOLD_OPERATOR_INTERVAL, THRESHOLD_WORKER_SERVICE_ACCOUNT, THRESHOLD_OPERATOR_LOG_LEVEL,
+THRESHOLD_OPERATOR_RETRY_BACKOFF (seconds before the first retry after a transient API error;
+doubled each time up to RETRY_CAP, and never sooner than the server's Retry-After).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from . import metrics
 from .api import GROUP, PLURAL, VERSION
 from .catalog import load_catalog
 from .jobs import Settings
-from .kube import Kube
+from .kube import Kube, Transient
 from .reconcile import Reconciler
 
 INTERVAL = float(os.environ.get("THRESHOLD_OPERATOR_INTERVAL", "5"))
+RETRY_BACKOFF = float(os.environ.get("THRESHOLD_OPERATOR_RETRY_BACKOFF", "1"))
+RETRY_CAP = 60.0
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 _reconciler: Reconciler | None = None
@@ -57,11 +61,22 @@ def _api_client() -> Any:
     return client.ApiClient()
 
 
-def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: Any) -> None:
+def retry_delay(retry: int, retry_after: float | None = None) -> float:
+    """Exponential back-off, capped, and never sooner than the server asked."""
+    return max(min(RETRY_CAP, RETRY_BACKOFF * 2 ** min(retry, 16)), retry_after or 0.0)
+
+
+def _reconcile(body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
     assert _reconciler is not None, "startup handler did not run"
     metrics.RECONCILES.inc()
     try:
         outcome = _reconciler.reconcile(_plain(body))
+    except Transient as e:  # kopf logs it (and posts it as an Event), then calls us again
+        metrics.RECONCILE_ERRORS.inc()
+        delay = retry_delay(retry, e.retry_after)
+        raise kopf.TemporaryError(
+            f"{e}; retrying in {delay:g} s (attempt {retry + 1})", delay=delay
+        ) from e
     except Exception:
         metrics.RECONCILE_ERRORS.inc()
         raise
@@ -85,13 +100,13 @@ def _plain(obj: Any) -> Any:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def on_change(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-    _reconcile(body, patch, logger)
+def on_change(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    _reconcile(body, patch, retry)
 
 
 @kopf.timer(*RESOURCE, interval=INTERVAL, sharp=False)
-def on_timer(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
-    _reconcile(body, patch, logger)
+def on_timer(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+    _reconcile(body, patch, retry)
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

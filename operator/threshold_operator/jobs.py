@@ -7,16 +7,15 @@ the number of blocks: a work Job names a shard count, never a block list.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from threshold_worker.store import LocalArrayStore
 
 from .api import API_VERSION, KIND, ThresholdJobSpec
-from .catalog import ComputeContextSpec
+from .catalog import PREPARE_RESOURCES, ComputeContextSpec
+from .names import ANNOTATION_NAME, LABEL_JOB, job_name, label_value
 
-LABEL_JOB = "blockwise.dev/threshold-job"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "worker"
@@ -34,15 +33,6 @@ class Settings:
     image_pull_policy: str = "IfNotPresent"
     worker_service_account: str | None = None
     log_level: str = "INFO"
-
-
-def child_name(parent: str, suffix: str) -> str:
-    """Deterministic, at most 63 characters (a label value: Jobs label their pods with it)."""
-    name = f"{parent}-{suffix}"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(parent.encode()).hexdigest()[:8]
-    return f"{parent[: 63 - len(suffix) - 10]}-{digest}-{suffix}"
 
 
 def resolved_io(spec: ThresholdJobSpec) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -94,7 +84,7 @@ def _labels(name: str, component: str, spec: ThresholdJobSpec) -> dict[str, str]
         "app.kubernetes.io/name": "threshold-operator",
         "app.kubernetes.io/managed-by": "threshold-operator",
         LABEL_COMPONENT: component,
-        LABEL_JOB: name,
+        LABEL_JOB: label_value(name),
     }
     if spec.queue_name:
         labels[QUEUE_LABEL] = spec.queue_name
@@ -107,7 +97,11 @@ def pod_template(
     settings: Settings,
     args: list[str],
     labels: dict[str, str],
+    annotations: dict[str, str],
+    prepare: bool = False,
 ) -> dict[str, Any]:
+    """The pod of a work Job, or with `prepare` of the prepare Job: that one only reads
+    metadata, so it gets modest resources and never a GPU pool's scheduling."""
     env = [{"name": "THRESHOLD_LOG_LEVEL", "value": settings.log_level}]
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
@@ -127,7 +121,11 @@ def pod_template(
         "command": ["threshold-worker"],
         "args": args,
         "env": env,
-        "resources": context.container_resources(),
+        "resources": (
+            {k: dict(v) for k, v in PREPARE_RESOURCES.items()}
+            if prepare
+            else context.container_resources()
+        ),
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -156,11 +154,11 @@ def pod_template(
         },
         "containers": [container],
         "volumes": volumes,
-        **context.pod_fields(),
+        **(context.prepare_pod_fields() if prepare else context.pod_fields()),
     }
     if settings.worker_service_account:
         pod["serviceAccountName"] = settings.worker_service_account
-    return {"metadata": {"labels": labels}, "spec": pod}
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod}
 
 
 def _job(
@@ -168,6 +166,7 @@ def _job(
     body: dict[str, Any],
     spec: ThresholdJobSpec,
     labels: dict[str, str],
+    annotations: dict[str, str],
     job_spec: dict[str, Any],
 ) -> dict[str, Any]:
     if spec.ttl_seconds_after_finished is not None:
@@ -179,6 +178,7 @@ def _job(
             "name": name,
             "namespace": body["metadata"]["namespace"],
             "labels": labels,
+            "annotations": annotations,
             "ownerReferences": [owner_reference(body)],
         },
         "spec": job_spec,
@@ -207,6 +207,7 @@ def prepare_job(
     """One pod: validate, create or check the output, report the plan (termination message)."""
     name = body["metadata"]["name"]
     labels = _labels(name, "prepare", spec)
+    annotations = {ANNOTATION_NAME: name}
     args = [
         "prepare",
         *worker_args(spec),
@@ -221,9 +222,9 @@ def prepare_job(
         "backoffLimit": 3,
         "podFailurePolicy": _failure_policy("FailJob"),
         "podReplacementPolicy": "Failed",
-        "template": pod_template(spec, context, settings, args, labels),
+        "template": pod_template(spec, context, settings, args, labels, annotations, prepare=True),
     }
-    return _job(child_name(name, "prepare"), body, spec, labels, job_spec)
+    return _job(job_name(name, "prepare"), body, spec, labels, annotations, job_spec)
 
 
 def work_job(
@@ -237,6 +238,7 @@ def work_job(
     """An Indexed Job: pod i runs shard i (JOB_COMPLETION_INDEX), retried per index."""
     name = body["metadata"]["name"]
     labels = _labels(name, "work", spec)
+    annotations = {ANNOTATION_NAME: name}
     args = [
         "start-worker",
         *worker_args(spec),
@@ -255,6 +257,6 @@ def work_job(
         "podReplacementPolicy": "Failed",
         # Kueue admits a queued Job by unsuspending it: create it suspended, then leave it be.
         "suspend": bool(spec.suspend or spec.queue_name),
-        "template": pod_template(spec, context, settings, args, labels),
+        "template": pod_template(spec, context, settings, args, labels, annotations),
     }
-    return _job(child_name(name, "work"), body, spec, labels, job_spec)
+    return _job(job_name(name, "work"), body, spec, labels, annotations, job_spec)

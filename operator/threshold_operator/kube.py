@@ -1,19 +1,77 @@
 """The operator's Kubernetes calls, through the official client, as plain dicts.
 
 Each method declares its RBAC verb (`rbac.uses`); nothing else in the package talks to the
-API server, so the chart's permissions are exactly these.
+API server, so the chart's permissions are exactly these. Errors come out sorted: a 4xx answer
+other than 409 and 429 is `ApiRejected` (the ThresholdJob fails with the server's message);
+429, 5xx and lost connections are `ApiUnavailable` (the pass is retried with back-off).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from .rbac import uses
+
+
+class Transient(Exception):
+    """Worth another pass later; `retry_after` is the server's wish, in seconds, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ApiUnavailable(Transient):
+    """429, 5xx, or no answer at all."""
+
+
+class ApiRejected(Exception):
+    """A 4xx answer other than 409 and 429: the same request would be refused again."""
+
+    def __init__(self, action: str, code: int, reason: str, message: str) -> None:
+        super().__init__(f"the API server refused to {action} ({code} {reason}): {message}")
+        self.code = code
+
+
+def _status(e: ApiException) -> tuple[str, str]:
+    """(reason, message) of the metav1.Status an error answer carries."""
+    try:
+        body = json.loads(e.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    return body.get("reason") or str(e.reason or ""), body.get("message") or str(e.body or "")
+
+
+def _retry_after(e: ApiException) -> float | None:
+    value = (e.headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@contextlib.contextmanager
+def _answers(action: str) -> Iterator[None]:
+    """Sort the API server's answers into permanent (ApiRejected) and transient ones."""
+    try:
+        yield
+    except ApiException as e:
+        reason, message = _status(e)
+        if e.status == 429 or (e.status or 0) >= 500 or not e.status:
+            raise ApiUnavailable(
+                f"could not {action}: {e.status} {reason}: {message}", _retry_after(e)
+            ) from e
+        raise ApiRejected(action, e.status, reason, message) from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise ApiUnavailable(f"could not {action}: no answer from the API server ({e})") from e
 
 
 def _raw(response: Any) -> dict[str, Any]:
@@ -21,6 +79,8 @@ def _raw(response: Any) -> dict[str, Any]:
 
 
 class Kube:
+    """Every call either answers, or raises ApiRejected (permanent) or ApiUnavailable."""
+
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self.api = api_client or client.ApiClient()
         self.batch = client.BatchV1Api(self.api)
@@ -29,31 +89,35 @@ class Kube:
 
     @uses("batch", "jobs", "get")
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return _raw(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        with _answers(f"read Job {namespace}/{name}"):
+            try:
+                return _raw(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
 
     @uses("batch", "jobs", "create")
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create, or return the existing Job of that name (a restart may race a create)."""
-        try:
-            return _raw(
-                self.batch.create_namespaced_job(namespace, manifest, _preload_content=False)
-            )
-        except ApiException as e:
-            if e.status != 409:
-                raise
-        existing = self.get_job(namespace, manifest["metadata"]["name"])
+        name = manifest["metadata"]["name"]
+        with _answers(f"create Job {namespace}/{name}"):
+            try:
+                return _raw(
+                    self.batch.create_namespaced_job(namespace, manifest, _preload_content=False)
+                )
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+        existing = self.get_job(namespace, name)
         if existing is None:
-            raise RuntimeError(f"job {manifest['metadata']['name']} conflicts but cannot be read")
+            raise Transient(f"Job {namespace}/{name} conflicts but cannot be read yet")
         return existing
 
     @uses("batch", "jobs", "patch")
     def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
+        with _answers(f"patch Job {namespace}/{name}"):
+            self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
 
     @uses("", "pods", "list")
     def job_pods(self, namespace: str, job: str, index: int | None = None) -> list[dict[str, Any]]:
@@ -61,11 +125,12 @@ class Kube:
         selector = f"job-name={job}"
         if index is not None:
             selector += f",batch.kubernetes.io/job-completion-index={index}"
-        items = _raw(
-            self.core.list_namespaced_pod(
-                namespace, label_selector=selector, _preload_content=False
+        with _answers(f"list the pods of Job {namespace}/{job}"):
+            items = _raw(
+                self.core.list_namespaced_pod(
+                    namespace, label_selector=selector, _preload_content=False
+                )
             )
-        )
         return sorted(
             items.get("items", []), key=lambda p: p["metadata"].get("creationTimestamp") or ""
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,11 @@ from pydantic import ValidationError
 
 from threshold_worker.errors import first_error
 
-from .api import ThresholdJobSpec
+from .api import KIND, ThresholdJobSpec
 from .catalog import ComputeContextSpec
-from .jobs import BAD_INPUT_EXIT, Settings, child_name, prepare_job, work_job
-from .kube import Kube, terminations
+from .jobs import BAD_INPUT_EXIT, Settings, prepare_job, work_job
+from .kube import ApiRejected, Kube, Transient, terminations
+from .names import job_name, selector
 from .status import (
     FINAL_PHASES,
     describe_shards,
@@ -31,6 +33,10 @@ from .status import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class NameTaken(Exception):
+    """A child's name is held by an object that is not this ThresholdJob's: never retried."""
 
 
 @dataclass
@@ -88,7 +94,7 @@ class Reconciler:
 
     def reconcile(self, body: dict[str, Any]) -> Outcome:
         meta = body["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
+        name = meta["name"]
         generation = meta.get("generation")
         old = dict(body.get("status") or {})
         status: dict[str, Any] = {k: v for k, v in old.items() if k != "kopf"}
@@ -112,6 +118,26 @@ class Reconciler:
         if old.get("phase") in FINAL_PHASES and old.get("observedGeneration") == generation:
             return Outcome(status)  # finished and unchanged: nothing to look at
 
+        status["selector"] = selector(name)
+        try:
+            return self._phases(body, outcome, old, fail)
+        except ApiRejected as e:  # permanent: retrying would get the same answer
+            return fail("APIRejected", str(e))
+        except NameTaken as e:
+            return fail("JobNameTaken", str(e))
+
+    def _phases(
+        self,
+        body: dict[str, Any],
+        outcome: Outcome,
+        old: dict[str, Any],
+        fail: Callable[[str, str], Outcome],
+    ) -> Outcome:
+        """Validate, prepare, run: the pass proper (API errors surface as exceptions)."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        generation = meta.get("generation")
+        status = outcome.status
         try:
             spec = ThresholdJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
@@ -130,13 +156,10 @@ class Reconciler:
         # Phase 1: prepare (validate, create the output, plan).
         plan = status.get("plan")
         if plan is None:
-            prep_name = child_name(name, "prepare")
-            jobs["prepare"] = prep_name
-            prep = self.kube.get_job(namespace, prep_name)
-            if prep is None:
-                prep = self.kube.create_job(
-                    namespace, prepare_job(body, spec, context, self.settings)
-                )
+            jobs["prepare"] = job_name(name, "prepare")
+            prep, _ = self._child(
+                body, jobs["prepare"], lambda: prepare_job(body, spec, context, self.settings)
+            )
             if job_condition(prep, "Failed"):
                 return fail("PrepareFailed", _prepare_failure(self.kube, namespace, prep))
             if not job_condition(prep, "Complete"):
@@ -167,14 +190,13 @@ class Reconciler:
 
         # Phase 2: the Indexed work Job.
         total, shards = plan["totalBlocks"], plan["shards"]
-        work_name = child_name(name, "work")
-        jobs["work"] = work_name
-        work = self.kube.get_job(namespace, work_name)
-        if work is None:
-            work = self.kube.create_job(
-                namespace, work_job(body, spec, context, self.settings, shards, plan["fingerprint"])
-            )
-        else:
+        jobs["work"] = job_name(name, "work")
+        work, created = self._child(
+            body,
+            jobs["work"],
+            lambda: work_job(body, spec, context, self.settings, shards, plan["fingerprint"]),
+        )
+        if not created:
             self._sync(namespace, work, spec, shards)
 
         progress = work_progress(work, shards, total)
@@ -224,6 +246,29 @@ class Reconciler:
                 status["conditions"], "Suspended", False, "Running", "", generation
             )
         return self._events(outcome, old)
+
+    def _child(
+        self, body: dict[str, Any], name: str, build: Callable[[], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
+        """The Job of that name, created if missing (and whether it was); it must be this
+        ThresholdJob's."""
+        namespace = body["metadata"]["namespace"]
+        job, created = self.kube.get_job(namespace, name), False
+        if job is None:
+            job, created = self.kube.create_job(namespace, build()), True
+        owner = next(
+            (r for r in job["metadata"].get("ownerReferences") or [] if r.get("controller")), {}
+        )
+        if owner.get("uid") == body["metadata"]["uid"]:
+            return job, created
+        if owner.get("kind") == KIND and owner.get("name") == body["metadata"]["name"]:
+            raise Transient(  # the garbage collector is still deleting an earlier incarnation
+                f"Job {namespace}/{name} of an earlier ThresholdJob of this name is being deleted"
+            )
+        held = f" (it belongs to {owner.get('kind')} {owner.get('name')})" if owner else ""
+        raise NameTaken(
+            f"Job {namespace}/{name} already exists and is not this ThresholdJob's{held}"
+        )
 
     def _sync(
         self, namespace: str, work: dict[str, Any], spec: ThresholdJobSpec, shards: int
