@@ -182,6 +182,20 @@ def test_a_cpu_pool_keeps_its_scheduling_for_the_prepare_pod():
     assert pod["containers"][0]["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
 
 
+def test_only_the_prepare_step_may_replace_another_jobs_output():
+    """spec.overwrite reaches the prepare pod, which replaces the output once; the shards
+    then find it prepared, and never replace it themselves."""
+    context = ComputeContextSpec()
+    for overwrite in (False, True):
+        spec = _spec(overwrite=overwrite)
+        prep = prepare_job(BODY, spec, context, Settings())
+        work = work_job(BODY, spec, context, Settings(), 4, "f")
+        prep_args = prep["spec"]["template"]["spec"]["containers"][0]["args"]
+        work_args = work["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert ("--overwrite" in prep_args) is overwrite
+        assert "--overwrite" not in work_args
+
+
 def test_work_job_failure_handling_and_kueue():
     job = work_job(
         BODY,

@@ -212,6 +212,11 @@ class ThresholdJobSpec(Model):
         max_length=5,
         description="Voxels per block, a multiple of the output chunk shape; default about 8 chunks",
     )
+    overwrite: bool = Field(
+        default=False,
+        description="Replace an output that holds another job's result (the prepare step does "
+        "it once; a rerun of the same job resumes)",
+    )
     fit: Literal["shrink", "valid"] = Field(
         default="shrink", description="shrink: clip border blocks to the roi; valid: skip them"
     )

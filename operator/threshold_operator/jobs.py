@@ -215,6 +215,7 @@ def prepare_job(
         str(shard_count(spec)),
         "--termination-log",
         TERMINATION_LOG,
+        *(["--overwrite"] if spec.overwrite else []),
     ]
     job_spec: dict[str, Any] = {
         "completions": 1,
