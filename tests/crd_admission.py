@@ -603,8 +603,9 @@ class CustomResourceAdmission:
 
     # --- requests ---
 
-    def decode(self, body: bytes | str) -> dict[str, Any]:
-        """The request body as kube's JSON decoder reads it, or the 400 it answers."""
+    def decode(self, body: bytes | str, patch: bool = False) -> Any:
+        """The request body as kube's JSON decoder reads it, or the 400 it answers (a patch
+        is only parsed: it names no kind)."""
         text = body.decode() if isinstance(body, bytes) else body
         summary = text if len(text) <= 30 else text[:30] + " ..."
         if not text.startswith("{"):
@@ -625,6 +626,8 @@ class CustomResourceAdmission:
                 f'{kind} in version "{version}" cannot be handled as a {self.kind}: '
                 f"json: cannot unmarshal number {error} into Go value of type float64"
             ) from None
+        if patch:
+            return doc
         if not isinstance(doc, dict):
             raise BadRequest(f"{unrecognized}: json: cannot unmarshal {json_type(doc)} ({summary})")
         if not doc.get("kind"):

@@ -102,6 +102,8 @@ class AdmissionRequest:
     object: dict[str, Any]
     old_object: dict[str, Any] | None
     user: User
+    body: bytes = b""  # the request's body as sent (a patch, for PATCH)
+    content_type: str = ""
 
 
 #: Returns the object to store (None: unchanged), or raises kube_status.StatusError.
@@ -165,10 +167,11 @@ def resource_key(resource: Any) -> str:
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: maps merge, null deletes, anything else replaces."""
+    """RFC 7386: maps merge, null deletes, anything else replaces (a new object: the stored
+    one stays as it was, for admission to compare with)."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
@@ -205,6 +208,7 @@ class _Request:
     key: str
     user: User
     content_type: str
+    body: bytes = b""
 
 
 class Emulator(kmock.KubernetesEmulator):
@@ -241,7 +245,8 @@ class Emulator(kmock.KubernetesEmulator):
             self._authorize(user, info)
             state = None
             if info.resource_request and request.resource is not None:
-                state = _Request(info, resource_key(request.resource), user, content_type)
+                key = resource_key(request.resource)
+                state = _Request(info, key, user, content_type, request.body or b"")
                 request = await self._registry(request, state)
             if info.verb == "watch":  # a stream answers when it ends: log it as it starts
                 self._log(user, info, 200, content_type)
@@ -463,6 +468,8 @@ class Emulator(kmock.KubernetesEmulator):
                 object=copy.deepcopy(obj),
                 old_object=copy.deepcopy(old),
                 user=state.user,
+                body=state.body,
+                content_type=state.content_type,
             )
             changed = plug(review)
             if changed is not None:
