@@ -34,6 +34,7 @@ from k8s_harness import (
 )
 from kube_validation import dns_label
 from threshold_operator.api import GROUP, PLURAL, VERSION
+from threshold_operator.handlers import event_message
 from threshold_operator.names import ANNOTATION_NAME, MAX_LABEL
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -202,6 +203,28 @@ def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, d
     assert not (container / "mask").exists()
     warning = [e for e in events if e["type"] == "Warning"]
     assert warning and "not a multiple" in warning[0]["message"]
+
+
+def test_a_long_non_ascii_failure_still_gets_its_warning_event(cluster: Cluster, data):
+    """kube-apiserver limits an Event's message to 1024 bytes (kopf cuts at 1024 characters):
+    a failure naming a long non-ASCII dataset is still told as a Warning Event."""
+    container, _ = data
+    dataset = "/".join(["é" * 100] * 6)  # 605 characters, 1205 bytes
+    spec = spec_for(container, input={"container": str(container), "dataset": dataset})
+    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+        cluster.create("accents", spec)
+        status = cluster.wait_phase("accents", "Failed", "Succeeded")
+        warnings = wait_for(
+            lambda: [e for e in cluster.events("accents") if e["type"] == "Warning"],
+            what="the Warning Event",
+        )
+    assert dataset in status["message"]
+    (warning,) = warnings
+    assert len(warning["message"].encode()) <= 1024 < len(status["message"].encode())
+    assert warning["message"] == event_message(status["message"])
+    assert warning["message"].startswith(status["message"][:40]) and warning["message"].endswith(
+        " …"
+    )
 
 
 def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):
