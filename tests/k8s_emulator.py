@@ -31,8 +31,8 @@ deletion (served as background), dry-run, PUT's required resourceVersion for cus
 resources (any PUT without one is unconditional), field selectors on lists, set-based label
 selectors, watch bookmarks and resourceVersion-based resumes (watches replay all objects),
 managedFields, reading namespaces over HTTP (kmock cannot route /api/v1/namespaces; they
-exist as the scope of other objects), namespace deletion, and validation itself (plugged in
-as admission). The garbage collector runs right after the request that removed an owner,
+exist as the scope of other objects), namespace deletion, and validation itself (k8s_harness
+plugs kube_validation and crd_admission in as admission). The garbage collector runs right after the request that removed an owner,
 where kube's runs soon after.
 """
 
@@ -352,17 +352,15 @@ class Emulator(kmock.KubernetesEmulator):
                 "request"
             )
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            meta["name"] = ks.generate_name(meta["generateName"])
         if not meta.get("name"):
             raise ks.invalid(
                 res.kind,
                 info.api_group,
                 "",
                 [
-                    ks.cause(
-                        "metadata.name",
-                        "Required value: name or generateName is required",
-                        "FieldValueRequired",
+                    ks.field_error(
+                        ks.REQUIRED, "metadata.name", detail="name or generateName is required"
                     )
                 ],
             )
@@ -440,7 +438,7 @@ class Emulator(kmock.KubernetesEmulator):
         kind = state.content_type
         custom = "." in state.info.api_group and not state.info.api_group.endswith(".k8s.io")
         if kind == STRATEGIC_PATCH and custom:
-            raise ks.unsupported_media_type(kind, [JSON_PATCH, MERGE_PATCH])
+            raise ks.unsupported_media_type([JSON_PATCH, MERGE_PATCH])
         if kind == JSON_PATCH:
             if not isinstance(body, list):
                 raise ks.bad_request("the body of a JSON patch must be a JSON array")
@@ -450,7 +448,7 @@ class Emulator(kmock.KubernetesEmulator):
                 raise ks.StatusError(ks.status(422, "Invalid", str(e))) from None
             return new, None
         if kind not in (MERGE_PATCH, STRATEGIC_PATCH):
-            raise ks.unsupported_media_type(kind, [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH])
+            raise ks.unsupported_media_type([JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH])
         if not isinstance(body, dict):
             raise ks.bad_request("the body of a merge patch must be a JSON object")
         return merge_patch(old, body), (body.get("metadata") or {}).get("resourceVersion")

@@ -13,7 +13,10 @@ loop. Requests are authenticated by bearer token as one of two users:
 `kubeconfig(path, user=...)` writes a kubeconfig for either. `inject(...)` makes the next
 requests fail (`k8s_emulator.Fault`); `calls` lists every request with its user and answer.
 Admission plugs (`k8s_emulator.Admission`) are given per resource key; DEFAULT_ADMISSION is
-what every cluster gets unless a test passes its own.
+what every cluster gets unless a test passes its own: kube-apiserver's defaulting and
+validation of Jobs, Pods and Events (kube_validation, whose docstring tables the rules and
+the upstream functions they follow) and apiextensions' admission of ThresholdJobs from the
+committed CRD (crd_admission: raw JSON decoding, pruning, defaults, schema, CEL rules).
 
 See k8s_emulator for what the server emulates and what it does not, and job_simulator for
 the Job controller that runs the real worker.
@@ -37,7 +40,7 @@ import kmock
 
 import kube_status
 import kube_validation
-from crd_admission import BadRequest, CustomResourceAdmission, Invalid
+from crd_admission import CustomResourceAdmission
 from helm_chart import by_kind, render
 from job_simulator import JobSimulator, intervals
 from k8s_emulator import RESOURCES, Admission, AdmissionRequest, Call, Emulator, Fault
@@ -63,18 +66,14 @@ def built_in(resource: str, kind: str, group: str) -> Admission:
 
     def admit(request: AdmissionRequest) -> dict[str, Any]:
         old, sub = request.old_object, request.subresource or None
-        try:
-            if old is None:
-                obj = kube_validation.prepare_create(resource, request.object)
-                causes = kube_validation.validate_create(resource, obj)
-            else:
-                obj = kube_validation.prepare_update(resource, request.object, old, sub)
-                causes = kube_validation.validate_update(resource, obj, old, sub)
-        except kube_validation.DecodeError as e:
-            raise kube_status.StatusError(e.status()) from None
+        if old is None:
+            obj = kube_validation.prepare_create(resource, request.object)
+            causes = kube_validation.validate_create(resource, obj)
+        else:
+            obj = kube_validation.prepare_update(resource, request.object, old, sub)
+            causes = kube_validation.validate_update(resource, obj, old, sub)
         if causes:
-            status = kube_validation.invalid_status(kind, group, request.name, causes)
-            raise kube_status.StatusError(status)
+            raise kube_status.invalid(kind, group, request.name, causes)
         return obj
 
     return admit
@@ -85,15 +84,12 @@ def custom_resource(admission: CustomResourceAdmission) -> Admission:
     the raw body is decoded as kube's JSON decoder does, then pruned, defaulted, validated."""
 
     def admit(request: AdmissionRequest) -> dict[str, Any]:
-        try:
-            admission.decode(request.body, patch=request.content_type in PATCHES)
-            if request.old_object is None:
-                return admission.create(request.object, request.namespace)
-            return admission.update(
-                request.object, request.old_object, request.subresource or None, request.namespace
-            )
-        except (BadRequest, Invalid) as e:
-            raise kube_status.StatusError(e.to_status()) from None
+        admission.decode(request.body, patch=request.content_type in PATCHES)
+        if request.old_object is None:
+            return admission.create(request.object, request.namespace)
+        return admission.update(
+            request.object, request.old_object, request.subresource or None, request.namespace
+        )
 
     return admit
 

@@ -32,7 +32,7 @@ JOB = {
 def refuse_parallelism(request: AdmissionRequest) -> None:
     if request.object["spec"].get("parallelism") == 13:
         raise ks.invalid(
-            "Job", "batch", request.name, [ks.cause("spec.parallelism", "Invalid value: 13: no")]
+            "Job", "batch", request.name, [ks.Cause("spec.parallelism", "Invalid value: 13: no")]
         )
 
 

@@ -465,7 +465,7 @@ def require_deadline(request: AdmissionRequest) -> None:
             "batch",
             request.name,
             [
-                kube_status.cause(
+                kube_status.Cause(
                     "spec.activeDeadlineSeconds",
                     "Required value: jobs in this namespace need a deadline",
                     "FieldValueRequired",
