@@ -3,14 +3,16 @@
 No kube-controller-manager can run here, so `JobSimulator` plays it. It runs each pod's
 container command as a real `threshold-worker` process on real zarr data (volume mount paths
 are host paths in these tests), creates the Pod and then writes its status through the status
-subresource (as the kubelet does), and writes Job status (completedIndexes, failedIndexes,
-conditions) the way the Job controller does, honouring parallelism, suspend,
-backoffLimitPerIndex, maxFailedIndexes and podFailurePolicy exit codes. It acts as a
-cluster admin (its own kubeconfig identity), never as the operator.
+subresource (as the kubelet does), and writes Job status through /status the way the Job
+controller of Kubernetes 1.31-1.33 does: startTime first, completedIndexes and failedIndexes,
+SuccessCriteriaMet before Complete (with completionTime), FailureTarget before Failed, with
+the controller's reasons and messages, and Suspended (True, then False once resumed). It
+honours parallelism, suspend, backoffLimitPerIndex, maxFailedIndexes and podFailurePolicy exit
+codes, and acts as a cluster admin (its own kubeconfig identity), never as the operator.
 
 Not emulated: pod scheduling, resource quotas, activeDeadlineSeconds, backoff delays between
-pod retries, podReplacementPolicy (pods run to completion at once), pod conditions and
-Job conditions other than Complete, Failed and Suspended.
+pod retries, podReplacementPolicy (pods run to completion at once), pod conditions, the pod
+tracking finalizer, uncountedTerminatedPods, ready and terminating counts.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ from pathlib import Path
 from typing import Any
 
 BIN = Path(sys.executable).parent
+#: (reason, message) of the Job controller's terminal conditions (pkg/controller/job).
+COMPLETIONS_REACHED = ("CompletionsReached", "Reached expected number of succeeded pods")
+MAX_FAILED_INDEXES = (
+    "MaxFailedIndexesExceeded",
+    "Job has exceeded the specified maximal number of failed indexes",
+)
+FAILED_INDEXES = ("FailedIndexes", "Job has failed indexes")
 
 
 def now() -> str:
@@ -102,32 +111,59 @@ class JobSimulator:
             for c in (job.get("status") or {}).get("conditions") or []
         )
 
-    def _patch_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
-        self.batch.patch_namespaced_job_status(
+    def _patch_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of /status; returns the stored Job (the next patch builds on it)."""
+        answer = self.batch.patch_namespaced_job_status(
             job["metadata"]["name"], self.namespace, {"status": status}, _preload_content=False
         )
+        return json.loads(answer.data)
 
-    def _advance(self, job: dict[str, Any]) -> None:
-        if self._finished(job):
-            return
-        spec = job["spec"]
-        if spec.get("suspend"):
+    def _condition(
+        self, job: dict[str, Any], kind: str, reason: str, message: str, status: str = "True"
+    ) -> dict[str, Any]:
+        """The Job's conditions with `kind` set (a merge patch replaces the whole list)."""
+        conditions = [
+            c for c in (job.get("status") or {}).get("conditions") or [] if c["type"] != kind
+        ]
+        conditions.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastProbeTime": now(),
+                "lastTransitionTime": now(),
+            }
+        )
+        return {"conditions": conditions}
+
+    def _finish(self, job: dict[str, Any], failed: bool, reason: str, message: str) -> None:
+        """As the controller does since 1.31: SuccessCriteriaMet (or FailureTarget) first, then,
+        once no pod is left, Complete with completionTime (or Failed), same reason and message."""
+        first, last = ("FailureTarget", "Failed") if failed else ("SuccessCriteriaMet", "Complete")
+        job = self._patch_status(job, {"active": 0, **self._condition(job, first, reason, message)})
+        done = {} if failed else {"completionTime": now()}
+        self._patch_status(job, {**done, **self._condition(job, last, reason, message)})
+
+    def _suspended(self, job: dict[str, Any]) -> bool:
+        """Suspended=True when spec.suspend is set, False (JobResumed) once it is cleared."""
+        conditions = (job.get("status") or {}).get("conditions") or []
+        shown = any(c["type"] == "Suspended" and c["status"] == "True" for c in conditions)
+        if job["spec"].get("suspend") and not shown:
             self._patch_status(
                 job,
-                {
-                    "active": 0,
-                    "conditions": [
-                        {
-                            "type": "Suspended",
-                            "status": "True",
-                            "reason": "JobSuspended",
-                            "lastTransitionTime": now(),
-                        }
-                    ],
-                },
+                {"active": 0, **self._condition(job, "Suspended", "JobSuspended", "Job suspended")},
             )
+        elif not job["spec"].get("suspend") and shown:
+            self._patch_status(
+                job, self._condition(job, "Suspended", "JobResumed", "Job resumed", "False")
+            )
+        return bool(job["spec"].get("suspend"))
+
+    def _advance(self, job: dict[str, Any]) -> None:
+        if self._finished(job) or self._suspended(job):
             return
-        if spec.get("completionMode") == "Indexed":
+        if job["spec"].get("completionMode") == "Indexed":
             self._advance_indexed(job)
         else:
             self._advance_single(job)
@@ -246,28 +282,13 @@ class JobSimulator:
 
     def _advance_single(self, job: dict[str, Any]) -> None:
         failures = (job.get("status") or {}).get("failed") or 0
-        self._patch_status(
+        job = self._patch_status(
             job, {"active": 1, "startTime": job.get("status", {}).get("startTime") or now()}
         )
         code, _ = self._run_pod(job, None)
         if code == 0:
-            self._patch_status(
-                job,
-                {
-                    "active": 0,
-                    "succeeded": 1,
-                    "completionTime": now(),
-                    "conditions": [
-                        {
-                            "type": "Complete",
-                            "status": "True",
-                            "reason": "Completed",
-                            "lastTransitionTime": now(),
-                        }
-                    ],
-                },
-            )
-            return
+            job = self._patch_status(job, {"succeeded": 1})
+            return self._finish(job, False, *COMPLETIONS_REACHED)
         failures += 1
         if self._policy_action(job, code) == "FailJob":
             reason, message = "PodFailurePolicy", f"Container worker exited with code {code}"
@@ -275,23 +296,9 @@ class JobSimulator:
             reason, message = "BackoffLimitExceeded", "Job has reached the specified backoff limit"
         else:
             self._patch_status(job, {"active": 0, "failed": failures})
-            return
-        self._patch_status(
-            job,
-            {
-                "active": 0,
-                "failed": failures,
-                "conditions": [
-                    {
-                        "type": "Failed",
-                        "status": "True",
-                        "reason": reason,
-                        "message": message,
-                        "lastTransitionTime": now(),
-                    }
-                ],
-            },
-        )
+            return None
+        job = self._patch_status(job, {"failed": failures})
+        return self._finish(job, True, reason, message)
 
     def _advance_indexed(self, job: dict[str, Any]) -> None:
         spec, status = job["spec"], job.get("status") or {}
@@ -299,14 +306,14 @@ class JobSimulator:
         failed = set(_expand(status.get("failedIndexes")))
         todo = [i for i in range(spec["completions"]) if i not in done | failed]
         batch = todo[: max(0, spec.get("parallelism", 1))]
+        pod_failures = status.get("failed") or 0
         if batch:
-            self._patch_status(
+            job = self._patch_status(
                 job, {"active": len(batch), "startTime": status.get("startTime") or now()}
             )
             with ThreadPoolExecutor(len(batch)) as pool:
                 results = list(pool.map(lambda i: (i, self._run_pod(job, i)[0]), batch))
             limit = spec.get("backoffLimitPerIndex", 0)
-            pod_failures = status.get("failed") or 0
             for i, code in results:
                 if code == 0:
                     done.add(i)
@@ -317,48 +324,22 @@ class JobSimulator:
                     or self._attempts[(job["metadata"]["name"], i)] > limit
                 ):
                     failed.add(i)
-        else:
-            pod_failures = status.get("failed") or 0
-        new: dict[str, Any] = {
-            "active": 0,
+        counts: dict[str, Any] = {
             "succeeded": len(done),
             "failed": pod_failures,
             "completedIndexes": intervals(done),
-            "failedIndexes": intervals(failed) or None,
+            "failedIndexes": intervals(failed) if "backoffLimitPerIndex" in spec else None,
         }
         max_failed = spec.get("maxFailedIndexes")
         if max_failed is not None and len(failed) > max_failed:
-            new["conditions"] = [
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "MaxFailedIndexesExceeded",
-                    "message": "Job has exceeded the specified maximal number of failed indexes",
-                    "lastTransitionTime": now(),
-                }
-            ]
-        elif len(done | failed) == spec["completions"]:
-            if failed:
-                new["conditions"] = [
-                    {
-                        "type": "Failed",
-                        "status": "True",
-                        "reason": "FailedIndexes",
-                        "message": "Job has failed indexes",
-                        "lastTransitionTime": now(),
-                    }
-                ]
-            else:
-                new["conditions"] = [
-                    {
-                        "type": "Complete",
-                        "status": "True",
-                        "reason": "Completed",
-                        "lastTransitionTime": now(),
-                    }
-                ]
-                new["completionTime"] = now()
-        self._patch_status(job, new)
+            job = self._patch_status(job, counts)
+            self._finish(job, True, *MAX_FAILED_INDEXES)
+        elif len(done | failed) < spec["completions"]:
+            self._patch_status(job, {"active": 0, **counts})
+        elif failed:
+            self._finish(self._patch_status(job, counts), True, *FAILED_INDEXES)
+        else:
+            self._finish(self._patch_status(job, counts), False, *COMPLETIONS_REACHED)
 
 
 def _expand(text: str | None) -> Iterator[int]:

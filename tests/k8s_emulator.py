@@ -31,8 +31,8 @@ deletion (served as background), dry-run, PUT's required resourceVersion for cus
 resources (any PUT without one is unconditional), field selectors on lists, set-based label
 selectors, watch bookmarks and resourceVersion-based resumes (watches replay all objects),
 managedFields, reading namespaces over HTTP (kmock cannot route /api/v1/namespaces; they
-exist as the scope of other objects), namespace deletion, and validation itself (plugged in
-as admission). The garbage collector runs right after the request that removed an owner,
+exist as the scope of other objects), namespace deletion, and validation itself (k8s_harness
+plugs kube_validation and crd_admission in as admission). The garbage collector runs right after the request that removed an owner,
 where kube's runs soon after.
 """
 
@@ -102,6 +102,8 @@ class AdmissionRequest:
     object: dict[str, Any]
     old_object: dict[str, Any] | None
     user: User
+    body: bytes = b""  # the request's body as sent (a patch, for PATCH)
+    content_type: str = ""
 
 
 #: Returns the object to store (None: unchanged), or raises kube_status.StatusError.
@@ -165,10 +167,11 @@ def resource_key(resource: Any) -> str:
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: maps merge, null deletes, anything else replaces."""
+    """RFC 7386: maps merge, null deletes, anything else replaces (a new object: the stored
+    one stays as it was, for admission to compare with)."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
@@ -205,6 +208,7 @@ class _Request:
     key: str
     user: User
     content_type: str
+    body: bytes = b""
 
 
 class Emulator(kmock.KubernetesEmulator):
@@ -241,7 +245,8 @@ class Emulator(kmock.KubernetesEmulator):
             self._authorize(user, info)
             state = None
             if info.resource_request and request.resource is not None:
-                state = _Request(info, resource_key(request.resource), user, content_type)
+                key = resource_key(request.resource)
+                state = _Request(info, key, user, content_type, request.body or b"")
                 request = await self._registry(request, state)
             if info.verb == "watch":  # a stream answers when it ends: log it as it starts
                 self._log(user, info, 200, content_type)
@@ -347,17 +352,15 @@ class Emulator(kmock.KubernetesEmulator):
                 "request"
             )
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            meta["name"] = ks.generate_name(meta["generateName"])
         if not meta.get("name"):
             raise ks.invalid(
                 res.kind,
                 info.api_group,
                 "",
                 [
-                    ks.cause(
-                        "metadata.name",
-                        "Required value: name or generateName is required",
-                        "FieldValueRequired",
+                    ks.field_error(
+                        ks.REQUIRED, "metadata.name", detail="name or generateName is required"
                     )
                 ],
             )
@@ -435,7 +438,7 @@ class Emulator(kmock.KubernetesEmulator):
         kind = state.content_type
         custom = "." in state.info.api_group and not state.info.api_group.endswith(".k8s.io")
         if kind == STRATEGIC_PATCH and custom:
-            raise ks.unsupported_media_type(kind, [JSON_PATCH, MERGE_PATCH])
+            raise ks.unsupported_media_type([JSON_PATCH, MERGE_PATCH])
         if kind == JSON_PATCH:
             if not isinstance(body, list):
                 raise ks.bad_request("the body of a JSON patch must be a JSON array")
@@ -445,7 +448,7 @@ class Emulator(kmock.KubernetesEmulator):
                 raise ks.StatusError(ks.status(422, "Invalid", str(e))) from None
             return new, None
         if kind not in (MERGE_PATCH, STRATEGIC_PATCH):
-            raise ks.unsupported_media_type(kind, [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH])
+            raise ks.unsupported_media_type([JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH])
         if not isinstance(body, dict):
             raise ks.bad_request("the body of a merge patch must be a JSON object")
         return merge_patch(old, body), (body.get("metadata") or {}).get("resourceVersion")
@@ -463,6 +466,8 @@ class Emulator(kmock.KubernetesEmulator):
                 object=copy.deepcopy(obj),
                 old_object=copy.deepcopy(old),
                 user=state.user,
+                body=state.body,
+                content_type=state.content_type,
             )
             changed = plug(review)
             if changed is not None:

@@ -13,7 +13,10 @@ loop. Requests are authenticated by bearer token as one of two users:
 `kubeconfig(path, user=...)` writes a kubeconfig for either. `inject(...)` makes the next
 requests fail (`k8s_emulator.Fault`); `calls` lists every request with its user and answer.
 Admission plugs (`k8s_emulator.Admission`) are given per resource key; DEFAULT_ADMISSION is
-what every cluster gets unless a test passes its own.
+what every cluster gets unless a test passes its own: kube-apiserver's defaulting and
+validation of Jobs, Pods and Events (kube_validation, whose docstring tables the rules and
+the upstream functions they follow) and apiextensions' admission of ThresholdJobs from the
+committed CRD (crd_admission: raw JSON decoding, pruning, defaults, schema, CEL rules).
 
 See k8s_emulator for what the server emulates and what it does not, and job_simulator for
 the Job controller that runs the real worker.
@@ -36,9 +39,11 @@ from typing import Any
 import kmock
 
 import kube_status
+import kube_validation
+from crd_admission import CustomResourceAdmission
 from helm_chart import by_kind, render
 from job_simulator import JobSimulator, intervals
-from k8s_emulator import RESOURCES, Admission, Call, Emulator, Fault
+from k8s_emulator import RESOURCES, Admission, AdmissionRequest, Call, Emulator, Fault
 from rbac_authz import Authorizer, User, service_account
 
 __all__ = [
@@ -52,8 +57,53 @@ __all__ = [
 ]
 
 ADMIN = User("kubernetes-admin", ("system:masters", "system:authenticated"))
-#: Admission plugs every EmulatedCluster applies unless told otherwise (resource key -> plugs).
-DEFAULT_ADMISSION: dict[str, list[Admission]] = {}
+CRD_FILE = Path(__file__).parent.parent / "crds" / "thresholdjobs.blockwise.dev.yaml"
+PATCHES = ("application/merge-patch+json", "application/json-patch+json")
+
+
+def built_in(resource: str, kind: str, group: str) -> Admission:
+    """kube-apiserver's defaulting and validation of a built-in kind (kube_validation)."""
+
+    def admit(request: AdmissionRequest) -> dict[str, Any]:
+        old, sub = request.old_object, request.subresource or None
+        if old is None:
+            obj = kube_validation.prepare_create(resource, request.object)
+            causes = kube_validation.validate_create(resource, obj)
+        else:
+            obj = kube_validation.prepare_update(resource, request.object, old, sub)
+            causes = kube_validation.validate_update(resource, obj, old, sub)
+        if causes:
+            raise kube_status.invalid(kind, group, request.name, causes)
+        return obj
+
+    return admit
+
+
+def custom_resource(admission: CustomResourceAdmission) -> Admission:
+    """apiextensions-apiserver's admission of a custom resource from its CRD (crd_admission):
+    the raw body is decoded as kube's JSON decoder does, then pruned, defaulted, validated."""
+
+    def admit(request: AdmissionRequest) -> dict[str, Any]:
+        admission.decode(request.body, patch=request.content_type in PATCHES)
+        if request.old_object is None:
+            return admission.create(request.object, request.namespace)
+        return admission.update(
+            request.object, request.old_object, request.subresource or None, request.namespace
+        )
+
+    return admit
+
+
+#: Admission plugs every EmulatedCluster applies unless told otherwise (resource key -> plugs):
+#: kube-apiserver's validation of what the operator, kopf and the Job simulator write.
+DEFAULT_ADMISSION: dict[str, list[Admission]] = {
+    "batch/v1/jobs": [built_in("jobs", "Job", "batch")],
+    "v1/pods": [built_in("pods", "Pod", "")],
+    "v1/events": [built_in("events", "Event", "")],
+    "blockwise.dev/v1alpha1/thresholdjobs": [
+        custom_resource(CustomResourceAdmission.from_file(CRD_FILE))
+    ],
+}
 
 
 @functools.cache

@@ -1,57 +1,54 @@
-"""kube-apiserver's create/update validation for the objects the operator tier writes.
+"""kube-apiserver's defaulting and validation of the built-in objects the operator tier writes.
 
-The emulated API server (k8s_harness) stores anything; a real kube-apiserver refuses, for
-example, Job names over 63 characters. This module is the server's side of that contract for
-batch/v1 Jobs (create, spec update, status update), v1 Pods (the test Job simulator's) and
-v1 Events (kopf's), as pure functions on JSON dicts: the emulator answers 422 with
-``invalid_status`` where a real server would, and 400 for a ``DecodeError``.
+A real kube-apiserver refuses, for example, Job names over 63 characters. This module is the
+test API server's side of that contract for batch/v1 Jobs (the operator's: create, spec
+update, status update by the Job simulator), v1 Pods (the simulator's) and v1 Events
+(kopf's), as pure functions on JSON dicts. k8s_harness plugs it into the emulated server,
+which answers 422 with `kube_status.invalid` of the causes, and 400 for a quantity it cannot
+decode; `object_meta` and `object_meta_update` serve crd_admission too. Field errors, name
+formats and Status bodies are kube_status's.
 
 Target: Kubernetes 1.29-1.33 with default feature gates. Where these versions differ, the
-strictest rule in the range is emulated, so what passes here passes on all of them:
-env var names follow the strict IsEnvVarName of 1.29-1.31 (RelaxedEnvironmentVariableValidation
-is off there; beta, on, from 1.32); Job status updates get the transition checks of the Job
-status strategy with JobManagedBy on (beta, on, from 1.32), including Failed only after
-FailureTarget and Complete only after SuccessCriteriaMet, the order the Job controller writes
-them in since 1.31 (these two rules are in batch/validation's options; the copy of the
-strategy read here predates wiring them, so they follow the 1.31 documentation); messages use
-the 1.29-1.33 wording ("must be no more than 63 characters"; 1.35 says "bytes").
+strictest rule in the range is emulated, so what passes here passes on all of them: env var
+names follow the strict IsEnvVarName of 1.29-1.31 (RelaxedEnvironmentVariableValidation is
+on from 1.32); Job status updates get the transition checks of the Job status strategy with
+JobManagedBy on (from 1.32), including Failed only after FailureTarget and Complete only
+after SuccessCriteriaMet, the order the Job controller writes them in since 1.31.
 
-Use: ``obj = prepare_create("jobs", body)`` is what the server stores (generated name, uid,
-defaults, generated selector, status cleared); ``validate_create("jobs", obj)`` its causes.
-For PATCH/PUT: merge onto the stored object ``old``, then ``prepare_update`` and
-``validate_update(resource, merged, old, subresource)``. Both validators prepare their input
+Use: `obj = prepare_create("jobs", body)` is what the server stores (generated name, uid,
+defaults, generated selector, status cleared); `validate_create("jobs", obj)` its causes.
+For PATCH/PUT: merge onto the stored object `old`, then `prepare_update` and
+`validate_update(resource, merged, old, subresource)`. Both validators prepare their input
 themselves (idempotently), so raw bodies work too.
 
 | rule | upstream function (kubernetes/kubernetes) |
 | --- | --- |
-| field error text, 422 body | apimachinery util/validation/field errors.go `ErrorBody`; api/errors `NewInvalid`; util/errors `aggregate.Error` |
-| DNS label/subdomain, qualified name, label value, env var name, config key | apimachinery util/validation validation.go `IsDNS1123Label`, `IsDNS1123Subdomain`, `IsQualifiedName`, `IsValidLabelValue`, `IsEnvVarName`, `IsConfigMapKey` |
-| names, generateName, namespace, labels, annotations (256 KiB), ownerReferences, finalizers | apimachinery api/validation objectmeta.go `ValidateObjectMetaAccessor`, `ValidateAnnotations`, `ValidateOwnerReferences`; `NameIsDNSSubdomain` (`maskTrailingDash`); api/validation/path `ValidatePathSegmentName`; apiserver `names.SimpleNameGenerator` |
-| metadata on update (immutable name/uid, resourceVersion, generation) | objectmeta.go `ValidateObjectMetaAccessorUpdate`; apiserver rest `BeforeCreate`/`BeforeUpdate` |
+| names, generateName (`maskTrailingDash`), namespace, labels, annotations (256 KiB), ownerReferences (one controller, no Event owner), finalizers | apimachinery api/validation objectmeta.go `ValidateObjectMetaAccessor`, `ValidateOwnerReferences`, `ValidateFinalizers`; core/validation `ValidateObjectMeta` (`validateKubeFinalizerName`); api/validation/path `ValidatePathSegmentName` |
+| metadata on update (immutable name, namespace, uid, timestamps; resourceVersion given; generation not decremented; no new finalizer while deleting) | objectmeta.go `ValidateObjectMetaAccessorUpdate`; apiserver rest `BeforeCreate`, `BeforeUpdate` |
 | Job defaults: completions, parallelism, backoffLimit, completionMode, suspend, podReplacementPolicy, onPodConditions status | pkg/apis/batch/v1 defaults.go `SetDefaults_Job` |
-| generated selector and the four job-name/controller-uid template labels (why names > 63 fail) | pkg/registry/batch/job strategy.go `generateSelector`; batch/validation `validateGeneratedSelector` |
-| Indexed Job: `<name>-<completions-1>` must be a DNS label | batch/validation `ValidateJob` |
-| counts non-negative, completionMode, backoffLimitPerIndex/maxFailedIndexes (Indexed only, 10^5, <= completions, high-completions limits), podReplacementPolicy, restartPolicy OnFailure/Never | batch/validation `validateJobSpec`, `validatePodReplacementPolicy` |
-| podFailurePolicy: rules <= 20, action enum, FailIndex needs backoffLimitPerIndex, onExitCodes (operator, containerName, values: 1-255, unique, ordered, no 0 with In), onPodConditions, restartPolicy Never | batch/validation `validatePodFailurePolicy*` |
-| selector valid and matching the template labels | batch/validation `ValidateJobSpec`; apimachinery meta/v1/validation `ValidateLabelSelector` |
-| spec updates: completions (elastic Indexed only), selector, template (scheduling directives of suspended never-started Jobs excepted), completionMode, podFailurePolicy, backoffLimitPerIndex immutable | batch/validation `ValidateJobSpecUpdate`, `validateCompletions`, `validatePodTemplateUpdate`; strategy `validationOptionsForJob` |
-| status updates: counts, completedIndexes/failedIndexes format and overlap, terminal-condition rules | batch/validation `validateJobStatus`, `ValidateJobStatusUpdate`, `validateIndexesFormat`; strategy `getStatusValidationOptions` |
-| pod defaults: restartPolicy, dnsPolicy, grace period, pull policy, termination message, volume emptyDir, Pod requests from limits | pkg/apis/core/v1 defaults.go `SetDefaults_PodSpec`, `SetDefaults_Container`, `SetDefaults_Volume`, `SetDefaults_Pod` |
-| pod template / pod spec: containers (name, image, unique), init containers, volumes (name, unique, one source), volumeMounts, env, envFrom, resources, security contexts, tolerations, nodeSelector, enums | core/validation validation.go `ValidatePodTemplateSpec`, `ValidatePodSpec`, `validateContainerCommon`, `ValidateVolumes`, `validateVolumeSource`, `ValidateVolumeMounts`, `ValidateEnv`, `ValidateEnvFrom`, `ValidateResourceRequirements`, `validateContainerResourceName`, `ValidateSecurityContext`, `validatePodSpecSecurityContext`, `ValidateTolerations` |
-| Pod create (and, on update, metadata) | core/validation `ValidatePodCreate`, `validateContainerOnlyForPod` |
-| quantities | apimachinery api/resource quantity.go `ParseQuantity`, `CanonicalizeBytes` |
-| Events (core/v1, legacy rules) | core/validation events.go `ValidateEventCreate`, `legacyValidateEvent` |
+| generated selector and the four job-name/controller-uid template labels (why Job names over 63 fail) | pkg/registry/batch/job strategy.go `generateSelector`; batch/validation `validateGeneratedSelector` |
+| Indexed Job: `<name>-<completions-1>` a DNS label | batch/validation `ValidateJob` |
+| counts non-negative; completionMode; backoffLimitPerIndex and maxFailedIndexes (Indexed only, 10^5, <= completions, the limits above 10^5 completions); restartPolicy OnFailure or Never | batch/validation `validateJobSpec` |
+| podFailurePolicy: at most 20 rules, action enum, FailIndex needs backoffLimitPerIndex, onExitCodes (operator, containerName, 1-255 values, unique, ordered, no 0 with In), onPodConditions, restartPolicy Never; podReplacementPolicy Failed with it | batch/validation `validatePodFailurePolicy*`, `validatePodReplacementPolicy` |
+| selector matching the template labels | batch/validation `validateJobSpec`; apimachinery meta/v1 validation `ValidateLabels` |
+| spec updates: completions (elastic Indexed Jobs only), selector, template, completionMode, podFailurePolicy, backoffLimitPerIndex immutable | batch/validation `ValidateJobSpecUpdate`, `validateCompletions` |
+| status updates: counts, completedIndexes/failedIndexes format and overlap, terminal conditions and their order, start and completion times | batch/validation `validateJobStatus`, `ValidateJobStatusUpdate`, `validateIndexesFormat`; job strategy `getStatusValidationOptions` |
+| pod defaults: restartPolicy, dnsPolicy, grace period, pull policy, termination message, Pod requests from limits | pkg/apis/core/v1 defaults.go `SetDefaults_PodSpec`, `SetDefaults_Container`, `SetDefaults_Pod` |
+| pod spec: containers (name, image, unique), volumes (name, unique, one source, claimName, emptyDir size), volumeMounts (volume exists, mountPath given and unique, subPath relative), env names and secret/config-map sources, envFrom, resources (names, quantities, requests <= limits, extended resources integral, equal and limited), enums, nodeSelector, tolerations, class and account names | core/validation `ValidatePodSpec`, `validateContainerCommon`, `ValidateVolumes`, `ValidateVolumeMounts`, `ValidateEnv`, `ValidateEnvFrom`, `ValidateResourceRequirements`, `validateContainerResourceName`, `ValidateTolerations`; apimachinery `IsEnvVarName`, `IsConfigMapKey` |
+| Pod create (image whitespace) | core/validation `ValidatePodCreate` |
+| quantities (a bad one is a 400) | apimachinery api/resource quantity.go `ParseQuantity`, `CanonicalizeBytes` |
+| Events (core/v1): namespaces, and for events with eventTime the reporting fields and the lengths of action, reason (128) and message (1024 bytes) | core/validation events.go `ValidateEventCreate`, `legacyValidateEvent` |
 
-Not emulated: validation of probes, lifecycle handlers, ports, affinity, topology spread,
-DNS config, sysctls, AppArmor, pod annotations (seccomp/AppArmor/mirror), resource claims,
-downward-API env sources (counted, not checked), ephemeral and projected volumes beyond their
-presence, the inner fields of volume sources other than emptyDir, hostPath,
-persistentVolumeClaim, secret, configMap and nfs, Pod spec updates (only metadata and the Pod
-itself are checked), Job successPolicy and managedBy, CronJobs, the pod QoS class, Event API
-groups other than core/v1, unknown-field and type errors other than quantities (a real server
-answers 400 for those), and admission (quota, LimitRange, Pod Security). Messages: values
-kube prints with Go's ``%#v`` (structs, maps, quantities) are printed as JSON or as the
-quantity's string here.
+Not emulated: security contexts, probes, lifecycle handlers, ports, affinity, topology
+spread, DNS config, sysctls, pod annotations, resource claims, init containers beyond the
+container checks, ephemeral containers, the inner fields of volume sources other than
+emptyDir and persistentVolumeClaim, downward-API env sources (counted, not checked),
+matchExpressions of manual selectors (only matched), Pod spec updates (only metadata and the
+Pod itself are checked), the relaxed rules for suspended Jobs' templates (Kueue), Job
+successPolicy and managedBy, the ready, terminating and uncountedTerminatedPods status
+fields, CronJobs, Event API groups other than core/v1, unknown-field and type errors other
+than quantities (a real server answers 400 for those), and admission (quota, LimitRange, Pod
+Security).
 """
 
 from __future__ import annotations
@@ -59,7 +56,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import random
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -68,73 +64,32 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
+import kube_status as ks
+from kube_status import (
+    DUPLICATE,
+    FORBIDDEN,
+    INVALID,
+    NOT_FOUND,
+    NOT_SUPPORTED,
+    OMIT,
+    REQUIRED,
+    TOO_LONG,
+    TOO_MANY,
+    Cause,
+    dns_label,
+    dns_subdomain,
+    label_value,
+    qualified_name,
+)
+
 Obj = dict[str, Any]
 
-# ------------------------------------------------------------------------- field errors
 
-INVALID, REQUIRED, DUPLICATE = "FieldValueInvalid", "FieldValueRequired", "FieldValueDuplicate"
-NOT_SUPPORTED, FORBIDDEN = "FieldValueNotSupported", "FieldValueForbidden"
-TOO_LONG, TOO_MANY, NOT_FOUND = "FieldValueTooLong", "FieldValueTooMany", "FieldValueNotFound"
-_TITLES = {
-    INVALID: "Invalid value",
-    REQUIRED: "Required value",
-    DUPLICATE: "Duplicate value",
-    NOT_SUPPORTED: "Unsupported value",
-    FORBIDDEN: "Forbidden",
-    TOO_LONG: "Too long",
-    TOO_MANY: "Too many",
-    NOT_FOUND: "Not found",
-}
-_OMIT = object()  # field.OmitValueType: the message shows no value
-
-
-@dataclass(frozen=True)
-class Cause:
-    """One field.Error: the field path, kube's reason type, and kube's message (ErrorBody)."""
-
-    field: str
-    reason: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-def _quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)  # Go's %q, for printable text
-
-
-def _render(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return _quote(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)  # kube: Go's %#v
-
-
-def _same(a: Any, b: Any) -> bool:
-    """apiequality.Semantic.DeepEqual: an empty map or list equals a missing one."""
-    return _normal(a) == _normal(b)
-
-
-def _normal(value: Any) -> Any:
-    if isinstance(value, dict):
-        value = {k: n for k, v in value.items() if (n := _normal(v)) is not None}
-    elif isinstance(value, list):
-        value = [_normal(v) for v in value]
-    return None if value == {} or value == [] else value
-
-
-class _Errors(list[Cause]):
+class Errors(list[Cause]):
     """A field.ErrorList with kube's constructors (field.Invalid, field.Required, ...)."""
 
-    def add(self, reason: str, path: str, value: Any = _OMIT, detail: str = "") -> None:
-        body = _TITLES[reason] + ("" if value is _OMIT else f": {_render(value)}")
-        self.append(Cause(path, reason, body + (f": {detail}" if detail else "")))
+    def add(self, reason: str, path: str, value: Any = OMIT, detail: str = "") -> None:
+        self.append(ks.field_error(reason, path, value, detail))
 
     def invalid(self, path: str, value: Any, detail: str) -> None:
         self.add(INVALID, path, value, detail)
@@ -146,7 +101,8 @@ class _Errors(list[Cause]):
         self.add(FORBIDDEN, path, detail=detail)
 
     def unsupported(self, path: str, value: Any, valid: Iterable[str]) -> None:
-        self.add(NOT_SUPPORTED, path, value, "supported values: " + ", ".join(map(_quote, valid)))
+        listed = ", ".join(map(ks.go_quote, valid))
+        self.add(NOT_SUPPORTED, path, value, f"supported values: {listed}")
 
     def each(self, path: str, value: Any, messages: Iterable[str]) -> None:
         for message in messages:
@@ -168,64 +124,31 @@ class _Errors(list[Cause]):
             self.invalid(path, new, "field is immutable")
 
 
-# --------------------------------------------------------------------------- formats
+def _same(a: Any, b: Any) -> bool:
+    """apiequality.Semantic.DeepEqual: an empty map or list equals a missing one."""
+    return _normal(a) == _normal(b)
 
-_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN = _LABEL + r"(\." + _LABEL + ")*"
-_QNAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_VALUE = "(" + _QNAME + ")?"
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, dict):
+        value = {k: n for k, v in value.items() if (n := _normal(v)) is not None}
+    elif isinstance(value, list):
+        value = [_normal(v) for v in value]
+    return None if value == {} or value == [] else value
+
+
+def _wire(obj: Any) -> Any:
+    """A copy as it arrives over HTTP: JSON, so no two fields share one dict."""
+    return json.loads(json.dumps(obj))
+
+
+# ------------------------------------------------------------------------- formats
+
 _ENV_NAME = "[-._a-zA-Z][-._a-zA-Z0-9]*"
 _CONFIG_KEY = "[-._a-zA-Z0-9]+"
-_MSG_LABEL = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-_MSG_SUBDOMAIN = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-_MSG_QNAME = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-_MSG_LABEL_VALUE = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-_MSG_ENV = "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit"
-_MSG_CONFIG_KEY = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
 
 
-def _regex_error(message: str, regex: str, *examples: str) -> str:
-    shown = "".join((" or " if i else "") + f"'{e}', " for i, e in enumerate(examples))
-    return f"{message} (e.g. {shown}regex used for validation is '{regex}')"
-
-
-def _format(value: str, regex: str, limit: int, message: str, *examples: str) -> list[str]:
-    errs = [f"must be no more than {limit} characters"] if len(value) > limit else []
-    matched = re.fullmatch(regex, value)
-    return errs if matched else [*errs, _regex_error(message, regex, *examples)]
-
-
-def dns_label(value: str) -> list[str]:
-    return _format(value, _LABEL, 63, _MSG_LABEL, "my-name", "123-abc")
-
-
-def dns_subdomain(value: str) -> list[str]:
-    return _format(value, _SUBDOMAIN, 253, _MSG_SUBDOMAIN, "example.com")
-
-
-def label_value(value: str) -> list[str]:
-    return _format(value, _LABEL_VALUE, 63, _MSG_LABEL_VALUE, "MyValue", "my_value", "12345")
-
-
-def qualified_name(value: str) -> list[str]:
-    """Label and annotation keys: an optional DNS-subdomain prefix and '/', then a name."""
-    parts, errs = value.split("/"), []
-    regex_error = _regex_error(_MSG_QNAME, _QNAME, "MyName", "my.name", "123-abc")
-    if len(parts) > 2:
-        optional = "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        return [f"a qualified name {regex_error} {optional}"]
-    if len(parts) == 2:
-        prefix = dns_subdomain(parts[0]) if parts[0] else ["must be non-empty"]
-        errs += ["prefix part " + m for m in prefix]
-    name = parts[-1]
-    if not name:
-        errs.append("name part must be non-empty")
-    elif len(name) > 63:
-        errs.append("name part must be no more than 63 characters")
-    return errs if re.fullmatch(_QNAME, name) else [*errs, "name part " + regex_error]
-
-
-def _chdir_prefix(value: str) -> list[str]:
+def _dots(value: str) -> list[str]:
     if value in (".", ".."):
         return [f"must not be '{value}'"]
     return ["must not start with '..'"] if value.startswith("..") else []
@@ -233,14 +156,18 @@ def _chdir_prefix(value: str) -> list[str]:
 
 def env_var_name(value: str) -> list[str]:
     """IsEnvVarName, the 1.29-1.31 rule (see the module doc)."""
+    message = "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit"
     examples = ("my.env-name", "MY_ENV.NAME", "MyEnvName1")
-    errs = [] if re.fullmatch(_ENV_NAME, value) else [_regex_error(_MSG_ENV, _ENV_NAME, *examples)]
-    return errs + _chdir_prefix(value)
+    errs = [] if re.fullmatch(_ENV_NAME, value) else [ks.regex_error(message, _ENV_NAME, *examples)]
+    return errs + _dots(value)
 
 
 def config_map_key(value: str) -> list[str]:
-    examples = ("key.name", "KEY_NAME", "key-name")
-    return _format(value, _CONFIG_KEY, 253, _MSG_CONFIG_KEY, *examples) + _chdir_prefix(value)
+    errs = ["must be no more than 253 characters"] if len(value) > 253 else []
+    if not re.fullmatch(_CONFIG_KEY, value):
+        message = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+        errs.append(ks.regex_error(message, _CONFIG_KEY, "key.name", "KEY_NAME", "key-name"))
+    return errs + _dots(value)
 
 
 NameFn = Callable[[str, bool], list[str]]
@@ -259,17 +186,9 @@ def _path_segment_name(name: str, prefix: bool) -> list[str]:
     return [f"may not contain '{c}'" for c in "/%" if c in name]
 
 
-def generate_name(base: str) -> str:
-    """names.SimpleNameGenerator: at most 58 characters of the base, then 5 random ones."""
-    return base[:58] + "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
-
-
 # ------------------------------------------------------------------------- quantities
 
 _QUANTITY = re.compile(r"([+-]?)(\d+\.?\d*|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?")
-_QUANTITY_ERROR = (
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-)
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
 
@@ -304,7 +223,10 @@ def parse_quantity(text: Any) -> Quantity:
     """ParseQuantity (a JSON number too, as kube's decoder takes it); ValueError otherwise."""
     match = _QUANTITY.fullmatch(str(text)) if isinstance(text, str | int | float) else None
     if not match or isinstance(text, bool):
-        raise ValueError(_QUANTITY_ERROR)
+        raise ValueError(
+            "quantities must match the regular expression "
+            "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        )
     sign, suffix, value = match.group(1), match.group(3) or "", Fraction(match.group(2))
     if suffix in _BINARY:
         value, fmt = value * 1024 ** (_BINARY.index(suffix) + 1), "BinarySI"
@@ -316,75 +238,40 @@ def parse_quantity(text: Any) -> Quantity:
     return Quantity(-value if sign == "-" else value, fmt)
 
 
-class DecodeError(ValueError):
-    """A body kube-apiserver cannot decode: it answers 400 Bad Request, not 422."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f'{kind} in version "v1" cannot be handled as a {kind}: {detail}')
-
-    def status(self) -> Obj:
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": str(self),
-            "reason": "BadRequest",
-            "code": 400,
-        }
-
-
-def _wire(obj: Any) -> Any:
-    """A copy as it arrives over HTTP: JSON, so no two fields share one dict."""
-    return json.loads(json.dumps(obj))
-
-
 def _containers(spec: Obj) -> list[Obj]:
     return (spec.get("containers") or []) + (spec.get("initContainers") or [])
 
 
-def _pod_spec_of(resource: str, obj: Obj) -> Obj | None:
+def _check_decodable(resource: str, obj: Obj) -> None:
+    """A quantity that does not parse fails the decoding: 400, before any validation."""
     spec = obj.get("spec") or {}
     if resource == "jobs":
-        return (spec.get("template") or {}).get("spec") or {}
-    return spec if resource == "pods" else None
-
-
-def _check_decodable(resource: str, obj: Obj) -> None:
-    spec = _pod_spec_of(resource, obj) or {}
-    values = list((spec.get("overhead") or {}).values())
+        spec = (spec.get("template") or {}).get("spec") or {}
+    elif resource != "pods":
+        return
+    values = [(v.get("emptyDir") or {}).get("sizeLimit") for v in spec.get("volumes") or []]
     for c in _containers(spec):
         for part in ("limits", "requests"):
             values += list(((c.get("resources") or {}).get(part) or {}).values())
-    values += [(v.get("emptyDir") or {}).get("sizeLimit") for v in spec.get("volumes") or []]
     for value in values:
         try:
             parse_quantity(value) if value is not None else None
         except ValueError as e:
             kind = {"jobs": "Job", "pods": "Pod"}[resource]
-            raise DecodeError(kind, str(e)) from None
-
-
-def _by_value(spec: Any) -> Any:
-    """A pod spec whose container quantities compare by value (semantic equality)."""
-    spec = _wire(spec)
-    for c in _containers(spec or {}):
-        for part in ("limits", "requests"):
-            values = (c.get("resources") or {}).get(part) or {}
-            values.update((k, parse_quantity(v).value) for k, v in values.items())
-    return spec
+            message = f'{kind} in version "v1" cannot be handled as a {kind}: {e}'
+            raise ks.bad_request(message) from None
 
 
 # ---------------------------------------------------------------------------- metadata
 
 
-def _labels(e: _Errors, labels: Obj | None, path: str) -> None:
+def _labels(e: Errors, labels: Obj | None, path: str) -> None:
     for key, value in (labels or {}).items():
         e.each(path, key, qualified_name(key))
         e.each(path, value, label_value(str(value)))
 
 
-def _annotations(e: _Errors, annotations: Obj | None, path: str) -> None:
+def _annotations(e: Errors, annotations: Obj | None, path: str) -> None:
     size = 0
     for key, value in (annotations or {}).items():
         e.each(path, key, qualified_name(key.lower()))
@@ -393,16 +280,14 @@ def _annotations(e: _Errors, annotations: Obj | None, path: str) -> None:
         e.add(TOO_LONG, path, detail=f"must have at most {256 * 1024} bytes")
 
 
-def _owner_references(e: _Errors, refs: list[Obj] | None, path: str) -> None:
+def _owner_references(e: Errors, refs: list[Obj] | None, path: str) -> None:
     controller = ""
     for ref in refs or []:
         api_version, kind = ref.get("apiVersion") or "", ref.get("kind") or ""
         parts = api_version.split("/")
         if not (parts[-1] if len(parts) <= 2 else ""):
             e.invalid(f"{path}.apiVersion", api_version, "version must not be empty")
-        if not kind:
-            e.invalid(f"{path}.kind", kind, "kind must not be empty")
-        for key in ("name", "uid"):
+        for key in ("kind", "name", "uid"):
             if not ref.get(key):
                 e.invalid(f"{path}.{key}", ref.get(key) or "", f"{key} must not be empty")
         if api_version == "v1" and kind == "Event":
@@ -417,65 +302,60 @@ def _owner_references(e: _Errors, refs: list[Obj] | None, path: str) -> None:
             controller = controller or here
 
 
-def _finalizers(e: _Errors, names: list[str] | None, path: str) -> None:
-    for i, name in enumerate(names or []):
-        e.each(path, name, qualified_name(name))
-        if "/" not in name and name not in ("kubernetes", "orphan", "foregroundDeletion"):
-            detail = "name is neither a standard finalizer name nor is it fully qualified"
-            e.invalid(f"{path}[{i}]", name, detail)
-    if {"orphan", "foregroundDeletion"} <= set(names or []):
-        e.invalid(path, names, "finalizer orphan and foregroundDeletion cannot be both set")
-
-
-def _meta(e: _Errors, meta: Obj, path: str, name_fn: NameFn) -> None:
-    """ValidateObjectMeta for a namespaced object, after name generation."""
+def object_meta(
+    e: Errors,
+    meta: Obj,
+    name_fn: NameFn = _subdomain_name,
+    namespaced: bool = True,
+    kube_finalizers: bool = True,
+) -> None:
+    """ValidateObjectMetaAccessor (after name generation); `kube_finalizers` adds the core
+    kinds' rule that a finalizer is a standard name or qualified (custom resources skip it)."""
     prefix, name, namespace = (meta.get(k) or "" for k in ("generateName", "name", "namespace"))
     if prefix:
-        e.each(f"{path}.generateName", prefix, name_fn(prefix, True))
+        e.each("metadata.generateName", prefix, name_fn(prefix, True))
     if not name:
-        e.required(f"{path}.name", "name or generateName is required")
-    e.each(f"{path}.name", name, name_fn(name, False) if name else [])
-    if not namespace:
-        e.required(f"{path}.namespace")
-    e.each(f"{path}.namespace", namespace, dns_label(namespace) if namespace else [])
-    e.nonnegative(meta.get("generation"), f"{path}.generation")
-    _labels(e, meta.get("labels"), f"{path}.labels")
-    _annotations(e, meta.get("annotations"), f"{path}.annotations")
-    _owner_references(e, meta.get("ownerReferences"), f"{path}.ownerReferences")
-    _finalizers(e, meta.get("finalizers"), f"{path}.finalizers")
+        e.required("metadata.name", "name or generateName is required")
+    e.each("metadata.name", name, name_fn(name, False) if name else [])
+    if namespaced and not namespace:
+        e.required("metadata.namespace")
+    elif namespaced:
+        e.each("metadata.namespace", namespace, dns_label(namespace))
+    elif namespace:
+        e.forbidden("metadata.namespace", "not allowed on this type")
+    e.nonnegative(meta.get("generation"), "metadata.generation")
+    _labels(e, meta.get("labels"), "metadata.labels")
+    _annotations(e, meta.get("annotations"), "metadata.annotations")
+    _owner_references(e, meta.get("ownerReferences"), "metadata.ownerReferences")
+    names = meta.get("finalizers") or []
+    for i, finalizer in enumerate(names):
+        e.each("metadata.finalizers", finalizer, qualified_name(finalizer))
+        standard = finalizer in ("kubernetes", "orphan", "foregroundDeletion")
+        if kube_finalizers and "/" not in finalizer and not standard:
+            detail = "name is neither a standard finalizer name nor is it fully qualified"
+            e.invalid(f"metadata.finalizers[{i}]", finalizer, detail)
+    if {"orphan", "foregroundDeletion"} <= set(names):
+        both = "finalizer orphan and foregroundDeletion cannot be both set"
+        e.invalid("metadata.finalizers", names, both)
 
 
-def _meta_update(e: _Errors, new: Obj, old: Obj, path: str = "metadata") -> None:
+def object_meta_update(e: Errors, new: Obj, old: Obj) -> None:
+    """ValidateObjectMetaAccessorUpdate."""
+    if old.get("deletionTimestamp"):
+        added = sorted(set(new.get("finalizers") or []) - set(old.get("finalizers") or []))
+        if added:
+            listed = "[]string{" + ", ".join(map(ks.go_quote, added)) + "}"
+            detail = f"no new finalizers can be added if the object is being deleted, found new finalizers {listed}"
+            e.forbidden("metadata.finalizers", detail)
     if not new.get("resourceVersion"):
-        rv = new.get("resourceVersion") or ""
-        e.invalid(f"{path}.resourceVersion", rv, "must be specified for an update")
+        e.invalid("metadata.resourceVersion", "", "must be specified for an update")
     if (new.get("generation") or 0) < (old.get("generation") or 0):
-        e.invalid(f"{path}.generation", new.get("generation") or 0, "must not be decremented")
+        e.invalid("metadata.generation", new.get("generation") or 0, "must not be decremented")
     for key in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp"):
-        e.immutable(new.get(key) or "", old.get(key) or "", f"{path}.{key}")
-    _labels(e, new.get("labels"), f"{path}.labels")
-    _annotations(e, new.get("annotations"), f"{path}.annotations")
-    _owner_references(e, new.get("ownerReferences"), f"{path}.ownerReferences")
-
-
-# --------------------------------------------------------------------- label selectors
-
-
-def _selector(e: _Errors, selector: Obj, path: str) -> None:
-    """ValidateLabelSelector."""
-    _labels(e, selector.get("matchLabels"), f"{path}.matchLabels")
-    for i, req in enumerate(selector.get("matchExpressions") or []):
-        p, op, values = f"{path}.matchExpressions[{i}]", req.get("operator"), req.get("values")
-        if op in ("In", "NotIn") and not values:
-            e.required(f"{p}.values", "must be specified when `operator` is 'In' or 'NotIn'")
-        elif op in ("Exists", "DoesNotExist") and values:
-            detail = "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
-            e.forbidden(f"{p}.values", detail)
-        elif op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            e.invalid(f"{p}.operator", op, "not a valid selector operator")
-        e.each(f"{p}.key", req.get("key") or "", qualified_name(req.get("key") or ""))
-        for j, value in enumerate(values or []):
-            e.each(f"{p}.values[{j}]", value, label_value(value))
+        e.immutable(new.get(key) or "", old.get(key) or "", f"metadata.{key}")
+    _labels(e, new.get("labels"), "metadata.labels")
+    _annotations(e, new.get("annotations"), "metadata.annotations")
+    _owner_references(e, new.get("ownerReferences"), "metadata.ownerReferences")
 
 
 def _matches(selector: Obj | None, labels: Obj) -> bool:
@@ -495,7 +375,7 @@ def _matches(selector: Obj | None, labels: Obj) -> bool:
     return True
 
 
-# ------------------------------------------------------------------------- pod defaults
+# ------------------------------------------------------------------------- pod specs
 
 # The volume sources in the order validateVolumeSource checks them (the second is refused).
 _VOLUME_SOURCES = (
@@ -505,17 +385,16 @@ _VOLUME_SOURCES = (
     "photonPersistentDisk", "portworxVolume", "azureDisk", "storageos", "projected", "scaleIO",
     "csi", "ephemeral",
 )  # fmt: skip
+_SOURCE_PATH = {"cephfs": "cephFS", "downwardAPI": "downwarAPI"}  # kube's own spelling
 
 
 def _default_pod_spec(spec: Obj) -> None:
-    """SetDefaults_PodSpec, _Container and _Volume (a volume without a source is emptyDir)."""
+    """SetDefaults_PodSpec, _Container and _Volume (a volume without a source is emptyDir), as
+    far as validation reads them."""
     for key, value in (("restartPolicy", "Always"), ("dnsPolicy", "ClusterFirst")):
         spec[key] = spec.get(key) or value
-    spec["schedulerName"] = spec.get("schedulerName") or "default-scheduler"
     if spec.get("terminationGracePeriodSeconds") is None:
         spec["terminationGracePeriodSeconds"] = 30
-    if spec.get("securityContext") is None:
-        spec["securityContext"] = {}
     for c in _containers(spec):
         if not c.get("imagePullPolicy"):  # ParseImageName: no tag and no digest is :latest
             name, _, digest = (c.get("image") or "").partition("@")
@@ -523,10 +402,6 @@ def _default_pod_spec(spec: Obj) -> None:
             c["imagePullPolicy"] = "Always" if tag == "latest" else "IfNotPresent"
         c["terminationMessagePath"] = c.get("terminationMessagePath") or "/dev/termination-log"
         c["terminationMessagePolicy"] = c.get("terminationMessagePolicy") or "File"
-        for env in c.get("env") or []:
-            field_ref = (env.get("valueFrom") or {}).get("fieldRef")
-            if field_ref is not None and not field_ref.get("apiVersion"):
-                field_ref["apiVersion"] = "v1"
     for vol in spec.get("volumes") or []:
         if all(vol.get(k) is None for k in _VOLUME_SOURCES):
             vol["emptyDir"] = {}
@@ -541,47 +416,25 @@ def _default_pod(pod: Obj) -> None:
             requests = resources.setdefault("requests", {})
             for k, v in resources["limits"].items():
                 requests.setdefault(k, v)
-    spec.setdefault("enableServiceLinks", True)
     _default_pod_spec(spec)
 
 
-# ---------------------------------------------------------------------------- pod specs
-
-_SOURCE_PATH = {"cephfs": "cephFS", "downwardAPI": "downwarAPI"}  # kube's own spelling
-_SOURCE_NAME = {"hostPath": "path", "persistentVolumeClaim": "claimName", "secret": "secretName", "configMap": "name", "nfs": "server"}  # fmt: skip
-_FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
-
-
-def _volume_source(e: _Errors, vol: Obj, path: str) -> None:
-    sources = [k for k in _VOLUME_SOURCES if vol.get(k) is not None]
-    for key in sources[1:]:
-        e.forbidden(
-            f"{path}.{_SOURCE_PATH.get(key, key)}", "may not specify more than 1 volume type"
-        )
-    if not sources:
-        return e.required(path, "must specify a volume type")
-    key = sources[0]
-    source, p = vol[key], f"{path}.{key}"
-    size = source.get("sizeLimit") if key == "emptyDir" else None
-    if size is not None and parse_quantity(size).value < 0:
-        e.forbidden(f"{p}.sizeLimit", "SizeLimit field must be a valid resource quantity")
-    if key in _SOURCE_NAME and not source.get(_SOURCE_NAME[key]):
-        e.required(f"{p}.{_SOURCE_NAME[key]}")
-    if key == "hostPath" and ".." in (source.get("path") or "").split("/"):
-        e.invalid(f"{p}.path", source["path"], "must not contain '..'")
-    if key == "nfs" and not (source.get("path") or "").startswith("/"):
-        e.invalid(f"{p}.path", source.get("path") or "", "must be an absolute path")
-    mode = source.get("defaultMode") if key in ("secret", "configMap") else None
-    if mode is not None and not 0 <= mode <= 0o777:
-        e.invalid(f"{p}.defaultMode", mode, _FILE_MODE)
-
-
-def _volumes(e: _Errors, volumes: list[Obj], path: str) -> set[str]:
+def _volumes(e: Errors, volumes: list[Obj], path: str) -> set[str]:
     """ValidateVolumes: the names of the valid volumes, for the mounts to refer to."""
     names: set[str] = set()
     for i, vol in enumerate(volumes):
-        here, p, name = _Errors(), f"{path}[{i}]", vol.get("name") or ""
-        _volume_source(here, vol, p)
+        here, p, name = Errors(), f"{path}[{i}]", vol.get("name") or ""
+        sources = [k for k in _VOLUME_SOURCES if vol.get(k) is not None]
+        for key in sources[1:]:  # none at all cannot be: defaulting made it an emptyDir
+            more = "may not specify more than 1 volume type"
+            here.forbidden(f"{p}.{_SOURCE_PATH.get(key, key)}", more)
+        size = (vol.get("emptyDir") or {}).get("sizeLimit")
+        if size is not None and parse_quantity(size).value < 0:
+            quantity = "SizeLimit field must be a valid resource quantity"
+            here.forbidden(f"{p}.emptyDir.sizeLimit", quantity)
+        claim = vol.get("persistentVolumeClaim")
+        if claim is not None and not claim.get("claimName"):
+            here.required(f"{p}.persistentVolumeClaim.claimName")
         if not name:
             here.required(f"{p}.name")
         here.each(f"{p}.name", name, dns_label(name) if name else [])
@@ -593,19 +446,10 @@ def _volumes(e: _Errors, volumes: list[Obj], path: str) -> set[str]:
     return names
 
 
-def _relative(e: _Errors, value: str, path: str) -> None:
-    """validateLocalDescendingPath."""
-    if value.startswith("/"):
-        e.invalid(path, value, "must be a relative path")
-    if ".." in value.split("/"):
-        e.invalid(path, value, "must not contain '..'")
-
-
-def _volume_mounts(e: _Errors, c: Obj, volumes: set[str], path: str) -> None:
+def _volume_mounts(e: Errors, c: Obj, volumes: set[str], path: str) -> None:
     """ValidateVolumeMounts: mountPath only needs to be set and unique (no absolute-path or
     ':' rule: that is the kubelet's)."""
     seen: set[str] = set()
-    privileged = (c.get("securityContext") or {}).get("privileged") is True
     for i, mount in enumerate(c.get("volumeMounts") or []):
         p, name, mount_path = f"{path}[{i}]", mount.get("name") or "", mount.get("mountPath") or ""
         if not name:
@@ -617,29 +461,17 @@ def _volume_mounts(e: _Errors, c: Obj, volumes: set[str], path: str) -> None:
         if mount_path in seen:
             e.invalid(f"{p}.mountPath", mount_path, "must be unique")
         seen.add(mount_path)
-        sub, expr = mount.get("subPath") or "", mount.get("subPathExpr") or ""
-        if sub:
-            _relative(e, sub, f"{path}.subPath")  # sic: kube's path has no index here
-        if expr and sub:
-            e.invalid(f"{p}.subPathExpr", expr, "subPathExpr and subPath are mutually exclusive")
-        if expr:
-            _relative(e, expr, f"{path}.subPathExpr")
-        propagation = mount.get("mountPropagation")
-        if propagation is not None:
-            e.enum(
-                propagation,
-                f"{path}.mountPropagation",
-                ["Bidirectional", "HostToContainer", "None"],
-            )
-            if propagation == "Bidirectional" and not privileged:
-                only = "Bidirectional mount propagation is available only to privileged containers"
-                e.forbidden(f"{path}.mountPropagation", only)
+        sub = mount.get("subPath") or ""  # validateLocalDescendingPath; sic: no index in path
+        if sub.startswith("/"):
+            e.invalid(f"{path}.subPath", sub, "must be a relative path")
+        if ".." in sub.split("/"):
+            e.invalid(f"{path}.subPath", sub, "must not contain '..'")
 
 
 _ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
 
 
-def _env(e: _Errors, env: list[Obj], path: str) -> None:
+def _env(e: Errors, env: list[Obj], path: str) -> None:
     """ValidateEnv (downward-API sources are counted, not checked)."""
     for i, var in enumerate(env):
         p, name, source = f"{path}[{i}]", var.get("name") or "", var.get("valueFrom")
@@ -667,7 +499,7 @@ def _env(e: _Errors, env: list[Obj], path: str) -> None:
             e.invalid(p, "", "may not have more than one field specified at a time")
 
 
-def _env_from(e: _Errors, sources: list[Obj], path: str) -> None:
+def _env_from(e: Errors, sources: list[Obj], path: str) -> None:
     for i, source in enumerate(sources):
         p, prefix = f"{path}[{i}]", source.get("prefix") or ""
         e.each(f"{p}.prefix", prefix, env_var_name(prefix) if prefix else [])
@@ -688,14 +520,11 @@ def _native(name: str) -> bool:
 
 
 def _extended(name: str) -> bool:
-    return (
-        not _native(name)
-        and not name.startswith("requests.")
-        and not qualified_name("requests." + name)
-    )
+    prefixed = qualified_name("requests." + name)
+    return not _native(name) and not name.startswith("requests.") and not prefixed
 
 
-def _resource_name(e: _Errors, name: str, path: str) -> None:
+def _resource_name(e: Errors, name: str, path: str) -> None:
     """validateContainerResourceName."""
     if qualified_name(name):
         return e.each(path, name, qualified_name(name))
@@ -708,7 +537,7 @@ def _resource_name(e: _Errors, name: str, path: str) -> None:
         e.invalid(path, name, "must be a standard resource for containers")
 
 
-def _resources(e: _Errors, resources: Obj, path: str) -> None:
+def _resources(e: Errors, resources: Obj, path: str) -> None:
     """ValidateResourceRequirements: requests <= limits; extended resources (nvidia.com/gpu)
     are integers, may not be overcommitted (requests == limits) and need a limit."""
     limits = {k: parse_quantity(v) for k, v in (resources.get("limits") or {}).items()}
@@ -731,83 +560,19 @@ def _resources(e: _Errors, resources: Obj, path: str) -> None:
                 e.invalid(f"{path}.requests", str(q), detail)
             elif limit is None and not overcommit:
                 e.required(f"{path}.limits", "Limit must be set for non overcommitable resources")
-    names = set(limits) | set(requests)
-    if any(n.startswith("hugepages-") for n in names) and not names & {"cpu", "memory"}:
-        e.forbidden(path, "HugePages require cpu or memory")
 
 
-def _ids(e: _Errors, sc: Obj, path: str, keys: Iterable[str]) -> None:
-    for key in keys:
-        if isinstance(sc.get(key), int) and not 0 <= sc[key] <= 2**31 - 1:
-            e.invalid(f"{path}.{key}", sc[key], "must be between 0 and 2147483647, inclusive")
-
-
-def _seccomp(e: _Errors, sc: Obj, path: str) -> None:
-    """validateSeccompProfileField."""
-    profile = sc.get("seccompProfile")
-    if profile is None:
-        return
-    path += ".seccompProfile"
-    kind, local = profile.get("type") or "", profile.get("localhostProfile")
-    if not kind:
-        e.required(f"{path}.type", "type is required when seccompProfile is set")
-    elif kind not in ("Localhost", "RuntimeDefault", "Unconfined"):
-        e.unsupported(f"{path}.type", kind, ["Localhost", "RuntimeDefault", "Unconfined"])
-    if kind == "Localhost" and local is None:
-        e.required(f"{path}.localhostProfile", "must be set when seccomp type is Localhost")
-    elif kind == "Localhost":
-        _relative(e, local, f"{path}.localhostProfile")
-    elif local is not None:
-        only = "can only be set when seccomp type is Localhost"
-        e.invalid(f"{path}.localhostProfile", profile, only)
-
-
-def _container_security(e: _Errors, sc: Obj | None, path: str, host_users: bool) -> None:
-    """ValidateSecurityContext (privileged is allowed, as kube-apiserver's default is)."""
-    if sc is None:
-        return
-    _ids(e, sc, path, ("runAsUser", "runAsGroup"))
-    proc = sc.get("procMount")
-    if proc is not None and proc not in ("Default", "Unmasked"):
-        e.unsupported(f"{path}.procMount", proc, ["Default", "Unmasked"])
-    elif proc == "Unmasked" and host_users:
-        e.invalid(f"{path}.procMount", proc, "`hostUsers` must be false to use `Unmasked`")
-    _seccomp(e, sc, path)
-    if sc.get("allowPrivilegeEscalation") is False:
-        if sc.get("privileged") is True:
-            both = "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
-            e.invalid(path, sc, both)
-        if "CAP_SYS_ADMIN" in ((sc.get("capabilities") or {}).get("add") or []):
-            both = "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN"
-            e.invalid(path, sc, both)
-
-
-def _pod_security(e: _Errors, sc: Obj | None, path: str) -> None:
-    """validatePodSpecSecurityContext."""
-    if sc is None:
-        return
-    _ids(e, sc, path, ("fsGroup", "runAsUser", "runAsGroup"))
-    groups = {
-        f"supplementalGroups[{i}]": g for i, g in enumerate(sc.get("supplementalGroups") or [])
-    }
-    _ids(e, groups, path, groups)
-    policy = sc.get("fsGroupChangePolicy")
-    if policy is not None and policy not in ("Always", "OnRootMismatch"):
-        e.unsupported(f"{path}.fsGroupChangePolicy", policy, ["Always", "OnRootMismatch"])
-    _seccomp(e, sc, path)
-
-
-def _tolerations(e: _Errors, tolerations: list[Obj], path: str) -> None:
+def _tolerations(e: Errors, tolerations: list[Obj], path: str) -> None:
     """ValidateTolerations."""
+    effects = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
     for i, t in enumerate(tolerations):
         p, key, op = f"{path}[{i}]", t.get("key") or "", t.get("operator") or ""
         effect, value = t.get("effect") or "", t.get("value") or ""
         e.each(f"{p}.key", key, qualified_name(key) if key else [])
         if not key and op != "Exists":
             match_all = 'which means "match all values and all keys"'
-            e.invalid(
-                f"{p}.operator", op, f"operator must be Exists when `key` is empty, {match_all}"
-            )
+            detail = f"operator must be Exists when `key` is empty, {match_all}"
+            e.invalid(f"{p}.operator", op, detail)
         if t.get("tolerationSeconds") is not None and effect != "NoExecute":
             only = "effect must be 'NoExecute' when `tolerationSeconds` is set"
             e.invalid(f"{p}.effect", effect, only)
@@ -817,11 +582,11 @@ def _tolerations(e: _Errors, tolerations: list[Obj], path: str) -> None:
             e.invalid(f"{p}.operator", t, "value must be empty when `operator` is 'Exists'")
         elif op not in ("Equal", "", "Exists"):
             e.unsupported(f"{p}.operator", op, ["Equal", "Exists"])
-        if effect and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-            e.unsupported(f"{p}.effect", effect, ["NoSchedule", "PreferNoSchedule", "NoExecute"])
+        if effect and effect not in effects:
+            e.unsupported(f"{p}.effect", effect, effects)
 
 
-def _container(e: _Errors, c: Obj, volumes: set[str], path: str, host_users: bool) -> None:
+def _container(e: Errors, c: Obj, volumes: set[str], path: str) -> None:
     """validateContainerCommon."""
     name = c.get("name") or ""
     if not name:
@@ -836,45 +601,30 @@ def _container(e: _Errors, c: Obj, volumes: set[str], path: str, host_users: boo
     _volume_mounts(e, c, volumes, f"{path}.volumeMounts")
     e.enum(c.get("imagePullPolicy"), f"{path}.imagePullPolicy", ["Always", "IfNotPresent", "Never"])
     _resources(e, c.get("resources") or {}, f"{path}.resources")
-    _container_security(e, c.get("securityContext"), f"{path}.securityContext", host_users)
 
 
-def _pod_spec(e: _Errors, spec: Obj, path: str) -> None:
+def _pod_spec(e: Errors, spec: Obj, path: str) -> None:
     """ValidatePodSpec, after defaulting."""
     if spec.get("terminationGracePeriodSeconds") is None:
         e.required(f"{path}.terminationGracePeriodSeconds")
-    host_users = (spec.get("securityContext") or {}).get("hostUsers") is not False
     volumes = _volumes(e, spec.get("volumes") or [], f"{path}.volumes")
-    names: set[str] = set()
     if not spec.get("containers"):
         e.required(f"{path}.containers")
-    for i, c in enumerate(spec.get("containers") or []):
-        p = f"{path}.containers[{i}]"
-        _container(e, c, volumes, p, host_users)
-        if c.get("name") in names:
-            e.add(DUPLICATE, f"{p}.name", c.get("name"))
-        names.add(c.get("name"))
-        if c.get("restartPolicy") is not None:
-            e.forbidden(f"{p}.restartPolicy", "may not be set for non-init containers")
-    for i, c in enumerate(spec.get("initContainers") or []):
-        p, policy = f"{path}.initContainers[{i}]", c.get("restartPolicy")
-        _container(e, c, volumes, p, host_users)
-        if policy is not None and policy != "Always":
-            e.unsupported(f"{p}.restartPolicy", policy, ["Always"])
-        if c.get("name") in names:
-            e.add(DUPLICATE, f"{p}.name", c.get("name"))
-        names.add(c.get("name"))
-        for key in ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe"):
-            if policy != "Always" and c.get(key) is not None:
-                only = "may not be set for init containers without restartPolicy=Always"
-                e.forbidden(f"{p}.{key}", only)
+    names: set[str] = set()
+    for part in ("containers", "initContainers"):
+        for i, c in enumerate(spec.get(part) or []):
+            _container(e, c, volumes, f"{path}.{part}[{i}]")
+            if c.get("name") in names:
+                e.add(DUPLICATE, f"{path}.{part}[{i}].name", c.get("name"))
+            names.add(c.get("name"))
     e.enum(spec.get("restartPolicy"), f"{path}.restartPolicy", ["Always", "OnFailure", "Never"])
     dns = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
     e.enum(spec.get("dnsPolicy"), f"{path}.dnsPolicy", dns)
     _labels(e, spec.get("nodeSelector"), f"{path}.nodeSelector")
-    _pod_security(e, spec.get("securityContext"), f"{path}.securityContext")
-    for key in ("serviceAccountName", "nodeName"):
+    for key in ("serviceAccountName", "priorityClassName"):
         e.each(f"{path}.{key}", spec.get(key), dns_subdomain(spec[key]) if spec.get(key) else [])
+    runtime = spec.get("runtimeClassName")
+    e.each(f"{path}.runtimeClassName", runtime, [] if runtime is None else dns_subdomain(runtime))
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is not None and not 1 <= deadline <= 2**31 - 1:
         between = "must be between 1 and 2147483647, inclusive"
@@ -882,34 +632,17 @@ def _pod_spec(e: _Errors, spec: Obj, path: str) -> None:
     for key in ("hostname", "subdomain"):
         e.each(f"{path}.{key}", spec.get(key), dns_label(spec[key]) if spec.get(key) else [])
     _tolerations(e, spec.get("tolerations") or [], f"{path}.tolerations")
-    priority, runtime = spec.get("priorityClassName"), spec.get("runtimeClassName")
-    e.each(f"{path}.priorityClassName", priority, dns_subdomain(priority) if priority else [])
-    e.each(f"{path}.runtimeClassName", runtime, [] if runtime is None else dns_subdomain(runtime))
 
 
-def _pod_template(e: _Errors, template: Obj, path: str) -> None:
-    """ValidatePodTemplateSpec: its labels are reported at `.labels`, not `.metadata.labels`."""
-    meta, spec = template.get("metadata") or {}, template.get("spec") or {}
-    _labels(e, meta.get("labels"), f"{path}.labels")
-    _annotations(e, meta.get("annotations"), f"{path}.annotations")
-    _pod_spec(e, spec, f"{path}.spec")
-    if spec.get("ephemeralContainers"):
-        only = "ephemeral containers not allowed in pod template"
-        e.forbidden(f"{path}.spec.ephemeralContainers", only)
-
-
-def _validate_pod(e: _Errors, pod: Obj) -> None:
+def _validate_pod(e: Errors, pod: Obj) -> None:
     """ValidatePodCreate."""
     spec = pod.get("spec") or {}
-    _meta(e, pod.get("metadata") or {}, "metadata", _subdomain_name)
+    object_meta(e, pod.get("metadata") or {})
     _pod_spec(e, spec, "spec")
-    for part in ("containers", "initContainers"):
-        for i, c in enumerate(spec.get(part) or []):
-            if (c.get("image") or "") != (c.get("image") or "").strip():
-                whitespace = "must not have leading or trailing whitespace"
-                e.invalid(f"spec.{part}[{i}].image", c["image"], whitespace)
-    if spec.get("ephemeralContainers"):
-        e.forbidden("spec.ephemeralContainers", "cannot be set on create")
+    for i, c in enumerate(spec.get("containers") or []):
+        if (c.get("image") or "") != (c.get("image") or "").strip():
+            whitespace = "must not have leading or trailing whitespace"
+            e.invalid(f"spec.containers[{i}].image", c["image"], whitespace)
 
 
 # --------------------------------------------------------------------------------- Jobs
@@ -920,17 +653,10 @@ _ACTIONS = ["Count", "FailIndex", "FailJob", "Ignore"]
 _STATUSES = ["False", "True", "Unknown"]
 _HIGH = "when completions are above 100000 and used with backoff limit per index"
 _JOB_DEFAULTS = {"completionMode": "NonIndexed", "suspend": False, "manualSelector": False}
-_IMMUTABLE = (
-    "completionMode",
-    "podFailurePolicy",
-    "backoffLimitPerIndex",
-    "managedBy",
-    "successPolicy",
-)
 
 
 def _go_list(values: list[str]) -> str:
-    return "[" + " ".join(map(_quote, values)) + "]"  # Go's %q of a []string
+    return "[" + " ".join(map(ks.go_quote, values)) + "]"  # Go's %q of a []string
 
 
 def _job_defaults(job: Obj) -> None:
@@ -975,10 +701,10 @@ def default_job(job: Obj) -> Obj:
             labels.setdefault(key, meta["uid"])
         spec["selector"] = spec.get("selector") or {}
         spec["selector"].setdefault("matchLabels", {}).setdefault(LABEL_UID, meta["uid"])
-    return json.loads(json.dumps(job))  # Go aliases the label maps; a stored object does not
+    return _wire(job)  # Go aliases the label maps; a stored object does not
 
 
-def _generated_selector(e: _Errors, job: Obj, require_prefixed: bool) -> None:
+def _generated_selector(e: Errors, job: Obj, require_prefixed: bool) -> None:
     """validateGeneratedSelector."""
     meta, spec = job.get("metadata") or {}, job.get("spec") or {}
     if spec.get("manualSelector") is True or spec.get("selector") is None:
@@ -999,7 +725,7 @@ def _generated_selector(e: _Errors, job: Obj, require_prefixed: bool) -> None:
         e.invalid("spec.selector", spec["selector"], "`selector` not auto-generated")
 
 
-def _exit_codes(e: _Errors, on: Obj, path: str, containers: set[str]) -> None:
+def _exit_codes(e: Errors, on: Obj, path: str, containers: set[str]) -> None:
     """validatePodFailurePolicyRuleOnExitCodes."""
     op, values = on.get("operator") or "", on.get("values") or []
     if not op:
@@ -1022,14 +748,13 @@ def _exit_codes(e: _Errors, on: Obj, path: str, containers: set[str]) -> None:
         e.invalid(f"{path}.values", values, "must be ordered")
 
 
-def _pod_failure_policy(e: _Errors, spec: Obj, path: str) -> None:
+def _pod_failure_policy(e: Errors, spec: Obj, path: str) -> None:
     """validatePodFailurePolicy."""
     rules = spec["podFailurePolicy"].get("rules") or []
     if len(rules) > 20:
         e.add(TOO_MANY, f"{path}.rules", len(rules), "must have at most 20 items")
-    containers = {
-        c.get("name") for c in _containers((spec.get("template") or {}).get("spec") or {})
-    }
+    template_spec = (spec.get("template") or {}).get("spec") or {}
+    containers = {c.get("name") for c in _containers(template_spec)}
     for i, rule in enumerate(rules):
         p, action = f"{path}.rules[{i}]", rule.get("action") or ""
         if not action:
@@ -1042,9 +767,8 @@ def _pod_failure_policy(e: _Errors, spec: Obj, path: str) -> None:
         if on_codes is not None:
             _exit_codes(e, on_codes, f"{p}.onExitCodes", containers)
         if len(on_conditions) > 20:
-            e.add(
-                TOO_MANY, f"{p}.onPodConditions", len(on_conditions), "must have at most 20 items"
-            )
+            twenty = "must have at most 20 items"
+            e.add(TOO_MANY, f"{p}.onPodConditions", len(on_conditions), twenty)
         for j, pattern in enumerate(on_conditions):
             q, kind, status = (
                 f"{p}.onPodConditions[{j}]",
@@ -1058,12 +782,12 @@ def _pod_failure_policy(e: _Errors, spec: Obj, path: str) -> None:
                 e.unsupported(f"{q}.status", status, _STATUSES)
         if on_codes is not None and on_conditions:
             both = "specifying both OnExitCodes and OnPodConditions is not supported"
-            e.invalid(p, _OMIT, both)
+            e.invalid(p, OMIT, both)
         if on_codes is None and not on_conditions:
-            e.invalid(p, _OMIT, "specifying one of OnExitCodes and OnPodConditions is required")
+            e.invalid(p, OMIT, "specifying one of OnExitCodes and OnPodConditions is required")
 
 
-def _indexed_limits(e: _Errors, spec: Obj, path: str) -> None:
+def _indexed_limits(e: Errors, spec: Obj, path: str) -> None:
     """validateJobSpec's limits of Indexed Jobs (completedIndexes must stay small)."""
     completions, parallelism = spec.get("completions"), spec.get("parallelism")
     per_index, max_failed = spec.get("backoffLimitPerIndex"), spec.get("maxFailedIndexes")
@@ -1073,28 +797,21 @@ def _indexed_limits(e: _Errors, spec: Obj, path: str) -> None:
         detail = "must be less than or equal to 100000 when completion mode is Indexed"
         e.invalid(f"{path}.parallelism", parallelism, detail)
     if None not in (completions, max_failed) and max_failed > completions:
-        e.invalid(
-            f"{path}.maxFailedIndexes", max_failed, "must be less than or equal to completions"
-        )
+        detail = "must be less than or equal to completions"
+        e.invalid(f"{path}.maxFailedIndexes", max_failed, detail)
     if max_failed is not None and max_failed > 100_000:
         e.invalid(f"{path}.maxFailedIndexes", max_failed, "must be less than or equal to 100000")
     if completions is not None and completions > 100_000 and per_index is not None:
         if max_failed is None:
             above = "must be specified when completions is above 100000"
             e.required(f"{path}.maxFailedIndexes", above)
-        if parallelism is not None and parallelism > 10_000:
-            e.invalid(
-                f"{path}.parallelism", parallelism, f"must be less than or equal to 10000 {_HIGH}"
-            )
-        if max_failed is not None and max_failed > 10_000:
-            e.invalid(
-                f"{path}.maxFailedIndexes",
-                max_failed,
-                f"must be less than or equal to 10000 {_HIGH}",
-            )
+        for key in ("parallelism", "maxFailedIndexes"):
+            if (spec.get(key) or 0) > 10_000:
+                detail = f"must be less than or equal to 10000 {_HIGH}"
+                e.invalid(f"{path}.{key}", spec[key], detail)
 
 
-def _job_spec(e: _Errors, spec: Obj, path: str) -> None:
+def _job_spec(e: Errors, spec: Obj, path: str) -> None:
     """ValidateJobSpec: validateJobSpec, then the selector."""
     keys = ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit")
     for key in (*keys, "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes"):
@@ -1118,32 +835,32 @@ def _job_spec(e: _Errors, spec: Obj, path: str) -> None:
         valid = ["Failed", "TerminatingOrFailed"]
         e.unsupported(f"{path}.podReplacementPolicy", replacement, valid)
     template = spec.get("template") or {}
-    _pod_template(e, template, f"{path}.template")
-    restart = (template.get("spec") or {}).get("restartPolicy") or ""
-    restart_path = f"{path}.template.spec.restartPolicy"
+    meta, pod = template.get("metadata") or {}, template.get("spec") or {}
+    _labels(e, meta.get("labels"), f"{path}.template.labels")  # sic: not .metadata.labels
+    _annotations(e, meta.get("annotations"), f"{path}.template.annotations")
+    _pod_spec(e, pod, f"{path}.template.spec")
+    restart, restart_path = pod.get("restartPolicy") or "", f"{path}.template.spec.restartPolicy"
     if restart in ("Always", ""):
         e.required(restart_path, 'valid values: "OnFailure", "Never"')
     elif restart not in ("OnFailure", "Never"):
         e.unsupported(restart_path, restart, ["OnFailure", "Never"])
     elif policy is not None and restart != "Never":
-        e.invalid(
-            restart_path, restart, 'only "Never" is supported when podFailurePolicy is specified'
-        )
+        never = 'only "Never" is supported when podFailurePolicy is specified'
+        e.invalid(restart_path, restart, never)
     selector = spec.get("selector")
     if selector is None:
         e.required(f"{path}.selector")
     else:
-        _selector(e, selector, f"{path}.selector")
-    labels = (template.get("metadata") or {}).get("labels") or {}
-    if not _matches(selector, labels):
+        _labels(e, selector.get("matchLabels"), f"{path}.selector.matchLabels")
+    if not _matches(selector, meta.get("labels") or {}):
         mismatch = "`selector` does not match template `labels`"
-        e.invalid(f"{path}.template.metadata.labels", labels, mismatch)
+        e.invalid(f"{path}.template.metadata.labels", meta.get("labels") or {}, mismatch)
 
 
-def _validate_job(e: _Errors, job: Obj, require_prefixed: bool = True) -> None:
+def _validate_job(e: Errors, job: Obj, require_prefixed: bool = True) -> None:
     """ValidateJob: an Indexed Job's pod hostnames `<name>-<index>` must be DNS labels."""
     meta, spec = job.get("metadata") or {}, job.get("spec") or {}
-    _meta(e, meta, "metadata", _subdomain_name)
+    object_meta(e, meta)
     _generated_selector(e, job, require_prefixed)
     _job_spec(e, spec, "spec")
     completions, name = spec.get("completions"), meta.get("name") or ""
@@ -1153,12 +870,12 @@ def _validate_job(e: _Errors, job: Obj, require_prefixed: bool = True) -> None:
         e.invalid("metadata.name", name, detail)
 
 
-def _validate_job_update(e: _Errors, new: Obj, old: Obj) -> None:
+def _validate_job_update(e: Errors, new: Obj, old: Obj) -> None:
     """ValidateJob + ValidateJobUpdate, with the options the strategy derives from `old`."""
     old_spec, spec = old.get("spec") or {}, new.get("spec") or {}
     old_labels = ((old_spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     _validate_job(e, new, require_prefixed=LABEL_UID in old_labels and LABEL_NAME in old_labels)
-    _meta_update(e, new.get("metadata") or {}, old.get("metadata") or {})
+    object_meta_update(e, new.get("metadata") or {}, old.get("metadata") or {})
     _job_spec(e, spec, "spec")  # sic: ValidateJobSpecUpdate runs it again
     completions = spec.get("completions")
     if spec.get("completionMode") != "Indexed":
@@ -1166,25 +883,13 @@ def _validate_job_update(e: _Errors, new: Obj, old: Obj) -> None:
     elif completions not in (old_spec.get("completions"), None, spec.get("parallelism")):
         detail = "can only be modified in tandem with spec.parallelism"  # ElasticIndexedJob
         e.invalid("spec.completions", completions, detail)
-    e.immutable(spec.get("selector"), old_spec.get("selector"), "spec.selector")
-    template, before = spec.get("template") or {}, _wire(old_spec.get("template") or {})
-    if old_spec.get("suspend") is True and not (old.get("status") or {}).get("startTime"):
-        # A suspended Job that never started may change its scheduling directives (Kueue).
-        new_pod, old_pod = template.get("spec") or {}, before.setdefault("spec", {})
-        for key in ("nodeSelector", "tolerations", "schedulingGates"):
-            old_pod[key] = new_pod.get(key)
-        node_affinity = (new_pod.get("affinity") or {}).get("nodeAffinity")
-        old_pod["affinity"] = {**(old_pod.get("affinity") or {}), "nodeAffinity": node_affinity}
-        for key in ("labels", "annotations"):
-            before.setdefault("metadata", {})[key] = (template.get("metadata") or {}).get(key)
-    views = [
-        {"metadata": t.get("metadata"), "spec": _by_value(t.get("spec"))}
-        for t in (template, before)
-    ]
-    if not _same(*views):
-        e.invalid("spec.template", template, "field is immutable")
-    for key in _IMMUTABLE:
+    for key in ("selector", "template", "completionMode", "podFailurePolicy"):
         e.immutable(spec.get(key), old_spec.get(key), f"spec.{key}")
+    e.immutable(
+        spec.get("backoffLimitPerIndex"),
+        old_spec.get("backoffLimitPerIndex"),
+        "spec.backoffLimitPerIndex",
+    )
 
 
 def _true(status: Obj, kind: str) -> bool:
@@ -1199,12 +904,14 @@ def _indexes(text: str, completions: int) -> list[tuple[int, int]]:
         limits = part.split("-")
         if len(limits) > 2:
             two = "violates the requirement that an index interval can have at most two parts separated by '-'"
-            raise ValueError(f"the fragment {_quote(part)} {two}")
+            raise ValueError(f"the fragment {ks.go_quote(part)} {two}")
         for limit in limits:
             if not re.fullmatch(r"[+-]?\d+", limit):
-                raise ValueError(f"cannot convert string to integer for index: {_quote(limit)}")
+                raise ValueError(
+                    f"cannot convert string to integer for index: {ks.go_quote(limit)}"
+                )
             if int(limit) >= completions:
-                raise ValueError(f"too large index: {_quote(limit)}")
+                raise ValueError(f"too large index: {ks.go_quote(limit)}")
         x, y = int(limits[0]), int(limits[-1])
         previous = intervals[-1][1] if intervals else None
         if (len(limits) == 2 and x >= y) or (previous is not None and previous >= x):
@@ -1221,20 +928,12 @@ def _when(value: Any) -> datetime | None:
         return None
 
 
-def _job_status(e: _Errors, new: Obj, old: Obj) -> None:
+def _job_status(e: Errors, new: Obj, old: Obj) -> None:
     """validateJobStatus + ValidateJobStatusUpdate with getStatusValidationOptions: most rules
     only fire when the fields they are about change, as the strategy sets them up."""
     spec, status, before = new.get("spec") or {}, new.get("status") or {}, old.get("status") or {}
-    for key in ("active", "succeeded", "failed", "ready", "terminating"):
+    for key in ("active", "succeeded", "failed"):
         e.nonnegative(status.get(key), f"status.{key}")
-    uncounted, seen = status.get("uncountedTerminatedPods") or {}, set()
-    for part in ("succeeded", "failed"):
-        for i, uid in enumerate(uncounted.get(part) or []):
-            if not uid:
-                e.invalid(f"status.uncountedTerminatedPods.{part}[{i}]", uid, "must not be empty")
-            elif uid in seen:
-                e.add(DUPLICATE, f"status.uncountedTerminatedPods.{part}[{i}]", uid)
-            seen.add(uid)
 
     def changed(*keys: str) -> bool:
         return any(status.get(k) != before.get(k) for k in keys)
@@ -1247,12 +946,14 @@ def _job_status(e: _Errors, new: Obj, old: Obj) -> None:
     criteria, target = _true(status, "SuccessCriteriaMet"), _true(status, "FailureTarget")
     finished = complete or failed
     finish_changed = finished != (_true(before, "Complete") or _true(before, "Failed"))
-    completions = spec.get("completions")
     start, end = _when(status.get("startTime")), _when(status.get("completionTime"))
-    if complete and failed and flipped("Complete", "Failed"):
-        e.invalid(conditions, _OMIT, "cannot set Complete=True and Failed=true conditions")
-    if complete and target and flipped("Complete", "FailureTarget"):
-        e.invalid(conditions, _OMIT, "cannot set Complete=True and FailureTarget=true conditions")
+    for a, b, kinds in (
+        (complete, failed, ("Complete", "Failed")),
+        (complete, target, ("Complete", "FailureTarget")),
+    ):
+        if a and b and flipped(*kinds):
+            both = f"cannot set {kinds[0]}=True and {kinds[1]}=true conditions"
+            e.invalid(conditions, OMIT, both)
     if end and not complete and (flipped("Complete") or changed("completionTime")):
         no_complete = "cannot set completionTime when there is no Complete=True condition"
         e.invalid("status.completionTime", status["completionTime"], no_complete)
@@ -1261,61 +962,44 @@ def _job_status(e: _Errors, new: Obj, old: Obj) -> None:
     if start and end and end < start and changed("startTime", "completionTime"):
         before_start = "completionTime cannot be set before startTime"
         e.invalid("status.completionTime", status["completionTime"], before_start)
-    if failed and not target and flipped("Failed"):
-        without = "cannot set Failed=True condition without the FailureTarget=true condition"
-        e.invalid(conditions, _OMIT, without)
-    if complete and not criteria and flipped("Complete"):
-        without = "cannot set Complete=True condition without the SuccessCriteriaMet=true condition"
-        e.invalid(conditions, _OMIT, without)
+    for done, needed, kind in ((failed, target, "Failed"), (complete, criteria, "Complete")):
+        if done and not needed and flipped(kind):
+            first = "FailureTarget" if kind == "Failed" else "SuccessCriteriaMet"
+            without = f"cannot set {kind}=True condition without the {first}=true condition"
+            e.invalid(conditions, OMIT, without)
     if finished and (status.get("active") or 0) > 0 and (finish_changed or changed("active")):
         e.invalid("status.active", status["active"], "active>0 is invalid for finished job")
-    zero_suspended = spec.get("suspend") is True and completions == 0
+    zero_suspended = spec.get("suspend") is True and spec.get("completions") == 0
     if finished and not start and (finish_changed or changed("startTime")) and not zero_suspended:
         e.required("status.startTime", "startTime is required for finished job")
-    leftover = any(uncounted.get(k) for k in ("succeeded", "failed"))
-    if finished and leftover and (finish_changed or changed("uncountedTerminatedPods")):
-        needs = "uncountedTerminatedPods needs to be empty for finished job"
-        e.invalid("status.uncountedTerminatedPods", uncounted, needs)
     _indexes_status(e, spec, status, changed)
-    terminating = status.get("terminating") or 0
-    if finished and terminating > 0 and (finish_changed or changed("terminating")):
-        e.invalid("status.terminating", terminating, "terminating>0 is invalid for finished job")
-    ready = status.get("ready")
-    if ready is not None and ready > (status.get("active") or 0) and changed("ready", "active"):
-        e.invalid("status.ready", ready, "cannot set more ready pods than active")
-    if criteria and failed:
-        e.invalid(
-            conditions, _OMIT, "cannot set SuccessCriteriaMet=True and Failed=true conditions"
-        )
-    if criteria and target:
-        e.invalid(
-            conditions,
-            _OMIT,
-            "cannot set SuccessCriteriaMet=True and FailureTarget=true conditions",
-        )
+    for other in ("Failed", "FailureTarget"):
+        if criteria and _true(status, other):
+            both = f"cannot set SuccessCriteriaMet=True and {other}=true conditions"
+            e.invalid(conditions, OMIT, both)
     for kind in ("Failed", "Complete", "FailureTarget"):  # the transitions
         if _true(before, kind) and not _true(status, kind):
-            e.invalid(conditions, _OMIT, f"cannot disable the terminal {kind}=True condition")
+            e.invalid(conditions, OMIT, f"cannot disable the terminal {kind}=True condition")
     if (status.get("failed") or 0) < (before.get("failed") or 0):
         e.invalid("status.failed", status.get("failed") or 0, "cannot decrease the failed counter")
-    scaled_down = spec.get("completionMode") == "Indexed" and completions == spec.get("parallelism")
+    indexed = spec.get("completionMode") == "Indexed"
+    scaled_down = indexed and spec.get("completions") == spec.get("parallelism")
     if (status.get("succeeded") or 0) < (before.get("succeeded") or 0) and not scaled_down:
         decrease = "cannot decrease the succeeded counter"
         e.invalid("status.succeeded", status.get("succeeded") or 0, decrease)
     if end and before.get("completionTime") and end != _when(before["completionTime"]):
-        e.invalid(
-            "status.completionTime", status["completionTime"], "completionTime cannot be mutated"
-        )
+        mutated = "completionTime cannot be mutated"
+        e.invalid("status.completionTime", status["completionTime"], mutated)
     if before.get("startTime") and changed("startTime") and spec.get("suspend") is not True:
         e.required("status.startTime", "startTime cannot be removed for unsuspended job")
     if _true(before, "SuccessCriteriaMet") and not criteria:
-        e.invalid(conditions, _OMIT, "cannot disable the SuccessCriteriaMet=True condition")
+        e.invalid(conditions, OMIT, "cannot disable the SuccessCriteriaMet=True condition")
     if _true(before, "Complete") and not _true(before, "SuccessCriteriaMet") and criteria:
         already = "cannot set SuccessCriteriaMet=True for Job already has Complete=true conditions"
-        e.invalid(conditions, _OMIT, already)
+        e.invalid(conditions, OMIT, already)
 
 
-def _indexes_status(e: _Errors, spec: Obj, status: Obj, changed: Callable[..., bool]) -> None:
+def _indexes_status(e: Errors, spec: Obj, status: Obj, changed: Callable[..., bool]) -> None:
     """completedIndexes and failedIndexes: format, mode, and no overlap."""
     done_text, failed_text = status.get("completedIndexes") or "", status.get("failedIndexes")
     completions, per_index = spec.get("completions"), spec.get("backoffLimitPerIndex")
@@ -1331,9 +1015,8 @@ def _indexes_status(e: _Errors, spec: Obj, status: Obj, changed: Callable[..., b
             failures = _indexes(failed_text, completions) if failed_text is not None else None
         except ValueError as error:
             if changed("failedIndexes") and per_index is not None:
-                e.invalid(
-                    "status.failedIndexes", failed_text, f"error parsing failedIndexes: {error}"
-                )
+                parsing = f"error parsing failedIndexes: {error}"
+                e.invalid("status.failedIndexes", failed_text, parsing)
     if done_text and spec.get("completionMode") != "Indexed" and changed("completedIndexes"):
         non_indexed = "cannot set non-empty completedIndexes when non-indexed completion mode"
         e.invalid("status.completedIndexes", done_text, non_indexed)
@@ -1350,7 +1033,7 @@ def _indexes_status(e: _Errors, spec: Obj, status: Obj, changed: Callable[..., b
 # ------------------------------------------------------------------------------- Events
 
 
-def _validate_event(e: _Errors, event: Obj) -> None:
+def _validate_event(e: Errors, event: Obj) -> None:
     """legacyValidateEvent, all that core/v1 Events get (lengths in bytes, as Go's len)."""
     namespace = (event.get("metadata") or {}).get("namespace") or ""
     involved = (event.get("involvedObject") or {}).get("namespace") or ""
@@ -1383,14 +1066,14 @@ _VALIDATE = {"jobs": _validate_job, "pods": _validate_pod, "events": _validate_e
 def prepare_create(resource: str, obj: Obj) -> Obj:
     """The object as the server stores it on create: a generated name, a uid, the defaults
     (for Jobs, the generated selector too) and the status reset by PrepareForCreate (a Job
-    has none, a Pod is Pending). Raises DecodeError for an unparseable quantity."""
+    has none, a Pod is Pending). Raises StatusError 400 for an unparseable quantity."""
     if resource not in _VALIDATE:
         raise ValueError(f"no validation for {resource!r}")
     _check_decodable(resource, obj)
     obj = _wire(obj)
     meta = obj.setdefault("metadata", {})
     if not meta.get("name") and meta.get("generateName"):
-        meta["name"] = generate_name(meta["generateName"])
+        meta["name"] = ks.generate_name(meta["generateName"])
     meta.setdefault("uid", str(uuid.uuid4()))
     if resource == "jobs":
         obj = default_job(obj)
@@ -1430,10 +1113,10 @@ def prepare_update(resource: str, obj: Obj, old: Obj, subresource: str | None = 
 def validate_create(resource: str, obj: Obj) -> list[Cause]:
     """The causes of kube-apiserver's 422 for this create, [] when it accepts it. The
     resource's validation runs first; the generic metadata check only when that passes."""
-    obj, e = prepare_create(resource, obj), _Errors()
+    obj, e = prepare_create(resource, obj), Errors()
     _VALIDATE[resource](e, obj)
     if not e:
-        _meta(e, obj["metadata"], "metadata", _path_segment_name)
+        object_meta(e, obj["metadata"], _path_segment_name)
     return list(e)
 
 
@@ -1443,42 +1126,19 @@ def validate_update(
     """The causes of kube-apiserver's 422 for this update (a PUT, or a PATCH merged onto the
     stored `old`). The common metadata checks come first, then the resource's, duplicates
     included as kube reports them."""
-    new, e = prepare_update(resource, obj, old, subresource), _Errors()
+    new, e = prepare_update(resource, obj, old, subresource), Errors()
     meta, old_meta = new.get("metadata") or {}, old.get("metadata") or {}
-    _meta(e, meta, "metadata", _path_segment_name)
-    _meta_update(e, meta, old_meta)
+    object_meta(e, meta, _path_segment_name)
+    object_meta_update(e, meta, old_meta)
     if resource == "jobs" and subresource == "status":
-        _meta_update(e, meta, old_meta)
+        object_meta_update(e, meta, old_meta)
         _job_status(e, new, old)
     elif resource == "jobs":
         _validate_job_update(e, new, old)
     elif resource == "pods":
-        _meta_update(e, meta, old_meta)
+        object_meta_update(e, meta, old_meta)
         if subresource != "status":
             _validate_pod(e, new)
     else:
         _validate_event(e, new)
     return list(e)
-
-
-def invalid_status(kind: str, group: str, name: str, causes: list[Cause]) -> Obj:
-    """kube-apiserver's 422 body (errors.NewInvalid): every cause in the details; the message
-    joins their distinct texts, in brackets when there are several."""
-    texts = list(dict.fromkeys(map(str, causes)))
-    aggregate = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
-    qualified = f"{kind}.{group}" if group else kind
-    details: Obj = {"name": name, **({"group": group} if group else {}), "kind": kind}
-    details["causes"] = [
-        {"reason": c.reason, "message": c.message, **({"field": c.field} if c.field else {})}
-        for c in causes
-    ]
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f"{qualified} {_quote(name)} is invalid" + (f": {aggregate}" if texts else ""),
-        "reason": "Invalid",
-        "details": details,
-        "code": 422,
-    }

@@ -4,6 +4,7 @@ Status bodies and codes, RBAC, admission on create and patch, faults, garbage co
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,6 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-import kube_status as ks
-from k8s_emulator import AdmissionRequest
 from k8s_harness import EmulatedCluster, create_threshold_job
 from threshold_operator.api import GROUP, PLURAL, VERSION
 
@@ -63,26 +62,17 @@ def raw(response: Any) -> dict[str, Any]:
     return json.loads(response.data)
 
 
-def immutable_threshold(request: AdmissionRequest) -> dict[str, Any] | None:
-    """Defaults on create, immutability on update: what CRD admission will plug in."""
-    obj = request.object
-    if request.operation == "CREATE":
-        obj["spec"].setdefault("parallelism", 4)
-        return obj
-    if obj["spec"].get("threshold") != request.old_object["spec"].get("threshold"):
-        raise ks.invalid(
-            "ThresholdJob",
-            GROUP,
-            request.name,
-            [ks.cause("spec", 'Invalid value: "object": spec.threshold is immutable')],
-        )
-    return None
+SPEC = {
+    "input": {"container": "/d/a.zarr", "dataset": "raw"},
+    "output": {"container": "/d/a.zarr", "dataset": "mask"},
+    "threshold": 0.5,
+}
+POD_SPEC = {"containers": [{"name": "c", "image": "i"}]}
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[EmulatedCluster, Clients, Clients]]:
-    plugs = {f"{GROUP}/{VERSION}/{PLURAL}": immutable_threshold}
-    with EmulatedCluster(admission=plugs) as emulated:
+    with EmulatedCluster() as emulated:
         yield (
             emulated,
             Clients(emulated, tmp_path, "admin"),
@@ -129,7 +119,7 @@ def test_rbac_refuses_the_operator_what_the_chart_does_not_grant(cluster):
         f'jobs.batch "a" is forbidden: User "{OPERATOR}" cannot delete resource "jobs" in API '
         'group "batch" in the namespace "default"'
     )
-    code, body = refusal(lambda: create_threshold_job(operator.api, "x", {"threshold": 1}))
+    code, body = refusal(lambda: create_threshold_job(operator.api, "x", SPEC))
     assert code == 403 and 'cannot create resource "thresholdjobs"' in body["message"]
     code, _ = refusal(lambda: operator.core.list_namespaced_secret("default"))
     assert code == 403
@@ -154,23 +144,24 @@ def test_unknown_tokens_are_unauthorized(cluster, tmp_path):
 
 
 def test_admission_sees_creates_and_merged_patches_and_may_refuse(cluster):
+    """By default the committed CRD admits ThresholdJobs: defaults, then CEL on every patch."""
     _, admin, _ = cluster
-    created = create_threshold_job(admin.api, "tj", {"threshold": 0.5})
-    assert created["spec"]["parallelism"] == 4  # defaulted by the plug
+    created = create_threshold_job(admin.api, "tj", SPEC)
+    assert created["spec"]["parallelism"] == 4  # the CRD's default
     patch = admin.custom.patch_namespaced_custom_object
     patch(GROUP, VERSION, "default", PLURAL, "tj", {"spec": {"parallelism": 2}})
     code, body = refusal(
         lambda: patch(GROUP, VERSION, "default", PLURAL, "tj", {"spec": {"threshold": 0.7}})
     )
     assert code == 422 and body["reason"] == "Invalid"
+    immutable = "spec.threshold is immutable: it defines the plan; create a new ThresholdJob"
     assert body["message"] == (
-        'ThresholdJob.blockwise.dev "tj" is invalid: spec: Invalid value: "object": '
-        "spec.threshold is immutable"
+        f'ThresholdJob.blockwise.dev "tj" is invalid: spec: Invalid value: "object": {immutable}'
     )
     assert body["details"]["causes"] == [
         {
             "reason": "FieldValueInvalid",
-            "message": 'Invalid value: "object": spec.threshold is immutable',
+            "message": f'Invalid value: "object": {immutable}',
             "field": "spec",
         }
     ]
@@ -197,7 +188,7 @@ def test_admission_sees_creates_and_merged_patches_and_may_refuse(cluster):
         _content_type="application/json-patch+json",
     )
     stored = admin.custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "tj")
-    assert stored["spec"] == {"threshold": 0.5, "parallelism": 3}
+    assert stored["spec"]["threshold"] == 0.5 and stored["spec"]["parallelism"] == 3
     assert stored["metadata"]["generation"] == 3
 
 
@@ -233,9 +224,55 @@ def test_status_is_a_separate_subresource(cluster):
     assert code == 404
 
 
+VOLUME = {"claimName": "lab-data", "mountPath": "/data"}
+#: kubectl apply of manifests that cannot run (issue 10, must-show 6): (spec change, field).
+CANNOT_RUN = {
+    "queue-name-pattern": ({"queueName": "lab queue"}, "spec.queueName"),
+    "queue-name-length": ({"queueName": "q" * 64}, "spec.queueName"),
+    "block-shape-zero": ({"blockShape": [0, 64, 64]}, "spec.blockShape[0]"),
+    "roi-shape-zero": ({"roi": {"offset": [0, 0], "shape": [8, 0]}}, "spec.roi.shape[1]"),
+    "mount-path-twice": ({"volumes": [VOLUME, {**VOLUME, "claimName": "b"}]}, "spec.volumes[1]"),
+    "env-name": ({"env": [{"name": "1ST", "value": "x"}]}, "spec.env[0].name"),
+    "two-sources": ({"arrayStore": {"basedir": "/s", "run": "r", "iteration": 1, "dataset": "d", "parameters": "p"}}, "spec"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("change", CANNOT_RUN)
+def test_apply_refuses_what_cannot_run_naming_the_field(cluster, change):
+    _, admin, _ = cluster
+    spec, field = CANNOT_RUN[change]
+    code, body = refusal(lambda: create_threshold_job(admin.api, "tj", {**SPEC, **spec}))
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert field in [c["field"] for c in body["details"]["causes"]]
+    assert body["message"].startswith('ThresholdJob.blockwise.dev "tj" is invalid: ')
+    assert f"{field}: " in body["message"]
+    assert (
+        admin.custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"] == []
+    )
+
+
+@pytest.mark.parametrize("threshold", [math.nan, math.inf, -math.inf])
+def test_apply_refuses_a_non_finite_threshold_as_kubes_json_decoder_does(cluster, threshold):
+    """The kubernetes client writes NaN and Infinity into the body; no JSON decoder takes them."""
+    _, admin, _ = cluster
+    code, body = refusal(
+        lambda: create_threshold_job(admin.api, "tj", {**SPEC, "threshold": threshold})
+    )
+    assert (code, body["reason"]) == (400, "BadRequest")
+    assert body["message"].startswith(
+        "the object provided is unrecognized (must be of type ThresholdJob): invalid character"
+    )
+    patch = admin.custom.patch_namespaced_custom_object
+    create_threshold_job(admin.api, "tj", SPEC)
+    code, body = refusal(
+        lambda: patch(GROUP, VERSION, "default", PLURAL, "tj", {"spec": {"threshold": threshold}})
+    )
+    assert (code, body["reason"]) == (400, "BadRequest")
+
+
 def test_strategic_merge_patches_are_refused_for_custom_resources(cluster):
     _, admin, _ = cluster
-    create_threshold_job(admin.api, "tj", {"threshold": 0.5})
+    create_threshold_job(admin.api, "tj", SPEC)
     code, body = refusal(
         lambda: admin.custom.patch_namespaced_custom_object(
             GROUP,
@@ -279,7 +316,7 @@ def test_a_dropped_connection_gets_no_answer(cluster):
 
 def test_garbage_collection_follows_owner_references(cluster):
     _, admin, _ = cluster
-    tj = create_threshold_job(admin.api, "tj", {"threshold": 0.5})
+    tj = create_threshold_job(admin.api, "tj", SPEC)
     parent = raw(
         admin.batch.create_namespaced_job(
             "default", job("a", ownerReferences=[owner(tj)]), _preload_content=False
@@ -288,11 +325,12 @@ def test_garbage_collection_follows_owner_references(cluster):
     kept = raw(admin.batch.create_namespaced_job("default", job("kept"), _preload_content=False))
     pod = {
         "metadata": {"name": "p", "ownerReferences": [owner(parent)]},
-        "spec": {"containers": []},
+        "spec": POD_SPEC,
     }
-    admin.core.create_namespaced_pod("default", {**pod, "spec": {"containers": [{"name": "c"}]}})
-    shared = {"metadata": {"name": "s", "ownerReferences": [owner(parent), owner(kept)]}}
-    admin.core.create_namespaced_pod("default", {**shared, "spec": {"containers": [{"name": "c"}]}})
+    admin.core.create_namespaced_pod("default", pod)
+    second = {**owner(kept), "controller": False}  # one controller at most
+    shared = {"metadata": {"name": "s", "ownerReferences": [owner(parent), second]}}
+    admin.core.create_namespaced_pod("default", {**shared, "spec": POD_SPEC})
     admin.custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "tj")
     assert [j.metadata.name for j in admin.batch.list_namespaced_job("default").items] == ["kept"]
     (survivor,) = admin.core.list_namespaced_pod("default").items
@@ -302,7 +340,7 @@ def test_garbage_collection_follows_owner_references(cluster):
 
 def test_finalizers_hold_a_dependent_until_they_are_removed(cluster):
     _, admin, _ = cluster
-    tj = create_threshold_job(admin.api, "tj", {"threshold": 0.5})
+    tj = create_threshold_job(admin.api, "tj", SPEC)
     admin.batch.create_namespaced_job(
         "default", job("a", ownerReferences=[owner(tj)], finalizers=["example.com/hold"])
     )
@@ -317,8 +355,8 @@ def test_finalizers_hold_a_dependent_until_they_are_removed(cluster):
 def test_deleting_a_job_orphans_its_pods_unless_told_otherwise(cluster, policy, left):
     _, admin, _ = cluster
     parent = raw(admin.batch.create_namespaced_job("default", job("a"), _preload_content=False))
-    pod = {"metadata": {"name": "p", "ownerReferences": [owner(parent)]}}
-    admin.core.create_namespaced_pod("default", {**pod, "spec": {"containers": [{"name": "c"}]}})
+    pod = {"metadata": {"name": "p", "ownerReferences": [owner(parent)]}, "spec": POD_SPEC}
+    admin.core.create_namespaced_pod("default", pod)
     admin.batch.delete_namespaced_job("a", "default", propagation_policy=policy)
     pods = admin.core.list_namespaced_pod("default").items
     assert len(pods) == left

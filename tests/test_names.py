@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from job_name_rules import (
-    admit_job_names,
-    is_dns1123_label,
-    is_dns1123_subdomain,
-    is_label_value,
-    job_name_errors,
-)
-from k8s_emulator import AdmissionRequest
-from kube_status import StatusError
-from rbac_authz import ANONYMOUS
+from kube_validation import dns_label, dns_subdomain, validate_create
+from kube_validation import label_value as label_errors
 from threshold_operator.api import ThresholdJobSpec
 from threshold_operator.catalog import ComputeContextSpec
 from threshold_operator.crd import crd
@@ -36,7 +28,7 @@ def names() -> list[str]:
         for pattern in ("a", "run1.iter100000.val.", "b-", "c.d-e"):
             name = (pattern * n)[:n].strip(".-") or "x"
             name = name if name[-1].isalnum() else name[:-1] + "z"
-            assert is_dns1123_subdomain(name), name
+            assert dns_subdomain(name) == [], name
             out.append(name)
     return sorted(set(out))
 
@@ -63,10 +55,10 @@ def test_child_names_are_valid_for_every_index_of_the_largest_plan():
     for name in NAMES:
         for role in ("prepare", "work"):
             child = job_name(name, role)
-            assert is_dns1123_subdomain(child) and len(child) <= 63, (name, child)
+            assert dns_subdomain(child) == [] and len(child) <= 63, (name, child)
         last_pod = f"{job_name(name, 'work')}-{MAX_COMPLETIONS - 1}"
-        assert is_dns1123_label(last_pod), (name, last_pod)
-        assert is_label_value(label_value(name)), name
+        assert dns_label(last_pod) == [], (name, last_pod)
+        assert label_errors(label_value(name)) == [], name
 
 
 def test_derivation_is_deterministic_and_never_merges_two_names():
@@ -102,27 +94,28 @@ def test_built_jobs_pass_the_apiservers_name_rules(name):
         prepare_job(body(name), SPEC, context, Settings()),
         work_job(body(name), SPEC, context, Settings(), MAX_COMPLETIONS, "f"),
     ):
-        assert job_name_errors(job) == []
+        assert validate_create("jobs", job) == []
         for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
             assert meta["annotations"][ANNOTATION_NAME] == name
             assert meta["labels"][LABEL_JOB] == label_value(name)
 
 
-def test_the_stand_in_refuses_what_kube_apiserver_refuses():
-    """The rules themselves fire: the names the operator used to write are refused."""
+def test_the_names_the_operator_used_to_write_are_refused():
+    """The rules fire: a 63-character Indexed Job name and a 70-character label value."""
     old_style = {
-        "metadata": {"name": "x" * 58 + "-work", "labels": {LABEL_JOB: "x" * 70}},
-        "spec": {"completionMode": "Indexed", "completions": 10, "template": {"metadata": {}}},
+        "metadata": {"name": "x" * 58 + "-work", "namespace": "d", "labels": {LABEL_JOB: "x" * 70}},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": 10,
+            "template": {
+                "spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}
+            },
+        },
     }
-    request = AdmissionRequest("CREATE", "batch/v1/jobs", "", "d", "n", old_style, None, ANONYMOUS)
-    with pytest.raises(StatusError) as refused:
-        admit_job_names(request)
-    body = refused.value.body
-    assert refused.value.code == 422 and body["reason"] == "Invalid"
-    assert [c["field"] for c in body["details"]["causes"]] == ["metadata.name", "metadata.labels"]
-    assert body["message"].startswith('Job.batch "n" is invalid: [metadata.name: Invalid value: ')
-    assert (
-        "will not able to create pod with invalid DNS label: " + "x" * 58 + "-work-9"
-        in (body["message"])
-    )
-    assert not is_dns1123_subdomain("a..b") and not is_label_value("-a")
+    causes = [str(c) for c in validate_create("jobs", old_style)]
+    assert causes == [
+        f'metadata.labels: Invalid value: "{"x" * 70}": must be no more than 63 characters',
+        f'metadata.name: Invalid value: "{"x" * 58}-work": will not able to create pod with '
+        f"invalid DNS label: {'x' * 58}-work-9",
+    ]
+    assert dns_subdomain("a..b") and label_errors("-a")

@@ -25,6 +25,9 @@ INTERVAL = float(os.environ.get("THRESHOLD_OPERATOR_INTERVAL", "5"))
 RETRY_BACKOFF = float(os.environ.get("THRESHOLD_OPERATOR_RETRY_BACKOFF", "1"))
 RETRY_CAP = 60.0
 RESOURCE = (GROUP, VERSION, PLURAL)
+#: kube-apiserver refuses an Event whose message is over 1024 bytes; kopf cuts at 1024
+#: characters, which is too late for text that is not ASCII (paths, dataset names).
+EVENT_MESSAGE_BYTES = 1024
 
 _reconciler: Reconciler | None = None
 
@@ -85,8 +88,17 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
         if old.get(key) != value:
             patch.status[key] = value
     for kind, reason, message in outcome.events:
-        kopf.event(body, type=kind, reason=reason, message=message)
+        kopf.event(body, type=kind, reason=reason, message=event_message(message))
     metrics.observe(body["metadata"]["namespace"], body["metadata"]["name"], outcome.status)
+
+
+def event_message(text: str, limit: int = EVENT_MESSAGE_BYTES) -> str:
+    """The message cut to `limit` UTF-8 bytes, with an ellipsis where it was cut (the status
+    keeps it whole)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - len(" …".encode())].decode(errors="ignore") + " …"
 
 
 def _plain(obj: Any) -> Any:
