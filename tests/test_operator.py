@@ -227,6 +227,25 @@ def test_a_long_non_ascii_failure_still_gets_its_warning_event(cluster: Cluster,
     )
 
 
+def test_another_jobs_output_fails_the_threshold_job_until_overwrite(cluster: Cluster, data):
+    """The output belongs to the ThresholdJob that wrote it: a second one with another
+    threshold fails in prepare, naming the first; with spec.overwrite it replaces it."""
+    container, values = data
+    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create("first", spec_for(container))
+        assert cluster.wait_phase("first", "Succeeded", "Failed")["phase"] == "Succeeded"
+        cluster.create("second", spec_for(container, threshold=0.7))
+        refused = cluster.wait_phase("second", "Failed", "Succeeded")
+        cluster.create("third", spec_for(container, threshold=0.7, overwrite=True))
+        replaced = cluster.wait_phase("third", "Succeeded", "Failed")
+    assert refused["phase"] == "Failed"
+    assert "holds the result of another job: threshold 0.5" in refused["message"]
+    assert "--overwrite" in refused["message"]
+    assert [n for n, _ in sim.pods_started].count("second-prepare") == 1  # exit 2: no retry
+    assert replaced["phase"] == "Succeeded", replaced
+    assert_thresholded(container, "mask", values, 0.7)
+
+
 def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):
     container, _ = data
     with KopfRunner(OPERATOR, timeout=60):

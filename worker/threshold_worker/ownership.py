@@ -96,8 +96,8 @@ def decide(found: Found, fingerprint: str, overwrite: bool, whole_job: bool, whe
         return Action.CLEAR if overwrite and whole_job else Action.ADOPT
     if not overwrite:
         if isinstance(found, OwnerRecord):
-            what = f"the {'complete' if found.state == 'complete' else 'partial'} result of "
-            what += f"another job: {found.describe()}"
+            done = "complete " if found.state == "complete" else ""  # shards never know
+            what = f"the {done}result of another job: {found.describe()}"
         else:
             what = f"an unreadable owner record ({OWNER_FILE}), maybe another job's result"
         raise OutputConflict(
