@@ -127,7 +127,7 @@ class LocalLease(Lease):
         try:
             _wait_for(lambda: _try_flock(mutex, fcntl.LOCK_EX), self.where)
             own = f"{self.holder.fingerprint}.lock"
-            for name in os.listdir(dfd):
+            for name in self.files.listdir(LEASE_DIR):
                 if name.endswith(".lock") and name != own:
                     self._check(dfd, name)
             fd = os.open(own, flags, 0o666, dir_fd=dfd)

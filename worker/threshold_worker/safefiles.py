@@ -253,7 +253,7 @@ class SafeDir:
 
     def listdir(self, rel: str) -> list[str]:
         fd = self.dir_fd(rel)
-        return os.listdir(fd) if fd is not None else []
+        return _names(fd) if fd is not None else []
 
     # -- whole trees -----------------------------------------------------------------------
 
@@ -300,7 +300,7 @@ class SafeDir:
             return 0
         cutoff = time.time() - max_age
         removed = 0
-        for name in os.listdir(fd):
+        for name in _names(fd):
             with contextlib.suppress(FileNotFoundError):
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if st.st_mtime < cutoff or not stat.S_ISREG(st.st_mode):
@@ -309,15 +309,35 @@ class SafeDir:
         return removed
 
 
+def _fresh(fd: int) -> int:
+    """A new descriptor of folder `fd`, to list it with. A listing reads through the
+    descriptor's position, which forked worker processes share with their parent (and
+    os.listdir/scandir only duplicate it): two listing one cached descriptor at once would
+    each see part of the names."""
+    return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+
+
+def _names(fd: int) -> list[str]:
+    own = _fresh(fd)
+    try:
+        return os.listdir(own)
+    finally:
+        os.close(own)
+
+
 def _entries(fd: int, rel: str, skip: Iterable[str]) -> list[tuple[str, str, bool]]:
     """(name, path, is a real folder) of the entries of folder `fd` (at `rel`) but `skip`."""
     skipped = set(skip)
-    with os.scandir(fd) as entries:
-        return [
-            (e.name, f"{rel}/{e.name}" if rel else e.name, e.is_dir(follow_symlinks=False))
-            for e in entries
-            if e.name not in skipped
-        ]
+    own = _fresh(fd)
+    try:
+        with os.scandir(own) as entries:
+            return [
+                (e.name, f"{rel}/{e.name}" if rel else e.name, e.is_dir(follow_symlinks=False))
+                for e in entries
+                if e.name not in skipped
+            ]
+    finally:
+        os.close(own)
 
 
 def _link(fd: int, name: str, dfd: int) -> bool:
