@@ -69,9 +69,28 @@ def test_a_refusal_names_the_other_job_and_touches_nothing(volume):
     assert after == before
 
 
-def test_an_array_no_job_owns_is_adopted_and_every_block_written(tmp_path):
-    """DaCapo creates the output array, then runs the worker on it; stray markers of an
-    older job in it are dropped, never trusted, and data outside the roi stays."""
+def test_an_empty_array_no_job_owns_is_adopted(tmp_path):
+    """DaCapo creates the output array, then runs the worker on it: adopted, with stray
+    markers of an older job in it dropped, never trusted."""
+    data = blobs((32, 32, 32), seed=5)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    zarr.create_array(str(container), name="mask", shape=data.shape, chunks=(16,) * 3, dtype="u1")
+    stray = container / "mask" / ".threshold-done" / "0123456789abcdef" / "0"
+    stray.mkdir(parents=True)
+    (stray / "0-7").touch()
+    result = run_cli("run", *io_args(container, "raw", container, "mask", 0.5))
+    assert result.code == 0, result
+    assert counts(result.out) == (1, 0)
+    assert_thresholded(container, "mask", data, 0.5)
+    assert not stray.exists()
+    assert owner(container / "mask")["state"] == "complete"
+    assert zarr.open_array(str(container), path="mask").attrs["threshold_job"]["threshold"] == 0.5
+
+
+def test_data_no_job_owns_is_refused_until_overwrite(tmp_path):
+    """An array with data in it, that no record claims: a hand-made mask, or one whose
+    record was lost in a copy. Nothing is mixed into it without --overwrite."""
     data = blobs((32, 32, 32), seed=5)
     container = tmp_path / "a.zarr"
     write_array(container, "raw", data, (16, 16, 16))
@@ -79,23 +98,19 @@ def test_an_array_no_job_owns_is_adopted_and_every_block_written(tmp_path):
         str(container), name="mask", shape=data.shape, chunks=(16, 16, 16), dtype="u1"
     )
     out[...] = 7
-    (container / "mask" / ".threshold-done" / "0123456789abcdef" / "0").mkdir(parents=True)
-    (container / "mask" / ".threshold-done" / "0123456789abcdef" / "0" / "0-7").touch()
-    result = run_cli(
-        "run",
-        *io_args(container, "raw", container, "mask", 0.5),
-        "--roi-offset",
-        "0,0,0",
-        "--roi-shape",
-        "16,32,32",
-    )
-    assert result.code == 0, result
-    assert counts(result.out) == (1, 0)
+    args = [*io_args(container, "raw", container, "mask", 0.5), "--roi-shape", "16,32,32"]
+    refused = run_cli("run", *args)
+    assert refused.code == 2 and "holds data that no threshold-worker job wrote" in refused.err
+    assert (zarr.open_array(str(container), path="mask")[...] == 7).all()
+    replaced = run_cli("run", *args, "--overwrite")
+    assert replaced.code == 0, replaced
     got = zarr.open_array(str(container), path="mask")[...]
     np.testing.assert_array_equal(got[:16], expected(data[:16], 0.5))
-    assert (got[16:] == 7).all()
-    assert not (container / "mask" / ".threshold-done" / "0123456789abcdef").exists()
-    assert owner(container / "mask")["state"] == "complete"
+    assert (got[16:] == 0).all()  # replaced as a whole: nothing of the old data is left
+    # The same output copied without its hidden files: the attributes still name the job.
+    (container / "mask" / OWNER_FILE).unlink()
+    lost = run_cli("run", *io_args(container, "raw", container, "mask", 0.7))
+    assert lost.code == 2 and "whose owner record is lost: threshold 0.5" in lost.err, lost
 
 
 def test_shards_refuse_to_replace_and_run_after_prepare(volume):
@@ -231,3 +246,20 @@ def test_an_overwrite_killed_while_writing_resumes(many_chunks):
     processed, already = counts(again.out)
     assert already == done and processed + already == 1728
     assert_thresholded(container, "m", data, 0.5)
+
+
+def test_overwrite_replaces_an_output_of_the_same_job_that_no_longer_fits(volume):
+    """Damaged metadata in this job's own output: refused without --overwrite; with it, the
+    output is rebuilt, never resumed into the wrong shape."""
+    container, data = volume
+    args = io_args(container, "raw", container, "mask", 0.5)
+    assert run_cli("run", *args, "-n", "1").code == 0
+    meta_path = container / "mask" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["shape"][0] = 8
+    meta_path.write_text(json.dumps(meta))
+    refused = run_cli("run", *args, "-n", "1")
+    assert refused.code == 2 and "exists with shape (8, 48, 56)" in refused.err, refused
+    again = run_cli("run", *args, "-n", "1", "--overwrite")
+    assert again.code == 0 and counts(again.out)[1] == 0, again
+    assert_thresholded(container, "mask", data, 0.5)

@@ -132,15 +132,15 @@ def test_changed_roi_does_not_trust_old_markers(volume):
     assert_thresholded(container, "mask", data, 0.5)
 
 
-def test_overwrite_of_the_same_job_resumes(volume):
-    """--overwrite replaces another job's result; the output of this very job is resumed,
-    so an interrupted --overwrite run can be repeated as it was typed."""
+def test_overwrite_recomputes_a_finished_output_of_the_same_job(volume):
+    """--overwrite on a complete output replaces it, even one of the same job; an
+    interrupted run of the same job resumes instead (test_ownership.py)."""
     container, data = volume
     args = io_args(container, "raw", container, "mask", 0.5)
     assert run_cli("run", *args, "-n", "1").code == 0
     again = run_cli("run", *args, "-n", "1", "--overwrite")
     processed, already, total = counts(again.out)
-    assert (processed, already) == (0, total)
+    assert (processed, already) == (total, 0)
     assert_thresholded(container, "mask", data, 0.5)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -32,13 +33,12 @@ def test_a_chunk_folder_linked_elsewhere_is_refused_and_nothing_outside_is_writt
         p.unlink()
     chunk_dir.rmdir()
     chunk_dir.symlink_to(outside)
-    (container / "mask" / ".threshold-job.json").unlink()  # an output no job owns: adopted
+    shutil.rmtree(container / "mask" / ".threshold-done")  # markers lost: every block redone
     result = _run(container)
     assert result.code == 2, result
     assert result.err.strip().splitlines()[-1] == (
         f"error: output_dataset: {chunk_dir} is a symbolic link (or not a folder) inside the "
-        "output array; the worker never writes through links. Remove it, or pass --overwrite "
-        "to replace the output"
+        "output array, and the worker never writes through links: remove it, then rerun"
     )
     assert sorted(p.name for p in outside.iterdir()) == ["0"]
     assert (outside / "0").read_bytes() == b"precious"

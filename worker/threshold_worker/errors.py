@@ -21,6 +21,17 @@ class WorkerError(Exception):
         self.problem = problem
         super().__init__(f"{field}: {problem}" if field else problem)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Worker processes send their errors to the parent pickled; subclasses take other
+        # arguments, so rebuild from the fields rather than from the constructor.
+        return (_rebuild, (type(self), self.field, self.problem))
+
+
+def _rebuild(cls: type[WorkerError], field: str, problem: str) -> WorkerError:
+    error = cls.__new__(cls)
+    WorkerError.__init__(error, field, problem)
+    return error
+
 
 class JobError(WorkerError):
     """The job cannot go on as written; a retry would fail the same way."""
@@ -50,6 +61,10 @@ class Terminated(BaseException):
 class StorageUnavailable(WorkerError):
     """Storage kept failing in ways that may pass (network, throttling) through all the
     worker's retries: exit 1, so that the Job retries the pod later."""
+
+
+class WorkerDied(WorkerError):
+    """A worker process was killed (out of memory, most often): exit 1, resumable."""
 
 
 def first_error(error: Any, prefix: str = "") -> str:

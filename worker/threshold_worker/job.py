@@ -24,7 +24,17 @@ from .arrays import open_zarr, roi_to_selection, write_unit
 from .errors import InputError
 from .lease import Holder, Lease, lease_for
 from .metadata import AxisMetadata, read_metadata
-from .ownership import Action, Found, OutputArea, OwnerRecord, decide, finished, new_record
+from .ownership import (
+    OWNER_FILE,
+    Action,
+    Found,
+    OutputArea,
+    OwnerRecord,
+    Unreadable,
+    decide,
+    finished,
+    new_record,
+)
 from .plan import Plan
 from .retry import fatal, retry
 from .storage import as_upath, container_url, is_local, open_store, overlap
@@ -68,6 +78,8 @@ class OutputGeometry:
     shards: tuple[int, ...] | None
     zarr_format: int
     exists: bool
+    #: An existing array that is what this job would create (shape, dtype, geometry, layout).
+    fits: bool = False
 
 
 @dataclass
@@ -80,6 +92,8 @@ class Job:
     output: OutputGeometry
     roi: Roi
     plan: Plan
+    #: The existing output's attributes (None when there is none, or it is unreadable).
+    output_attributes: dict[str, Any] | None = None
 
     @property
     def output_meta(self) -> AxisMetadata:
@@ -120,6 +134,19 @@ class Job:
     def output_store(self) -> Any:
         """The output's store, guarded: nothing below the array is reached through a link."""
         return open_store(self.output_path, guard=self.spec.output_dataset)
+
+    def decide(self, area: OutputArea, found: Found, whole_job: bool) -> Action:
+        """What this job may do with the output it found (`ownership.decide`)."""
+        has_data = found is None and area.has_data()
+        return decide(
+            found,
+            has_data,
+            self.plan.fingerprint,
+            self.spec.overwrite,
+            whole_job,
+            self.output.fits,
+            self.where,
+        )
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
@@ -184,21 +211,16 @@ class OutputClaim:
     def _claim(self, store: Any) -> zarr.Array:
         job, area = self.job, self._area
         assert area is not None
-        found = area.read_owner()
-        action = decide(found, job.plan.fingerprint, job.spec.overwrite, self.whole_job, job.where)
+        found = area.read_owner(job.output_attributes)
+        action = job.decide(area, found, self.whole_job)
         if area.files is not None:
             area.files.clean_temporaries()
         if action is Action.RESUME:
             assert isinstance(found, OwnerRecord)
-            try:
-                array = self._open_or_create(store)
-            except Exception:  # metadata damaged since (resolve refused it unless --overwrite)
-                if not job.spec.overwrite:
-                    raise
-            else:
-                self.record = found
-                return array
-            action = Action.CLEAR
+            self.record = found
+            return self._open_or_create(store)
+        if isinstance(found, Unreadable) and area.files is not None:
+            area.files.unlink(OWNER_FILE)  # a link in its place: removed, never followed
         # Markers first: once the record names this job, no old marker may be trusted.
         record = new_record(job.record(), "clearing")
         area.write_owner(record)
@@ -385,37 +407,45 @@ def _agrees(spec: JobSpec, existing: zarr.Array, meta: AxisMetadata, where: str)
             )
 
 
+def _mismatches(
+    existing: zarr.Array, shape: tuple[int, ...], meta: AxisMetadata, where: str
+) -> list[str]:
+    """How an existing output differs from what the job writes (shape, dtype, geometry)."""
+    problems = []
+    if tuple(existing.shape) != shape:
+        problems.append(f"shape {tuple(existing.shape)} (expected {shape})")
+    if np.dtype(existing.dtype) != np.uint8:
+        problems.append(f"dtype {existing.dtype} (expected uint8)")
+    if not problems:
+        out_meta = read_metadata(existing.attrs.asdict(), existing.ndim, where)
+        if out_meta.voxel_size != meta.voxel_size or out_meta.offset != meta.offset:
+            problems.append(
+                f"voxel size {tuple(out_meta.voxel_size)} and offset {tuple(out_meta.offset)}"
+                f" (expected {tuple(meta.voxel_size)} and {tuple(meta.offset)})"
+            )
+    return problems
+
+
+def _layout(existing: zarr.Array) -> tuple[Any, ...]:
+    shards = tuple(existing.shards) if existing.shards else None
+    return tuple(existing.chunks), shards, existing.metadata.zarr_format
+
+
 def _output_geometry(
     spec: JobSpec, source: zarr.Array, meta: AxisMetadata, existing: zarr.Array | None, where: str
 ) -> OutputGeometry:
     shape = tuple(source.shape)
     spatial = meta.spatial_indices
+    problems = _mismatches(existing, shape, meta, where) if existing is not None else []
     if existing is not None and not spec.overwrite:
-        problems = []
-        if tuple(existing.shape) != shape:
-            problems.append(f"shape {tuple(existing.shape)} (expected {shape})")
-        if np.dtype(existing.dtype) != np.uint8:
-            problems.append(f"dtype {existing.dtype} (expected uint8)")
-        if not problems:
-            out_meta = read_metadata(existing.attrs.asdict(), existing.ndim, where)
-            if out_meta.voxel_size != meta.voxel_size or out_meta.offset != meta.offset:
-                problems.append(
-                    f"voxel size {tuple(out_meta.voxel_size)} and offset {tuple(out_meta.offset)}"
-                    f" (expected {tuple(meta.voxel_size)} and {tuple(meta.offset)})"
-                )
         if problems:
             raise InputError(
                 "output_dataset",
                 f"{where} exists with {'; '.join(problems)}; pass --overwrite to replace it",
             )
         _agrees(spec, existing, meta, where)
-        return OutputGeometry(
-            shape=shape,
-            chunks=tuple(existing.chunks),
-            shards=tuple(existing.shards) if existing.shards else None,
-            zarr_format=existing.metadata.zarr_format,
-            exists=True,
-        )
+        chunks, shards, fmt = _layout(existing)
+        return OutputGeometry(shape, chunks, shards, fmt, exists=True, fits=True)
     n = len(spatial)
     _positive("output_chunks", spec.output_chunks, n)
     _positive("output_shards", spec.output_shards, n)
@@ -441,13 +471,9 @@ def _output_geometry(
         raise InputError("zarr_format", f"{fmt} is not 2 or 3")
     if shards and fmt == 2:
         raise InputError("output_shards", "sharding needs zarr format 3, not 2")
-    return OutputGeometry(
-        shape=shape,
-        chunks=tuple(chunks),
-        shards=tuple(shards) if shards else None,
-        zarr_format=fmt,
-        exists=existing is not None,
-    )
+    layout = (tuple(chunks), tuple(shards) if shards else None, fmt)
+    fits = existing is not None and not problems and _layout(existing) == layout
+    return OutputGeometry(shape, *layout, exists=existing is not None, fits=fits)
 
 
 def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
@@ -537,6 +563,7 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
         output=geometry,
         roi=roi,
         plan=plan,
+        output_attributes=existing.attrs.asdict() if existing is not None else None,
     )
     if existing is not None or not is_local(output_path) or os.path.isdir(job.where):
         retry(lambda: _check_owner(job, whole_job), "reading the output's owner", out_where)
@@ -547,8 +574,7 @@ def _check_owner(job: Job, whole_job: bool) -> None:
     """Refuse now, before anything is written, what the claim would refuse later."""
     area = OutputArea(open_store(job.output_path, read_only=True), job.spec.output_dataset)
     try:
-        found: Found = area.read_owner()
+        job.decide(area, area.read_owner(job.output_attributes), whole_job)
     finally:
         if area.files is not None:
             area.files.close()
-    decide(found, job.plan.fingerprint, job.spec.overwrite, whole_job, job.where)

@@ -18,12 +18,13 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
-from .errors import Terminated
+from .errors import Terminated, WorkerDied
 from .job import Job, JobSpec, resolve
 from .markers import BUCKET
 from .worker import BlockWorker, Stats
@@ -181,6 +182,14 @@ def _run_pool(job: Job, worker: BlockWorker, workers: int, bar: tqdm, start: flo
     )
     try:
         stats = _drain(pool, job.plan.total_blocks, workers, counter, bar, start)
+    except BrokenProcessPool:
+        _stop_children()
+        raise WorkerDied(
+            "",
+            "a worker process was killed (out of memory? see `dmesg`); the blocks finished "
+            "before are kept: rerun the same command to resume, with fewer processes (-n) if "
+            "memory is short",
+        ) from None
     except BaseException:
         # Interrupted or failed: hand out nothing more, let each worker record what it
         # finished and end, and do not wait long for it.

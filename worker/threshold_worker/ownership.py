@@ -13,14 +13,12 @@ A job finds the output in one of these situations, and `decide` says what it may
 
 | found | without --overwrite | with --overwrite |
 | --- | --- | --- |
-| no array, or an array no job owns | adopt it: drop stray markers, run | replace it |
-| this job's record (`writing`, `complete`) | resume | resume |
-| this job's record (`clearing`) | finish clearing, run | the same |
-| another job's record (or one unreadable) | refuse (exit 2), naming the job | replace it |
+| no array, or an empty array no job owns (DaCapo creates outputs so) | adopt it | replace it |
+| this job's record, `writing` (interrupted, or written by shards) | resume | resume |
+| this job's record, `complete`, or an array that no longer fits it | resume (or refuse, if it does not fit) | replace it |
+| this job's record, `clearing` (a killed replacement) | finish clearing, run | the same |
+| another job's record, an unreadable one, a job named only in the array's attributes (record lost), or data no job owns | refuse (exit 2), naming what it found | replace it |
 
-Adopting keeps what an array no job owns holds outside the region the job writes (an array
-DaCapo created, a mask being extended); every block of the job is written, since no
-marker is trusted then.
 Only a whole job (`run`, `prepare`, `start-worker` without `--shard`) may replace data;
 the shards of an Indexed Job find the output prepared, or refuse. Every write happens
 inside the output's lease (see `lease`), after all input checks: bad input leaves storage
@@ -42,10 +40,12 @@ from zarr.storage import LocalStore
 from .errors import OutputConflict
 from .lease import LEASE_DIR, utcnow
 from .markers import MARKER_DIR
-from .safefiles import SafeDir
+from .safefiles import TMP_DIR, SafeDir, SymlinkInOutput
 from .storage import local_files
 
 OWNER_FILE = ".threshold-job.json"
+#: zarr's metadata documents (v3, v2): not data.
+METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
 State = Literal["clearing", "writing", "complete"]
 
@@ -65,13 +65,25 @@ class OwnerRecord:
 
 
 class Unreadable:
-    """An owner record that is not one (edited by hand): foreign, like data no job owns."""
+    """An owner record that is not one (edited by hand, or a link): foreign."""
 
     def __init__(self, text: str) -> None:
         self.text = text
 
 
-Found = OwnerRecord | Unreadable | None
+@dataclass(frozen=True)
+class Remembered:
+    """No owner record, but the array's attributes name the job that wrote it (the record
+    was lost, e.g. in a copy that skipped hidden files): that job's result, untrusted."""
+
+    attributes: dict[str, Any]
+
+    def describe(self) -> str:
+        a = self.attributes
+        return f"threshold {a.get('threshold')} on {a.get('input')} (plan {a.get('fingerprint')})"
+
+
+Found = OwnerRecord | Unreadable | Remembered | None
 
 
 class Action(Enum):
@@ -80,37 +92,53 @@ class Action(Enum):
     CLEAR = "clear"  # replace what is there (or finish replacing it)
 
 
-def decide(found: Found, fingerprint: str, overwrite: bool, whole_job: bool, where: str) -> Action:
-    """What a job may do with the output it found; refuses with `OutputConflict`."""
+def decide(
+    found: Found,
+    has_data: bool,
+    fingerprint: str,
+    overwrite: bool,
+    whole_job: bool,
+    fits: bool,
+    where: str,
+) -> Action:
+    """What a job may do with the output it found (see the table above); refuses with
+    `OutputConflict`. `fits`: the existing array is what this job would create."""
     if isinstance(found, OwnerRecord) and found.fingerprint == fingerprint:
-        if found.state != "clearing":
-            return Action.RESUME
-        if not whole_job:
-            raise OutputConflict(
-                "output_dataset",
-                f"{where} is being replaced by this job's prepare step, which did not finish; "
-                "rerun `threshold-worker prepare` (or `run`) for it first",
-            )
-        return Action.CLEAR
-    if found is None:
+        if found.state == "clearing" or (overwrite and (found.state == "complete" or not fits)):
+            if not whole_job:
+                raise _prepare_first(where)
+            return Action.CLEAR
+        return Action.RESUME
+    if found is None and not has_data:
         return Action.CLEAR if overwrite and whole_job else Action.ADOPT
     if not overwrite:
         if isinstance(found, OwnerRecord):
             done = "complete " if found.state == "complete" else ""  # shards never know
             what = f"the {done}result of another job: {found.describe()}"
-        else:
+        elif isinstance(found, Remembered):
+            what = f"the result of a job whose owner record is lost: {found.describe()}"
+        elif isinstance(found, Unreadable):
             what = f"an unreadable owner record ({OWNER_FILE}), maybe another job's result"
+        else:
+            what = "data that no threshold-worker job wrote"
+        how = "pass --overwrite to replace it" if whole_job else _PREPARE
         raise OutputConflict(
-            "output_dataset",
-            f"{where} holds {what}; pass --overwrite to replace it, or choose another output",
+            "output_dataset", f"{where} holds {what}; {how}, or choose another output"
         )
     if not whole_job:
-        raise OutputConflict(
-            "output_dataset",
-            f"{where} must be replaced before the shards of a job can write it: run "
-            "`threshold-worker prepare --overwrite` (or `run --overwrite`) first",
-        )
+        raise _prepare_first(where)
     return Action.CLEAR
+
+
+_PREPARE = "run `threshold-worker prepare --overwrite` (or `run --overwrite`) first to replace it"
+
+
+def _prepare_first(where: str) -> OutputConflict:
+    return OutputConflict(
+        "output_dataset",
+        f"{where} must be replaced (or its replacement finished) before the shards of a job "
+        f"can write it: {_PREPARE}",
+    )
 
 
 class OutputArea:
@@ -129,13 +157,18 @@ class OutputArea:
     def _key(self, name: str) -> str:
         return f"{self.dataset}/{name}"
 
-    def read_owner(self) -> Found:
+    def read_owner(self, attributes: dict[str, Any] | None = None) -> Found:
+        """The owner record; without one, the job the array's attributes name, if any."""
         if self.files is not None:
-            data = self.files.read(OWNER_FILE)
+            try:
+                data = self.files.read(OWNER_FILE)
+            except SymlinkInOutput:
+                return Unreadable("a symbolic link")
         else:
             data = _sync(_get(self.store, self._key(OWNER_FILE)))
         if data is None:
-            return None
+            job = (attributes or {}).get("threshold_job")
+            return Remembered(job) if isinstance(job, dict) else None
         try:
             return OwnerRecord(**json.loads(data))
         except (ValueError, TypeError):
@@ -147,6 +180,21 @@ class OutputArea:
             self.files.write(OWNER_FILE, data)
         else:
             _sync(_set(self.store, self._key(OWNER_FILE), data))
+
+    def has_data(self) -> bool:
+        """Whether anything but metadata and this tool's bookkeeping is stored (stops at the
+        first chunk it finds)."""
+        skip = (OWNER_FILE, MARKER_DIR, LEASE_DIR, TMP_DIR, *METADATA)
+        if self.files is not None:
+            return next(self.files.files(skip=skip), None) is not None
+
+        async def first() -> bool:
+            async for name in self.store.list_dir(self.dataset + "/"):
+                if name.rstrip("/") not in skip:
+                    return True
+            return False
+
+        return bool(_sync(first()))
 
     def clear_markers(self) -> None:
         self._delete_dir(MARKER_DIR)

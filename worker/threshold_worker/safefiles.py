@@ -40,8 +40,8 @@ class SymlinkInOutput(StorageError):
     def __init__(self, path: str) -> None:
         super().__init__(
             "output_dataset",
-            f"{path} is a symbolic link (or not a folder) inside the output array; the worker "
-            "never writes through links. Remove it, or pass --overwrite to replace the output",
+            f"{path} is a symbolic link (or not a folder) inside the output array, and the "
+            "worker never writes through links: remove it, then rerun",
         )
 
 
@@ -271,7 +271,11 @@ class SafeDir:
 
     def remove_tree(self, rel: str = "", keep: Iterable[str] = ()) -> int:
         """Delete everything below `rel` except the top-level names in `keep`, bottom up,
-        never following a link; returns the number of files removed."""
+        never following a link (a link, even at `rel`, is itself removed); returns the
+        number of files removed."""
+        if rel and not self._is_dir(rel):
+            self.unlink(rel)
+            return 1
         fd = self.dir_fd(rel)
         if fd is None:
             return 0
@@ -287,6 +291,17 @@ class SafeDir:
                     os.unlink(name, dir_fd=fd)
                 removed += 1
         return removed
+
+    def _is_dir(self, rel: str) -> bool:
+        """Whether `rel` is a real folder (not a link to one); True if it is missing."""
+        head, _, name = rel.rpartition("/")
+        dfd = self.dir_fd(head)
+        if dfd is None:
+            return True
+        try:
+            return stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return True
 
     def _forget(self, rel: str) -> None:
         for key in [k for k in self._fds if k == rel or k.startswith(rel + "/")]:
