@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from threshold_worker.errors import OutputConflict
 from threshold_worker.lease import Holder, LocalLease, RemoteLease
 from threshold_worker.ownership import OWNER_FILE
 from threshold_worker.safefiles import SafeDir
+from threshold_worker.storage import open_store
 
 
 def holder(fingerprint: str, threshold: float = 0.5) -> Holder:
@@ -196,3 +198,64 @@ def test_jobs_on_s3_are_refused_while_another_writes(s3_server, request):
         other.release()
     assert result.returncode == 2, result.stderr
     assert "being written by another job right now (threshold 0.9, plan ffff" in result.stderr
+
+
+def test_a_writer_paused_past_its_lease_on_s3_writes_nothing_after_it_wakes(
+    s3_server, request, tmp_path
+):
+    """kill -STOP a run on S3 until its lease lapses; another job takes the output and
+    finishes; kill -CONT: the first one finds its lease gone and stops. S3 cannot fence off
+    the requests that were in flight when it froze (at most 4 blocks a process): if any
+    landed, the first run says so and how to repair; it never writes a block more."""
+    data = blobs((64, 64, 64), seed=14)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    url = f"s3://lab-data/{request.node.name}/out.zarr"
+    env = {**os.environ, **s3_server, "THRESHOLD_LEASE_TTL": "2"}
+    common = ["--output-chunks", "8,8,8", "--block-shape", "8,8,8", "-n", "1"]
+    first = subprocess.Popen(
+        [str(BIN / "threshold-worker"), "run", *io_args(container, "raw", url, "m", 0.3), *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    fs = UPath(url).fs
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and first.poll() is None:
+        fs.invalidate_cache()
+        if fs.exists(f"lab-data/{request.node.name}/out.zarr/m/c"):
+            break
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before it could be paused"
+    first.send_signal(signal.SIGSTOP)
+    time.sleep(3.5)  # past the TTL: the first run's heartbeat object goes stale
+    second = subprocess.run(
+        [str(BIN / "threshold-worker"), "run", *io_args(container, "raw", url, "m", 0.7), *common,
+         "--overwrite"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )  # fmt: skip
+    first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert first.returncode in (1, 2), err
+    assert "lease on" in err, err
+    out = zarr.open_array(open_store(UPath(url), read_only=True), path="m", mode="r")[...]
+    wrong = out != expected(data, 0.7)
+    blocks = {(z // 8, y // 8, x // 8) for z, y, x in zip(*np.nonzero(wrong), strict=True)}
+    assert len(blocks) <= 4, f"{len(blocks)} blocks of the first job leaked into the second's"
+    if blocks:
+        assert "rerun that job with --overwrite" in err, err
+        repair = subprocess.run(
+            [str(BIN / "threshold-worker"), "run", *io_args(container, "raw", url, "m", 0.7),
+             *common, "--overwrite"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        assert repair.returncode == 0, repair.stderr
+        out = zarr.open_array(open_store(UPath(url), read_only=True), path="m", mode="r")[...]
+        np.testing.assert_array_equal(out, expected(data, 0.7))

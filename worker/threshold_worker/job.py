@@ -22,7 +22,7 @@ from upath import UPath
 
 from .arrays import open_zarr, roi_to_selection, write_unit
 from .errors import InputError
-from .lease import Holder, Lease, lease_for
+from .lease import Freshness, Holder, Lease, lease_for
 from .metadata import AxisMetadata, read_metadata
 from .ownership import (
     OWNER_FILE,
@@ -240,9 +240,16 @@ class OutputClaim:
         except (FileNotFoundError, zarr.errors.ArrayNotFoundError):
             return self.job._create_output(store)
 
+    @property
+    def freshness(self) -> Freshness | None:
+        """The check every write makes that the lease is still ours (None: it cannot lapse)."""
+        return self._lease.freshness if self._lease is not None else None
+
     def complete(self) -> None:
         """Every block of the job has its marker: say so in the owner record."""
         assert self._area is not None and self.record is not None
+        if self.freshness is not None:
+            self.freshness.check()
         self.record = finished(self.record)
         self._area.write_owner(self.record)
 

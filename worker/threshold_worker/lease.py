@@ -25,6 +25,7 @@ import datetime as dt
 import fcntl
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 
 from upath import UPath
 
-from .errors import OutputConflict
+from .errors import OutputConflict, StorageUnavailable
 from .safefiles import SafeDir
 
 logger = logging.getLogger(__name__)
@@ -91,8 +92,57 @@ def _busy(where: str, who: str) -> OutputConflict:
     )
 
 
+class Freshness:
+    """Whether a lease is still ours, shared with forked worker processes.
+
+    An object-store lease lapses when its heartbeat stops (a paused or cut-off process);
+    another job may then take the output. Every block and marker write first asks
+    `check()`: after a lapse nothing more is written. `confirmed` is the monotonic time
+    (the same clock in every process of the machine) of the last beat that proved the
+    lease still ours; `lost` is set once another job is seen to have taken it.
+    """
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+        self.confirmed = ctx.Value("d", time.monotonic(), lock=False)
+        self.lost = ctx.Value("b", 0, lock=False)
+        self.where = ""
+
+    def check_after_write(self, started: float) -> None:
+        """After a write that began at monotonic time `started`: if the lease went silent for
+        longer than the TTL meanwhile (the process was frozen with the write in flight),
+        another job may have taken the output, and the write may have landed in its result.
+        Object stores cannot fence that off, so say so, loudly, with what to do."""
+        if time.monotonic() - max(self.confirmed.value, started) > ttl():
+            raise OutputConflict(
+                "output_dataset",
+                f"this process was frozen for longer than the lease on {self.where} lasts "
+                f"({ttl():.0f} s) while it wrote blocks; if another job took the output over "
+                "meanwhile, those blocks may have landed in its result: rerun that job with "
+                "--overwrite to be sure",
+            )
+
+    def check(self) -> None:
+        if self.lost.value:
+            raise OutputConflict(
+                "output_dataset",
+                f"the lease on {self.where} lapsed while this process was paused or cut off, "
+                "and another job has taken the output since; this run stops without writing",
+            )
+        silent = time.monotonic() - self.confirmed.value
+        if silent > ttl() / 2:
+            raise StorageUnavailable(
+                "output_container",
+                f"the lease on {self.where} could not be renewed for {silent:.0f} s; stopping "
+                "so as not to write where another job may have taken over: rerun to resume",
+            )
+
+
 class Lease:
     """A held lease; `release` (or the context manager) gives it up."""
+
+    #: None where the lease cannot lapse while its holder lives (flock).
+    freshness: Freshness | None = None
 
     def release(self) -> None:
         raise NotImplementedError
@@ -189,6 +239,8 @@ class RemoteLease(Lease):
         self.member = f"{self.base}/members/{holder.fingerprint}/{uuid.uuid4().hex}"
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        self.freshness = Freshness()
+        self.freshness.where = where
 
     def _server_now(self) -> dt.datetime:
         probe = f"{self.base}/clock/{uuid.uuid4().hex}"
@@ -238,11 +290,33 @@ class RemoteLease(Lease):
                 self.fs.rm_file(self.mutex)
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(ttl() / 6):
+        fresh = self.freshness
+        assert fresh is not None
+        fresh.confirmed.value = time.monotonic()
+        while not self._stop.wait(ttl() / 6) and not fresh.lost.value:
+            started = time.monotonic()
             try:
+                if started - fresh.confirmed.value > ttl() / 2 and self._taken():
+                    fresh.lost.value = 1
+                    logger.error("the lease on %s was taken by another job", self.where)
+                    return
                 self.fs.pipe_file(self.member, self.holder.to_bytes())
-            except Exception as e:  # the next beat may pass; a lapse only lets others in late
+                fresh.confirmed.value = started
+            except Exception as e:  # the next beat may pass; writes wait for it
                 logger.warning("lease heartbeat for %s failed: %s", self.where, e)
+
+    def _taken(self) -> bool:
+        """After a silence long enough for others to think this holder dead: whether one
+        did (its member object removed as stale, or another job's is live)."""
+        self.fs.invalidate_cache()
+        if not self.fs.exists(self.member):
+            return True
+        now = self._server_now()
+        return any(
+            path.rsplit("/", 2)[-2] != self.holder.fingerprint
+            and (now - info["LastModified"]).total_seconds() <= ttl()
+            for path, info in self.fs.find(f"{self.base}/members", detail=True).items()
+        )
 
     def _drop_member(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from .errors import Terminated, WorkerDied
 from .job import Job, JobSpec, resolve
+from .lease import Freshness
 from .markers import BUCKET
 from .worker import BlockWorker, Stats
 
@@ -41,14 +42,14 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _init(spec: JobSpec | None, progress: Any) -> None:
+def _init(spec: JobSpec | None, progress: Any, freshness: Freshness | None) -> None:
     """Set up a worker process; `spec` is None when it was forked with `_worker` set."""
     global _worker, _progress
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler
     if spec is not None:
-        _worker = BlockWorker(resolve(spec))
+        _worker = BlockWorker(resolve(spec), freshness=freshness)
     _progress = progress
 
 
@@ -115,15 +116,17 @@ def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None =
     """Claim the output and process every block of the job."""
     job = resolve(spec)
     with job.claim() as claim:
-        summary = _run(job, workers, progress)
+        summary = _run(job, workers, progress, claim.freshness)
         claim.complete()
     return summary
 
 
-def _run(job: Job, workers: int | None, progress: bool | None) -> Summary:
+def _run(
+    job: Job, workers: int | None, progress: bool | None, freshness: Freshness | None
+) -> Summary:
     total = job.plan.total_blocks
     workers = max(1, min(workers or os.cpu_count() or 1, total))
-    worker = BlockWorker(job)
+    worker = BlockWorker(job, freshness=freshness)
     already = worker.markers.count_done(range(total))
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(
@@ -178,7 +181,7 @@ def _run_pool(job: Job, worker: BlockWorker, workers: int, bar: tqdm, start: flo
         workers,
         mp_context=ctx,
         initializer=_init,
-        initargs=(None if inherit else job.spec, counter),
+        initargs=(None if inherit else job.spec, counter, worker.freshness),
     )
     try:
         stats = _drain(pool, job.plan.total_blocks, workers, counter, bar, start)

@@ -57,7 +57,44 @@ def open_store(container: UPath, *, read_only: bool = False, guard: str | None =
     options: dict[str, Any] = dict(container.storage_options)
     options.setdefault("asynchronous", True)
     options.pop("auto_mkdir", None)
-    return FsspecStore.from_url(str(container), storage_options=options, read_only=read_only)
+    remote = FsspecStore.from_url(str(container), storage_options=options, read_only=read_only)
+    return CheckedStore(remote) if guard and not read_only else remote
+
+
+class CheckedStore(WrapperStore[Store]):
+    """An object store whose every write first calls `check` (when set): the output's
+    lease must still be this job's, so that a paused process that lost it writes nothing."""
+
+    def __init__(self, store: Store, check: Any = None) -> None:
+        super().__init__(store)
+        self.check = check
+
+    def _with_store(self, store: Store) -> CheckedStore:
+        return type(self)(store, self.check)
+
+    def _before_write(self) -> None:
+        if self.check is not None:
+            self.check()
+
+    async def set(self, key: str, value: Any) -> None:
+        self._before_write()
+        await self._store.set(key, value)
+
+    async def set_if_not_exists(self, key: str, value: Any) -> None:
+        self._before_write()
+        await self._store.set_if_not_exists(key, value)
+
+    async def _set_many(self, values: Iterable[tuple[str, Any]]) -> None:
+        for key, value in values:
+            await self.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        self._before_write()
+        await self._store.delete(key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        self._before_write()
+        await self._store.delete_dir(prefix)
 
 
 def local_files(store: Store) -> tuple[SafeDir, str] | None:

@@ -21,8 +21,10 @@ from .chunkio import DirectBlockIO
 from .errors import InputError
 from .job import Job, JobSpec, resolve
 from .kernel import threshold_block
+from .lease import Freshness
 from .markers import DoneMarkers
 from .retry import retry
+from .storage import CheckedStore
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +56,13 @@ class BlockWorker:
     #: decide throughput. Local disks: one at a time (the processes fill the cores).
     REMOTE_CONCURRENCY = 4
 
-    def __init__(self, job: Job, direct: bool = True) -> None:
+    def __init__(self, job: Job, direct: bool = True, freshness: Freshness | None = None) -> None:
         self.job = job
+        self.freshness = freshness
         self.output = job.open_output()
+        store = self.output.store_path.store
+        if freshness is not None and isinstance(store, CheckedStore):
+            store.check = freshness.check  # every chunk and marker write asks first
         self.direct = DirectBlockIO.maybe(job.input, self.output) if direct else None
         self._local = threading.local()
         self.remote = job.remote
@@ -77,11 +83,14 @@ class BlockWorker:
 
         def one(block_id: int) -> None:
             selection = self.job.block_selection(block_id)
+            began = time.monotonic()
             fg = retry(
                 lambda: self._threshold(selection, self.job.spec.threshold),
                 f"block {block_id}",
                 self.job.where,
             )
+            if self.freshness is not None:
+                self.freshness.check_after_write(began)
             voxels = _voxels(selection, self.job.input.shape)
             pending.add(block_id)
             with lock:
@@ -194,7 +203,7 @@ def run_shard(
             blocks.stop - 1,
             job.plan.total_blocks,
         )
-        stats = BlockWorker(job).process(blocks)
+        stats = BlockWorker(job, freshness=claim.freshness).process(blocks)
         if whole:
             claim.complete()
     logger.info(
