@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -263,3 +264,21 @@ def test_overwrite_replaces_an_output_of_the_same_job_that_no_longer_fits(volume
     again = run_cli("run", *args, "-n", "1", "--overwrite")
     assert again.code == 0 and counts(again.out)[1] == 0, again
     assert_thresholded(container, "mask", data, 0.5)
+
+
+def test_a_re_created_input_at_the_same_path_is_a_new_job(tmp_path):
+    """DaCapo predicts again into the same path: the old mask's markers must not be
+    trusted, and the refusal says why the same-looking job is another."""
+    container = tmp_path / "in.zarr"
+    out = tmp_path / "out.zarr"
+    args = io_args(container, "raw", out, "mask", 0.5)
+    write_array(container, "raw", blobs((32, 32, 32), seed=1), (16, 16, 16))
+    assert run_cli("run", *args).code == 0
+    shutil.rmtree(container)
+    again = blobs((32, 32, 32), seed=2)
+    write_array(container, "raw", again, (16, 16, 16))
+    refused = run_cli("run", *args)
+    assert refused.code == 2 and "the input was re-created since" in refused.err, refused
+    replaced = run_cli("run", *args, "--overwrite")
+    assert replaced.code == 0 and counts(replaced.out) == (1, 0), replaced
+    assert_thresholded(out, "mask", again, 0.5)

@@ -146,6 +146,7 @@ class Job:
             whole_job,
             self.output.fits,
             self.where,
+            (self.record()["input"], float(self.spec.threshold)),
         )
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
@@ -539,6 +540,7 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
             "chunks": list(write_unit(source)),
             "voxel_size": list(meta.voxel_size),
             "offset": list(meta.offset),
+            "version": input_version(input_path, spec.input_dataset),
         },
         "output": {
             "url": container_url(output_path),
@@ -575,6 +577,28 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
     if existing is not None or not is_local(output_path) or os.path.isdir(job.where):
         retry(lambda: _check_owner(job, whole_job), "reading the output's owner", out_where)
     return job
+
+
+def input_version(container: UPath, dataset: str) -> str:
+    """Which version of the input array this is: the identity of its metadata document,
+    which a re-created array (DaCapo predicting again into the same path) changes. Done-
+    markers of a job on an older version are then not trusted."""
+    for name in ("zarr.json", ".zarray"):
+        if is_local(container):
+            try:
+                st = os.stat(os.path.join(container.path, dataset, name))
+            except FileNotFoundError:
+                continue
+            return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+        path = container / dataset / name
+        try:
+            info = path.fs.info(path.path)
+        except FileNotFoundError:
+            continue
+        return ":".join(
+            str(info.get(k)) for k in ("ETag", "LastModified", "generation", "mtime", "size")
+        )
+    return ""
 
 
 def _check_owner(job: Job, whole_job: bool) -> None:

@@ -110,32 +110,33 @@ class Freshness:
 
     def check_after_write(self, started: float) -> None:
         """After a write that began at monotonic time `started`: if the lease went silent for
-        longer than the TTL meanwhile (the process was frozen with the write in flight),
-        another job may have taken the output, and the write may have landed in its result.
-        Object stores cannot fence that off, so say so, loudly, with what to do."""
+        longer than the TTL meanwhile (the process froze with the write in flight), another
+        job may have taken the output, and the write may have landed in its result."""
         if time.monotonic() - max(self.confirmed.value, started) > ttl():
-            raise OutputConflict(
-                "output_dataset",
-                f"this process was frozen for longer than the lease on {self.where} lasts "
-                f"({ttl():.0f} s) while it wrote blocks; if another job took the output over "
-                "meanwhile, those blocks may have landed in its result: rerun that job with "
-                "--overwrite to be sure",
-            )
+            raise self._lapsed()
 
     def check(self) -> None:
-        if self.lost.value:
-            raise OutputConflict(
-                "output_dataset",
-                f"the lease on {self.where} lapsed while this process was paused or cut off, "
-                "and another job has taken the output since; this run stops without writing",
-            )
+        """Before a write: the lease must have been confirmed lately."""
         silent = time.monotonic() - self.confirmed.value
+        if self.lost.value or silent > ttl():
+            raise self._lapsed()
         if silent > ttl() / 2:
             raise StorageUnavailable(
                 "output_container",
                 f"the lease on {self.where} could not be renewed for {silent:.0f} s; stopping "
                 "so as not to write where another job may have taken over: rerun to resume",
             )
+
+    def _lapsed(self) -> OutputConflict:
+        # Object stores cannot fence off requests that were in flight when the process
+        # froze: say so, loudly, with what to do.
+        return OutputConflict(
+            "output_dataset",
+            f"the lease on {self.where} lapsed (this process was frozen or cut off for longer "
+            f"than {ttl():.0f} s) and another job may have taken the output over; this run "
+            "stops. Blocks it was writing when it froze may have landed in that job's result: "
+            "rerun that job with --overwrite to be sure",
+        )
 
 
 class Lease:

@@ -100,9 +100,11 @@ def decide(
     whole_job: bool,
     fits: bool,
     where: str,
+    mine: tuple[str, float] = ("", float("nan")),
 ) -> Action:
     """What a job may do with the output it found (see the table above); refuses with
-    `OutputConflict`. `fits`: the existing array is what this job would create."""
+    `OutputConflict`. `fits`: the existing array is what this job would create; `mine`:
+    this job's input and threshold, to explain a refusal of a job that looks the same."""
     if isinstance(found, OwnerRecord) and found.fingerprint == fingerprint:
         if found.state == "clearing" or (overwrite and (found.state == "complete" or not fits)):
             if not whole_job:
@@ -115,6 +117,11 @@ def decide(
         if isinstance(found, OwnerRecord):
             done = "complete " if found.state == "complete" else ""  # shards never know
             what = f"the {done}result of another job: {found.describe()}"
+            if (found.input, found.threshold) == mine:
+                what += (
+                    " -- the same input path and threshold, so the input was re-created "
+                    "since, or another parameter (roi, block shape, layout) differs"
+                )
         elif isinstance(found, Remembered):
             what = f"the result of a job whose owner record is lost: {found.describe()}"
         elif isinstance(found, Unreadable):
