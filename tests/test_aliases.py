@@ -150,3 +150,29 @@ def test_dataset_names_with_dot_segments_are_refused(uint8_input, name, field):
     assert len(result.err.strip().splitlines()) == 1
     _unchanged(container, data)
     assert sorted(p.name for p in container.iterdir()) == ["raw", "zarr.json"]
+
+
+def test_an_input_reached_through_a_link_inside_the_output_is_refused(uint8_input, tmp_path):
+    """The input spelled through a link planted inside the output array: replacing the
+    output would delete the link, and the input would read as empty."""
+    container, data = uint8_input
+    out = tmp_path / "out.zarr"
+    assert run_cli("run", *io_args(container, "raw", out, "mask", 100)).code == 0
+    link = out / "mask" / "c" / "link.zarr"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(container)
+    result = run_cli("run", *io_args(link, "raw", out, "mask", 0), "--overwrite")
+    _refused(result, "contains the input array")
+    assert link.is_symlink()
+    _unchanged(container, data)
+
+
+def test_file_urls_are_read_as_rfc_8089_says(uint8_input, tmp_path):
+    """file://localhost/path and percent-escapes name the same local path, never a folder
+    called 'localhost' or 'in%2Ezarr' below the working directory."""
+    container, _ = uint8_input
+    for url in (f"file://localhost{tmp_path}/a.zarr", f"file://{tmp_path}/b%2Ezarr"):
+        assert run_cli("run", *io_args(container, "raw", url, "m", 100)).code == 0
+    assert (tmp_path / "a.zarr" / "m" / "zarr.json").is_file()
+    assert (tmp_path / "b.zarr" / "m" / "zarr.json").is_file()
+    assert not Path("localhost").exists() and not (tmp_path / "b%2Ezarr").exists()

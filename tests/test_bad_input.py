@@ -164,6 +164,43 @@ CASES = [
         ("output_dataset", "'.' or '..' segment"),
     ),
     Case(
+        "output inside another array",
+        lambda t: std(t, od="mask/sub"),
+        ("output_dataset", "would lie inside the array", "/in.zarr/mask"),
+        setup=_existing_output,
+    ),
+    Case(
+        "empty output container",
+        lambda t: io_args(t / "in.zarr", "raw", "", "m", 0.5),
+        ("output_container", "empty"),
+    ),
+    Case(
+        "file URL naming another host",
+        lambda t: io_args(t / "in.zarr", "raw", "file://elsewhere/o.zarr", "m", 0.5),
+        ("output_container", "names the host 'elsewhere'"),
+    ),
+    Case(
+        "in-memory container",
+        lambda t: io_args(t / "in.zarr", "raw", "memory://o.zarr", "m", 0.5),
+        ("output_container", "memory:// lives inside one process"),
+    ),
+    *(
+        Case(
+            f"reserved dataset name {name}",
+            lambda t, name=name: std(t, od=name),
+            ("output_dataset", "reserved"),
+        )
+        for name in ("zarr.json", "a/.zgroup", ".zarray", "m/.zattrs")
+    ),
+    Case(
+        "backslash in a dataset name", lambda t: std(t, od="a\\b"), ("output_dataset", "backslash")
+    ),
+    Case(
+        "dataset name longer than a file name may be",
+        lambda t: std(t, od="m" * 256),
+        ("output_dataset", "longer than 255 bytes"),
+    ),
+    Case(
         "output equals input", lambda t: std(t, od="raw"), ("output_dataset", "is the input array")
     ),
     Case(

@@ -24,6 +24,7 @@ from conftest import (
     run_cli,
     write_array,
 )
+from threshold_worker.errors import DamagedInput
 from threshold_worker.job import JobSpec, resolve
 from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
 from threshold_worker.worker import BlockWorker
@@ -68,7 +69,7 @@ def test_a_failing_block_keeps_the_blocks_finished_before_it(tmp_path):
     chunk = container / "raw" / "c" / "2" / "0" / "0"  # the input of block 2 of 4
     good = chunk.read_bytes()
     chunk.write_bytes(b"not zstd")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(DamagedInput, match=r"raw/c/2/0/0 cannot be decoded"):
         BlockWorker(job).process(range(4))
     assert marker_blocks(container / "mask") == {0, 1}
 

@@ -271,8 +271,11 @@ def test_a_shard_that_fails_once_succeeds_on_retry(cluster: Cluster, data):
 
 def test_a_shard_exhausting_its_retries_fails_the_job_naming_its_blocks(cluster: Cluster, data):
     container, _ = data
-    # Shard 2 of 4 holds blocks 6-8; block 6 reads input chunk (1, 1, 0): make it unreadable.
-    (container / "raw" / "c" / "1" / "1" / "0").write_bytes(b"not zstd")
+    # Shard 2 of 4 holds blocks 6-8; block 6 reads input chunk (1, 1, 0): make it unreadable
+    # in a way the worker cannot call bad input (a folder where the chunk file should be).
+    chunk = container / "raw" / "c" / "1" / "1" / "0"
+    chunk.unlink()
+    chunk.mkdir()
     with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
         cluster.create("broken", spec_for(container, retries={"perShard": 1}))
         status = cluster.wait_phase("broken", "Failed", "Succeeded")
@@ -284,6 +287,22 @@ def test_a_shard_exhausting_its_retries_fails_the_job_naming_its_blocks(cluster:
     assert sim.pods_started.count(("broken-work", 2)) == 2
     assert status["shards"]["failedIndexes"] == "2"
     assert status["blocks"]["failed"] == 3
+
+
+def test_a_damaged_input_chunk_fails_its_shard_at_once_naming_it(cluster: Cluster, data):
+    """A chunk its codec cannot decode is damaged input: exit 2, the index fails without
+    retries, and the ThresholdJob names the chunk."""
+    container, _ = data
+    (container / "raw" / "c" / "1" / "1" / "0").write_bytes(b"not zstd")
+    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+        cluster.create("damaged", spec_for(container, retries={"perShard": 3}))
+        status = cluster.wait_phase("damaged", "Failed", "Succeeded")
+    assert status["phase"] == "Failed", status
+    assert status["message"].startswith(
+        "shard 2 (blocks 6-8) failed: input_dataset: raw/c/1/1/0 cannot be decoded"
+    )
+    assert status["message"].endswith("(exit code 2: not retried, no retry can fix it)")
+    assert sim.pods_started.count(("damaged-work", 2)) == 1
 
 
 def test_operator_restarts_create_no_duplicates(cluster: Cluster, data):

@@ -131,3 +131,15 @@ def test_stale_temporaries_are_removed_when_a_run_starts(volume):
     assert _run(container).code == 0
     assert not stale.exists() and fresh.exists()
     assert_thresholded(container, "mask", data, 0.5)
+
+
+def test_a_link_in_the_lease_folder_is_refused_at_once(volume, tmp_path):
+    container, _ = volume
+    assert _run(container).code == 0
+    mutex = container / "mask" / ".threshold-lease" / "mutex"
+    mutex.unlink()
+    mutex.symlink_to(tmp_path / "elsewhere")
+    result = _run(container)
+    assert result.code == 2, result
+    assert f"{mutex} is a symbolic link" in result.err and "retrying" not in result.err
+    assert not (tmp_path / "elsewhere").exists()

@@ -9,8 +9,10 @@ a real S3 server (moto) stopped and started again in the middle of a run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -55,7 +57,8 @@ def dense(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return container, data
 
 
-def test_a_full_disk_fails_at_once_naming_the_path(dense, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_full_disk_fails_at_once_naming_the_path(dense, tmp_path, workers):
     container, _ = dense
     full = tmp_path / "full"
     full.mkdir()
@@ -68,7 +71,7 @@ def test_a_full_disk_fails_at_once_naming_the_path(dense, tmp_path):
         "run",
         *io_args(container, "raw", full / "out.zarr", "mask", 0.3),
         "-n",
-        "1",
+        workers,
         "--block-shape",
         "16,16,16",
         env={"TMPFS": str(full)},
@@ -137,6 +140,79 @@ def test_an_input_this_user_cannot_read(shared_dir):
     assert line.startswith("error: input_"), line
     assert "permission denied" in line.lower() and str(container) in line
     assert not (out / "o.zarr").exists()
+
+
+def test_a_chunk_of_the_input_this_user_cannot_read_is_named(shared_dir):
+    """Refused in the middle of a run: the line names the chunk's path and the input."""
+    data = blobs((16, 16, 16), seed=1)
+    container = shared_dir / "in.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    for p in [container, *container.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    chunk = container / "raw" / "c" / "1" / "1" / "1"
+    chunk.chmod(0o600)
+    out = shared_dir / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    result = as_nobody("run", *io_args(container, "raw", out / "o.zarr", "m", 0.5), "-n", "1")
+    assert result.returncode == 2, result
+    assert one_line(result.stderr) == (
+        f"error: input_container: permission denied on {chunk}: Permission denied; make it "
+        "readable for this user (uid 65534), or fix the credentials' permissions, then rerun"
+    )
+
+
+def test_an_options_file_this_user_cannot_read_is_skipped(shared_dir):
+    """~/.config of another user (HOME left pointing at it): optional, so not fatal."""
+    data = blobs((16, 16, 16), seed=1)
+    container = shared_dir / "in.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    for p in [container, *container.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    home = shared_dir / "home"
+    (home / ".config" / "threshold-operator").mkdir(parents=True)
+    options = home / ".config" / "threshold-operator" / "threshold.yaml"
+    options.write_text("compute_context: {type: Local}\n")
+    options.chmod(0o600)
+    out = shared_dir / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", WORKER, "run",
+         *io_args(container, "raw", out / "o.zarr", "m", 0.5)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(home)},
+        cwd=str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"options file {options} cannot be read (Permission denied); skipped" in result.stderr
+
+
+def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path):
+    """A worker process killed (the out-of-memory killer, say): exit 1, resumable."""
+    container = tmp_path / "in.zarr"
+    zarr.create_array(
+        str(container), name="raw", shape=(512,) * 3, chunks=(16,) * 3, dtype="f4", fill_value=1
+    )
+    proc = subprocess.Popen(
+        [WORKER, "run", *io_args(container, "raw", tmp_path / "o.zarr", "m", 0.5), "-n", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    children: list[str] = []
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with contextlib.suppress(FileNotFoundError):
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children, "no worker process appeared"
+    time.sleep(0.3)
+    os.kill(int(children[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert one_line(err).startswith("error: a worker process was killed (out of memory?")
 
 
 def test_an_existing_output_this_user_cannot_write(shared_dir):

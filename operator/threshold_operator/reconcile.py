@@ -78,10 +78,17 @@ def _plan_from_pod(kube: Kube, namespace: str, job: dict[str, Any]) -> dict[str,
     return None
 
 
-def _shard_failure_detail(kube: Kube, namespace: str, job: dict[str, Any], shard: int) -> str:
-    for code, message in terminations(kube, namespace, job["metadata"]["name"], shard):
-        return f"; last error: {_last_line(message)} (exit code {code})"
-    return ""
+def _shard_failure(kube: Kube, namespace: str, job: dict[str, Any], shard: int) -> str:
+    """How a shard failed: its attempts and the worker's last line. Exit code 2 is never
+    retried (the pod failure policy fails the index at once): say so, not "attempts"."""
+    ended = list(terminations(kube, namespace, job["metadata"]["name"], shard))
+    if not ended:
+        return "failed"
+    code, message = ended[0]
+    if code == BAD_INPUT_EXIT:
+        return f"failed: {_last_line(message)} (exit code 2: not retried, no retry can fix it)"
+    tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"
+    return f"failed after {tries}; last error: {_last_line(message)} (exit code {code})"
 
 
 class Reconciler:
@@ -216,13 +223,9 @@ class Reconciler:
             status.setdefault("completionTime", now())
         elif failed := job_condition(work, "Failed"):
             where = describe_shards(progress["failed_intervals"], shards, total)
-            detail = ""
-            if progress["failed_intervals"]:
-                detail = _shard_failure_detail(
-                    self.kube, namespace, work, progress["failed_intervals"][0][0]
-                )
             message = (
-                f"{where} failed after {spec.retries.per_shard + 1} attempts{detail}"
+                f"{where} "
+                + _shard_failure(self.kube, namespace, work, progress["failed_intervals"][0][0])
                 if where
                 else failed.get("message") or failed.get("reason") or "the work Job failed"
             )

@@ -27,6 +27,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+from .errors import DamagedInput
 from .kernel import threshold
 from .safefiles import SafeDir
 from .storage import local_files
@@ -50,9 +51,15 @@ class ChunkFormat:
     def key(self, coords: Sequence[int]) -> str:
         return self.prefix + self.metadata.encode_chunk_key(tuple(coords))
 
-    def decode(self, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+    def decode(self, data: bytes, out: np.ndarray | None = None, key: str = "") -> np.ndarray:
         """The chunk as an array; into `out` (a reused buffer) when given, which saves the
         page faults of a fresh megabyte per chunk -- a third of the decode time."""
+        try:
+            return self._decode(data, out)
+        except Exception as e:  # a damaged chunk: no retry makes it decodable
+            raise DamagedInput(key or "a chunk", e) from None
+
+    def _decode(self, data: bytes, out: np.ndarray | None) -> np.ndarray:
         if self.codec is None:
             view = np.frombuffer(data, dtype=self.dtype).reshape(self.chunks)
             if out is None:
@@ -411,7 +418,7 @@ class DirectBlockIO:
             if data is None:
                 chunk[...] = threshold(np.asarray(src.fill_value), value)
             else:
-                threshold(src.decode(data, out=self._decoded), value, out=chunk)
+                threshold(src.decode(data, self._decoded, src.key(c)), value, out=chunk)
             overlap = _overlap(_origin(c, src.chunks), src.chunks, src.shape, lo, hi)
             assert overlap is not None
             inside = overlap[0]
@@ -475,7 +482,7 @@ class DirectBlockIO:
             if data is None:
                 mask[in_block] = threshold(np.asarray(src.fill_value), value)
             else:
-                decoded = src.decode(data, out=self._decoded)
+                decoded = src.decode(data, self._decoded, src.key(c))
                 threshold(decoded[in_chunk], value, out=mask[in_block])
 
     def _write_mask(self, lo: list[int], hi: list[int], mask: np.ndarray) -> None:

@@ -14,6 +14,7 @@ Without a file the context is `Local` with one process per core.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from .errors import InputError, first_error
 from .job import JobSpec
 
 OPTIONS_ENV = "THRESHOLD_OPTIONS_FILE"
+logger = logging.getLogger(__name__)
 
 
 def options_paths() -> list[Path]:
@@ -115,10 +117,19 @@ def compute_context_from_options(options: Any, where: str) -> ComputeContext:
 
 def create_compute_context() -> ComputeContext:
     """The compute context of the first options file found (Local without one)."""
+    explicit = os.environ.get(OPTIONS_ENV)
     for path in options_paths():
-        if path.is_file():
+        try:
+            found = path.is_file()
+            text = path.read_text() if found else ""
+        except OSError as e:  # e.g. another user's home: an optional file it cannot read
+            if explicit and path == Path(explicit):
+                raise InputError(OPTIONS_ENV, f"cannot read {path}: {e.strerror}") from None
+            logger.warning("options file %s cannot be read (%s); skipped", path, e.strerror)
+            continue
+        if found:
             try:
-                options = yaml.safe_load(path.read_text())
+                options = yaml.safe_load(text)
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 at = f" at line {mark.line + 1}" if mark else ""

@@ -58,6 +58,18 @@ class Terminated(BaseException):
     like KeyboardInterrupt, so that no `except Exception` swallows it on the way out."""
 
 
+class DamagedInput(JobError):
+    """Stored bytes of the input that its codec cannot decode: damaged, not unreachable."""
+
+    def __init__(self, where: str, error: BaseException) -> None:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        super().__init__(
+            "input_dataset",
+            f"{where} cannot be decoded ({type(error).__name__}: {detail}); the input is "
+            "damaged there: rewrite it, or leave that region out with --roi-offset/--roi-shape",
+        )
+
+
 class StorageUnavailable(WorkerError):
     """Storage kept failing in ways that may pass (network, throttling) through all the
     worker's retries: exit 1, so that the Job retries the pod later."""

@@ -36,7 +36,7 @@ from .ownership import (
     new_record,
 )
 from .plan import Plan
-from .retry import fatal, retry
+from .retry import fatal, retry, transient
 from .storage import as_upath, container_url, is_local, open_store, overlap
 
 JOB_ATTRIBUTE = "threshold_job"
@@ -294,11 +294,19 @@ def _roi(spec: JobSpec, meta: AxisMetadata, shape: Sequence[int], where: str) ->
     return roi
 
 
+#: Names zarr gives its own documents: never a node's name.
+ZARR_NAMES = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+#: Object stores this worker can run on: its processes and pods must all reach them.
+LOCAL_ONLY = ("memory",)
+
+
 def check_dataset(name: str, value: str) -> None:
     """An array path inside a container: '/'-separated names, none empty, '.' or '..' (which
-    would name another place than it says), none of this tool's reserved names."""
+    would name another place than it says), none of zarr's or this tool's reserved names."""
     if not value:
         raise InputError(name, "is empty; expected the path of an array inside the container")
+    if "\\" in value:
+        raise InputError(name, f"'{value}' contains a backslash; separate names with '/'")
     for part in value.split("/"):
         if part in ("", ".", ".."):
             raise InputError(
@@ -306,10 +314,55 @@ def check_dataset(name: str, value: str) -> None:
                 f"'{value}' has an empty, '.' or '..' segment; expected names separated by "
                 "single slashes, e.g. 100000/val/prediction",
             )
-        if part.startswith(".threshold") or part.startswith("__"):
+        if part.startswith((".threshold", "__")) or part in ZARR_NAMES:
             raise InputError(
-                name, f"'{value}': names starting with '.threshold' or '__' are reserved"
+                name,
+                f"'{value}': '{part}' is reserved (zarr's documents, names starting with "
+                "'__' or '.threshold'); choose another name",
             )
+        if len(part.encode()) > 255:
+            raise InputError(
+                name, f"'{part[:40]}...' is longer than 255 bytes, the file-name limit"
+            )
+
+
+def container_path(name: str, value: str) -> UPath:
+    """The container a job names, or a one-line error for one it cannot use."""
+    if not value.strip():
+        raise InputError(name, "is empty; expected a path or a URL such as s3://bucket/x.zarr")
+    try:
+        path = as_upath(value)
+    except ValueError as e:
+        raise InputError(name, str(e)) from None
+    if path.protocol in LOCAL_ONLY:
+        raise InputError(
+            name,
+            f"{path.protocol}:// lives inside one process, which the worker's processes and "
+            "pods do not share; use a path or an object store",
+        )
+    if not is_local(path):
+        try:
+            path.fs  # noqa: B018 -- loads the file system's package
+        except ImportError as e:
+            raise InputError(name, f"{path.protocol}:// needs a package: {e}") from None
+    return path
+
+
+def _parent_array(path: UPath, dataset: str) -> str | None:
+    """The array the output would be created inside of (zarr refuses arrays in arrays)."""
+    parts = dataset.split("/")
+    try:
+        store = open_store(path, read_only=True)
+    except (FileNotFoundError, OSError):
+        return None
+    for k in range(len(parts)):
+        parent = "/".join(parts[:k])
+        try:
+            zarr.open_array(store, path=parent, mode="r")
+        except Exception:
+            continue
+        return f"{path}/{parent}" if parent else str(path)
+    return None
 
 
 def _writable_location(path: UPath, dataset: str, exists: bool, field: str) -> None:
@@ -377,6 +430,8 @@ def _open_existing_output(path: UPath, dataset: str, overwrite: bool) -> zarr.Ar
         error = fatal(e, where, "output_container")
         if error is not None:
             raise error from None
+        if transient(e):
+            raise  # retried; damaged metadata is what remains
         if overwrite:
             return None  # replaced as a whole
         raise InputError(
@@ -491,8 +546,8 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
     _check_threshold(spec.threshold)
     check_dataset("input_dataset", spec.input_dataset)
     check_dataset("output_dataset", spec.output_dataset)
-    input_path = as_upath(spec.input_container)
-    output_path = as_upath(spec.output_container)
+    input_path = container_path("input_container", spec.input_container)
+    output_path = container_path("output_container", spec.output_container)
     where = f"{input_path}/{spec.input_dataset}"
     source = retry(
         lambda: open_zarr(input_path, spec.input_dataset, "r", "input"),
@@ -517,6 +572,12 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
             "output_dataset",
             f"{out_where} {how} {where} (compared as files, after links); choose an output "
             "apart from the input",
+        )
+    if (parent := _parent_array(output_path, spec.output_dataset)) is not None:
+        raise InputError(
+            "output_dataset",
+            f"{out_where} would lie inside the array {parent}, and zarr arrays hold no other "
+            "nodes; choose a path outside it",
         )
     existing = retry(
         lambda: _open_existing_output(output_path, spec.output_dataset, spec.overwrite),

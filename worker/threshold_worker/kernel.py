@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
+from .errors import DamagedInput
+
 
 def threshold(data: np.ndarray, value: float, out: np.ndarray | None = None) -> np.ndarray:
     """`data > value` as uint8 0/1 (NaN gives 0), DaCapo's semantics; every path of the
@@ -19,6 +21,11 @@ def threshold_block(
     source: zarr.Array, target: zarr.Array, selection: tuple[slice, ...], value: float
 ) -> int:
     """Threshold one block; returns the number of foreground voxels written."""
-    mask = threshold(source[selection], value)
+    try:
+        data = source[selection]
+    except (RuntimeError, ValueError, TypeError) as e:  # codecs' errors: a damaged chunk
+        region = ", ".join(f"{s.start}:{s.stop}" for s in selection)
+        raise DamagedInput(f"a chunk of {source.store_path} in [{region}]", e) from None
+    mask = threshold(data, value)
     target[selection] = mask
     return int(np.count_nonzero(mask))

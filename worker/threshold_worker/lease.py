@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
@@ -38,7 +39,7 @@ from typing import Any, TypeVar
 from upath import UPath
 
 from .errors import OutputConflict, StorageUnavailable
-from .safefiles import SafeDir
+from .safefiles import SafeDir, SymlinkInOutput
 
 logger = logging.getLogger(__name__)
 
@@ -174,14 +175,14 @@ class LocalLease(Lease):
         dfd = self.files.dir_fd(LEASE_DIR, create=True)
         assert dfd is not None
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        mutex = os.open("mutex", flags, 0o666, dir_fd=dfd)
+        mutex = _open_lock(dfd, "mutex", flags, self.files)
         try:
             _wait_for(lambda: _try_flock(mutex, fcntl.LOCK_EX), self.where)
             own = f"{self.holder.fingerprint}.lock"
             for name in self.files.listdir(LEASE_DIR):
                 if name.endswith(".lock") and name != own:
                     self._check(dfd, name)
-            fd = os.open(own, flags, 0o666, dir_fd=dfd)
+            fd = _open_lock(dfd, own, flags, self.files)
             fcntl.flock(fd, fcntl.LOCK_SH)
             if os.fstat(fd).st_size == 0:
                 os.pwrite(fd, self.holder.to_bytes(), 0)
@@ -193,7 +194,7 @@ class LocalLease(Lease):
     def _check(self, dfd: int, name: str) -> None:
         """Remove the lock file of a dead holder; refuse if its holder is alive."""
         try:
-            fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            fd = _open_lock(dfd, name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, self.files)
         except FileNotFoundError:
             return
         try:
@@ -209,6 +210,16 @@ class LocalLease(Lease):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _open_lock(dfd: int, name: str, flags: int, files: SafeDir) -> int:
+    """A lock file of the lease folder, never through a link (refused, naming it)."""
+    try:
+        return os.open(name, flags, 0o666, dir_fd=dfd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise SymlinkInOutput(files.path(f"{LEASE_DIR}/{name}")) from None
+        raise
 
 
 def _try_flock(fd: int, mode: int) -> bool:

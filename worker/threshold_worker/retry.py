@@ -57,20 +57,28 @@ def _class_names(e: BaseException) -> set[str]:
     return {c.__name__ for c in type(e).__mro__}
 
 
-def fatal(e: BaseException, where: str, field: str = "output_container") -> StorageError | None:
-    """The one-line error for a failure no retry can fix, or None if it may pass."""
+def fatal(
+    e: BaseException, where: str, field: str = "output_container", inputs: str | None = None
+) -> StorageError | None:
+    """The one-line error for a failure no retry can fix, or None if it may pass. `inputs`:
+    the input's location, to tell a refused read of the input from a refused write."""
+    path = str(getattr(e, "filename", None) or where)
+    reading = inputs is not None and path.startswith(inputs)
+    if reading:
+        field = "input_container"
     if isinstance(e, OSError) and e.errno in _NO_SPACE:
         return StorageError(
             field,
-            f"no space left on the device holding {e.filename or where}; free space (or "
-            "grow the volume), then rerun the same command: finished blocks are kept",
+            f"no space left on the device holding {path}; free space (or grow the volume), "
+            "then rerun the same command: finished blocks are kept",
         )
     if isinstance(e, PermissionError) or (isinstance(e, OSError) and e.errno in _NO_PERMISSION):
         what = "read-only file system" if e.errno == errno.EROFS else "permission denied"
+        fix = "readable" if reading else "writable"
         return StorageError(
             field,
-            f"{what} on {e.filename or where}: {e.strerror or e}; make it writable for this "
-            "user (or fix the credentials' permissions), then rerun",
+            f"{what} on {path}: {e.strerror or e}; make it {fix} for this user (uid "
+            f"{os.getuid()}), or fix the credentials' permissions, then rerun",
         )
     if _class_names(e) & set(_CREDENTIALS):
         return StorageError(
@@ -81,9 +89,15 @@ def fatal(e: BaseException, where: str, field: str = "output_container") -> Stor
     return None
 
 
+#: OS errors that repeat the same way however often they are retried.
+_PERMANENT = (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL, errno.EXDEV, errno.EMLINK)
+
+
 def transient(e: BaseException) -> bool:
     """Whether `e` may pass if the same request is made again later."""
     if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(e, OSError) and e.errno in _PERMANENT:
         return False
     if isinstance(e, (OSError, TimeoutError, ConnectionError)):
         return True
@@ -104,6 +118,7 @@ def retry(
     where: str,
     field: str = "output_container",
     waits: Iterable[float] | None = None,
+    inputs: str | None = None,
 ) -> T:
     """Call `fn`; retry what may pass, with growing, jittered delays; raise a `StorageError`
     at once for what cannot."""
@@ -115,7 +130,7 @@ def retry(
         except WorkerError:
             raise
         except Exception as e:
-            error = fatal(e, where, field)
+            error = fatal(e, where, field, inputs)
             if error is not None:
                 raise error from e
             if not transient(e):

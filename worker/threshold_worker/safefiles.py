@@ -159,6 +159,21 @@ class SafeDir:
 
     def write(self, rel: str, data: bytes | memoryview) -> None:
         """Atomically replace (or create) file `rel` with `data`."""
+        with self._naming(rel):
+            self._write(rel, data)
+
+    @contextlib.contextmanager
+    def _naming(self, rel: str) -> Iterator[None]:
+        """OS errors of calls relative to a folder descriptor name only the last part (or a
+        temporary): name the output's path instead, as the user knows it."""
+        try:
+            yield
+        except OSError as e:
+            if not e.filename or not str(e.filename).startswith("/"):
+                e.filename = self.path(rel)
+            raise
+
+    def _write(self, rel: str, data: bytes | memoryview) -> None:
         head, _, name = rel.rpartition("/")
         dfd = self.dir_fd(head, create=True)
         assert dfd is not None
@@ -231,6 +246,10 @@ class SafeDir:
 
     def touch(self, rel: str) -> None:
         """Create an empty file (its existence is all it says: atomic without a rename)."""
+        with self._naming(rel):
+            self._touch(rel)
+
+    def _touch(self, rel: str) -> None:
         head, _, name = rel.rpartition("/")
         dfd = self.dir_fd(head, create=True)
         assert dfd is not None
@@ -273,6 +292,10 @@ class SafeDir:
         """Delete everything below `rel` except the top-level names in `keep`, bottom up,
         never following a link (a link, even at `rel`, is itself removed); returns the
         number of files removed."""
+        with self._naming(rel):
+            return self._remove_tree(rel, keep)
+
+    def _remove_tree(self, rel: str, keep: Iterable[str]) -> int:
         if rel and not self._is_dir(rel):
             self.unlink(rel)
             return 1
@@ -282,7 +305,7 @@ class SafeDir:
         removed = 0
         for name, sub, is_dir in _entries(fd, rel, keep):
             if is_dir:
-                removed += self.remove_tree(sub)
+                removed += self._remove_tree(sub, ())
                 self._forget(sub)
                 with contextlib.suppress(FileNotFoundError):
                     os.rmdir(name, dir_fd=fd)

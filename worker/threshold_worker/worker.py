@@ -88,6 +88,7 @@ class BlockWorker:
                 lambda: self._threshold(selection, self.job.spec.threshold),
                 f"block {block_id}",
                 self.job.where,
+                inputs=str(self.job.input_path),
             )
             if self.freshness is not None:
                 self.freshness.check_after_write(began)
