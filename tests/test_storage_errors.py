@@ -116,6 +116,22 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def readable_input(shared: Path) -> Path:
+    """A small input every user may read."""
+    container = shared / "in.zarr"
+    write_array(container, "raw", blobs((16, 16, 16), seed=1), (8, 8, 8))
+    for p in [container, *container.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return container
+
+
+def open_folder(path: Path) -> Path:
+    """A folder every user may write."""
+    path.mkdir()
+    path.chmod(0o777)
+    return path
+
+
 def as_nobody(*args: str):
     return subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", WORKER, *args],
@@ -127,13 +143,9 @@ def as_nobody(*args: str):
 
 
 def test_an_input_this_user_cannot_read(shared_dir):
-    data = blobs((16, 16, 16), seed=1)
-    container = shared_dir / "in.zarr"
-    write_array(container, "raw", data, (8, 8, 8))
+    container = readable_input(shared_dir)
     (container / "raw").chmod(0o700)
-    out = shared_dir / "out"
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)
+    out = open_folder(shared_dir / "out")
     result = as_nobody("run", *io_args(container, "raw", out / "o.zarr", "m", 0.5))
     assert result.returncode == 2, result
     line = one_line(result.stderr)
@@ -144,16 +156,10 @@ def test_an_input_this_user_cannot_read(shared_dir):
 
 def test_a_chunk_of_the_input_this_user_cannot_read_is_named(shared_dir):
     """Refused in the middle of a run: the line names the chunk's path and the input."""
-    data = blobs((16, 16, 16), seed=1)
-    container = shared_dir / "in.zarr"
-    write_array(container, "raw", data, (8, 8, 8))
-    for p in [container, *container.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    container = readable_input(shared_dir)
     chunk = container / "raw" / "c" / "1" / "1" / "1"
     chunk.chmod(0o600)
-    out = shared_dir / "out"
-    out.mkdir()
-    out.chmod(0o777)
+    out = open_folder(shared_dir / "out")
     result = as_nobody("run", *io_args(container, "raw", out / "o.zarr", "m", 0.5), "-n", "1")
     assert result.returncode == 2, result
     assert one_line(result.stderr) == (
@@ -164,19 +170,13 @@ def test_a_chunk_of_the_input_this_user_cannot_read_is_named(shared_dir):
 
 def test_an_options_file_this_user_cannot_read_is_skipped(shared_dir):
     """~/.config of another user (HOME left pointing at it): optional, so not fatal."""
-    data = blobs((16, 16, 16), seed=1)
-    container = shared_dir / "in.zarr"
-    write_array(container, "raw", data, (8, 8, 8))
-    for p in [container, *container.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    container = readable_input(shared_dir)
     home = shared_dir / "home"
     (home / ".config" / "threshold-operator").mkdir(parents=True)
     options = home / ".config" / "threshold-operator" / "threshold.yaml"
     options.write_text("compute_context: {type: Local}\n")
     options.chmod(0o600)
-    out = shared_dir / "out"
-    out.mkdir()
-    out.chmod(0o777)
+    out = open_folder(shared_dir / "out")
     result = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", WORKER, "run",
          *io_args(container, "raw", out / "o.zarr", "m", 0.5)],
@@ -216,11 +216,7 @@ def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path):
 
 
 def test_an_existing_output_this_user_cannot_write(shared_dir):
-    data = blobs((16, 16, 16), seed=1)
-    container = shared_dir / "in.zarr"
-    write_array(container, "raw", data, (8, 8, 8))
-    for p in [container, *container.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    container = readable_input(shared_dir)
     args = io_args(container, "raw", shared_dir / "out.zarr", "m", 0.5)
     first = subprocess.run([WORKER, "run", *args], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr  # written by root: nobody may not touch it
