@@ -14,7 +14,7 @@ RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip
 COPY pyproject.toml /src/
 RUN mkdir -p /src/worker/threshold_worker /src/operator/threshold_operator \
     && touch /src/README.md /src/worker/threshold_worker/__init__.py /src/operator/threshold_operator/__init__.py \
-    && /opt/venv/bin/pip install '/src[s3]' \
+    && /opt/venv/bin/pip install '/src[operator,s3]' \
     && /opt/venv/bin/pip uninstall -y threshold-operator
 COPY README.md /src/
 COPY worker /src/worker

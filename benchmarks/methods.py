@@ -48,10 +48,10 @@ def create_output(dst: str, inp: zarr.Array, scenario: str) -> zarr.Array:
 
 
 def this_worker(src: str, dst: str, t: float, n: int, scenario: str) -> None:
-    from threshold_worker.job import JobSpec
     from threshold_worker.local import run_local
+    from threshold_worker.params import JobParameters
 
-    spec = JobSpec(
+    spec = JobParameters(
         input_container=src,
         input_dataset="raw",
         output_container=dst,

@@ -113,10 +113,11 @@ def _inputs(work: Path, size: int, chunk: int) -> dict[str, Path]:
 def _block_limit_mb(work: Path, src: Path) -> tuple[tuple[int, ...], float]:
     """The worker's default block for this input, and the issue's memory limit per process:
     4x one block's input bytes plus 200 MB."""
-    from threshold_worker.job import JobSpec, resolve
+    from threshold_worker.job import resolve
+    from threshold_worker.params import JobParameters
 
     job = resolve(
-        JobSpec(
+        JobParameters(
             input_container=str(src),
             input_dataset="raw",
             output_container=str(work / "plan-only.zarr"),

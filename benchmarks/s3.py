@@ -56,8 +56,8 @@ def main() -> None:
     import boto3
     import s3fs
 
-    from threshold_worker.job import JobSpec
     from threshold_worker.local import run_local
+    from threshold_worker.params import JobParameters
     from threshold_worker.sample import make_sample
 
     boto3.client("s3").create_bucket(Bucket="bench")
@@ -67,7 +67,7 @@ def main() -> None:
     fs = s3fs.S3FileSystem(asynchronous=False)
     keys = [k for k in fs.find("bench/vol.zarr/raw/c")]
     nbytes = args.size**3 * 4
-    spec = JobSpec(
+    spec = JobParameters(
         input_container=url,
         input_dataset="raw",
         output_container=url,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import zarr
 
-from threshold_worker.cli import main
+from threshold_worker.commands import main
 from threshold_worker.markers import MARKER_DIR
 from threshold_worker.metadata import AxisMetadata
 

@@ -13,7 +13,7 @@ import zarr
 from upath import UPath
 
 from conftest import BIN, blobs, io_args, run_cli, write_array
-from threshold_worker.storage import overlap
+from threshold_worker.paths import overlap
 
 
 @pytest.fixture

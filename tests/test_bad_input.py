@@ -101,17 +101,19 @@ CASES = [
         ("roi", "outside"),
     ),
     Case(
-        "zero roi shape", lambda t: [*std(t), "--roi-shape", "0,64,64"], ("roi_shape", "positive")
+        "zero roi shape",
+        lambda t: [*std(t), "--roi-shape", "0,64,64"],
+        ("roi_shape[0]", "greater than or equal to 1"),
     ),
     Case(
         "negative roi shape",
         lambda t: [*std(t), "--roi-shape", "-64,64,64"],
-        ("roi_shape", "positive"),
+        ("roi_shape[0]", "greater than or equal to 1"),
     ),
     Case(
         "zero block shape",
         lambda t: [*std(t), "--block-shape", "0,16,16"],
-        ("block_shape", "positive"),
+        ("block_shape[0]", "greater than or equal to 1"),
     ),
     Case(
         "roi off the voxel grid",
@@ -172,7 +174,7 @@ CASES = [
     Case(
         "empty output container",
         lambda t: io_args(t / "in.zarr", "raw", "", "m", 0.5),
-        ("output_container", "empty"),
+        ("output_container", "at least 1 character"),
     ),
     Case(
         "file URL naming another host",
@@ -261,15 +263,15 @@ CASES = [
         env=_options_env,
     ),
     Case(
-        "shard without shards",
-        lambda t: [*std(t), "--shard", "1"],
-        ("--shards", "required"),
+        "partition without partitions",
+        lambda t: [*std(t), "--partition", "1"],
+        ("--partitions", "required"),
         command="start-worker",
     ),
     Case(
-        "shard out of range",
-        lambda t: [*std(t), "--shard", "3", "--shards", "2"],
-        ("--shard", "outside"),
+        "partition out of range",
+        lambda t: [*std(t), "--partition", "3", "--partitions", "2"],
+        ("--partition", "outside"),
         command="start-worker",
     ),
     Case(

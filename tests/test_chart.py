@@ -21,9 +21,9 @@ NOT_BUILT_IN = {"ServiceMonitor"}  # prometheus-operator's CRD: no upstream sche
 VALUES = {
     "default": {},
     "gpu-pool": {
-        "computeContexts": {
+        "pools": {
             "cpu": {"resources": {"requests": {"cpu": "2", "memory": "4Gi"}}},
-            "gpu": None,  # Helm merges maps: null removes a default
+            "gpu": None,  # null removes one of the operator's default pools
             "a100": {
                 "gpu": True,
                 "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"},
@@ -145,7 +145,7 @@ def test_chart_crd_is_generated():
     "bad",
     [
         {"watchNamespaces": "lab-a"},
-        {"computeContexts": {"cpu": {"cpus": 2}}},
+        {"pools": {"cpu": {"cpus": 2}}},
         {"image": {"repository": ""}},
         {"operator": {"logFormat": "xml"}},
     ],

@@ -15,7 +15,8 @@ from zarr.storage import LocalStore
 
 from conftest import assert_thresholded, blobs, expected, write_array
 from threshold_worker.chunkio import ChunkStore, DirectBlockIO
-from threshold_worker.job import JobSpec, resolve
+from threshold_worker.job import resolve
+from threshold_worker.params import JobParameters
 from threshold_worker.worker import BlockWorker
 
 
@@ -24,7 +25,7 @@ def threshold_with(container: Path, dataset: str, direct: bool, **spec) -> Block
     rewritten block does), without the output's ownership rules: those are tested in
     test_ownership.py; here only the chunk-level result matters."""
     job = resolve(
-        JobSpec(
+        JobParameters(
             input_container=str(container),
             input_dataset="raw",
             output_container=str(container),

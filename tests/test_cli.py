@@ -21,12 +21,12 @@ def test_plan_json_writes_nothing(volume, tmp_path):
     container, _ = volume
     out = tmp_path / "out.zarr"
     result = run_cli(
-        "plan", *io_args(container, "raw", out, "mask", 0.5), "--json", "--shards", "4"
+        "plan", *io_args(container, "raw", out, "mask", 0.5), "--json", "--partitions", "4"
     )
     assert result.code == 0, result
     report = json.loads(result.out)
     assert report["total_blocks"] == 3 * 2 * 2  # 40x48x56 voxels in 16x32x32 blocks
-    assert report["shards"] == 4
+    assert report["partitions"] == 4
     assert report["block_shape"] == [16, 32, 32]
     assert len(report["fingerprint"]) == 16
     assert report["roi"] == {"offset": [80, 40, 0], "shape": [320, 192, 224]}
@@ -46,7 +46,7 @@ def test_prepare_writes_termination_log_and_output(volume, tmp_path):
     result = run_cli(
         "prepare",
         *io_args(container, "raw", container, "mask", 0.5),
-        "--shards",
+        "--partitions",
         "5",
         "--termination-log",
         str(log),
@@ -61,15 +61,15 @@ def test_prepare_writes_termination_log_and_output(volume, tmp_path):
     assert not (container / "mask" / MARKER_DIR).exists()
 
 
-def test_shards_by_job_completion_index(volume):
+def test_partitions_by_job_completion_index(volume):
     container, data = volume
     args = io_args(container, "raw", container, "mask", 0.5)
-    fingerprint = json.loads(run_cli("prepare", *args, "--shards", "3").out)["fingerprint"]
+    fingerprint = json.loads(run_cli("prepare", *args, "--partitions", "3").out)["fingerprint"]
     for index in range(3):
         result = run_cli(
             "start-worker",
             *args,
-            "--shards",
+            "--partitions",
             "3",
             "--expect-fingerprint",
             fingerprint,
@@ -81,7 +81,7 @@ def test_shards_by_job_completion_index(volume):
         done_z = (index + 1) * 16
         np.testing.assert_array_equal(partial[:done_z], expected(data[:done_z], 0.5))
         assert partial[done_z:].sum() == 0
-    again = run_cli("start-worker", *args, "--shard", "1", "--shards", "3")
+    again = run_cli("start-worker", *args, "--partition", "1", "--partitions", "3")
     assert "0 blocks processed, 4 already done" in again.out
 
 

@@ -25,8 +25,12 @@ ROOT = Path(__file__).parent.parent
 CRD_FILE = ROOT / "crds" / "thresholdjobs.blockwise.dev.yaml"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 API = CustomResourceAdmission.from_file(CRD_FILE)
-INPUT = {"container": "/data/a.zarr", "dataset": "raw"}
-OUTPUT = {"container": "/data/a.zarr", "dataset": "mask"}
+ARRAYS = {
+    "inputContainer": "/data/a.zarr",
+    "inputDataset": "raw",
+    "outputContainer": "/data/a.zarr",
+    "outputDataset": "mask",
+}
 ARRAY_STORE = {
     "basedir": "/data/dacapo",
     "run": "run1",
@@ -41,7 +45,7 @@ def manifest(*, source: dict[str, Any] | None = None, **spec: Any) -> dict[str, 
         "apiVersion": "blockwise.dev/v1alpha1",
         "kind": "ThresholdJob",
         "metadata": {"name": "tj", "namespace": "lab"},
-        "spec": {**({"input": INPUT, "output": OUTPUT} if source is None else source), **spec},
+        "spec": {**(ARRAYS if source is None else source), **spec},
     }
 
 
@@ -80,16 +84,17 @@ def bad_request(call: Any, *args: Any, **kwargs: Any) -> str:
 def test_every_example_is_admitted(path):
     out = API.create(yaml.safe_load(path.read_text()), namespace="lab")
     assert out["metadata"]["generation"] == 1 and out["metadata"]["namespace"] == "lab"
-    assert out["spec"]["retries"]["perShard"] >= 0 and out["spec"]["computeContext"]
+    assert out["spec"]["retries"]["perPartition"] >= 0 and out["spec"]["pool"]
     ThresholdJobSpec.model_validate(out["spec"])  # what the operator reads back
 
 
 def test_unknown_fields_are_pruned_and_metadata_keeps_only_object_meta():
-    obj = manifest(bogus=1, input={**INPUT, "extra": True})
+    obj = manifest(bogus=1, retries={"perPartition": 1, "extra": True})
     obj["extra"] = "x"
     obj["metadata"].update(bogus="y", labels={"team": "lab"})
     out = API.create(obj)
-    assert "bogus" not in out["spec"] and out["spec"]["input"] == INPUT and "extra" not in out
+    assert "bogus" not in out["spec"] and "extra" not in out
+    assert out["spec"]["retries"] == {"perPartition": 1, "maxFailedPartitions": 0}
     assert out["metadata"] == {
         "name": "tj",
         "namespace": "lab",
@@ -109,18 +114,18 @@ def test_status_keeps_unknown_fields_but_known_ones_are_pruned_inside():
 
 def test_defaults_fill_absent_fields():
     spec = API.create(manifest())["spec"]
-    assert spec["computeContext"] == "cpu" and spec["fit"] == "shrink" and spec["threshold"] == 0
+    assert spec["pool"] == "cpu" and spec["fit"] == "shrink" and spec["threshold"] == 0
     assert spec["parallelism"] == 4 and spec["suspend"] is False
-    assert spec["retries"] == {"perShard": 3, "maxFailedShards": 0}  # default {} then its fields'
-    assert "shards" not in spec and "queueName" not in spec and "volumes" not in spec
+    assert spec["retries"] == {"perPartition": 3, "maxFailedPartitions": 0}  # {} then its fields'
+    assert "partitions" not in spec and "queueName" not in spec and "volumes" not in spec
 
 
 def test_defaults_apply_inside_given_objects_and_nulls_go_or_take_the_default():
     volume = {"claimName": "lab-data", "mountPath": "/data"}
     spec = API.create(
-        manifest(retries={"perShard": 1}, volumes=[volume], queueName=None, fit=None)
+        manifest(retries={"perPartition": 1}, volumes=[volume], queueName=None, fit=None)
     )["spec"]
-    assert spec["retries"] == {"perShard": 1, "maxFailedShards": 0}
+    assert spec["retries"] == {"perPartition": 1, "maxFailedPartitions": 0}
     assert spec["volumes"] == [{**volume, "readOnly": False}]
     assert "queueName" not in spec and spec["fit"] == "shrink"
 
@@ -170,9 +175,9 @@ KEYWORDS = [
         "spec.parallelism in body should be less than or equal to 10000",
     ),
     (
-        {"input": {"container": "", "dataset": "raw"}},
-        'spec.input.container: Invalid value: "": '
-        "spec.input.container in body should be at least 1 chars long",
+        {"inputContainer": ""},
+        'spec.inputContainer: Invalid value: "": '
+        "spec.inputContainer in body should be at least 1 chars long",
     ),
     ({"queueName": "q" * 64}, "spec.queueName: Too long: may not be longer than 63"),
     (
@@ -185,7 +190,10 @@ KEYWORDS = [
         "spec.blockShape: Invalid value: 0: spec.blockShape in body should have at least 1 items",
     ),
     ({"blockShape": [64] * 6}, "spec.blockShape: Too many: 6: must have at most 5 items"),
-    ({"input": {"container": "/data/a.zarr"}}, "spec.input.dataset: Required value"),
+    (
+        {"arrayStore": {"basedir": "/d", "run": "r", "iteration": 1, "dataset": "v"}},
+        "spec.arrayStore.parameters: Required value",
+    ),
     (
         {
             "volumes": [
@@ -205,7 +213,7 @@ def test_each_schema_keyword_refuses(change, cause):
 
 def test_a_schema_error_of_shape_keeps_the_cel_rules_from_running():
     obj = manifest(threshold="high")
-    del obj["spec"]["output"]  # the one-source rule would refuse this, were it run
+    del obj["spec"]["outputDataset"]  # the one-source rule would refuse this, were it run
     assert refused(API.create, obj)[1:] == [
         '<nil>: Invalid value: "null": some validation rules were not checked because the '
         "object was invalid; correct the existing errors to complete validation"
@@ -314,7 +322,7 @@ def test_a_non_finite_threshold_is_a_400_as_no_json_decoder_takes_it(value):
         "the object provided is unrecognized (must be of type ThresholdJob): invalid character"
     )
     with pytest.raises(ValidationError, match="finite number"):
-        ThresholdJobSpec.model_validate({"input": INPUT, "output": OUTPUT, "threshold": value})
+        ThresholdJobSpec.model_validate({**ARRAYS, "threshold": value})
 
 
 def test_a_number_beyond_float64_is_a_400():
@@ -331,20 +339,24 @@ def test_a_number_beyond_float64_is_a_400():
 # --- the plan is immutable ---
 
 CHANGES = {  # field: (spec it is created with, the change an update tries)
-    "input": ({}, {"input": {**INPUT, "dataset": "raw2"}}),
-    "output": ({}, {"output": {**OUTPUT, "dataset": "mask2"}}),
+    "inputContainer": ({}, {"inputContainer": "/data/b.zarr"}),
+    "inputDataset": ({}, {"inputDataset": "raw2"}),
+    "outputContainer": ({}, {"outputContainer": "/data/b.zarr"}),
+    "outputDataset": ({}, {"outputDataset": "mask2"}),
     "arrayStore": (
         {"source": {"arrayStore": ARRAY_STORE}},
         {"arrayStore": {**ARRAY_STORE, "iteration": 200000}},
     ),
     "threshold": ({}, {"threshold": 0.6}),
-    "roi": (
-        {"roi": {"offset": [0, 0, 0], "shape": [10, 10, 10]}},
-        {"roi": {"offset": [0, 0, 0], "shape": [10, 10, 11]}},
-    ),
+    "roiOffset": ({"roiOffset": [0, 0, 0]}, {"roiOffset": [0, 0, 8]}),
+    "roiShape": ({"roiShape": [10, 10, 10]}, {"roiShape": [10, 10, 11]}),
     "blockShape": ({"blockShape": [64, 64, 64]}, {"blockShape": [64, 64, 128]}),
     "fit": ({}, {"fit": "valid"}),
-    "shards": ({"shards": 8}, {"shards": 16}),
+    "partitions": ({"partitions": 8}, {"partitions": 16}),
+    "overwrite": ({}, {"overwrite": True}),
+    "outputChunks": ({"outputChunks": [8, 8, 8]}, {"outputChunks": [16, 16, 16]}),
+    "outputShards": ({"outputShards": [64, 64, 64]}, {"outputShards": [32, 32, 32]}),
+    "zarrFormat": ({"zarrFormat": 2}, {"zarrFormat": 3}),
 }
 
 
@@ -378,11 +390,11 @@ def test_each_plan_field_is_accepted_unchanged(field):
 
 def test_a_plan_field_may_be_neither_added_nor_removed():
     old = stored()
-    assert refused(API.update, edited(old, shards=8), old) == [immutable("shards")]
-    old = stored(roi={"offset": [0], "shape": [5]})
+    assert refused(API.update, edited(old, partitions=8), old) == [immutable("partitions")]
+    old = stored(roiShape=[5])
     new = copy.deepcopy(old)
-    del new["spec"]["roi"]
-    assert refused(API.update, new, old) == [immutable("roi")]
+    del new["spec"]["roiShape"]
+    assert refused(API.update, new, old) == [immutable("roiShape")]
 
 
 def test_a_threshold_written_as_an_integer_or_a_float_is_the_same_threshold():
@@ -396,7 +408,7 @@ def test_a_threshold_written_as_an_integer_or_a_float_is_the_same_threshold():
         {"parallelism": 2},
         {"suspend": True},
         {"queueName": "lab-queue"},
-        {"retries": {"perShard": 1, "maxFailedShards": 2}},
+        {"retries": {"perPartition": 1, "maxFailedPartitions": 2}},
     ],
     ids=lambda c: next(iter(c)),
 )
@@ -411,11 +423,17 @@ def test_other_fields_may_change_and_bump_the_generation(change):
     "spec, message",
     [
         (
-            {"input": INPUT, "output": OUTPUT, "arrayStore": ARRAY_STORE},
-            "give either input and output, or arrayStore, not both",
+            {**ARRAYS, "arrayStore": ARRAY_STORE},
+            "give either the input and output containers and datasets, or arrayStore, not both",
         ),
-        ({"input": INPUT}, "give input and output, or arrayStore"),
-        ({"threshold": 0.5}, "give input and output, or arrayStore"),
+        (
+            {"inputContainer": "/d/a.zarr", "inputDataset": "raw"},
+            "give inputContainer, inputDataset, outputContainer and outputDataset, or arrayStore",
+        ),
+        (
+            {"threshold": 0.5},
+            "give inputContainer, inputDataset, outputContainer and outputDataset, or arrayStore",
+        ),
     ],
     ids=["both", "input-only", "neither"],
 )
@@ -469,8 +487,8 @@ CANNOT_RUN = [
     ({"queueName": "q" * 64}, "spec.queueName"),
     ({"queueName": ""}, "spec.queueName"),
     ({"blockShape": [0, 64, 64]}, "spec.blockShape[0]"),
-    ({"roi": {"offset": [0, 0], "shape": [10, 0]}}, "spec.roi.shape[1]"),
-    ({"roi": {"offset": [0], "shape": [10, 10]}}, "spec.roi"),
+    ({"roiOffset": [0, 0], "roiShape": [10, 0]}, "spec.roiShape[1]"),
+    ({"roiOffset": [0], "roiShape": [10, 10]}, "spec"),
     (
         {
             "volumes": [
@@ -510,9 +528,9 @@ CANNOT_RUN = [
     ({"envFrom": [{"secretRef": {"name": "s3 credentials"}}]}, "spec.envFrom[0].secretRef.name"),
     ({"image": ""}, "spec.image"),
     ({"image": "registry.example.org/worker :1"}, "spec.image"),
-    ({"computeContext": "GPU"}, "spec.computeContext"),
+    ({"pool": "GPU"}, "spec.pool"),
     ({"ttlSecondsAfterFinished": 2**31}, "spec.ttlSecondsAfterFinished"),
-    ({"retries": {"maxFailedShards": 100001}}, "spec.retries.maxFailedShards"),
+    ({"retries": {"maxFailedPartitions": 100001}}, "spec.retries.maxFailedPartitions"),
 ]
 CANNOT_RUN_IDS = [f"{field}-{i}" for i, (_, field) in enumerate(CANNOT_RUN)]
 
@@ -541,8 +559,9 @@ CAN_RUN = {
     ],
     "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
     "image": "registry.example.org:5000/worker@sha256:abc",
-    "computeContext": "a100-80g",
-    "roi": {"offset": [-5, 0], "shape": [1, 1]},
+    "pool": "a100-80g",
+    "roiOffset": [-5, 0],
+    "roiShape": [1, 1],
     "blockShape": [1, 1],
 }
 

@@ -12,18 +12,13 @@ from click.testing import CliRunner
 
 from pss import assert_restricted
 from threshold_operator.api import IMMUTABLE, ThresholdJobSpec
-from threshold_operator.catalog import CatalogError, ComputeContextSpec, load_catalog
+from threshold_operator.catalog import CatalogError, PoolSpec, load_catalog
 from threshold_operator.cli import cli as operator_cli
 from threshold_operator.crd import crd, crd_yaml
 from threshold_operator.jobs import Settings, prepare_job, work_job
-from threshold_operator.status import (
-    blocks_in,
-    describe_shards,
-    parse_intervals,
-    shard_blocks,
-    work_progress,
-)
-from threshold_worker.plan import Plan
+from threshold_operator.status import blocks_in, describe_partitions, work_progress
+from threshold_worker.intervals import parse_runs
+from threshold_worker.plan import Plan, partition_range
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -59,10 +54,10 @@ def test_crd_is_structural_and_described():
 
     walk(schema(), "")
     spec = schema()["properties"]["spec"]
-    for field in ("threshold", "parallelism", "computeContext", "fit", "blockShape", "suspend"):
+    for field in ("threshold", "parallelism", "pool", "fit", "blockShape", "suspend"):
         assert spec["properties"][field].get("description"), field
     assert spec["properties"]["parallelism"]["minimum"] == 1
-    assert spec["properties"]["computeContext"]["default"] == "cpu"
+    assert spec["properties"]["pool"]["default"] == "cpu"
     assert spec["properties"]["fit"]["enum"] == ["shrink", "valid"]
 
 
@@ -74,7 +69,7 @@ def test_crd_names_columns_and_immutability():
     assert [col["name"] for col in version["additionalPrinterColumns"]] == [
         "Phase",
         "Blocks",
-        "Context",
+        "Pool",
         "Message",
         "Age",
     ]
@@ -110,8 +105,10 @@ def test_schema_rejects_bad_manifests():
 def _spec(**extra) -> ThresholdJobSpec:
     return ThresholdJobSpec.model_validate(
         {
-            "input": {"container": "/data/a.zarr", "dataset": "raw"},
-            "output": {"container": "/data/a.zarr", "dataset": "mask"},
+            "inputContainer": "/data/a.zarr",
+            "inputDataset": "raw",
+            "outputContainer": "/data/a.zarr",
+            "outputDataset": "mask",
             "threshold": 0.5,
             **extra,
         }
@@ -137,7 +134,10 @@ def test_pod_templates_are_restricted_and_sized(context_name):
         assert work["tolerations"] == [
             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
         ]
-        assert work["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+        assert work["containers"][0]["resources"]["limits"] == {
+            "memory": "16Gi",
+            "nvidia.com/gpu": "1",
+        }
 
 
 A100 = {
@@ -156,8 +156,8 @@ def test_the_prepare_pod_never_asks_for_a_gpu(context):
     """It only reads metadata: modest requests, no extended resource, no GPU scheduling."""
     catalog = {
         **load_catalog(None),
-        "a100": ComputeContextSpec.model_validate(A100),
-        "amd": ComputeContextSpec.model_validate(AMD),
+        "a100": PoolSpec.model_validate(A100),
+        "amd": PoolSpec.model_validate(AMD),
     }
     pod = prepare_job(BODY, _spec(), catalog[context], Settings())["spec"]["template"]["spec"]
     resources = pod["containers"][0]["resources"]
@@ -174,7 +174,7 @@ def test_the_prepare_pod_never_asks_for_a_gpu(context):
 
 
 def test_a_cpu_pool_keeps_its_scheduling_for_the_prepare_pod():
-    pool = ComputeContextSpec.model_validate(
+    pool = PoolSpec.model_validate(
         {"nodeSelector": {"pool": "batch"}, "resources": {"requests": {"cpu": "8"}}}
     )
     pod = prepare_job(BODY, _spec(), pool, Settings())["spec"]["template"]["spec"]
@@ -183,9 +183,9 @@ def test_a_cpu_pool_keeps_its_scheduling_for_the_prepare_pod():
 
 
 def test_only_the_prepare_step_may_replace_another_jobs_output():
-    """spec.overwrite reaches the prepare pod, which replaces the output once; the shards
-    then find it prepared, and never replace it themselves."""
-    context = ComputeContextSpec()
+    """spec.overwrite reaches the prepare pod, which replaces the output once; the
+    partitions then find it prepared, and never replace it themselves."""
+    context = PoolSpec()
     for overwrite in (False, True):
         spec = _spec(overwrite=overwrite)
         prep = prepare_job(BODY, spec, context, Settings())
@@ -199,8 +199,8 @@ def test_only_the_prepare_step_may_replace_another_jobs_output():
 def test_work_job_failure_handling_and_kueue():
     job = work_job(
         BODY,
-        _spec(retries={"perShard": 2, "maxFailedShards": 1}, queueName="q", parallelism=3),
-        ComputeContextSpec(),
+        _spec(retries={"perPartition": 2, "maxFailedPartitions": 1}, queueName="q", parallelism=3),
+        PoolSpec(),
         Settings(),
         10,
         "abc",
@@ -226,12 +226,12 @@ def test_work_job_failure_handling_and_kueue():
     )
 
 
-def test_catalog_contexts_map_to_pods(tmp_path):
+def test_catalog_pools_map_to_pods(tmp_path):
     path = tmp_path / "catalog.yaml"
     path.write_text(
         yaml.safe_dump(
             {
-                "contexts": {
+                "pools": {
                     "a100": {
                         "gpu": True,
                         "nodeSelector": {"pool": "a100"},
@@ -244,13 +244,13 @@ def test_catalog_contexts_map_to_pods(tmp_path):
         )
     )
     catalog = load_catalog(path)
-    pod = work_job(BODY, _spec(computeContext="a100"), catalog["a100"], Settings(), 4, "f")["spec"][
+    pod = work_job(BODY, _spec(pool="a100"), catalog["a100"], Settings(), 4, "f")["spec"][
         "template"
     ]["spec"]
     assert pod["nodeSelector"] == {"pool": "a100", "nvidia.com/gpu.present": "true"}
     assert pod["runtimeClassName"] == "nvidia" and pod["priorityClassName"] == "batch-low"
     assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "2"
-    path.write_text("contexts: {cpu: {resources: 3}}")
+    path.write_text("pools: {cpu: {resources: 3}}")
     with pytest.raises(CatalogError, match=r"cpu\.resources"):
         load_catalog(path)
 
@@ -262,27 +262,27 @@ def test_intervals_and_blocks_match_the_planner():
         roi_begin=(0,),
         roi_shape=(997,),
         block_shape=(1,),
-        shards=7,
+        partitions=7,
     )
     for k in range(7):
-        assert shard_blocks(k, 7, plan.total_blocks) == plan.shard_range(k)
-    done = parse_intervals("0-2,4,6")
+        assert partition_range(k, 7, plan.total_blocks) == plan.partition_range(k)
+    done = parse_runs("0-2,4,6")
     assert done == [(0, 2), (4, 4), (6, 6)]
-    assert blocks_in(done, 7, 997) == sum(len(plan.shard_range(k)) for k in (0, 1, 2, 4, 6))
-    assert describe_shards([(4, 4)], 7, 997) == "shard 4 (blocks 569-711)"
+    assert blocks_in(done, 7, 997) == sum(len(plan.partition_range(k)) for k in (0, 1, 2, 4, 6))
+    assert describe_partitions([(4, 4)], 7, 997) == "partition 4 (blocks 569-711)"
 
 
 def test_million_block_job_and_status_stay_small():
-    total, shards = 1_000_000, 100_000
-    job = work_job(BODY, _spec(shards=shards), ComputeContextSpec(), Settings(), shards, "f" * 16)
+    total, partitions = 1_000_000, 100_000
+    job = work_job(BODY, _spec(partitions=partitions), PoolSpec(), Settings(), partitions, "f" * 16)
     assert len(json.dumps(job)) < 100 * 1024
-    alternating = ",".join(str(i) for i in range(0, shards, 2))  # the worst interval string
+    alternating = ",".join(str(i) for i in range(0, partitions, 2))  # the worst interval string
     progress = work_progress(
-        {"status": {"completedIndexes": alternating, "failedIndexes": "1,3"}}, shards, total
+        {"status": {"completedIndexes": alternating, "failedIndexes": "1,3"}}, partitions, total
     )
-    status = {k: v for k, v in progress.items() if k in ("blocks", "shards")}
+    status = {k: v for k, v in progress.items() if k in ("blocks", "partitions")}
     assert len(json.dumps(status)) < 100 * 1024
-    assert progress["blocks"]["done"] == total // 2 and progress["shards"]["failed"] == 2
+    assert progress["blocks"]["done"] == total // 2 and progress["partitions"]["failed"] == 2
 
 
 def test_every_manifest_in_the_readme_is_an_example():

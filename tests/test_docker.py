@@ -104,7 +104,7 @@ def test_worker_in_a_restricted_container_matches_numpy(image, shared):
         "0.5",
     ]
     prep = docker_run(
-        image, "threshold-worker", "prepare", *args, "--shards", "2", mounts={shared: "/data"}
+        image, "threshold-worker", "prepare", *args, "--partitions", "2", mounts={shared: "/data"}
     )
     assert prep.returncode == 0, prep.stderr
     for shard in ("0", "1"):
@@ -113,7 +113,7 @@ def test_worker_in_a_restricted_container_matches_numpy(image, shared):
             "threshold-worker",
             "start-worker",
             *args,
-            "--shards",
+            "--partitions",
             "2",
             extra=["-e", f"JOB_COMPLETION_INDEX={shard}"],
             mounts={shared: "/data"},
@@ -192,8 +192,10 @@ def test_operator_container_creates_the_prepare_job(image, tmp_path):
                 api,
                 "dock",
                 {
-                    "input": {"container": "/data/a.zarr", "dataset": "raw"},
-                    "output": {"container": "/data/a.zarr", "dataset": "mask"},
+                    "inputContainer": "/data/a.zarr",
+                    "inputDataset": "raw",
+                    "outputContainer": "/data/a.zarr",
+                    "outputDataset": "mask",
                     "threshold": 0.5,
                 },
             )

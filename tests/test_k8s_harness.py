@@ -63,8 +63,10 @@ def raw(response: Any) -> dict[str, Any]:
 
 
 SPEC = {
-    "input": {"container": "/d/a.zarr", "dataset": "raw"},
-    "output": {"container": "/d/a.zarr", "dataset": "mask"},
+    "inputContainer": "/d/a.zarr",
+    "inputDataset": "raw",
+    "outputContainer": "/d/a.zarr",
+    "outputDataset": "mask",
     "threshold": 0.5,
 }
 POD_SPEC = {"containers": [{"name": "c", "image": "i"}]}
@@ -230,7 +232,7 @@ CANNOT_RUN = {
     "queue-name-pattern": ({"queueName": "lab queue"}, "spec.queueName"),
     "queue-name-length": ({"queueName": "q" * 64}, "spec.queueName"),
     "block-shape-zero": ({"blockShape": [0, 64, 64]}, "spec.blockShape[0]"),
-    "roi-shape-zero": ({"roi": {"offset": [0, 0], "shape": [8, 0]}}, "spec.roi.shape[1]"),
+    "roi-shape-zero": ({"roiOffset": [0, 0], "roiShape": [8, 0]}, "spec.roiShape[1]"),
     "mount-path-twice": ({"volumes": [VOLUME, {**VOLUME, "claimName": "b"}]}, "spec.volumes[1]"),
     "env-name": ({"env": [{"name": "1ST", "value": "x"}]}, "spec.env[0].name"),
     "two-sources": ({"arrayStore": {"basedir": "/s", "run": "r", "iteration": 1, "dataset": "d", "parameters": "p"}}, "spec"),

@@ -140,8 +140,10 @@ def test_an_earlier_incarnations_job_is_waited_for(cluster, tmp_path):
     body = {
         "metadata": {"name": "tj", "namespace": "lab-a", "uid": "new", "generation": 1},
         "spec": {
-            "input": {"container": "/d/a.zarr", "dataset": "raw"},
-            "output": {"container": "/d/a.zarr", "dataset": "mask"},
+            "inputContainer": "/d/a.zarr",
+            "inputDataset": "raw",
+            "outputContainer": "/d/a.zarr",
+            "outputDataset": "mask",
         },
     }
     with pytest.raises(Transient, match="of an earlier ThresholdJob of this name is being deleted"):

@@ -355,8 +355,10 @@ def test_malformed_quantities_are_refused(text):
 # ----------------------------------------------------------------- the operator's objects
 
 SPEC = {
-    "input": {"container": "/data/a.zarr", "dataset": "raw"},
-    "output": {"container": "/data/a.zarr", "dataset": "mask"},
+    "inputContainer": "/data/a.zarr",
+    "inputDataset": "raw",
+    "outputContainer": "/data/a.zarr",
+    "outputDataset": "mask",
     "threshold": 0.5,
 }
 RICH = {
@@ -372,7 +374,7 @@ RICH = {
     "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
     "queueName": "team-a",
     "ttlSecondsAfterFinished": 600,
-    "retries": {"perShard": 2, "maxFailedShards": 3},
+    "retries": {"perPartition": 2, "maxFailedPartitions": 3},
     "parallelism": 8,
 }
 

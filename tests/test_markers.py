@@ -25,8 +25,9 @@ from conftest import (
     write_array,
 )
 from threshold_worker.errors import DamagedInput
-from threshold_worker.job import JobSpec, resolve
+from threshold_worker.job import resolve
 from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
+from threshold_worker.params import JobParameters
 from threshold_worker.worker import BlockWorker
 
 
@@ -56,7 +57,7 @@ def test_a_failing_block_keeps_the_blocks_finished_before_it(tmp_path):
     data = blobs((32, 8, 8), seed=41)
     container = tmp_path / "a.zarr"
     write_array(container, "raw", data, (8, 8, 8))
-    spec = JobSpec(
+    spec = JobParameters(
         input_container=str(container),
         input_dataset="raw",
         output_container=str(container),

@@ -8,9 +8,9 @@ import pytest
 from kube_validation import dns_label, dns_subdomain, validate_create
 from kube_validation import label_value as label_errors
 from threshold_operator.api import ThresholdJobSpec
-from threshold_operator.catalog import ComputeContextSpec
+from threshold_operator.catalog import PoolSpec
 from threshold_operator.crd import crd
-from threshold_operator.jobs import SHARDS_PER_POD_SLOT, Settings, prepare_job, work_job
+from threshold_operator.jobs import PARTITIONS_PER_POD_SLOT, Settings, prepare_job, work_job
 from threshold_operator.names import (
     ANNOTATION_NAME,
     LABEL_JOB,
@@ -36,8 +36,10 @@ def names() -> list[str]:
 NAMES = names()
 SPEC = ThresholdJobSpec.model_validate(
     {
-        "input": {"container": "/d/a.zarr", "dataset": "raw"},
-        "output": {"container": "/d/a.zarr", "dataset": "mask"},
+        "inputContainer": "/d/a.zarr",
+        "inputDataset": "raw",
+        "outputContainer": "/d/a.zarr",
+        "outputDataset": "mask",
     }
 )
 
@@ -80,16 +82,16 @@ def test_short_names_are_kept_and_long_ones_keep_a_readable_prefix():
     assert selector("tj1") == f"{LABEL_JOB}=tj1"
 
 
-def test_the_largest_plan_is_the_apis_bound_on_shards():
+def test_the_largest_plan_is_the_apis_bound_on_partitions():
     spec = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    shards, parallelism = spec["properties"]["shards"], spec["properties"]["parallelism"]
-    assert shards["maximum"] == MAX_COMPLETIONS
-    assert parallelism["maximum"] * SHARDS_PER_POD_SLOT <= MAX_COMPLETIONS  # the default shards
+    partitions, parallelism = spec["properties"]["partitions"], spec["properties"]["parallelism"]
+    assert partitions["maximum"] == MAX_COMPLETIONS
+    assert parallelism["maximum"] * PARTITIONS_PER_POD_SLOT <= MAX_COMPLETIONS  # the default
 
 
 @pytest.mark.parametrize("name", ["a", "b" * 52, "c" * 64, "run1.iter100000.val", NAMES[-1]])
 def test_built_jobs_pass_the_apiservers_name_rules(name):
-    context = ComputeContextSpec()
+    context = PoolSpec()
     for job in (
         prepare_job(body(name), SPEC, context, Settings()),
         work_job(body(name), SPEC, context, Settings(), MAX_COMPLETIONS, "f"),

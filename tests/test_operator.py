@@ -152,12 +152,14 @@ def data(tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 def spec_for(container: Path, **extra: Any) -> dict[str, Any]:
     return {
-        "input": {"container": str(container), "dataset": "raw"},
-        "output": {"container": str(container), "dataset": "mask"},
+        "inputContainer": str(container),
+        "inputDataset": "raw",
+        "outputContainer": str(container),
+        "outputDataset": "mask",
         "threshold": 0.5,
         "blockShape": [16, 32, 32],  # 3 x 2 x 2 = 12 blocks
         "parallelism": 2,
-        "shards": 4,
+        "partitions": 4,
         "volumes": [{"claimName": "lab-data", "mountPath": str(container.parent)}],
         **extra,
     }
@@ -172,7 +174,9 @@ def test_happy_path(cluster: Cluster, data):
     assert not sim.errors, sim.errors
     assert status["phase"] == "Succeeded", status
     assert status["blocks"] == {"total": 12, "done": 12, "failed": 0}
-    assert status["shards"]["completed"] == 4 and status["shards"]["completedIndexes"] == "0-3"
+    assert (
+        status["partitions"]["completed"] == 4 and status["partitions"]["completedIndexes"] == "0-3"
+    )
     assert status["progress"] == "12/12"
     assert status["plan"]["totalBlocks"] == 12 and len(status["plan"]["fingerprint"]) == 16
     assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "True"
@@ -184,7 +188,7 @@ def test_happy_path(cluster: Cluster, data):
         "tj1-prepare",
         "tj1-work",
     ]
-    assert len(cluster.pods(status["selector"])) == 5  # the prepare pod and 4 shards
+    assert len(cluster.pods(status["selector"])) == 5  # the prepare pod and 4 partitions
 
 
 def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, data):
@@ -210,7 +214,7 @@ def test_a_long_non_ascii_failure_still_gets_its_warning_event(cluster: Cluster,
     a failure naming a long non-ASCII dataset is still told as a Warning Event."""
     container, _ = data
     dataset = "/".join(["é" * 100] * 6)  # 605 characters, 1205 bytes
-    spec = spec_for(container, input={"container": str(container), "dataset": dataset})
+    spec = spec_for(container, inputDataset=dataset)
     with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
         cluster.create("accents", spec)
         status = cluster.wait_phase("accents", "Failed", "Succeeded")
@@ -249,16 +253,13 @@ def test_another_jobs_output_fails_the_threshold_job_until_overwrite(cluster: Cl
 def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):
     container, _ = data
     with KopfRunner(OPERATOR, timeout=60):
-        cluster.create("ctx", spec_for(container, computeContext="tpu"))
+        cluster.create("ctx", spec_for(container, pool="tpu"))
         status = cluster.wait_phase("ctx", "Failed")
-    assert (
-        status["message"]
-        == "spec.computeContext: 'tpu' is not in this cluster's catalog; known: cpu, gpu"
-    )
+    assert status["message"] == "spec.pool: 'tpu' is not in this cluster's catalog; known: cpu, gpu"
     assert cluster.jobs() == []
 
 
-def test_a_shard_that_fails_once_succeeds_on_retry(cluster: Cluster, data):
+def test_a_partition_that_fails_once_succeeds_on_retry(cluster: Cluster, data):
     container, values = data
     with JobSimulator(cluster.api, fail_once={1}) as sim, KopfRunner(OPERATOR, timeout=60):
         cluster.create("retry", spec_for(container))
@@ -269,7 +270,7 @@ def test_a_shard_that_fails_once_succeeds_on_retry(cluster: Cluster, data):
     assert_thresholded(container, "mask", values, 0.5)
 
 
-def test_a_shard_exhausting_its_retries_fails_the_job_naming_its_blocks(cluster: Cluster, data):
+def test_a_partition_exhausting_its_retries_fails_the_job_naming_its_blocks(cluster: Cluster, data):
     container, _ = data
     # Shard 2 of 4 holds blocks 6-8; block 6 reads input chunk (1, 1, 0): make it unreadable
     # in a way the worker cannot call bad input (a folder where the chunk file should be).
@@ -277,29 +278,29 @@ def test_a_shard_exhausting_its_retries_fails_the_job_naming_its_blocks(cluster:
     chunk.unlink()
     chunk.mkdir()
     with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
-        cluster.create("broken", spec_for(container, retries={"perShard": 1}))
+        cluster.create("broken", spec_for(container, retries={"perPartition": 1}))
         status = cluster.wait_phase("broken", "Failed", "Succeeded")
     assert status["phase"] == "Failed", status
     assert status["message"].startswith(
-        "shard 2 (blocks 6-8) failed after 2 attempts; last error: "
+        "partition 2 (blocks 6-8) failed after 2 attempts; last error: "
     )
     assert "(exit code 1)" in status["message"]
     assert sim.pods_started.count(("broken-work", 2)) == 2
-    assert status["shards"]["failedIndexes"] == "2"
+    assert status["partitions"]["failedIndexes"] == "2"
     assert status["blocks"]["failed"] == 3
 
 
-def test_a_damaged_input_chunk_fails_its_shard_at_once_naming_it(cluster: Cluster, data):
+def test_a_damaged_input_chunk_fails_its_partition_at_once_naming_it(cluster: Cluster, data):
     """A chunk its codec cannot decode is damaged input: exit 2, the index fails without
     retries, and the ThresholdJob names the chunk."""
     container, _ = data
     (container / "raw" / "c" / "1" / "1" / "0").write_bytes(b"not zstd")
     with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
-        cluster.create("damaged", spec_for(container, retries={"perShard": 3}))
+        cluster.create("damaged", spec_for(container, retries={"perPartition": 3}))
         status = cluster.wait_phase("damaged", "Failed", "Succeeded")
     assert status["phase"] == "Failed", status
     assert status["message"].startswith(
-        "shard 2 (blocks 6-8) failed: input_dataset: raw/c/1/1/0 cannot be decoded"
+        "partition 2 (blocks 6-8) failed: input_dataset: raw/c/1/1/0 cannot be decoded"
     )
     assert status["message"].endswith("(exit code 2: not retried, no retry can fix it)")
     assert sim.pods_started.count(("damaged-work", 2)) == 1
@@ -385,7 +386,7 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
             "parameters": "threshold_0.3",
         },
         "threshold": 0.3,
-        "computeContext": "gpu",
+        "pool": "gpu",
         "parallelism": 1,
     }
     with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
@@ -400,7 +401,7 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
         "tolerations"
     ]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert status["computeContext"] == "gpu"
+    assert status["pool"] == "gpu"
     prepare = cluster.job("store-prepare")["spec"]["template"]["spec"]
     assert "nodeSelector" not in prepare and "tolerations" not in prepare
     assert prepare["containers"][0]["resources"] == {
@@ -410,27 +411,45 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
 
 
 def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path, monkeypatch):
+    """DaCapo's spawn_worker with a Kubernetes compute context: the data on a mounted
+    PersistentVolumeClaim, credentials from a Secret, as a ThresholdJob would have them."""
     from kubernetes import client
 
-    from threshold_operator import client as operator_client
-    from threshold_operator.client import ThresholdJobFailed
+    from threshold_operator import compute
+    from threshold_operator.compute import ThresholdJobFailed
     from threshold_worker import LocalArrayIdentifier, spawn_worker
 
     container, values = data
     # The user's own credentials (KUBECONFIG here is the operator's, which may not create).
-    monkeypatch.setattr(operator_client, "_api", lambda: client.CustomObjectsApi(cluster.api))
+    monkeypatch.setattr(compute, "_api", lambda: client.CustomObjectsApi(cluster.api))
     options = tmp_path / "threshold.yaml"
     options.write_text(
-        "compute_context:\n  type: Kubernetes\n  config: {namespace: default, poll_seconds: 0.1}\n"
+        "compute_context:\n  type: Kubernetes\n  config:\n"
+        "    namespace: default\n    poll_seconds: 0.1\n"
+        f"    volumes: [{{claimName: lab-data, mountPath: '{container.parent}'}}]\n"
+        "    envFrom: [{secretRef: {name: s3-credentials}}]\n"
     )
     monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(options))
     with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
         run = spawn_worker(
-            LocalArrayIdentifier(container, "raw"), LocalArrayIdentifier(container, "mask"), 0.7
+            LocalArrayIdentifier(container, "raw"),
+            LocalArrayIdentifier(container, "mask"),
+            0.7,
+            block_shape=[16, 32, 32],
         )
         status = run()
         assert status["phase"] == "Succeeded"
         assert_thresholded(container, "mask", values, 0.7)
+        spec = cluster.get(run.thresholdjob)["spec"]
+        assert [(v["claimName"], v["mountPath"]) for v in spec["volumes"]] == [
+            ("lab-data", str(container.parent))
+        ]
+        assert spec["blockShape"] == [16, 32, 32] and spec["threshold"] == 0.7
+        pod = cluster.job(status["jobs"]["work"])["spec"]["template"]["spec"]
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+        assert {"name": "data-0", "mountPath": str(container.parent), "readOnly": False} in pod[
+            "containers"
+        ][0]["volumeMounts"]
         bad = spawn_worker(
             LocalArrayIdentifier(container, "nope"), LocalArrayIdentifier(container, "m2"), 0.7
         )
@@ -459,11 +478,11 @@ def test_kueue_admission_is_left_to_the_queue(cluster: Cluster, data):
 
 
 def tiny(tmp_path: Path, **extra: Any) -> tuple[Path, np.ndarray, dict[str, Any]]:
-    """One block, one shard: the fastest job that still runs both phases."""
+    """One block, one partition: the fastest job that still runs both phases."""
     values = blobs((8, 16, 16), seed=7)
     container = tmp_path / "data" / "tiny.zarr"
     write_array(container, "raw", values, (8, 16, 16), voxel_size=(1, 1, 1))
-    spec = spec_for(container, blockShape=[8, 16, 16], shards=1, parallelism=1, **extra)
+    spec = spec_for(container, blockShape=[8, 16, 16], partitions=1, parallelism=1, **extra)
     return container, values, spec
 
 

@@ -59,9 +59,11 @@ def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path):
                 config.new_client_from_config(str(admin)),
                 "m",
                 {
-                    "input": {"container": "/x.zarr", "dataset": "a"},
-                    "output": {"container": "/x.zarr", "dataset": "b"},
-                    "computeContext": "nope",
+                    "inputContainer": "/x.zarr",
+                    "inputDataset": "a",
+                    "outputContainer": "/x.zarr",
+                    "outputDataset": "b",
+                    "pool": "nope",
                 },
             )
             wait_for(
@@ -89,7 +91,7 @@ def test_operator_process_serves_liveness_metrics_and_json_logs(tmp_path):
 
 def test_bad_catalog_stops_the_operator_at_start(tmp_path):
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text("contexts: [cpu]\n")
+    catalog.write_text("pools: [cpu]\n")
     proc = subprocess.run(
         [str(BIN / "threshold-operator"), "run", "--catalog", str(catalog)],
         capture_output=True,
@@ -97,7 +99,7 @@ def test_bad_catalog_stops_the_operator_at_start(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith(f"error: compute-context catalog {catalog}")
+    assert proc.stderr.strip().startswith(f"error: node-pool catalog {catalog}")
 
 
 def test_rbac_command_prints_the_rules():

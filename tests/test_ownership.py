@@ -118,13 +118,13 @@ def test_shards_refuse_to_replace_and_run_after_prepare(volume):
     container, data = volume
     assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1").code == 0
     args = io_args(container, "raw", container, "mask", 0.3)
-    shard = run_cli("start-worker", *args, "--shard", "0", "--shards", "2")
+    shard = run_cli("start-worker", *args, "--partition", "0", "--partitions", "2")
     assert shard.code == 2 and "threshold 0.5" in shard.err, shard
-    prep = run_cli("prepare", *args, "--shards", "2", "--overwrite")
+    prep = run_cli("prepare", *args, "--partitions", "2", "--overwrite")
     assert prep.code == 0, prep
     assert owner(container / "mask")["state"] == "writing"
     for i in range(2):
-        assert run_cli("start-worker", *args, "--shard", str(i), "--shards", "2").code == 0
+        assert run_cli("start-worker", *args, "--partition", str(i), "--partitions", "2").code == 0
     assert_thresholded(container, "mask", data, 0.3)
 
 

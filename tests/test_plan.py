@@ -95,11 +95,11 @@ def test_block_ids_are_c_order():
         plan.block_box(60)
 
 
-@pytest.mark.parametrize("total_shards", [1, 2, 7, 60, 1000])
-def test_shards_are_contiguous_and_balanced(total_shards):
-    plan = make(shards=total_shards)
-    ranges = [plan.shard_range(i) for i in range(plan.shards)]
-    assert plan.shards == min(total_shards, 60)
+@pytest.mark.parametrize("total_partitions", [1, 2, 7, 60, 1000])
+def test_partitions_are_contiguous_and_balanced(total_partitions):
+    plan = make(partitions=total_partitions)
+    ranges = [plan.partition_range(i) for i in range(plan.partitions)]
+    assert plan.partitions == min(total_partitions, 60)
     assert ranges[0].start == 0 and ranges[-1].stop == plan.total_blocks
     for a, b in itertools.pairwise(ranges):
         assert a.stop == b.start
@@ -115,11 +115,11 @@ def test_ten_million_blocks_plan_in_constant_memory():
         roi_begin=(0, 0, 0),
         roi_shape=(27648, 27648, 27648),
         block_shape=(128, 128, 128),
-        shards=1000,
+        partitions=1000,
     )
     assert plan.total_blocks == 216**3  # 10,077,696
     boxes = [plan.block_box(b) for b in (0, plan.total_blocks // 2, plan.total_blocks - 1)]
-    last = plan.shard_range(999)
+    last = plan.partition_range(999)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 200_000, f"planning allocated {peak} bytes"
@@ -130,7 +130,7 @@ def test_ten_million_blocks_plan_in_constant_memory():
 def test_fingerprint_changes_with_what_defines_the_output():
     a = make(identity={"threshold": "0.5"})
     assert a.fingerprint == make(identity={"threshold": "0.5"}).fingerprint
-    assert a.fingerprint == make(identity={"threshold": "0.5"}, shards=4).fingerprint
+    assert a.fingerprint == make(identity={"threshold": "0.5"}, partitions=4).fingerprint
     assert a.fingerprint != make(identity={"threshold": "0.6"}).fingerprint
     assert a.fingerprint != make(identity={"threshold": "0.5"}, roi_shape=(100, 70, 80)).fingerprint
     assert (
@@ -157,7 +157,7 @@ def test_default_block_holds_about_eight_chunks():
         (dict(roi_shape=(0, 10, 10)), "roi.shape", "positive"),
         (dict(fit="valid", roi_begin=(5, 0, 0), roi_shape=(90, 70, 90)), "roi.offset", "chunk"),
         (dict(fit="valid", roi_shape=(10, 70, 90)), "block_shape", "no block"),
-        (dict(shards=0), "shards", "at least 1"),
+        (dict(partitions=0), "partitions", "at least 1"),
     ],
 )
 def test_bad_plans_name_the_field(kw, field, words):
@@ -171,6 +171,6 @@ def test_bad_plans_name_the_field(kw, field, words):
 def test_plan_round_trips_through_json():
     import json
 
-    plan = make(shards=3, identity={"x": 1})
+    plan = make(partitions=3, identity={"x": 1})
     again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan

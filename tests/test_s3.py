@@ -49,10 +49,10 @@ def test_run_on_s3_matches_numpy_and_resumes(s3_volume):
 def test_start_worker_shards_on_s3(s3_volume):
     url, data = s3_volume
     args = io_args(url, "raw", url, "mask", 0.25)
-    prep = run_cli("prepare", *args, "--shards", "3")
+    prep = run_cli("prepare", *args, "--partitions", "3")
     assert prep.code == 0, prep
     for shard in range(3):
-        result = run_cli("start-worker", *args, "--shard", str(shard), "--shards", "3")
+        result = run_cli("start-worker", *args, "--partition", str(shard), "--partitions", "3")
         assert result.code == 0, result
     out = zarr.open_array(open_store(UPath(url), read_only=True), path="mask", mode="r")
     np.testing.assert_array_equal(out[...], expected(data, 0.25))
@@ -95,12 +95,13 @@ def test_output_bucket_that_does_not_exist_is_bad_input(s3_volume):
 
 def test_blocks_in_flight_on_object_stores(s3_volume):
     """More blocks than the window of concurrent blocks, in one call, as a shard does."""
-    from threshold_worker.job import JobSpec, resolve
+    from threshold_worker.job import resolve
+    from threshold_worker.params import JobParameters
     from threshold_worker.worker import BlockWorker
 
     url, data = s3_volume
     job = resolve(
-        JobSpec(
+        JobParameters(
             input_container=url,
             input_dataset="raw",
             output_container=url,

@@ -14,6 +14,7 @@ from upath import UPath
 
 import threshold_worker
 from conftest import assert_thresholded, blobs, write_array
+from threshold_operator.compute import KubernetesComputeContext
 from threshold_worker import (
     LocalArrayIdentifier,
     ZarrArray,
@@ -23,7 +24,7 @@ from threshold_worker import (
     start_worker_fn,
 )
 from threshold_worker.arrays import ZarrArrayConfig
-from threshold_worker.compute import KubernetesComputeContext, LocalComputeContext
+from threshold_worker.compute import LocalComputeContext
 from threshold_worker.errors import InputError
 from threshold_worker.store import LocalArrayStore, LocalContainerIdentifier
 
@@ -50,11 +51,15 @@ def test_seed_signatures():
     ]
     assert inspect.signature(start_worker_fn).parameters["threshold"].default == 0.0
     assert list(inspect.signature(start_worker).parameters)[:6] == params[:6]
-    assert list(inspect.signature(spawn_worker).parameters) == [
-        "input_array_identifier",
-        "output_array_identifier",
-        "threshold",
-    ]
+    spawn = inspect.signature(spawn_worker).parameters
+    assert list(spawn)[:3] == ["input_array_identifier", "output_array_identifier", "threshold"]
+    # Anything beyond DaCapo's arguments is keyword-only: DaCapo's calls mean the same.
+    extras = [p for p in spawn.values() if p.name not in list(spawn)[:3]]
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in extras)
+    assert all(
+        p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD)
+        for p in list(inspect.signature(start_worker_fn).parameters.values())[6:]
+    )
     create = inspect.signature(ZarrArray.create_from_array_identifier).parameters
     assert list(create) == [
         "array_identifier",
@@ -266,11 +271,11 @@ def test_create_compute_context_search_order(tmp_path, monkeypatch):
     )
     assert create_compute_context() == LocalComputeContext(num_workers=3)
     (tmp_path / "threshold.yaml").write_text(
-        "compute_context:\n  type: Kubernetes\n  config: {namespace: lab, compute_context: gpu}\n"
+        "compute_context:\n  type: Kubernetes\n  config: {namespace: lab, pool: gpu}\n"
     )
     context = create_compute_context()
-    assert isinstance(context, KubernetesComputeContext)
-    assert (context.namespace, context.compute_context) == ("lab", "gpu")
+    assert isinstance(context, KubernetesComputeContext)  # found through the entry point
+    assert (context.namespace, context.pool) == ("lab", "gpu")
     env_file = tmp_path / "elsewhere.yaml"
     env_file.write_text("compute_context: {type: Local, config: {num_workers: 2}}\n")
     monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(env_file))

@@ -1,6 +1,9 @@
 """The ThresholdJob API: one pydantic model, from which the CRD is generated.
 
-Field names are camelCase on the wire (aliases), snake_case in Python.
+The job itself is `threshold_worker.params.JobParameters`, the model behind the worker's
+CLI and seed API: `ThresholdJobSpec` is that model plus what running it on a cluster takes
+(parallelism, a node pool, volumes, credentials, retries, Kueue). Field names are camelCase
+on the wire (aliases), snake_case in Python, the same names as the CLI's options.
 """
 
 from __future__ import annotations
@@ -9,6 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from threshold_worker.params import MAX_PARTITIONS, ROI_AXES, JobParameters
+from threshold_worker.store import LocalArrayStore
 
 GROUP = "blockwise.dev"
 VERSION = "v1alpha1"
@@ -19,14 +25,12 @@ SHORT_NAMES = ["tj"]
 CATEGORIES = ["blockwise"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
-#: Spec fields that define the plan: changing them would make done-markers lie.
-IMMUTABLE = ("input", "output", "arrayStore", "threshold", "roi", "blockShape", "fit", "shards")
 
 # What kube-apiserver validates in the objects the spec ends up in (labels, pod volumes, env),
 # as patterns every engine reads alike (RE2 in kube, Rust regex in pydantic, ECMA for clients).
 #: A label value, here non-empty (k8s.io/apimachinery IsValidLabelValue).
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-#: A DNS-1123 label: compute context names.
+#: A DNS-1123 label: node pool names.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: A DNS-1123 subdomain: PersistentVolumeClaim and Secret names.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -42,8 +46,6 @@ IMAGE = r"^[^ \t\n\r\f\v]+$"
 #: Mount paths the worker's pod already uses (jobs.pod_template's scratch emptyDir).
 RESERVED_MOUNT_PATHS = ("/tmp",)
 INT32_MAX = 2**31 - 1
-#: Kubernetes' limit on an Indexed Job's completions and maxFailedIndexes with backoffLimitPerIndex.
-MAX_INDEXES = 100_000
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -57,17 +59,6 @@ class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-class ArrayRef(Model):
-    """A zarr array: a container and a dataset path inside it."""
-
-    container: str = Field(
-        min_length=1, description="Zarr container: a path in a mounted volume, or s3://, gs://"
-    )
-    dataset: str = Field(
-        min_length=1, description="Array path inside the container, e.g. 100000/val/prediction"
-    )
-
-
 class ArrayStoreRef(Model):
     """DaCapo's LocalArrayStore: input is the validation prediction, output the validation output."""
 
@@ -78,28 +69,6 @@ class ArrayStoreRef(Model):
     parameters: str = Field(
         min_length=1, description="Post-processing parameters name, e.g. threshold_0.5"
     )
-
-
-class RoiSpec(Model):
-    """A region of interest in world units (e.g. nm), in the array's spatial axis order."""
-
-    model_config = cel_rules(
-        {
-            "rule": "size(self.offset) == size(self.shape)",
-            "message": "offset and shape must have the same number of axes",
-        }
-    )
-
-    offset: list[int] = Field(min_length=1, max_length=5, description="Begin, in world units")
-    shape: list[PositiveInt] = Field(
-        min_length=1, max_length=5, description="Extent, in world units, each > 0"
-    )
-
-    @model_validator(mode="after")
-    def _same_axes(self) -> RoiSpec:
-        if len(self.offset) != len(self.shape):
-            raise ValueError("offset and shape must have the same number of axes")
-        return self
 
 
 class VolumeSpec(Model):
@@ -179,62 +148,54 @@ class EnvFrom(Model):
 
 
 class Retries(Model):
-    per_shard: int = Field(
-        default=3, ge=0, le=100, description="Pod retries per shard (backoffLimitPerIndex)"
+    per_partition: int = Field(
+        default=3, ge=0, le=100, description="Pod retries per partition (backoffLimitPerIndex)"
     )
-    max_failed_shards: int = Field(
+    max_failed_partitions: int = Field(
         default=0,
         ge=0,
-        le=MAX_INDEXES,
-        description="Shards that may fail before the job fails (maxFailedIndexes)",
+        le=MAX_PARTITIONS,
+        description="Partitions that may fail before the job fails (maxFailedIndexes)",
     )
 
 
-class ThresholdJobSpec(Model):
-    """What to threshold, and how to run it."""
+#: JobParameters fields a ThresholdJob may leave out: arrayStore can name the arrays.
+ARRAY_FIELDS = ("input_container", "input_dataset", "output_container", "output_dataset")
 
-    input: ArrayRef | None = Field(default=None, description="Input array (or use arrayStore)")
-    output: ArrayRef | None = Field(
-        default=None, description="Output uint8 array (or use arrayStore)"
+
+def _optional(name: str) -> Any:
+    """A JobParameters field, optional here (arrayStore is the other way to name arrays)."""
+    info = JobParameters.model_fields[name]
+    return Field(default=None, min_length=1, description=f"{info.description} (or arrayStore)")
+
+
+class ThresholdJobSpec(JobParameters):
+    """What to threshold (the worker's JobParameters), and how to run it on the cluster."""
+
+    model_config = cel_rules(
+        {
+            "rule": "!has(self.roiOffset) || !has(self.roiShape) || "
+            "size(self.roiOffset) == size(self.roiShape)",
+            "message": ROI_AXES,
+        }
     )
+
+    input_container: str | None = _optional("input_container")  # type: ignore[assignment]
+    input_dataset: str | None = _optional("input_dataset")  # type: ignore[assignment]
+    output_container: str | None = _optional("output_container")  # type: ignore[assignment]
+    output_dataset: str | None = _optional("output_dataset")  # type: ignore[assignment]
     array_store: ArrayStoreRef | None = Field(
         default=None, description="Input and output from a DaCapo array store"
-    )
-    threshold: float = Field(
-        default=0.0, allow_inf_nan=False, description="Voxels strictly greater become 1"
-    )
-    roi: RoiSpec | None = Field(
-        default=None, description="Region to process; default the whole input"
-    )
-    block_shape: list[PositiveInt] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=5,
-        description="Voxels per block, a multiple of the output chunk shape; default about 8 chunks",
-    )
-    overwrite: bool = Field(
-        default=False,
-        description="Replace an output that holds another job's result (the prepare step does "
-        "it once; a rerun of the same job resumes)",
-    )
-    fit: Literal["shrink", "valid"] = Field(
-        default="shrink", description="shrink: clip border blocks to the roi; valid: skip them"
     )
     parallelism: int = Field(
         default=4, ge=1, le=10000, description="Pods running at once; may change"
     )
-    shards: int | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_INDEXES,
-        description="Shards (pods to run in all); default 4 x parallelism",
-    )
-    compute_context: str = Field(
+    pool: str = Field(
         default="cpu",
         min_length=1,
         max_length=63,
         pattern=DNS_LABEL,
-        description="Name in the cluster's catalog",
+        description="Node pool: a name in the cluster's catalog",
     )
     volumes: list[VolumeSpec] = Field(
         default_factory=list,
@@ -287,23 +248,59 @@ class ThresholdJobSpec(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> ThresholdJobSpec:
-        explicit = self.input is not None or self.output is not None
-        if self.array_store is not None and explicit:
+        given = [getattr(self, name) is not None for name in ARRAY_FIELDS]
+        if self.array_store is not None and any(given):
             raise ValueError(ONE_SOURCE_RULES[0]["message"])
-        if self.array_store is None and (self.input is None or self.output is None):
+        if self.array_store is None and not all(given):
             raise ValueError(ONE_SOURCE_RULES[1]["message"])
         return self
 
+    def parameters(self) -> JobParameters:
+        """The job itself, with arrayStore resolved the way DaCapo's LocalArrayStore lays a
+        run out: what the pods are given as arguments."""
+        fields = {name: getattr(self, name) for name in JobParameters.model_fields}
+        if self.array_store is not None:
+            a = self.array_store
+            store = LocalArrayStore(a.basedir)
+            src = store.validation_prediction_array(a.run, a.iteration, a.dataset)
+            dst = store.validation_output_array(a.run, a.iteration, a.parameters, a.dataset)
+            fields.update(
+                input_container=container_url(src.container),
+                input_dataset=src.dataset,
+                output_container=container_url(dst.container),
+                output_dataset=dst.dataset,
+            )
+        return JobParameters(**fields)
+
+
+def container_url(container: Any) -> str:
+    """A container as the pods are given it: a local path as a plain path."""
+    text = str(container)
+    return text[len("file://") :] if text.startswith("file://") else text
+
+
+def _alias(name: str) -> str:
+    return ThresholdJobSpec.model_fields[name].alias or name
+
+
+#: Spec fields that define the plan (every field of the job, and arrayStore): changing them
+#: would make done-markers lie, so the CRD refuses it.
+IMMUTABLE = (*(_alias(name) for name in JobParameters.model_fields), "arrayStore")
 
 #: The spec's input/output xor arrayStore, as CEL (crd.py) and as the validator above says it.
+_ARRAYS = [_alias(name) for name in ARRAY_FIELDS]
 ONE_SOURCE_RULES: tuple[dict[str, Any], ...] = (
     {
-        "rule": "!(has(self.arrayStore) && (has(self.input) || has(self.output)))",
-        "message": "give either input and output, or arrayStore, not both",
+        "rule": "!(has(self.arrayStore) && ("
+        + " || ".join(f"has(self.{a})" for a in _ARRAYS)
+        + "))",
+        "message": "give either the input and output containers and datasets, or arrayStore, "
+        "not both",
     },
     {
-        "rule": "has(self.arrayStore) || (has(self.input) && has(self.output))",
-        "message": "give input and output, or arrayStore",
+        "rule": "has(self.arrayStore) || (" + " && ".join(f"has(self.{a})" for a in _ARRAYS) + ")",
+        "message": "give inputContainer, inputDataset, outputContainer and outputDataset, or "
+        "arrayStore",
     },
 )
 
@@ -322,7 +319,7 @@ class Condition(Model):
 class PlanStatus(Model):
     fingerprint: str
     total_blocks: int
-    shards: int
+    partitions: int
     block_shape: list[int]
 
 
@@ -332,7 +329,7 @@ class BlockCounts(Model):
     failed: int = 0
 
 
-class ShardCounts(Model):
+class PartitionCounts(Model):
     total: int = 0
     completed: int = 0
     failed: int = 0
@@ -358,8 +355,8 @@ class ThresholdJobStatus(Model):
     conditions: list[Condition] = Field(default_factory=list)
     plan: PlanStatus | None = None
     blocks: BlockCounts = Field(default_factory=BlockCounts)
-    shards: ShardCounts = Field(default_factory=ShardCounts)
-    compute_context: str | None = None
+    partitions: PartitionCounts = Field(default_factory=PartitionCounts)
+    pool: str | None = None
     jobs: JobNames = Field(default_factory=JobNames)
     selector: str = Field(
         default="",

@@ -1,14 +1,16 @@
-"""The cluster's compute contexts: names a ThresholdJob may pick, mapped to node pools.
+"""The cluster's node pools: names a ThresholdJob may pick (`spec.pool`), mapped to the
+scheduling and sizing of its pods.
 
-The cluster admin defines them in the Helm values; the chart mounts them as a file:
+The defaults are here, once: `cpu` and `gpu` (`threshold-operator pools` prints them). The
+cluster admin adds pools, changes them or removes one (`name: null`) in the Helm values;
+the chart mounts those as a file that is merged over the defaults:
 
-    contexts:
-      cpu:
-        resources: {requests: {cpu: "1", memory: 2Gi}, limits: {memory: 4Gi}}
-      gpu:
-        nodeSelector: {nvidia.com/gpu.present: "true"}
-        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
-        resources: {limits: {nvidia.com/gpu: "1"}}
+    pools:
+      a100:
+        gpu: true
+        nodeSelector: {cloud.google.com/gke-accelerator: nvidia-tesla-a100}
+        resources: {limits: {nvidia.com/gpu: "1", memory: 64Gi}}
+      gpu: null
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ DEFAULT_REQUESTS = {"cpu": "1", "memory": "2Gi"}
 PREPARE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
-class ComputeContextSpec(Model):
-    """How pods of one compute context are scheduled and sized."""
+class PoolSpec(Model):
+    """How the pods of one node pool are scheduled and sized."""
 
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
@@ -84,9 +86,16 @@ class ComputeContextSpec(Model):
         return {"requests": requests, "limits": limits} if limits else {"requests": requests}
 
 
-DEFAULT_CATALOG: dict[str, ComputeContextSpec] = {
-    "cpu": ComputeContextSpec(),
-    "gpu": ComputeContextSpec(gpu=True, resources={"requests": {"cpu": "2", "memory": "8Gi"}}),
+#: The pools every cluster has unless its catalog removes them.
+DEFAULT_POOLS: dict[str, dict[str, Any]] = {
+    "cpu": {"resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}},
+    "gpu": {
+        "gpu": True,
+        "resources": {
+            "requests": {"cpu": "2", "memory": "8Gi"},
+            "limits": {"memory": "16Gi", GPU_RESOURCE: "1"},
+        },
+    },
 }
 
 
@@ -94,25 +103,30 @@ class CatalogError(ValueError):
     pass
 
 
-def load_catalog(path: str | Path | None) -> dict[str, ComputeContextSpec]:
-    """The catalog file's contexts, or the defaults (`cpu`, `gpu`) without a file."""
-    if path is None:
-        return dict(DEFAULT_CATALOG)
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise CatalogError(f"compute-context catalog {path}: {e}") from None
-    contexts = data.get("contexts", data) if isinstance(data, dict) else None
-    if not isinstance(contexts, dict) or not contexts:
-        raise CatalogError(
-            f"compute-context catalog {path}: expected a mapping 'contexts: {{name: ...}}'"
-        )
-    catalog = {}
-    for name, spec in contexts.items():
+def load_catalog(path: str | Path | None) -> dict[str, PoolSpec]:
+    """The default pools, with the catalog file's merged over them (`name: null` removes
+    one): what `spec.pool` may name."""
+    pools: dict[str, Any] = dict(DEFAULT_POOLS)
+    if path is not None:
         try:
-            catalog[str(name)] = ComputeContextSpec.model_validate(spec or {})
-        except ValidationError as e:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise CatalogError(f"node-pool catalog {path}: {e}") from None
+        given = data.get("pools") if isinstance(data, dict) else None
+        if not isinstance(given, dict):
             raise CatalogError(
-                f"compute-context catalog {path}: {first_error(e, str(name))}"
-            ) from None
+                f"node-pool catalog {path}: expected a mapping 'pools: {{name: ...}}'"
+            )
+        pools.update(given)
+    catalog = {}
+    for name, spec in pools.items():
+        if spec is None:
+            continue
+        try:
+            catalog[str(name)] = PoolSpec.model_validate(spec)
+        except ValidationError as e:
+            where = f"node-pool catalog {path}: " if path else "default pools: "
+            raise CatalogError(f"{where}{first_error(e, str(name))}") from None
+    if not catalog:
+        raise CatalogError(f"node-pool catalog {path}: it removes every pool; keep at least one")
     return catalog

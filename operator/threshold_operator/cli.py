@@ -26,7 +26,7 @@ def cli() -> None:
     "--catalog",
     type=click.Path(exists=True, dir_okay=False),
     envvar="THRESHOLD_OPERATOR_CATALOG",
-    help="Compute-context catalog (YAML); default: cpu and gpu.",
+    help="Node-pool catalog (YAML) merged over the defaults (cpu, gpu).",
 )
 @click.option("--image", envvar="THRESHOLD_OPERATOR_IMAGE", help="Worker image for the Jobs.")
 @click.option(
@@ -113,6 +113,27 @@ def crd_command() -> None:
     from .crd import crd_yaml
 
     click.echo(crd_yaml(), nl=False)
+
+
+@cli.command("pools")
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="THRESHOLD_OPERATOR_CATALOG",
+    help="Node-pool catalog (YAML) merged over the defaults.",
+)
+def pools_command(catalog: str | None) -> None:
+    """Print the node pools a ThresholdJob may name in spec.pool (defaults, merged with
+    the catalog)."""
+    from .catalog import CatalogError, load_catalog
+
+    try:
+        pools = load_catalog(catalog)
+    except CatalogError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    dumped = {n: p.model_dump(by_alias=True, exclude_defaults=True) for n, p in pools.items()}
+    click.echo(yaml.safe_dump({"pools": dumped}, sort_keys=False), nl=False)
 
 
 @cli.command("rbac")

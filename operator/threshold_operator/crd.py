@@ -85,7 +85,7 @@ def _spec_rules() -> list[dict[str, str]]:
 def crd() -> dict[str, Any]:
     spec = _model_schema(ThresholdJobSpec)
     spec["description"] = "What to threshold, and how to run it"
-    spec["x-kubernetes-validations"] = _spec_rules()
+    spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), *_spec_rules()]
     status = _model_schema(ThresholdJobStatus)
     status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its progress here
     schema = {
@@ -108,7 +108,7 @@ def crd() -> dict[str, Any]:
             "jsonPath": ".status.progress",
             "description": "blocks done/total",
         },
-        {"name": "Context", "type": "string", "jsonPath": ".spec.computeContext"},
+        {"name": "Pool", "type": "string", "jsonPath": ".spec.pool"},
         {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

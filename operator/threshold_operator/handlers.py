@@ -18,7 +18,7 @@ from . import metrics
 from .api import GROUP, PLURAL, VERSION
 from .catalog import load_catalog
 from .jobs import Settings
-from .kube import Kube, Transient
+from .kube import Kube, Transient, load_config
 from .reconcile import Reconciler
 
 INTERVAL = float(os.environ.get("THRESHOLD_OPERATOR_INTERVAL", "5"))
@@ -51,17 +51,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = "blockwise.dev/threshold-operator"
     settings.watching.server_timeout = 300
     catalog = load_catalog(os.environ.get("THRESHOLD_OPERATOR_CATALOG") or None)
-    _reconciler = Reconciler(Kube(_api_client()), catalog, settings_from_env())
-
-
-def _api_client() -> Any:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+    _reconciler = Reconciler(Kube(load_config()), catalog, settings_from_env())
 
 
 def retry_delay(retry: int, retry_after: float | None = None) -> float:

@@ -1,8 +1,8 @@
 """The Job builder: a ThresholdJob's prepare Job and its Indexed work Job.
 
 Pods meet the `restricted` Pod Security Standard, get no service-account token, always
-request resources, and carry the compute context's scheduling. Sizes are constant in
-the number of blocks: a work Job names a shard count, never a block list.
+request resources, and carry the node pool's scheduling. Sizes are constant in the number
+of blocks: a work Job names a partition count, never a block list.
 """
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from threshold_worker.store import LocalArrayStore
+from threshold_worker.params import MAX_PARTITIONS, JobParameters
 
 from .api import API_VERSION, KIND, ThresholdJobSpec
-from .catalog import PREPARE_RESOURCES, ComputeContextSpec
+from .catalog import PREPARE_RESOURCES, PoolSpec
 from .names import ANNOTATION_NAME, LABEL_JOB, job_name, label_value
 
 LABEL_COMPONENT = "app.kubernetes.io/component"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONTAINER = "worker"
 TERMINATION_LOG = "/dev/termination-log"
-SHARDS_PER_POD_SLOT = 4
+PARTITIONS_PER_POD_SLOT = 4
 #: Exit code of the worker for bad input: never retried.
 BAD_INPUT_EXIT = 2
 
@@ -35,37 +35,15 @@ class Settings:
     log_level: str = "INFO"
 
 
-def resolved_io(spec: ThresholdJobSpec) -> tuple[tuple[str, str], tuple[str, str]]:
-    """(container, dataset) of input and output; arrayStore goes through LocalArrayStore."""
-    if spec.array_store is not None:
-        a = spec.array_store
-        store = LocalArrayStore(a.basedir)
-        src = store.validation_prediction_array(a.run, a.iteration, a.dataset)
-        dst = store.validation_output_array(a.run, a.iteration, a.parameters, a.dataset)
-        return (_url(src.container), src.dataset), (_url(dst.container), dst.dataset)
-    assert spec.input is not None and spec.output is not None
-    return (spec.input.container, spec.input.dataset), (spec.output.container, spec.output.dataset)
+def partition_count(spec: ThresholdJobSpec) -> int:
+    """Partitions (the work Job's completions): as given, or a few per pod that may run at
+    once, so that a slow partition does not hold the job up."""
+    return spec.partitions or min(spec.parallelism * PARTITIONS_PER_POD_SLOT, MAX_PARTITIONS)
 
 
-def _url(container: Any) -> str:
-    text = str(container)
-    return text[len("file://") :] if text.startswith("file://") else text
-
-
-def shard_count(spec: ThresholdJobSpec) -> int:
-    return spec.shards or spec.parallelism * SHARDS_PER_POD_SLOT
-
-
-def worker_args(spec: ThresholdJobSpec) -> list[str]:
-    (ic, id_), (oc, od) = resolved_io(spec)
-    args = ["-ic", ic, "-id", id_, "-oc", oc, "-od", od, "-th", repr(float(spec.threshold))]
-    if spec.roi is not None:
-        args += ["--roi-offset", ",".join(map(str, spec.roi.offset))]
-        args += ["--roi-shape", ",".join(map(str, spec.roi.shape))]
-    if spec.block_shape:
-        args += ["--block-shape", ",".join(map(str, spec.block_shape))]
-    args += ["--fit", spec.fit]
-    return args
+def job_parameters(spec: ThresholdJobSpec, partitions: int) -> JobParameters:
+    """What every pod is given as arguments: the job, with its partition count."""
+    return spec.parameters().model_copy(update={"partitions": partitions})
 
 
 def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +71,7 @@ def _labels(name: str, component: str, spec: ThresholdJobSpec) -> dict[str, str]
 
 def pod_template(
     spec: ThresholdJobSpec,
-    context: ComputeContextSpec,
+    pool: PoolSpec,
     settings: Settings,
     args: list[str],
     labels: dict[str, str],
@@ -124,7 +102,7 @@ def pod_template(
         "resources": (
             {k: dict(v) for k, v in PREPARE_RESOURCES.items()}
             if prepare
-            else context.container_resources()
+            else pool.container_resources()
         ),
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_LOG,
@@ -154,7 +132,7 @@ def pod_template(
         },
         "containers": [container],
         "volumes": volumes,
-        **(context.prepare_pod_fields() if prepare else context.pod_fields()),
+        **(pool.prepare_pod_fields() if prepare else pool.pod_fields()),
     }
     if settings.worker_service_account:
         pod["serviceAccountName"] = settings.worker_service_account
@@ -202,7 +180,7 @@ def _failure_policy(index_action: str) -> dict[str, Any]:
 
 
 def prepare_job(
-    body: dict[str, Any], spec: ThresholdJobSpec, context: ComputeContextSpec, settings: Settings
+    body: dict[str, Any], spec: ThresholdJobSpec, pool: PoolSpec, settings: Settings
 ) -> dict[str, Any]:
     """One pod: validate, create or check the output, report the plan (termination message)."""
     name = body["metadata"]["name"]
@@ -210,12 +188,9 @@ def prepare_job(
     annotations = {ANNOTATION_NAME: name}
     args = [
         "prepare",
-        *worker_args(spec),
-        "--shards",
-        str(shard_count(spec)),
+        *job_parameters(spec, partition_count(spec)).to_args(),
         "--termination-log",
         TERMINATION_LOG,
-        *(["--overwrite"] if spec.overwrite else []),
     ]
     job_spec: dict[str, Any] = {
         "completions": 1,
@@ -223,7 +198,7 @@ def prepare_job(
         "backoffLimit": 3,
         "podFailurePolicy": _failure_policy("FailJob"),
         "podReplacementPolicy": "Failed",
-        "template": pod_template(spec, context, settings, args, labels, annotations, prepare=True),
+        "template": pod_template(spec, pool, settings, args, labels, annotations, prepare=True),
     }
     return _job(job_name(name, "prepare"), body, spec, labels, annotations, job_spec)
 
@@ -231,33 +206,28 @@ def prepare_job(
 def work_job(
     body: dict[str, Any],
     spec: ThresholdJobSpec,
-    context: ComputeContextSpec,
+    pool: PoolSpec,
     settings: Settings,
-    shards: int,
+    partitions: int,
     fingerprint: str,
 ) -> dict[str, Any]:
-    """An Indexed Job: pod i runs shard i (JOB_COMPLETION_INDEX), retried per index."""
+    """An Indexed Job: pod i runs partition i (JOB_COMPLETION_INDEX), retried per index.
+    Only the prepare step replaces an output (--overwrite): the partitions never do."""
     name = body["metadata"]["name"]
     labels = _labels(name, "work", spec)
     annotations = {ANNOTATION_NAME: name}
-    args = [
-        "start-worker",
-        *worker_args(spec),
-        "--shards",
-        str(shards),
-        "--expect-fingerprint",
-        fingerprint,
-    ]
+    params = job_parameters(spec, partitions).model_copy(update={"overwrite": False})
+    args = ["start-worker", *params.to_args(), "--expect-fingerprint", fingerprint]
     job_spec: dict[str, Any] = {
         "completionMode": "Indexed",
-        "completions": shards,
-        "parallelism": min(spec.parallelism, shards),
-        "backoffLimitPerIndex": spec.retries.per_shard,
-        "maxFailedIndexes": min(spec.retries.max_failed_shards, shards),
+        "completions": partitions,
+        "parallelism": min(spec.parallelism, partitions),
+        "backoffLimitPerIndex": spec.retries.per_partition,
+        "maxFailedIndexes": min(spec.retries.max_failed_partitions, partitions),
         "podFailurePolicy": _failure_policy("FailIndex"),
         "podReplacementPolicy": "Failed",
         # Kueue admits a queued Job by unsuspending it: create it suspended, then leave it be.
         "suspend": bool(spec.suspend or spec.queue_name),
-        "template": pod_template(spec, context, settings, args, labels, annotations),
+        "template": pod_template(spec, pool, settings, args, labels, annotations),
     }
     return _job(job_name(name, "work"), body, spec, labels, annotations, job_spec)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from .rbac import uses
 
 
 class Transient(Exception):
@@ -72,6 +71,34 @@ def _answers(action: str) -> Iterator[None]:
         raise ApiRejected(action, e.status, reason, message) from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise ApiUnavailable(f"could not {action}: no answer from the API server ({e})") from e
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: (apiGroup, resource) -> verbs: every call a method below makes (rbac.rules reads it).
+CALLS: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+
+def uses(group: str, resource: str, verb: str) -> Callable[[F], F]:
+    """Mark a method as making this API call."""
+    CALLS[(group, resource)].add(verb)
+
+    def mark(fn: F) -> F:
+        return fn
+
+    return mark
+
+
+def load_config() -> client.ApiClient:
+    """How the operator and `spawn_worker` reach the API server: in a pod, its service
+    account; elsewhere, the kubeconfig."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
 
 
 def _raw(response: Any) -> dict[str, Any]:

@@ -20,14 +20,16 @@ from __future__ import annotations
 import hashlib
 import re
 
+from threshold_worker.params import MAX_PARTITIONS
+
 LABEL_JOB = "blockwise.dev/threshold-job"
 ANNOTATION_NAME = "blockwise.dev/threshold-job-name"
 ROLES = ("prepare", "work")
 MAX_LABEL = 63
 HASH_CHARS = 8
-#: The most shards (Indexed Job completions) a plan may have: the API's bound on spec.shards.
-MAX_COMPLETIONS = 100_000
-#: Room for the largest completion index: "-99999" for 10^5 shards.
+#: The most partitions (Indexed Job completions) a plan may have: the bound on spec.partitions.
+MAX_COMPLETIONS = MAX_PARTITIONS
+#: Room for the largest completion index: "-99999" for 10^5 partitions.
 INDEX_SUFFIX = len(f"-{MAX_COMPLETIONS - 1}")
 #: Longest base so that `<base>-<role>-<index>` fits in a DNS label for every role.
 MAX_BASE = MAX_LABEL - INDEX_SUFFIX - max(len(f"-{role}") for role in ROLES)

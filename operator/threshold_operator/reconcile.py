@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from threshold_worker.errors import first_error
 
 from .api import KIND, ThresholdJobSpec
-from .catalog import ComputeContextSpec
+from .catalog import PoolSpec
 from .jobs import BAD_INPUT_EXIT, Settings, prepare_job, work_job
 from .kube import ApiRejected, Kube, Transient, terminations
 from .names import job_name, selector
 from .status import (
     FINAL_PHASES,
-    describe_shards,
+    describe_partitions,
     job_condition,
     now,
     set_condition,
@@ -72,16 +72,16 @@ def _plan_from_pod(kube: Kube, namespace: str, job: dict[str, Any]) -> dict[str,
         return {
             "fingerprint": report["fingerprint"],
             "totalBlocks": report["total_blocks"],
-            "shards": report["shards"],
+            "partitions": report["partitions"],
             "blockShape": report["block_shape"],
         }
     return None
 
 
-def _shard_failure(kube: Kube, namespace: str, job: dict[str, Any], shard: int) -> str:
-    """How a shard failed: its attempts and the worker's last line. Exit code 2 is never
+def _partition_failure(kube: Kube, namespace: str, job: dict[str, Any], partition: int) -> str:
+    """How a partition failed: its attempts and the worker's last line. Exit code 2 is never
     retried (the pod failure policy fails the index at once): say so, not "attempts"."""
-    ended = list(terminations(kube, namespace, job["metadata"]["name"], shard))
+    ended = list(terminations(kube, namespace, job["metadata"]["name"], partition))
     if not ended:
         return "failed"
     code, message = ended[0]
@@ -92,9 +92,7 @@ def _shard_failure(kube: Kube, namespace: str, job: dict[str, Any], shard: int) 
 
 
 class Reconciler:
-    def __init__(
-        self, kube: Kube, catalog: dict[str, ComputeContextSpec], settings: Settings
-    ) -> None:
+    def __init__(self, kube: Kube, catalog: dict[str, PoolSpec], settings: Settings) -> None:
         self.kube = kube
         self.catalog = catalog
         self.settings = settings
@@ -149,15 +147,14 @@ class Reconciler:
             spec = ThresholdJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
             return fail("InvalidSpec", first_error(e, "spec"))
-        context = self.catalog.get(spec.compute_context)
-        if context is None:
+        pool = self.catalog.get(spec.pool)
+        if pool is None:
             known = ", ".join(sorted(self.catalog))
             return fail(
-                "UnknownComputeContext",
-                f"spec.computeContext: '{spec.compute_context}' is not in this cluster's catalog; "
-                f"known: {known}",
+                "UnknownPool",
+                f"spec.pool: '{spec.pool}' is not in this cluster's catalog; known: {known}",
             )
-        status["computeContext"] = spec.compute_context
+        status["pool"] = spec.pool
         jobs = status.setdefault("jobs", {})
 
         # Phase 1: prepare (validate, create the output, plan).
@@ -165,7 +162,7 @@ class Reconciler:
         if plan is None:
             jobs["prepare"] = job_name(name, "prepare")
             prep, _ = self._child(
-                body, jobs["prepare"], lambda: prepare_job(body, spec, context, self.settings)
+                body, jobs["prepare"], lambda: prepare_job(body, spec, pool, self.settings)
             )
             if job_condition(prep, "Failed"):
                 return fail("PrepareFailed", _prepare_failure(self.kube, namespace, prep))
@@ -190,25 +187,26 @@ class Reconciler:
                 "Prepared",
                 True,
                 "Planned",
-                f"{plan['totalBlocks']} blocks in {plan['shards']} shards, plan {plan['fingerprint']}",
+                f"{plan['totalBlocks']} blocks in {plan['partitions']} partitions, plan "
+                f"{plan['fingerprint']}",
                 generation,
             )
             outcome.events.append(("Normal", "Planned", status["conditions"][-1]["message"]))
 
         # Phase 2: the Indexed work Job.
-        total, shards = plan["totalBlocks"], plan["shards"]
+        total, partitions = plan["totalBlocks"], plan["partitions"]
         jobs["work"] = job_name(name, "work")
         work, created = self._child(
             body,
             jobs["work"],
-            lambda: work_job(body, spec, context, self.settings, shards, plan["fingerprint"]),
+            lambda: work_job(body, spec, pool, self.settings, partitions, plan["fingerprint"]),
         )
         if not created:
-            self._sync(namespace, work, spec, shards)
+            self._sync(namespace, work, spec, partitions)
 
-        progress = work_progress(work, shards, total)
+        progress = work_progress(work, partitions, total)
         status["blocks"] = progress["blocks"]
-        status["shards"] = progress["shards"]
+        status["partitions"] = progress["partitions"]
         status["progress"] = f"{progress['blocks']['done']}/{total}"
 
         if job_condition(work, "Complete"):
@@ -222,10 +220,10 @@ class Reconciler:
             )
             status.setdefault("completionTime", now())
         elif failed := job_condition(work, "Failed"):
-            where = describe_shards(progress["failed_intervals"], shards, total)
+            where = describe_partitions(progress["failed_intervals"], partitions, total)
             message = (
                 f"{where} "
-                + _shard_failure(self.kube, namespace, work, progress["failed_intervals"][0][0])
+                + _partition_failure(self.kube, namespace, work, progress["failed_intervals"][0][0])
                 if where
                 else failed.get("message") or failed.get("reason") or "the work Job failed"
             )
@@ -243,7 +241,8 @@ class Reconciler:
         else:
             status["phase"] = "Running"
             status["message"] = (
-                f"{progress['shards']['completed']}/{shards} shards done, {progress['active']} running"
+                f"{progress['partitions']['completed']}/{partitions} partitions done, "
+                f"{progress['active']} running"
             )
             status["conditions"] = set_condition(
                 status["conditions"], "Suspended", False, "Running", "", generation
@@ -274,12 +273,12 @@ class Reconciler:
         )
 
     def _sync(
-        self, namespace: str, work: dict[str, Any], spec: ThresholdJobSpec, shards: int
+        self, namespace: str, work: dict[str, Any], spec: ThresholdJobSpec, partitions: int
     ) -> None:
         """Carry over what may change on a running ThresholdJob."""
         current = work.get("spec") or {}
         patch: dict[str, Any] = {}
-        want = min(spec.parallelism, shards)
+        want = min(spec.parallelism, partitions)
         if current.get("parallelism") != want:
             patch["parallelism"] = want
         # With Kueue, the queue owns `suspend`; never fight it. Otherwise it is the user's.

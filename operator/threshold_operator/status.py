@@ -1,8 +1,9 @@
 """Status of a ThresholdJob, derived from its Jobs: pure functions, no API calls.
 
 Progress comes from the work Job's `completedIndexes`/`failedIndexes` interval strings
-("0-3,5"); blocks per shard are arithmetic on the plan, so status stays a few hundred
-bytes for any number of blocks.
+("0-3,5", read by `threshold_worker.intervals`); blocks per partition are the planner's
+arithmetic (`plan.partition_range`), so status stays a few hundred bytes for any number of
+blocks.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from typing import Any
+
+from threshold_worker.intervals import Run, count, parse_runs
+from threshold_worker.plan import partition_range
 
 MAX_INTERVAL_CHARS = 512
 FINAL_PHASES = ("Succeeded", "Failed")
@@ -19,47 +23,28 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_intervals(text: str | None) -> list[tuple[int, int]]:
-    """Kubernetes' index intervals, "1,3-5,7" -> [(1, 1), (3, 5), (7, 7)] (inclusive)."""
-    out = []
-    for part in (text or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        out.append((int(lo), int(hi or lo)))
-    return out
-
-
-def count(intervals: Iterable[tuple[int, int]]) -> int:
-    return sum(b - a + 1 for a, b in intervals)
-
-
-def shard_blocks(shard: int, shards: int, total_blocks: int) -> range:
-    """Block ids of one shard, as the worker's planner computes them."""
-    return range(shard * total_blocks // shards, (shard + 1) * total_blocks // shards)
-
-
-def blocks_in(intervals: Iterable[tuple[int, int]], shards: int, total_blocks: int) -> int:
-    """Blocks in a set of shard intervals: a shard run [a, b] is one block range."""
-    return sum((b + 1) * total_blocks // shards - a * total_blocks // shards for a, b in intervals)
+def blocks_in(runs: Iterable[Run], partitions: int, total_blocks: int) -> int:
+    """Blocks in runs of partitions: a run [a, b] of partitions is one range of blocks."""
+    return sum(
+        partition_range(b, partitions, total_blocks).stop
+        - partition_range(a, partitions, total_blocks).start
+        for a, b in runs
+    )
 
 
 def clip(text: str) -> str:
     return text if len(text) <= MAX_INTERVAL_CHARS else text[: MAX_INTERVAL_CHARS - 3] + "..."
 
 
-def describe_shards(
-    intervals: list[tuple[int, int]], shards: int, total_blocks: int, limit: int = 3
-) -> str:
-    """ "shard 2 (blocks 8-11), shards 5-6 (blocks 20-27)", the first few runs."""
+def describe_partitions(runs: list[Run], partitions: int, total_blocks: int, limit: int = 3) -> str:
+    """ "partition 2 (blocks 8-11), partitions 5-6 (blocks 20-27)", the first few runs."""
     parts = []
-    for a, b in intervals[:limit]:
-        lo = a * total_blocks // shards
-        hi = (b + 1) * total_blocks // shards - 1
-        which = f"shard {a}" if a == b else f"shards {a}-{b}"
+    for a, b in runs[:limit]:
+        lo = partition_range(a, partitions, total_blocks).start
+        hi = partition_range(b, partitions, total_blocks).stop - 1
+        which = f"partition {a}" if a == b else f"partitions {a}-{b}"
         parts.append(f"{which} (blocks {lo}-{hi})")
-    more = count(intervals[limit:])
+    more = count(runs[limit:])
     if more:
         parts.append(f"and {more} more")
     return ", ".join(parts)
@@ -99,19 +84,21 @@ def set_condition(
     return sorted(out, key=lambda c: c["type"])
 
 
-def work_progress(work: dict[str, Any] | None, shards: int, total_blocks: int) -> dict[str, Any]:
+def work_progress(
+    work: dict[str, Any] | None, partitions: int, total_blocks: int
+) -> dict[str, Any]:
     """Counts and intervals from the work Job's status."""
     status = (work or {}).get("status") or {}
-    done = parse_intervals(status.get("completedIndexes"))
-    failed = parse_intervals(status.get("failedIndexes"))
+    done = parse_runs(status.get("completedIndexes"))
+    failed = parse_runs(status.get("failedIndexes"))
     return {
         "blocks": {
             "total": total_blocks,
-            "done": blocks_in(done, shards, total_blocks),
-            "failed": blocks_in(failed, shards, total_blocks),
+            "done": blocks_in(done, partitions, total_blocks),
+            "failed": blocks_in(failed, partitions, total_blocks),
         },
-        "shards": {
-            "total": shards,
+        "partitions": {
+            "total": partitions,
             "completed": count(done),
             "failed": count(failed),
             "completedIndexes": clip(status.get("completedIndexes") or ""),

@@ -22,7 +22,8 @@ from upath import UPath
 
 from .errors import InputError
 from .metadata import AxisMetadata, read_metadata
-from .storage import as_upath, is_local, open_store
+from .paths import as_upath, is_local
+from .storage import open_store
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Compute contexts: where `spawn_worker` runs a job.
+"""Compute contexts: where `spawn_worker` runs a job (DaCapo's name for it).
 
 `create_compute_context()` reads the options file, the first that exists of
 `$THRESHOLD_OPTIONS_FILE`, `./threshold.yaml` and
@@ -9,11 +9,14 @@
       config:
         num_workers: 4
 
-Without a file the context is `Local` with one process per core.
+Without a file the context is `Local` with one process per core. Other types are found
+through the entry point group `threshold_worker.compute_contexts`: `Kubernetes` is the
+operator's (`threshold_operator.compute`), so this package never imports the operator.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 from collections.abc import Callable
@@ -24,7 +27,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, first_error
-from .job import JobSpec
+from .params import JobParameters
+
+ENTRY_POINTS = "threshold_worker.compute_contexts"
 
 OPTIONS_ENV = "THRESHOLD_OPTIONS_FILE"
 logger = logging.getLogger(__name__)
@@ -42,7 +47,7 @@ def options_paths() -> list[Path]:
 class ComputeContext(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    def spawn(self, spec: JobSpec) -> Callable[[], Any]:
+    def spawn(self, params: JobParameters) -> Callable[[], Any]:
         raise NotImplementedError
 
 
@@ -52,40 +57,34 @@ class LocalComputeContext(ComputeContext):
     type: Literal["Local"] = "Local"
     num_workers: int | None = Field(default=None, ge=1, description="processes; default all cores")
 
-    def spawn(self, spec: JobSpec) -> Callable[[], Any]:
+    def spawn(self, params: JobParameters) -> Callable[[], Any]:
         from .local import run_local
 
         def run() -> Any:
-            return run_local(spec, self.num_workers, progress=False)
+            return run_local(params, self.num_workers, progress=False)
 
         return run
 
 
-class KubernetesComputeContext(ComputeContext):
-    """A ThresholdJob on a cluster that runs threshold-operator."""
-
-    type: Literal["Kubernetes"] = "Kubernetes"
-    namespace: str = "default"
-    compute_context: str = Field(default="cpu", description="name in the cluster's catalog")
-    image: str | None = None
-    parallelism: int | None = Field(default=None, ge=1)
-    poll_seconds: float = Field(default=5.0, gt=0)
-    timeout_seconds: float | None = Field(default=None, gt=0)
-
-    def spawn(self, spec: JobSpec) -> Callable[[], Any]:
-        try:
-            from threshold_operator.client import spawn_threshold_job
-        except ImportError as e:  # the operator package ships in the same distribution
-            raise RuntimeError(
-                f"the Kubernetes compute context needs threshold_operator: {e}"
-            ) from e
-        return spawn_threshold_job(self, spec)
+def contexts() -> dict[str, Any]:
+    """Compute context types by name: Local, and the registered ones (not yet imported)."""
+    found: dict[str, Any] = {"Local": LocalComputeContext}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
+        found.setdefault(entry.name, entry)
+    return found
 
 
-CONTEXTS: dict[str, type[ComputeContext]] = {
-    "Local": LocalComputeContext,
-    "Kubernetes": KubernetesComputeContext,
-}
+def _load(kind: str, entry: Any, where: str) -> type[ComputeContext]:
+    if isinstance(entry, type):
+        return entry
+    try:
+        return entry.load()
+    except ImportError as e:
+        raise InputError(
+            f"{where}: compute_context.type",
+            f"{kind!r} needs what it is built on ({e}); install it with: "
+            "pip install 'threshold-operator[operator]'",
+        ) from None
 
 
 def compute_context_from_options(options: Any, where: str) -> ComputeContext:
@@ -99,16 +98,18 @@ def compute_context_from_options(options: Any, where: str) -> ComputeContext:
     if not isinstance(section, dict):
         raise InputError(f"{where}: compute_context", "must be a mapping with 'type' and 'config'")
     kind = section.get("type", "Local")
-    if kind not in CONTEXTS:
+    known = contexts()
+    if kind not in known:
         raise InputError(
             f"{where}: compute_context.type",
-            f"{kind!r} is unknown; expected one of {', '.join(CONTEXTS)}",
+            f"{kind!r} is unknown; expected one of {', '.join(known)}",
         )
+    context_type = _load(kind, known[kind], where)
     config = section.get("config") or {}
     if not isinstance(config, dict):
         raise InputError(f"{where}: compute_context.config", "must be a mapping")
     try:
-        return CONTEXTS[kind](**config)
+        return context_type(**config)
     except ValidationError as e:
         raise InputError(f"{where}: compute_context.config", first_error(e)) from None
     except TypeError as e:
@@ -138,3 +139,27 @@ def create_compute_context() -> ComputeContext:
         if path == Path(os.environ.get(OPTIONS_ENV, "")) and os.environ.get(OPTIONS_ENV):
             raise InputError(OPTIONS_ENV, f"names {path}, which does not exist")
     return LocalComputeContext()
+
+
+def spawn_worker(
+    input_array_identifier: Any,
+    output_array_identifier: Any,
+    threshold: float = 0.0,
+    **options: Any,
+) -> Callable[[], Any]:
+    """A callable that runs the whole job on the configured compute context.
+
+    Locally that is `threshold-worker run` in this process with N worker processes; on
+    Kubernetes it creates a ThresholdJob and waits for it. The threshold is passed on in
+    both cases (DaCapo's local path dropped it). `options` are the other fields of
+    `JobParameters`.
+    """
+    params = JobParameters(
+        input_container=str(input_array_identifier.container),
+        input_dataset=input_array_identifier.dataset,
+        output_container=str(output_array_identifier.container),
+        output_dataset=output_array_identifier.dataset,
+        threshold=threshold,
+        **options,
+    )
+    return create_compute_context().spawn(params)

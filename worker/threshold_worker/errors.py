@@ -82,7 +82,7 @@ class WorkerDied(WorkerError):
 def first_error(error: Any, prefix: str = "") -> str:
     """A pydantic ValidationError as one line: `prefix.field.path: message`."""
     first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
     message = first["msg"].removeprefix("Value error, ")
     where = ".".join(p for p in (prefix, loc) if p)
     return f"{where}: {message}" if where else message

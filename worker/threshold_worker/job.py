@@ -17,7 +17,6 @@ import numpy as np
 import zarr
 import zarr.errors
 from funlib.geometry import Coordinate, Roi
-from pydantic import BaseModel, ConfigDict, field_validator
 from upath import UPath
 
 from .arrays import open_zarr, roi_to_selection, write_unit
@@ -35,40 +34,16 @@ from .ownership import (
     finished,
     new_record,
 )
+from .params import JobParameters
+from .paths import as_upath, container_url, is_local, overlap
 from .plan import Plan
 from .retry import fatal, retry, transient
-from .storage import as_upath, container_url, is_local, open_store, overlap
+from .storage import open_store
 
 JOB_ATTRIBUTE = "threshold_job"
 #: Fewer retries while opening: an endpoint that never answers is more often a typo than an
 #: outage, and a Kubernetes Job retries the pod anyway (exit 1).
 OPENING_DELAYS = (0.5, 2.0)
-
-
-class JobSpec(BaseModel):
-    """Everything that defines a threshold job; geometry in axis order of the spatial axes."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input_container: str
-    input_dataset: str
-    output_container: str
-    output_dataset: str
-    threshold: float = 0.0
-    roi_offset: tuple[int, ...] | None = None
-    roi_shape: tuple[int, ...] | None = None
-    block_shape: tuple[int, ...] | None = None
-    fit: str = "shrink"
-    shards: int = 1
-    overwrite: bool = False
-    output_chunks: tuple[int, ...] | None = None
-    output_shards: tuple[int, ...] | None = None
-    zarr_format: int | None = None
-
-    @field_validator("input_dataset", "output_dataset")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip("/")
 
 
 @dataclass(frozen=True)
@@ -84,7 +59,7 @@ class OutputGeometry:
 
 @dataclass
 class Job:
-    spec: JobSpec
+    spec: JobParameters
     input: zarr.Array
     input_meta: AxisMetadata
     input_path: UPath
@@ -274,7 +249,7 @@ def _check_dtype(array: zarr.Array, where: str) -> None:
         )
 
 
-def _roi(spec: JobSpec, meta: AxisMetadata, shape: Sequence[int], where: str) -> Roi:
+def _roi(spec: JobParameters, meta: AxisMetadata, shape: Sequence[int], where: str) -> Roi:
     full = meta.roi(shape)
     if spec.roi_offset is None and spec.roi_shape is None:
         return full
@@ -450,7 +425,7 @@ def _positive(name: str, value: Sequence[int] | None, n: int) -> None:
         raise InputError(name, f"{tuple(value)} must be positive on every axis")
 
 
-def _agrees(spec: JobSpec, existing: zarr.Array, meta: AxisMetadata, where: str) -> None:
+def _agrees(spec: JobParameters, existing: zarr.Array, meta: AxisMetadata, where: str) -> None:
     """Layout options given for an existing output must be what it has: never ignored."""
     spatial = meta.spatial_indices
     chunks = tuple(existing.chunks[i] for i in spatial)
@@ -461,6 +436,7 @@ def _agrees(spec: JobSpec, existing: zarr.Array, meta: AxisMetadata, where: str)
         ("output_shards", spec.output_shards, shards),
         ("zarr_format", spec.zarr_format, fmt),
     ):
+        wanted = tuple(wanted) if isinstance(wanted, list) else wanted
         if wanted is not None and wanted != has:
             shown = has if has is not None else "none"
             raise InputError(
@@ -495,7 +471,11 @@ def _layout(existing: zarr.Array) -> tuple[Any, ...]:
 
 
 def _output_geometry(
-    spec: JobSpec, source: zarr.Array, meta: AxisMetadata, existing: zarr.Array | None, where: str
+    spec: JobParameters,
+    source: zarr.Array,
+    meta: AxisMetadata,
+    existing: zarr.Array | None,
+    where: str,
 ) -> OutputGeometry:
     shape = tuple(source.shape)
     spatial = meta.spatial_indices
@@ -539,10 +519,10 @@ def _output_geometry(
     return OutputGeometry(shape, *layout, exists=existing is not None, fits=fits)
 
 
-def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
+def resolve(spec: JobParameters, whole_job: bool = True) -> Job:
     """Check the job against the storage it names, writing nothing; raise `InputError` on
     bad input and `OutputConflict` when the output belongs to another job. `whole_job` is
-    False for one shard of a job (which may not replace an output)."""
+    False for one partition of a job (which may not replace an output)."""
     _check_threshold(spec.threshold)
     check_dataset("input_dataset", spec.input_dataset)
     check_dataset("output_dataset", spec.output_dataset)
@@ -619,7 +599,7 @@ def resolve(spec: JobSpec, whole_job: bool = True) -> Job:
         roi_shape=[sel[i].stop - sel[i].start for i in spatial],
         block_shape=spec.block_shape,
         fit=spec.fit,
-        shards=spec.shards,
+        partitions=spec.partition_count,
         identity=identity,
         sharded=geometry.shards is not None,
         unit_name="output shard shape" if geometry.shards else "output chunk shape",

@@ -25,9 +25,10 @@ from typing import Any
 from tqdm import tqdm
 
 from .errors import Terminated, WorkerDied
-from .job import Job, JobSpec, resolve
+from .job import Job, resolve
 from .lease import Freshness
 from .markers import BUCKET
+from .params import JobParameters
 from .worker import BlockWorker, Stats
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _init(spec: JobSpec | None, progress: Any, freshness: Freshness | None) -> None:
+def _init(spec: JobParameters | None, progress: Any, freshness: Freshness | None) -> None:
     """Set up a worker process; `spec` is None when it was forked with `_worker` set."""
     global _worker, _progress
     _die_with_parent()
@@ -112,7 +113,9 @@ def _ranges(todo: range, workers: int) -> Iterator[tuple[int, int]]:
         start += size
 
 
-def run_local(spec: JobSpec, workers: int | None = None, progress: bool | None = None) -> Summary:
+def run_local(
+    spec: JobParameters, workers: int | None = None, progress: bool | None = None
+) -> Summary:
     """Claim the output and process every block of the job."""
     job = resolve(spec)
     with job.claim() as claim:

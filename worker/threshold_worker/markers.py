@@ -19,7 +19,9 @@ from collections.abc import Iterable, Iterator
 
 from zarr.abc.store import Store
 
+from . import intervals
 from .chunkio import ChunkStore
+from .intervals import parse_run
 
 MARKER_DIR = ".threshold-done"
 BUCKET = 1000
@@ -27,24 +29,13 @@ BUCKET = 1000
 
 def parse_name(name: str) -> range | None:
     """The block ids a marker name stands for; None for anything else (temporary files)."""
-    first, dash, last = name.partition("-")
-    if not first.isdigit() or (dash and not last.isdigit()):
-        return None
-    return range(int(first), int(last if dash else first) + 1)
+    run = parse_run(name)
+    return range(run[0], run[1] + 1) if run is not None else None
 
 
 def runs(block_ids: Iterable[int]) -> Iterator[tuple[int, int]]:
     """Inclusive runs of consecutive ids, cut where a bucket ends."""
-    start = prev = None
-    for b in sorted(set(block_ids)):
-        if prev is not None and b == prev + 1 and b % BUCKET:
-            prev = b
-            continue
-        if start is not None:
-            yield start, prev
-        start = prev = b
-    if start is not None:
-        yield start, prev
+    return intervals.runs(block_ids, cut=BUCKET)
 
 
 class DoneMarkers:
@@ -55,8 +46,7 @@ class DoneMarkers:
         )
 
     def _key(self, first: int, last: int) -> str:
-        name = str(first) if first == last else f"{first}-{last}"
-        return f"{self.prefix}/{first // BUCKET}/{name}"
+        return f"{self.prefix}/{first // BUCKET}/{intervals.format_run(first, last)}"
 
     def done_in_bucket(self, bucket: int) -> set[int]:
         done: set[int] = set()

@@ -1,7 +1,8 @@
-"""The plan: a region of interest cut into chunk-aligned blocks, and blocks into shards.
+"""The plan: a region of interest cut into chunk-aligned blocks, and blocks into partitions.
 
 Everything here is arithmetic on a handful of integers. Block ids run in C order over the
-block grid; shard i is a contiguous range of block ids. Nothing enumerates blocks, so a
+block grid; partition i of k is a contiguous range of block ids (`partition_range`, the one
+place that says which: the worker, the operator's status and its messages all use it). Nothing enumerates blocks, so a
 plan of 10^7 blocks costs as little as one of ten.
 """
 
@@ -51,7 +52,7 @@ class Plan:
     grid_origin: tuple[int, ...]
     grid_shape: tuple[int, ...]
     fit: str
-    shards: int
+    partitions: int
     fingerprint: str
 
     @classmethod
@@ -64,7 +65,7 @@ class Plan:
         roi_shape: Sequence[int],
         block_shape: Sequence[int] | None = None,
         fit: str = "shrink",
-        shards: int = 1,
+        partitions: int = 1,
         identity: Mapping[str, Any] | None = None,
         sharded: bool = False,
         unit_name: str = "output chunk shape",
@@ -97,8 +98,8 @@ class Plan:
                 f"{block_shape} is not a multiple of the {unit_name} {tuple(write_unit)}; "
                 "blocks that split a chunk would race on it",
             )
-        if shards < 1:
-            raise InputError("shards", f"{shards} must be at least 1")
+        if partitions < 1:
+            raise InputError("partitions", f"{partitions} must be at least 1")
         roi_end = tuple(b + s for b, s in zip(roi_begin, roi_shape, strict=True))
         if fit == "valid":
             misaligned = [b % u for b, u in zip(roi_begin, write_unit, strict=True)]
@@ -133,7 +134,7 @@ class Plan:
             grid_origin=origin,
             grid_shape=grid,
             fit=fit,
-            shards=min(shards, total),
+            partitions=min(partitions, total),
             fingerprint=fingerprint(ident),
         )
 
@@ -166,13 +167,13 @@ class Plan:
             end.append(min(lo + b, re))
         return tuple(begin), tuple(end)
 
-    def shard_range(self, shard: int, shards: int | None = None) -> range:
-        """Block ids of shard `shard` of `shards` (the plan's own count by default)."""
-        k = self.shards if shards is None else shards
-        if not 0 <= shard < k:
-            raise InputError("shard", f"{shard} is outside 0..{k - 1}")
-        n = self.total_blocks
-        return range(shard * n // k, (shard + 1) * n // k)
+    def partition_range(self, partition: int, partitions: int | None = None) -> range:
+        """Block ids of partition `partition` of `partitions` (the plan's own count by
+        default)."""
+        k = self.partitions if partitions is None else partitions
+        if not 0 <= partition < k:
+            raise InputError("partition", f"{partition} is outside 0..{k - 1}")
+        return partition_range(partition, k, self.total_blocks)
 
     @property
     def voxels(self) -> int:
@@ -192,3 +193,11 @@ class Plan:
         return cls(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
         )
+
+
+def partition_range(partition: int, partitions: int, total_blocks: int) -> range:
+    """Block ids of partition `partition` of `partitions` over `total_blocks` blocks: as even
+    as whole blocks allow, contiguous, in order."""
+    return range(
+        partition * total_blocks // partitions, (partition + 1) * total_blocks // partitions
+    )

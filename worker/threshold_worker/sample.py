@@ -14,7 +14,8 @@ import zarr
 from upath import UPath
 
 from .metadata import AxisMetadata
-from .storage import as_upath, open_store
+from .paths import as_upath
+from .storage import open_store
 
 
 def _smoothing_matrix(n: int, period: float) -> np.ndarray:

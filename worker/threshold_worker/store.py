@@ -15,7 +15,7 @@ from pathlib import Path
 
 from upath import UPath
 
-from .storage import as_upath, open_store
+from .paths import as_upath
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,11 @@ class LocalArrayStore:
             )
         if not dataset:
             raise ValueError(f"dataset: empty; refusing to delete all of {container}")
-        store = open_store(container)
         from zarr.core.sync import sync
+
+        from .storage import open_store
+
+        store = open_store(container)
 
         async def _has_any() -> bool:
             async for _ in store.list_prefix(dataset + "/"):

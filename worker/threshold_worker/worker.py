@@ -1,7 +1,7 @@
-"""The worker loop: threshold the blocks of a shard that have no done-marker yet.
+"""The worker loop: threshold the blocks of a partition that have no done-marker yet.
 
-Also DaCapo's entry points `start_worker_fn` and `spawn_worker`, which keep their
-signatures; keyword-only extras select a region, a block shape and a shard.
+Also DaCapo's `start_worker_fn` (and `start_worker`), which keeps its signature; keyword-only
+extras are the other fields of `JobParameters`. `spawn_worker` is in `compute`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from upath import UPath
 
 from .chunkio import DirectBlockIO
 from .errors import InputError
-from .job import Job, JobSpec, resolve
+from .job import Job, resolve
 from .kernel import threshold_block
 from .lease import Freshness
 from .markers import DoneMarkers
+from .params import JobParameters
 from .retry import retry
 from .storage import CheckedStore
 
@@ -106,7 +107,7 @@ class BlockWorker:
             if self.remote:
                 with ThreadPoolExecutor(self.REMOTE_CONCURRENCY) as pool:
                     inflight: set[Future[None]] = set()
-                    for block_id in todo:  # a bounded window: memory does not grow with the shard
+                    for block_id in todo:  # a bounded window: memory does not grow with the range
                         if len(inflight) >= 2 * self.REMOTE_CONCURRENCY:
                             done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
                             for future in done:
@@ -177,25 +178,22 @@ def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:
     return n
 
 
-def run_shard(
-    spec: JobSpec,
-    shard: int | None = None,
-    shards: int | None = None,
-    expect_fingerprint: str | None = None,
+def run_partition(
+    params: JobParameters, partition: int | None = None, expect_fingerprint: str | None = None
 ) -> Stats:
-    """Resolve the job, claim its output, and process one shard (or all of it)."""
-    whole = shard is None
-    job = resolve(spec, whole_job=whole)
+    """Resolve the job, claim its output, and process one partition (or all of it)."""
+    whole = partition is None
+    job = resolve(params, whole_job=whole)
     if expect_fingerprint and expect_fingerprint != job.plan.fingerprint:
         raise InputError(
             "fingerprint",
             f"this worker planned {job.plan.fingerprint}, the job expects {expect_fingerprint}: "
             "the input or the job changed since it was prepared",
         )
-    if shard is None:
+    if partition is None:
         blocks = range(job.plan.total_blocks)
     else:
-        blocks = job.plan.shard_range(shard, shards or job.plan.shards)
+        blocks = job.plan.partition_range(partition, params.partition_count)
     with job.claim(whole_job=whole) as claim:
         logger.info(
             "plan %s: blocks %d-%d of %d",
@@ -224,58 +222,29 @@ def start_worker_fn(
     threshold: float = 0.0,
     return_io_loop: bool = False,
     *,
-    roi_offset: tuple[int, ...] | None = None,
-    roi_shape: tuple[int, ...] | None = None,
-    block_shape: tuple[int, ...] | None = None,
-    fit: str = "shrink",
-    shard: int | None = None,
-    shards: int | None = None,
+    partition: int | None = None,
     expect_fingerprint: str | None = None,
+    **options: Any,
 ) -> Callable[[], Stats] | Stats:
-    """Threshold blocks until none is left (of one shard, when `shard` is given).
+    """Threshold blocks until none is left (of one partition, when `partition` is given).
 
     With `return_io_loop=True`, returns the loop as a callable instead of running it.
+    `options` are the other fields of `JobParameters` (roi_offset, block_shape, fit,
+    partitions, overwrite, output_chunks, ...).
     """
-    spec = JobSpec(
+    params = JobParameters(
         input_container=str(input_container),
         input_dataset=input_dataset,
         output_container=str(output_container),
         output_dataset=output_dataset,
         threshold=threshold,
-        roi_offset=roi_offset,
-        roi_shape=roi_shape,
-        block_shape=block_shape,
-        fit=fit,
-        shards=shards or 1,
+        **options,
     )
 
     def io_loop() -> Stats:
-        return run_shard(spec, shard, shards, expect_fingerprint)
+        return run_partition(params, partition, expect_fingerprint)
 
     return io_loop if return_io_loop else io_loop()
 
 
 start_worker = start_worker_fn
-
-
-def spawn_worker(
-    input_array_identifier: Any,
-    output_array_identifier: Any,
-    threshold: float = 0.0,
-) -> Callable[[], Any]:
-    """A callable that runs the whole job on the configured compute context.
-
-    Locally that is `threshold-worker run` in this process with N worker processes; on
-    Kubernetes it creates a ThresholdJob and waits for it. The threshold is passed on in
-    both cases (DaCapo's local path dropped it).
-    """
-    from .compute import create_compute_context
-
-    spec = JobSpec(
-        input_container=str(input_array_identifier.container),
-        input_dataset=input_array_identifier.dataset,
-        output_container=str(output_array_identifier.container),
-        output_dataset=output_array_identifier.dataset,
-        threshold=threshold,
-    )
-    return create_compute_context().spawn(spec)

@@ -1,4 +1,7 @@
-"""`threshold-worker`: plan, prepare, run locally, or run one shard of a job.
+"""`threshold-worker`: plan, prepare, run locally, or run one partition of a job.
+
+The job's options are made from `params.JobParameters`, field by field; heavy modules
+(zarr, numcodecs) are imported by the commands that need them, so `--help` is quick.
 
 Bad input exits with code 2 and one line on stderr; nothing has been written then.
 """
@@ -19,8 +22,6 @@ from typing import Any
 import click
 
 from .errors import InputError, Terminated, WorkerError
-from .job import JobSpec, resolve
-from .plan import FITS
 
 logger = logging.getLogger("threshold_worker")
 
@@ -31,15 +32,15 @@ class IntList(click.ParamType):
     name = "INTS"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
+        if isinstance(value, (tuple, list)):
+            return list(value)
         try:
-            return tuple(int(v) for v in str(value).replace(" ", "").split(","))
+            return [int(v) for v in str(value).replace(" ", "").split(",")]
         except ValueError:
             self.fail(f"{value!r} is not comma-separated integers, e.g. 64,128,128", param, ctx)
 
 
-class Threshold(click.ParamType):
+class Number(click.ParamType):
     name = "FLOAT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -49,117 +50,56 @@ class Threshold(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
 
 
+class OneOf(click.Choice):
+    """A choice given as text that stands for a typed value (zarr format 2 -> the int 2)."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        super().__init__([str(v) for v in values])
+        self.values = {str(v): v for v in values}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self.values[super().convert(str(value), param, ctx)]
+
+
 INTS = IntList()
+KINDS: dict[str, Any] = {"ints": INTS, "float": Number(), "int": click.IntRange(min=1)}
 
 
-def io_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """DaCapo's option names, plus hyphenated spellings."""
-    for option in reversed(
-        [
-            click.option(
-                "-ic",
-                "--input_container",
-                "--input-container",
-                required=True,
-                help="Input zarr container (path or URL, e.g. s3://bucket/x.zarr).",
-            ),
-            click.option(
-                "-id",
-                "--input_dataset",
-                "--input-dataset",
-                required=True,
-                help="Array path inside the input container.",
-            ),
-            click.option(
-                "-oc",
-                "--output_container",
-                "--output-container",
-                required=True,
-                help="Output zarr container; may be the input's.",
-            ),
-            click.option(
-                "-od",
-                "--output_dataset",
-                "--output-dataset",
-                required=True,
-                help="Array path for the uint8 mask.",
-            ),
-            click.option(
-                "-th",
-                "--threshold",
-                type=Threshold(),
-                default=0.0,
-                show_default=True,
-                help="Voxels strictly greater than this become 1.",
-            ),
-            click.option(
-                "--roi-offset", type=INTS, help="ROI offset in world units (default: the array's)."
-            ),
-            click.option(
-                "--roi-shape",
-                type=INTS,
-                help="ROI shape in world units (default: to the array's end).",
-            ),
-            click.option(
-                "--block-shape",
-                type=INTS,
-                help="Block shape in voxels; a multiple of the output chunk (shard) shape.",
-            ),
-            click.option(
-                "--fit",
-                type=click.Choice(FITS),
-                default="shrink",
-                show_default=True,
-                help="shrink: clip border blocks to the ROI; valid: skip partial border blocks.",
-            ),
-        ]
-    ):
-        fn = option(fn)
+def job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every field of `JobParameters` as an option: names, help and types from the model."""
+    from .params import JobParameters, options, value_kind
+
+    for name, info, option in reversed(list(options(JobParameters))):
+        kind, choices = value_kind(info)
+        kwargs: dict[str, Any] = {"help": info.description}
+        if kind == "flag":
+            kwargs["is_flag"] = True
+        elif kind == "choice":
+            kwargs["type"] = OneOf(choices)
+        elif kind in KINDS:
+            kwargs["type"] = KINDS[kind]
+        if info.is_required():
+            kwargs["required"] = True
+        elif not info.default:
+            kwargs["default"] = None
+        else:
+            kwargs.update(default=info.default, show_default=True)
+        fn = click.option(*option.flags, name, **kwargs)(fn)
     return fn
 
 
-def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
-        [
-            click.option("--overwrite", is_flag=True, help="Replace an existing output array."),
-            click.option(
-                "--output-chunks",
-                type=INTS,
-                help="Output chunk shape in voxels (default: the input's).",
-            ),
-            click.option(
-                "--output-shards",
-                type=INTS,
-                help="Output shard shape in voxels (zarr v3 sharding).",
-            ),
-            click.option(
-                "--zarr-format",
-                type=click.Choice(["2", "3"]),
-                help="Output zarr format (default: the input's).",
-            ),
-        ]
-    ):
-        fn = option(fn)
-    return fn
+def parameters(**kw: Any) -> Any:
+    """The job the options describe (a one-line error, exit 2, for what the model refuses)."""
+    from pydantic import ValidationError
 
+    from .errors import first_error
+    from .params import JobParameters
 
-def make_spec(**kw: Any) -> JobSpec:
-    return JobSpec(
-        input_container=kw["input_container"],
-        input_dataset=kw["input_dataset"],
-        output_container=kw["output_container"],
-        output_dataset=kw["output_dataset"],
-        threshold=kw["threshold"],
-        roi_offset=kw.get("roi_offset"),
-        roi_shape=kw.get("roi_shape"),
-        block_shape=kw.get("block_shape"),
-        fit=kw.get("fit") or "shrink",
-        shards=kw.get("shards") or 1,
-        overwrite=bool(kw.get("overwrite")),
-        output_chunks=kw.get("output_chunks"),
-        output_shards=kw.get("output_shards"),
-        zarr_format=int(kw["zarr_format"]) if kw.get("zarr_format") else None,
-    )
+    given = {k: v for k, v in kw.items() if v is not None}
+    try:
+        return JobParameters(**given)
+    except ValidationError as e:
+        raise InputError("", first_error(e)) from None
 
 
 def plan_report(job: Any) -> dict[str, Any]:
@@ -168,7 +108,7 @@ def plan_report(job: Any) -> dict[str, Any]:
     return {
         "fingerprint": plan.fingerprint,
         "total_blocks": plan.total_blocks,
-        "shards": plan.shards,
+        "partitions": plan.partitions,
         "block_shape": list(plan.block_shape),
         "grid_shape": list(plan.grid_shape),
         "fit": plan.fit,
@@ -205,7 +145,7 @@ def _print_plan(report: dict[str, Any]) -> None:
         f"blocks       {report['total_blocks']} = {' x '.join(map(str, report['grid_shape']))} "
         f"of {' x '.join(map(str, report['block_shape']))} voxels, fit={report['fit']}"
     )
-    click.echo(f"shards       {report['shards']}")
+    click.echo(f"partitions   {report['partitions']}")
     click.echo(f"voxels       {report['voxels']:,}")
     out = report["output"]
     click.echo(
@@ -236,13 +176,13 @@ def cli(log_level: str) -> None:
 
 
 @cli.command("plan")
-@io_options
-@output_options
-@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True)
+@job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_command(as_json: bool, **kw: Any) -> None:
     """Show how the job would be cut into blocks; writes nothing."""
-    report = plan_report(resolve(make_spec(**kw)))
+    from .job import resolve
+
+    report = plan_report(resolve(parameters(**kw)))
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -250,17 +190,17 @@ def plan_command(as_json: bool, **kw: Any) -> None:
 
 
 @cli.command("prepare")
-@io_options
-@output_options
-@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True)
+@job_options
 @click.option(
     "--termination-log",
     type=click.Path(dir_okay=False, writable=True),
     help="Also write the plan JSON here (Kubernetes' terminationMessagePath).",
 )
 def prepare_command(termination_log: str | None, **kw: Any) -> None:
-    """Validate the input, create or check the output array, print the plan as JSON."""
-    job = resolve(make_spec(**kw))
+    """Validate the input, create or claim the output array, print the plan as JSON."""
+    from .job import resolve
+
+    job = resolve(parameters(**kw))
     job.prepare()
     text = json.dumps(plan_report(job))
     if termination_log:
@@ -269,8 +209,7 @@ def prepare_command(termination_log: str | None, **kw: Any) -> None:
 
 
 @cli.command("run")
-@io_options
-@output_options
+@job_options
 @click.option(
     "-n", "--workers", type=click.IntRange(min=1), help="Worker processes [default: all cores]."
 )
@@ -287,47 +226,45 @@ def run_command(workers: int | None, progress: bool | None, **kw: Any) -> None:
     context = create_compute_context()  # its Local num_workers is the default for -n
     if workers is None and isinstance(context, LocalComputeContext):
         workers = context.num_workers
-    summary = run_local(make_spec(**kw), workers=workers, progress=progress)
+    summary = run_local(parameters(**kw), workers=workers, progress=progress)
     for line in summary.lines():
         click.echo(line)
 
 
 @cli.command("spawn")
-@io_options
-@output_options
+@job_options
 def spawn_command(**kw: Any) -> None:
     """Run the job on the compute context of the options file (Local by default)."""
     from .compute import create_compute_context
+    from .job import resolve
 
     context = create_compute_context()
-    spec = make_spec(**kw)
-    resolve(spec)  # fail fast, before anything is submitted
-    result = context.spawn(spec)()
+    params = parameters(**kw)
+    resolve(params)  # fail fast, before anything is submitted
+    result = context.spawn(params)()
     for line in getattr(result, "lines", lambda: [str(result)])():
         click.echo(line)
 
 
 @cli.command("start-worker")
-@io_options
+@job_options
 @click.option(
-    "--shard",
+    "--partition",
     type=click.IntRange(min=0),
     envvar="JOB_COMPLETION_INDEX",
-    help="Shard to process [env JOB_COMPLETION_INDEX]; default: all blocks.",
+    help="Partition to process [env JOB_COMPLETION_INDEX]; default: all blocks.",
 )
-@click.option("--shards", type=click.IntRange(min=1), help="Number of shards in the plan.")
 @click.option("--expect-fingerprint", help="Fail (exit 2) if the plan differs from this one.")
-def start_worker_command(
-    shard: int | None, shards: int | None, expect_fingerprint: str | None, **kw: Any
-) -> None:
-    """Threshold the blocks of one shard (or all) that are not done yet."""
-    from .worker import run_shard
+def start_worker_command(partition: int | None, expect_fingerprint: str | None, **kw: Any) -> None:
+    """Threshold the blocks of one partition (or all) that are not done yet."""
+    from .worker import run_partition
 
-    if shard is not None and shards is None:
-        raise InputError("--shards", "is required with --shard (or JOB_COMPLETION_INDEX)")
-    if shard is not None and shards is not None and shard >= shards:
-        raise InputError("--shard", f"{shard} is outside 0..{shards - 1}")
-    stats = run_shard(make_spec(**kw, shards=shards), shard, shards, expect_fingerprint)
+    params = parameters(**kw)
+    if partition is not None and params.partitions is None:
+        raise InputError("--partitions", "is required with --partition (or JOB_COMPLETION_INDEX)")
+    if partition is not None and partition >= params.partition_count:
+        raise InputError("--partition", f"{partition} is outside 0..{params.partition_count - 1}")
+    stats = run_partition(params, partition, expect_fingerprint)
     click.echo(
         f"{stats.processed} blocks processed, {stats.skipped} already done, "
         f"{stats.voxels:,} voxels in {stats.seconds:.2f} s"
@@ -391,8 +328,8 @@ def preview_command(
 ) -> None:
     """Write a PNG of one slice: input and mask side by side."""
     from .arrays import open_zarr
+    from .paths import as_upath
     from .sample import preview
-    from .storage import as_upath
 
     source = open_zarr(as_upath(input_container), input_dataset, "r", "input")
     mask = open_zarr(as_upath(output_container or input_container), output_dataset, "r", "output")

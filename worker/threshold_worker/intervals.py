@@ -1,0 +1,51 @@
+"""Inclusive runs of integers written as text: "5", "400-517", "0-3,5,7-9".
+
+Done-markers are named by a run of block ids; Kubernetes writes an Indexed Job's
+completedIndexes and failedIndexes as a list of runs. One spelling, read and written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+Run = tuple[int, int]
+
+
+def runs(ids: Iterable[int], cut: int = 0) -> Iterator[Run]:
+    """Inclusive runs of consecutive ids, in order; with `cut`, a run never crosses a
+    multiple of it."""
+    start = prev = None
+    for i in sorted(set(ids)):
+        if prev is not None and i == prev + 1 and not (cut and i % cut == 0):
+            prev = i
+            continue
+        if start is not None and prev is not None:
+            yield start, prev
+        start = prev = i
+    if start is not None and prev is not None:
+        yield start, prev
+
+
+def format_run(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def format_runs(items: Iterable[Run]) -> str:
+    return ",".join(format_run(a, b) for a, b in items)
+
+
+def parse_run(text: str) -> Run | None:
+    """The run a name stands for; None for anything else (a temporary file, say)."""
+    first, dash, last = text.strip().partition("-")
+    if not first.isdigit() or (dash and not last.isdigit()):
+        return None
+    return int(first), int(last if dash else first)
+
+
+def parse_runs(text: str | None) -> list[Run]:
+    """ "1,3-5,7" -> [(1, 1), (3, 5), (7, 7)]."""
+    return [run for part in (text or "").split(",") if (run := parse_run(part)) is not None]
+
+
+def count(items: Iterable[Run]) -> int:
+    return sum(b - a + 1 for a, b in items)

@@ -1,0 +1,194 @@
+"""A threshold job's parameters: one model for every door into a job.
+
+The CLI's options, the seed API's keyword arguments (`start_worker_fn`, `spawn_worker`),
+the ThresholdJob's spec fields (camelCase aliases of the same names; the CRD is generated
+from a subclass of this model) and the arguments the operator gives its pods are all made
+from `JobParameters`; nothing translates one into another by hand. A field's command-line
+spelling is an `Option` in its annotation.
+
+Words: a *partition* is a contiguous range of blocks that one process or pod works
+through (`--partitions`, `--partition`); a zarr *shard* is the v3 storage unit that holds
+several chunks (`--output-shards`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
+
+from .plan import DEFAULT_FIT, Fit
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Shape = Annotated[list[PositiveInt], Field(min_length=1, max_length=5)]
+#: Kubernetes' limit on an Indexed Job's completions: the most partitions a job may have.
+MAX_PARTITIONS = 100_000
+ROI_AXES = "roiOffset and roiShape must have the same number of axes"
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a field is spelled on the command line: its flags, the first long one canonical
+    (the one the operator writes into pod arguments)."""
+
+    flags: tuple[str, ...]
+
+    def __init__(self, *flags: str) -> None:
+        object.__setattr__(self, "flags", flags)
+
+    @property
+    def canonical(self) -> str:
+        return next(f for f in self.flags if f.startswith("--"))
+
+
+class JobParameters(BaseModel):
+    """Everything that defines a threshold job; geometry in the spatial axes' order."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    input_container: Annotated[
+        str,
+        Field(min_length=1, description="Input zarr container: a path, or s3://, gs://, file://"),
+        Option("-ic", "--input_container", "--input-container"),
+    ]
+    input_dataset: Annotated[
+        str,
+        Field(min_length=1, description="Array path inside the input container"),
+        Option("-id", "--input_dataset", "--input-dataset"),
+    ]
+    output_container: Annotated[
+        str,
+        Field(min_length=1, description="Output zarr container; may be the input's"),
+        Option("-oc", "--output_container", "--output-container"),
+    ]
+    output_dataset: Annotated[
+        str,
+        Field(min_length=1, description="Array path of the uint8 mask"),
+        Option("-od", "--output_dataset", "--output-dataset"),
+    ]
+    threshold: Annotated[
+        float,
+        Field(allow_inf_nan=False, description="Voxels strictly greater become 1 (NaN: 0)"),
+        Option("-th", "--threshold"),
+    ] = 0.0
+    roi_offset: Annotated[
+        list[int] | None,
+        Field(min_length=1, max_length=5, description="ROI offset in world units (e.g. nm)"),
+        Option("--roi-offset"),
+    ] = None
+    roi_shape: Annotated[
+        Shape | None,
+        Field(description="ROI shape in world units; default: to the array's end"),
+        Option("--roi-shape"),
+    ] = None
+    block_shape: Annotated[
+        Shape | None,
+        Field(description="Voxels per block, a multiple of the output chunk (shard) shape"),
+        Option("--block-shape"),
+    ] = None
+    fit: Annotated[
+        Fit,
+        Field(description="shrink: clip border blocks to the ROI; valid: skip them"),
+        Option("--fit"),
+    ] = DEFAULT_FIT
+    partitions: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_PARTITIONS, description="Ranges of blocks to split the job into"),
+        Option("--partitions"),
+    ] = None
+    overwrite: Annotated[
+        bool,
+        Field(description="Replace an output that holds another job's result"),
+        Option("--overwrite"),
+    ] = False
+    output_chunks: Annotated[
+        Shape | None,
+        Field(description="Output chunk shape in voxels; default: the input's"),
+        Option("--output-chunks"),
+    ] = None
+    output_shards: Annotated[
+        Shape | None,
+        Field(description="Output zarr shard shape in voxels (zarr v3 sharding)"),
+        Option("--output-shards"),
+    ] = None
+    zarr_format: Annotated[
+        Literal[2, 3] | None,
+        Field(description="Output zarr format; default: the input's"),
+        Option("--zarr-format"),
+    ] = None
+
+    @field_validator("input_dataset", "output_dataset")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.strip("/") if value is not None else None
+
+    @model_validator(mode="after")
+    def _roi_axes(self) -> JobParameters:
+        if self.roi_offset and self.roi_shape and len(self.roi_offset) != len(self.roi_shape):
+            raise ValueError(ROI_AXES)
+        return self
+
+    def to_args(self) -> list[str]:
+        """The command-line arguments that give these parameters (defaults left out)."""
+        args: list[str] = []
+        for name, info, option in options(type(self)):
+            value = getattr(self, name)
+            if value is None or (value == info.default and name not in REQUIRED_ARGS):
+                continue
+            if value is True:
+                args.append(option.canonical)
+            else:
+                args += [option.canonical, format_value(value)]
+        return args
+
+    @property
+    def partition_count(self) -> int:
+        return self.partitions or 1
+
+
+#: Always written out, so that pod arguments read on their own.
+REQUIRED_ARGS = ("input_container", "input_dataset", "output_container", "output_dataset")
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def options(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo, Option]]:
+    """(name, field, option) of every field that has a command-line spelling."""
+    for name, info in model.model_fields.items():
+        option = next((m for m in info.metadata if isinstance(m, Option)), None)
+        if option is not None:
+            yield name, info, option
+
+
+def value_kind(info: FieldInfo) -> tuple[str, tuple[Any, ...]]:
+    """What a field holds, for a command-line parser: ('ints' | 'float' | 'int' | 'flag' |
+    'choice' | 'text', choices)."""
+    inner = info.annotation
+    if get_origin(inner) in (Union, UnionType):  # X | None
+        inner = next(a for a in get_args(inner) if a is not type(None))
+    while get_origin(inner) is Annotated:
+        inner = get_args(inner)[0]
+    if get_origin(inner) is Literal:
+        return "choice", get_args(inner)
+    if get_origin(inner) is list or inner is list:
+        return "ints", ()
+    if inner is bool:
+        return "flag", ()
+    if inner is float:
+        return "float", ()
+    if inner is int:
+        return "int", ()
+    return "text", ()
