@@ -18,7 +18,6 @@ tracking finalizer, uncountedTerminatedPods, ready and terminating counts.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import os
 import subprocess
@@ -30,6 +29,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from threshold_worker.intervals import format_runs, parse_runs, runs
 
 BIN = Path(sys.executable).parent
 #: (reason, message) of the Job controller's terminal conditions (pkg/controller/job).
@@ -47,11 +48,7 @@ def now() -> str:
 
 def intervals(indexes: set[int]) -> str:
     """Kubernetes' interval string: {0,1,2,5} -> "0-2,5"."""
-    parts = []
-    for _, group in itertools.groupby(enumerate(sorted(indexes)), lambda p: p[1] - p[0]):
-        run = [i for _, i in group]
-        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-    return ",".join(parts)
+    return format_runs(runs(indexes))
 
 
 class JobSimulator:
@@ -343,7 +340,5 @@ class JobSimulator:
 
 
 def _expand(text: str | None) -> Iterator[int]:
-    for part in (text or "").split(","):
-        if part:
-            lo, _, hi = part.partition("-")
-            yield from range(int(lo), int(hi or lo) + 1)
+    for first, last in parse_runs(text):
+        yield from range(first, last + 1)
