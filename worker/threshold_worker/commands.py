@@ -271,6 +271,48 @@ def start_worker_command(partition: int | None, expect_fingerprint: str | None, 
     )
 
 
+@cli.command("status")
+@job_options
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Missing regions to list (--json lists all).")  # fmt: skip
+def status_command(as_json: bool, limit: int, **kw: Any) -> None:
+    """Whose the output is, which blocks are done and which regions are missing (as
+    world-unit ROIs); reads only."""
+    from .job import resolve
+    from .status import job_status
+
+    found = job_status(resolve(parameters(**kw), writing=False))
+    if as_json:
+        click.echo(json.dumps(found.to_dict()))
+    else:
+        for line in found.lines(limit):
+            click.echo(line)
+
+
+@cli.command("verify")
+@job_options
+@click.option("--sample", type=click.IntRange(min=1), help="Check this many random blocks only.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Of the random sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Regions to list (--json lists all).")  # fmt: skip
+def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **kw: Any) -> None:
+    """Check that the output is complete (every block marked) and right (input > threshold
+    recomputed, on every block or a sample); exit 1, naming the regions, if it is not."""
+    from .job import resolve
+    from .verify import verify
+
+    verdict = verify(resolve(parameters(**kw), writing=False), sample, seed)
+    if as_json:
+        click.echo(json.dumps(verdict.to_dict()))
+    else:
+        for line in verdict.lines(limit):
+            click.echo(line)
+    if not verdict.ok:
+        sys.exit(1)
+
+
 @cli.command("sample")
 @click.argument("container")
 @click.option("--dataset", default="raw", show_default=True)

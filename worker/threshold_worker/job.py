@@ -519,10 +519,11 @@ def _output_geometry(
     return OutputGeometry(shape, *layout, exists=existing is not None, fits=fits)
 
 
-def resolve(spec: JobParameters, whole_job: bool = True) -> Job:
+def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -> Job:
     """Check the job against the storage it names, writing nothing; raise `InputError` on
     bad input and `OutputConflict` when the output belongs to another job. `whole_job` is
-    False for one partition of a job (which may not replace an output)."""
+    False for one partition of a job (which may not replace an output); `writing` is False
+    for a look at the output (status, verify), which may be read-only and anyone's."""
     _check_threshold(spec.threshold)
     check_dataset("input_dataset", spec.input_dataset)
     check_dataset("output_dataset", spec.output_dataset)
@@ -565,7 +566,10 @@ def resolve(spec: JobParameters, whole_job: bool = True) -> Job:
         out_where,
         waits=OPENING_DELAYS,
     )
-    _writable_location(output_path, spec.output_dataset, existing is not None, "output_container")
+    if writing:
+        _writable_location(
+            output_path, spec.output_dataset, existing is not None, "output_container"
+        )
     geometry = _output_geometry(spec, source, meta, existing, out_where)
 
     spatial = meta.spatial_indices
@@ -615,7 +619,7 @@ def resolve(spec: JobParameters, whole_job: bool = True) -> Job:
         plan=plan,
         output_attributes=existing.attrs.asdict() if existing is not None else None,
     )
-    if existing is not None or not is_local(output_path) or os.path.isdir(job.where):
+    if writing and (existing is not None or not is_local(output_path) or os.path.isdir(job.where)):
         retry(lambda: _check_owner(job, whole_job), "reading the output's owner", out_where)
     return job
 

@@ -48,28 +48,34 @@ class DoneMarkers:
     def _key(self, first: int, last: int) -> str:
         return f"{self.prefix}/{first // BUCKET}/{intervals.format_run(first, last)}"
 
-    def done_in_bucket(self, bucket: int) -> set[int]:
-        done: set[int] = set()
-        for name in self.store.list_names(f"{self.prefix}/{bucket}"):
-            ids = parse_name(name)
-            if ids is not None:
-                done.update(ids)
-        return done
+    def done_runs(self, bucket: int) -> list[tuple[int, int]]:
+        """The runs of block ids the markers of one bucket name, sorted."""
+        found = (parse_run(n) for n in self.store.list_names(f"{self.prefix}/{bucket}"))
+        return sorted(run for run in found if run is not None)
+
+    def missing_runs(self, blocks: range) -> Iterator[tuple[int, int]]:
+        """Runs of block ids of `blocks` without a marker, in order, without enumerating
+        blocks: memory is one bucket's marker names."""
+        cursor = blocks.start
+        if blocks:
+            for bucket in range(blocks.start // BUCKET, (blocks.stop - 1) // BUCKET + 1):
+                for a, b in self.done_runs(bucket):
+                    a, b = max(a, blocks.start), min(b, blocks.stop - 1)
+                    if a > b or b < cursor:
+                        continue
+                    if a > cursor:
+                        yield cursor, a - 1
+                    cursor = b + 1
+        if cursor < blocks.stop:
+            yield cursor, blocks.stop - 1
 
     def missing(self, blocks: range) -> Iterator[int]:
         """Block ids of `blocks` without a marker, listing one bucket at a time."""
-        if not blocks:
-            return
-        for bucket in range(blocks.start // BUCKET, (blocks.stop - 1) // BUCKET + 1):
-            done = self.done_in_bucket(bucket)
-            lo = max(blocks.start, bucket * BUCKET)
-            hi = min(blocks.stop, (bucket + 1) * BUCKET)
-            for block_id in range(lo, hi):
-                if block_id not in done:
-                    yield block_id
+        for a, b in self.missing_runs(blocks):
+            yield from range(a, b + 1)
 
     def count_done(self, blocks: range) -> int:
-        return len(blocks) - sum(1 for _ in self.missing(blocks))
+        return len(blocks) - sum(b - a + 1 for a, b in self.missing_runs(blocks))
 
     def mark(self, block_ids: Iterable[int]) -> None:
         """Record finished blocks: one marker per run of consecutive ids."""

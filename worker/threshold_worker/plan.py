@@ -167,6 +167,21 @@ class Plan:
             end.append(min(lo + b, re))
         return tuple(begin), tuple(end)
 
+    def run_boxes(self, first: int, last: int) -> list[Box]:
+        """The voxel boxes (clipped to the roi) that blocks `first`..`last` cover: a run of
+        block ids in C order is at most 2 x dims - 1 boxes, however long it is."""
+        boxes = []
+        for lo, hi in grid_boxes(first, last, self.grid_shape):
+            begin, end = [], []
+            for a, b, o, size, rb, re in zip(
+                lo, hi, self.grid_origin, self.block_shape, self.roi_begin, self.roi_end,
+                strict=True,
+            ):  # fmt: skip
+                begin.append(max(o + a * size, rb))
+                end.append(min(o + b * size, re))
+            boxes.append((tuple(begin), tuple(end)))
+        return boxes
+
     def partition_range(self, partition: int, partitions: int | None = None) -> range:
         """Block ids of partition `partition` of `partitions` (the plan's own count by
         default)."""
@@ -201,3 +216,28 @@ def partition_range(partition: int, partitions: int, total_blocks: int) -> range
     return range(
         partition * total_blocks // partitions, (partition + 1) * total_blocks // partitions
     )
+
+
+def grid_boxes(first: int, last: int, shape: Sequence[int]) -> list[Box]:
+    """Boxes of grid coordinates ([lo, hi)) that ids `first`..`last` (inclusive, C order)
+    cover: a partial first slab, whole slabs, a partial last slab, recursively."""
+    if first > last:
+        return []
+    if len(shape) == 1:
+        return [((first,), (last + 1,))]
+    inner = math.prod(shape[1:])
+    a, a_rest = divmod(first, inner)
+    b, b_rest = divmod(last, inner)
+
+    def within(slab: int, lo: int, hi: int) -> list[Box]:
+        return [((slab, *x), (slab + 1, *y)) for x, y in grid_boxes(lo, hi, shape[1:])]
+
+    if a == b:
+        return within(a, a_rest, b_rest)
+    head = within(a, a_rest, inner - 1) if a_rest else []
+    tail = within(b, 0, b_rest) if b_rest != inner - 1 else []
+    whole_from, whole_to = a + bool(a_rest), b - (b_rest != inner - 1)
+    middle = []
+    if whole_from <= whole_to:
+        middle = [((whole_from, *(0,) * (len(shape) - 1)), (whole_to + 1, *shape[1:]))]
+    return head + middle + tail
