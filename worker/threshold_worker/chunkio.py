@@ -22,15 +22,15 @@ import numcodecs
 import numpy as np
 import zarr
 from zarr.abc.store import Store
+from zarr.buffer import default_buffer_prototype
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from .errors import DamagedInput
 from .kernel import threshold
 from .safefiles import SafeDir
 from .storage import local_files
+from .zarr_internals import morton_order, run
 
 DECODE_ONLY = (BloscCodec, GzipCodec)
 V2_WRITABLE = ("zstd", "blosc", "lz4", "zlib")
@@ -144,7 +144,6 @@ class ShardLayout:
         try:
             import google_crc32c  # noqa: F401  -- zarr's own checksum library
             from zarr.codecs import Crc32cCodec, ShardingCodec
-            from zarr.core.indexing import morton_order_iter
         except ImportError:
             return None
         md = array.metadata
@@ -179,7 +178,7 @@ class ShardLayout:
         return cls(
             shard=shard,
             inner=inner,
-            order=tuple(morton_order_iter(per_shard)),
+            order=morton_order(per_shard),
             index_at_start=sharding.index_location.value == "start",
         )
 
@@ -281,7 +280,7 @@ class ChunkStore:
         async def fetch() -> list[Any]:
             return await asyncio.gather(*(self.store.get(k, proto) for k in keys))
 
-        return [None if b is None else b.to_bytes() for b in sync(fetch())]
+        return [None if b is None else b.to_bytes() for b in run(fetch())]
 
     def put_many(self, items: Iterable[tuple[str, bytes]], deletes: Iterable[str] = ()) -> None:
         items, deletes = list(items), list(deletes)
@@ -299,7 +298,7 @@ class ChunkStore:
                 *(self.store.delete(k) for k in deletes),
             )
 
-        sync(put())
+        run(put())
 
     def touch_many(self, keys: Sequence[str]) -> None:
         """Create empty objects: their existence is all they say, so creating them is
@@ -318,7 +317,7 @@ class ChunkStore:
         async def names() -> list[str]:
             return [key.rsplit("/", 1)[-1] async for key in self.store.list_prefix(prefix + "/")]
 
-        return sync(names())
+        return run(names())
 
 
 def _overlap(

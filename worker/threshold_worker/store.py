@@ -100,17 +100,17 @@ class LocalArrayStore:
         if not dataset:
             raise ValueError(f"dataset: empty; refusing to delete all of {container}")
         store = open_store(container)
-        from zarr.core.sync import sync
+        from .zarr_internals import run
 
         async def _has_any() -> bool:
             async for _ in store.list_prefix(dataset + "/"):
                 return True
             return False
 
-        if not sync(_has_any()):
+        if not run(_has_any()):
             logger.warning("%s has no dataset %s: nothing to remove", container, dataset)
             return
-        sync(store.delete_dir(dataset))
+        run(store.delete_dir(dataset))
 
     def _run_dir(self, run_name: str) -> UPath:
         return self.basedir / run_name
