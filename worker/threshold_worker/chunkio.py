@@ -7,6 +7,7 @@ compressor, no filters, C order) and produces the same keys and bytes as zarr wo
 the two paths can be mixed; anything else (sharding, transposes, filters, checksums)
 goes through zarr. Partial chunks at ROI borders are read, merged and rewritten, as zarr
 does; all-zero chunks are deleted rather than written (zarr's `write_empty_chunks=False`).
+`THRESHOLD_CHUNK_PATH=zarr` (chunk_path.py) hands every chunk to zarr's codec pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from zarr.buffer import default_buffer_prototype
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 from zarr.storage import LocalStore
 
+from . import chunk_path
 from .errors import DamagedInput
 from .kernel import threshold
 from .safefiles import SafeDir
@@ -374,6 +376,11 @@ class DirectBlockIO:
 
     @classmethod
     def maybe(cls, source: zarr.Array, target: zarr.Array) -> DirectBlockIO | None:
+        """The direct path for this pair, or None where zarr's codec pipeline is to move
+        the chunks: a layout the direct path does not cover, or `THRESHOLD_CHUNK_PATH`
+        says so (chunk_path.py)."""
+        if chunk_path.requested() == "zarr":
+            return None
         try:
             return cls(source, target)
         except ValueError:
