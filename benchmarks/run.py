@@ -83,8 +83,8 @@ TARGETS = [
 DIRECT = ("this-worker-direct", 2)
 ZARR_PIPELINE = [("this-worker-zarr", 2)]
 ZARRS_PIPELINE = [("this-worker-zarrs", 2), ("this-worker-zarrs", 1)]
-#: The direct path is the default for a layout only where it is this much faster than the
-#: best library path of the same run (chunk_path.py holds the decision).
+#: The direct path stays the default for a layout only where it is this much faster than
+#: the best library path of the same run (worker/threshold_worker/chunk_path.py).
 KEEP_DIRECT = 1.2
 #: (row label, input, output layout); the first is the main table's.
 SCENARIOS = [

@@ -369,8 +369,8 @@ def test_chunk_path_zarr_leaves_every_chunk_to_zarrs_pipeline(tmp_path, monkeypa
     assert_thresholded(container, "zarr", data, 0.5)
 
 
-@pytest.mark.parametrize("value", [None, "", "auto", "direct", " Direct "])
-def test_chunk_path_auto_and_direct_take_the_direct_path_where_it_covers_the_layout(
+@pytest.mark.parametrize("value", [None, "", "direct", " Direct "])
+def test_chunk_path_direct_is_the_default_where_the_direct_path_covers_the_layout(
     tmp_path, monkeypatch, value
 ):
     if value is None:
@@ -395,11 +395,11 @@ def test_an_unknown_chunk_path_stops_the_run_before_it_writes(tmp_path, monkeypa
     container = tmp_path / "k.zarr"
     write_array(container, "raw", blobs((16, 16, 16), seed=42), (8, 8, 8))
     monkeypatch.setenv("THRESHOLD_CHUNK_PATH", "fast")
-    with pytest.raises(JobError, match="THRESHOLD_CHUNK_PATH: 'fast' is not one of auto"):
+    with pytest.raises(JobError, match="THRESHOLD_CHUNK_PATH: 'fast' is not one of direct"):
         default_worker(container, "mask")  # not taken for "covered, so zarr"
     result = run_cli("run", *io_args(container, "raw", container, "out", 0.5), "-n", "2")
     assert result.code == 2
-    assert "THRESHOLD_CHUNK_PATH: 'fast' is not one of auto, direct, zarr" in result.err
+    assert "THRESHOLD_CHUNK_PATH: 'fast' is not one of direct, zarr" in result.err
     assert not (container / "out").exists()
 
 

@@ -3,10 +3,10 @@
 `THRESHOLD_CHUNK_PATH` chooses, for every process of a run and every pod of a ThresholdJob
 (set it in the job's `env`):
 
-- `auto` (the default): the direct path where it covers the layout and `make bench` found
-  it clearly faster than the best library path (see the README's performance section);
-  zarr's codec pipeline elsewhere.
-- `direct`: the direct path wherever it covers the layout.
+- `direct` (the default): the direct path wherever it covers the layout, zarr's codec
+  pipeline elsewhere. `make bench` keeps it the default only where it is at least 1.2x the
+  best library path of the same run; it was 2.2-3.6x in every layout measured (README,
+  Performance). A layout where a run shows less should default to zarr's pipeline here.
 - `zarr`: always zarr's codec pipeline. Which pipeline is zarr's own configuration: e.g.
   `ZARR_CODEC_PIPELINE__PATH=zarrs.ZarrsCodecPipeline` selects the Rust `zarrs` pipeline
   (PyPI `zarrs`).
@@ -22,13 +22,13 @@ import zarr
 from .errors import JobError
 
 ENV = "THRESHOLD_CHUNK_PATH"
-ChunkPath = Literal["auto", "direct", "zarr"]
-CHOICES: tuple[ChunkPath, ...] = ("auto", "direct", "zarr")
+ChunkPath = Literal["direct", "zarr"]
+CHOICES: tuple[ChunkPath, ...] = ("direct", "zarr")
 
 
 def requested() -> ChunkPath:
     """The chunk path this process was asked for; an unknown value stops the job."""
-    text = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    text = os.environ.get(ENV, "direct").strip().lower() or "direct"
     for choice in CHOICES:
         if text == choice:
             return choice
