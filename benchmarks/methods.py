@@ -47,9 +47,29 @@ def create_output(dst: str, inp: zarr.Array, scenario: str) -> zarr.Array:
     )
 
 
-def this_worker(src: str, dst: str, t: float, n: int, scenario: str) -> None:
+#: zarr's own name for the Rust pipeline of PyPI `zarrs`.
+ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
+
+
+def this_worker(
+    src: str,
+    dst: str,
+    t: float,
+    n: int,
+    scenario: str,
+    chunk_path: str | None = None,
+    pipeline: str | None = None,
+) -> None:
+    """`threshold-worker run`; `chunk_path` sets THRESHOLD_CHUNK_PATH, `pipeline` zarr's
+    codec pipeline, for this process and (through the environment) its workers."""
     from threshold_worker.local import run_local
     from threshold_worker.params import JobParameters
+
+    if chunk_path is not None:
+        os.environ["THRESHOLD_CHUNK_PATH"] = chunk_path
+    if pipeline is not None:
+        os.environ["ZARR_CODEC_PIPELINE__PATH"] = pipeline
+        zarr.config.set({"codec_pipeline.path": pipeline})
 
     spec = JobParameters(
         input_container=src,
@@ -246,6 +266,9 @@ def floor(src: str, dst: str, t: float, n: int, scenario: str, reuse: bool = Fal
 
 METHODS: dict[str, Callable[[str, str, float, int, str], None]] = {
     "this-worker": this_worker,
+    "this-worker-direct": functools.partial(this_worker, chunk_path="direct"),
+    "this-worker-zarr": functools.partial(this_worker, chunk_path="zarr"),
+    "this-worker-zarrs": functools.partial(this_worker, chunk_path="zarr", pipeline=ZARRS_PIPELINE),
     "dask": dask_array,
     "daisy": daisy_worker,
     "zarr-loop": zarr_loop,
@@ -257,6 +280,9 @@ METHODS: dict[str, Callable[[str, str, float, int, str], None]] = {
 #: funlib.persistence take 0.25-0.35 s to import, this worker 0.09 s, tensorstore 0.01 s).
 IMPORTS: dict[str, tuple[str, ...]] = {
     "this-worker": ("threshold_worker.job", "threshold_worker.local"),
+    "this-worker-direct": ("threshold_worker.job", "threshold_worker.local"),
+    "this-worker-zarr": ("threshold_worker.job", "threshold_worker.local"),
+    "this-worker-zarrs": ("threshold_worker.job", "threshold_worker.local", "zarrs"),
     "dask": ("dask", "dask.array"),
     "daisy": ("daisy", "funlib.geometry", "funlib.persistence"),
     "tensorstore": ("tensorstore",),

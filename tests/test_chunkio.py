@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numcodecs
@@ -13,8 +15,10 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ShardingCodec, TransposeCodec, ZstdCodec
 from zarr.storage import LocalStore
 
-from conftest import assert_thresholded, blobs, expected, write_array
+from conftest import assert_thresholded, blobs, expected, io_args, run_cli, write_array
+from threshold_worker.chunk_path import pipeline_survives_fork
 from threshold_worker.chunkio import ChunkStore, DirectBlockIO
+from threshold_worker.errors import JobError
 from threshold_worker.job import resolve
 from threshold_worker.params import JobParameters
 from threshold_worker.worker import BlockWorker
@@ -329,3 +333,112 @@ def test_a_file_system_without_unnamed_files_falls_back_to_renames(tmp_path, mon
     assert store.files is not None and store.files._unnamed is False
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["0"]
     assert (tmp_path / "c/0/0").read_bytes() == b"data"
+
+
+# -- THRESHOLD_CHUNK_PATH and zarr's codec pipelines ----------------------------------------
+
+ZARRS = "zarrs.ZarrsCodecPipeline"
+
+
+def default_worker(container: Path, dataset: str, **spec) -> BlockWorker:
+    """A worker as every run makes it (`direct=True`): the knob alone decides."""
+    job = resolve(
+        JobParameters(
+            input_container=str(container),
+            input_dataset="raw",
+            output_container=str(container),
+            output_dataset=dataset,
+            overwrite=True,
+            **spec,
+        )
+    )
+    job.prepare()
+    return BlockWorker(job)
+
+
+def test_chunk_path_zarr_leaves_every_chunk_to_zarrs_pipeline(tmp_path, monkeypatch):
+    data = blobs((24, 24, 24), seed=40)
+    container = tmp_path / "k.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    threshold_with(container, "direct", True, threshold=0.5)
+    monkeypatch.setenv("THRESHOLD_CHUNK_PATH", "zarr")
+    worker = default_worker(container, "zarr", threshold=0.5)
+    assert worker.direct is None
+    worker.process(range(worker.job.plan.total_blocks))
+    assert worker._direct_for_this_thread() is None
+    assert chunks_of(container / "zarr") == chunks_of(container / "direct")
+    assert_thresholded(container, "zarr", data, 0.5)
+
+
+@pytest.mark.parametrize("value", [None, "", "direct", " Direct "])
+def test_chunk_path_direct_is_the_default_where_the_direct_path_covers_the_layout(
+    tmp_path, monkeypatch, value
+):
+    if value is None:
+        monkeypatch.delenv("THRESHOLD_CHUNK_PATH", raising=False)
+    else:
+        monkeypatch.setenv("THRESHOLD_CHUNK_PATH", value)
+    container = tmp_path / "k.zarr"
+    write_array(container, "raw", blobs((16, 16, 16), seed=41), (8, 8, 8))
+    assert default_worker(container, "mask").direct is not None
+    transposed = tmp_path / "t.zarr"
+    write_array(
+        transposed,
+        "raw",
+        blobs((16, 16, 16), seed=41),
+        (8, 8, 8),
+        filters=[TransposeCodec(order=(2, 1, 0))],
+    )
+    assert default_worker(transposed, "mask").direct is None  # not covered: zarr it is
+
+
+def test_an_unknown_chunk_path_stops_the_run_before_it_writes(tmp_path, monkeypatch):
+    container = tmp_path / "k.zarr"
+    write_array(container, "raw", blobs((16, 16, 16), seed=42), (8, 8, 8))
+    monkeypatch.setenv("THRESHOLD_CHUNK_PATH", "fast")
+    with pytest.raises(JobError, match="THRESHOLD_CHUNK_PATH: 'fast' is not one of direct"):
+        default_worker(container, "mask")  # not taken for "covered, so zarr"
+    result = run_cli("run", *io_args(container, "raw", container, "out", 0.5), "-n", "2")
+    assert result.code == 2
+    assert "THRESHOLD_CHUNK_PATH: 'fast' is not one of direct, zarr" in result.err
+    assert not (container / "out").exists()
+
+
+def test_zarrs_reads_the_input_and_zarr_python_writes_the_guarded_output(tmp_path, monkeypatch):
+    from zarrs import ZarrsCodecPipeline
+
+    data = blobs((24, 24, 24), seed=43)
+    container = tmp_path / "k.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    threshold_with(container, "direct", True, threshold=0.5)
+    monkeypatch.setenv("THRESHOLD_CHUNK_PATH", "zarr")
+    assert pipeline_survives_fork()
+    with zarr.config.set({"codec_pipeline.path": ZARRS}):
+        assert not pipeline_survives_fork()
+        worker = default_worker(container, "zarrs", threshold=0.5)
+        assert type(worker.job.input.async_array.codec_pipeline) is ZarrsCodecPipeline
+        # zarrs takes only zarr's own stores; the output's symlink guard is not one, so
+        # zarr falls back to its own pipeline for the writes.
+        store = worker.output.store_path.store
+        with pytest.raises(NotImplementedError, match="GuardedStore"):
+            ZarrsCodecPipeline.from_array_metadata_and_store(worker.output.metadata, store)
+        assert type(worker.output.async_array.codec_pipeline) is not ZarrsCodecPipeline
+        worker.process(range(worker.job.plan.total_blocks))
+    assert chunks_of(container / "zarrs") == chunks_of(container / "direct")
+
+
+@pytest.mark.timeout(120)
+def test_a_run_with_the_zarrs_pipeline_spawns_its_processes(tmp_path):
+    """zarrs hangs in forked children on blocks of several chunks (zarrs-python issue 171):
+    with it, a run spawns its processes and finishes. (Forked, this run hangs.)"""
+    data = blobs((32, 32, 32), seed=44)
+    container = tmp_path / "k.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    env = {**os.environ, "THRESHOLD_CHUNK_PATH": "zarr", "ZARR_CODEC_PIPELINE__PATH": ZARRS}
+    args = [*io_args(container, "raw", container, "mask", 0.5), "-n", "2", "--block-shape=16,16,16"]
+    entry = "from threshold_worker.commands import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", entry, "run", *args], env=env, capture_output=True, timeout=100
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert_thresholded(container, "mask", data, 0.5)

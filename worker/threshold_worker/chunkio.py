@@ -7,6 +7,7 @@ compressor, no filters, C order) and produces the same keys and bytes as zarr wo
 the two paths can be mixed; anything else (sharding, transposes, filters, checksums)
 goes through zarr. Partial chunks at ROI borders are read, merged and rewritten, as zarr
 does; all-zero chunks are deleted rather than written (zarr's `write_empty_chunks=False`).
+`THRESHOLD_CHUNK_PATH=zarr` (chunk_path.py) hands every chunk to zarr's codec pipeline.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ import numcodecs
 import numpy as np
 import zarr
 from zarr.abc.store import Store
+from zarr.buffer import default_buffer_prototype
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+from . import chunk_path
 from .errors import DamagedInput
 from .kernel import threshold
 from .safefiles import SafeDir
 from .storage import local_files
+from .zarr_internals import morton_order, run
 
 DECODE_ONLY = (BloscCodec, GzipCodec)
 V2_WRITABLE = ("zstd", "blosc", "lz4", "zlib")
@@ -144,7 +146,6 @@ class ShardLayout:
         try:
             import google_crc32c  # noqa: F401  -- zarr's own checksum library
             from zarr.codecs import Crc32cCodec, ShardingCodec
-            from zarr.core.indexing import morton_order_iter
         except ImportError:
             return None
         md = array.metadata
@@ -179,7 +180,7 @@ class ShardLayout:
         return cls(
             shard=shard,
             inner=inner,
-            order=tuple(morton_order_iter(per_shard)),
+            order=morton_order(per_shard),
             index_at_start=sharding.index_location.value == "start",
         )
 
@@ -281,7 +282,7 @@ class ChunkStore:
         async def fetch() -> list[Any]:
             return await asyncio.gather(*(self.store.get(k, proto) for k in keys))
 
-        return [None if b is None else b.to_bytes() for b in sync(fetch())]
+        return [None if b is None else b.to_bytes() for b in run(fetch())]
 
     def put_many(self, items: Iterable[tuple[str, bytes]], deletes: Iterable[str] = ()) -> None:
         items, deletes = list(items), list(deletes)
@@ -299,7 +300,7 @@ class ChunkStore:
                 *(self.store.delete(k) for k in deletes),
             )
 
-        sync(put())
+        run(put())
 
     def touch_many(self, keys: Sequence[str]) -> None:
         """Create empty objects: their existence is all they say, so creating them is
@@ -318,7 +319,7 @@ class ChunkStore:
         async def names() -> list[str]:
             return [key.rsplit("/", 1)[-1] async for key in self.store.list_prefix(prefix + "/")]
 
-        return sync(names())
+        return run(names())
 
 
 def _overlap(
@@ -375,6 +376,11 @@ class DirectBlockIO:
 
     @classmethod
     def maybe(cls, source: zarr.Array, target: zarr.Array) -> DirectBlockIO | None:
+        """The direct path for this pair, or None where zarr's codec pipeline is to move
+        the chunks: a layout the direct path does not cover, or `THRESHOLD_CHUNK_PATH`
+        says so (chunk_path.py)."""
+        if chunk_path.requested() == "zarr":
+            return None
         try:
             return cls(source, target)
         except ValueError:

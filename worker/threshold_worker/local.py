@@ -24,6 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from . import chunk_path
 from .errors import Terminated, WorkerDied
 from .job import Job, resolve
 from .lease import Freshness
@@ -117,6 +118,7 @@ def run_local(
     spec: JobParameters, workers: int | None = None, progress: bool | None = None
 ) -> Summary:
     """Claim the output and process every block of the job."""
+    chunk_path.requested()  # a mistyped THRESHOLD_CHUNK_PATH stops the run before it writes
     job = resolve(spec)
     with job.claim() as claim:
         summary = _run(job, workers, progress, claim.freshness)
@@ -169,12 +171,13 @@ def _rate(voxels: int, start: float) -> str:
 
 def _run_pool(job: Job, worker: BlockWorker, workers: int, bar: tqdm, start: float) -> Stats:
     # Fork starts workers in milliseconds with everything imported; zarr re-creates its
-    # event loop in the child (os.register_at_fork). Elsewhere, spawn. On local disks the
+    # event loop in the child (os.register_at_fork). Elsewhere, and with a codec pipeline
+    # that does not survive a fork (chunk_path.py), spawn. On local disks the
     # children also inherit the resolved job (resolving it again costs each about 10 ms
     # and 8 MB of fresh pages); object-store clients are bound to the parent's event loop,
     # so there each child resolves the job itself.
     global _worker
-    fork = sys.platform.startswith("linux")
+    fork = sys.platform.startswith("linux") and chunk_path.pipeline_survives_fork()
     ctx = mp.get_context("fork" if fork else "spawn")
     counter = ctx.Array("q", 2)
     inherit = fork and not job.remote

@@ -35,6 +35,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from zarr.abc.store import Store
+from zarr.buffer import default_buffer_prototype
 from zarr.storage import LocalStore
 
 from .errors import OutputConflict
@@ -42,6 +43,7 @@ from .lease import LEASE_DIR, utcnow
 from .markers import MARKER_DIR
 from .safefiles import TMP_DIR, SafeDir, SymlinkInOutput
 from .storage import local_files
+from .zarr_internals import run
 
 OWNER_FILE = ".threshold-job.json"
 #: zarr's metadata documents (v3, v2): not data.
@@ -172,7 +174,7 @@ class OutputArea:
             except SymlinkInOutput:
                 return Unreadable("a symbolic link")
         else:
-            data = _sync(_get(self.store, self._key(OWNER_FILE)))
+            data = run(_get(self.store, self._key(OWNER_FILE)))
         if data is None:
             job = (attributes or {}).get("threshold_job")
             return Remembered(job) if isinstance(job, dict) else None
@@ -186,7 +188,7 @@ class OutputArea:
         if self.files is not None:
             self.files.write(OWNER_FILE, data)
         else:
-            _sync(_set(self.store, self._key(OWNER_FILE), data))
+            run(_set(self.store, self._key(OWNER_FILE), data))
 
     def has_data(self) -> bool:
         """Whether anything but metadata and this tool's bookkeeping is stored (stops at the
@@ -201,7 +203,7 @@ class OutputArea:
                     return True
             return False
 
-        return bool(_sync(first()))
+        return bool(run(first()))
 
     def clear_markers(self) -> None:
         self._delete_dir(MARKER_DIR)
@@ -215,7 +217,7 @@ class OutputArea:
         async def names() -> list[str]:
             return [n async for n in self.store.list_dir(self.dataset + "/")]
 
-        for name in _sync(names()):
+        for name in run(names()):
             name = name.rstrip("/")
             if name not in (OWNER_FILE, LEASE_DIR, MARKER_DIR):
                 self._delete_dir(name)
@@ -225,9 +227,9 @@ class OutputArea:
             self.files.remove_tree(name)
             return
         key = self._key(name)
-        _sync(self.store.delete_dir(key))
+        run(self.store.delete_dir(key))
         with contextlib.suppress(FileNotFoundError):
-            _sync(_delete(self.store, key))
+            run(_delete(self.store, key))
 
 
 def new_record(job_record: dict[str, Any], state: State) -> OwnerRecord:
@@ -245,23 +247,13 @@ def finished(record: OwnerRecord) -> OwnerRecord:
 
 
 async def _get(store: Store, key: str) -> bytes | None:
-    from zarr.core.buffer import default_buffer_prototype
-
     buf = await store.get(key, default_buffer_prototype())
     return None if buf is None else buf.to_bytes()
 
 
 async def _set(store: Store, key: str, data: bytes) -> None:
-    from zarr.core.buffer import default_buffer_prototype
-
     await store.set(key, default_buffer_prototype().buffer.from_bytes(data))
 
 
 async def _delete(store: Store, key: str) -> None:
     await store.delete(key)
-
-
-def _sync(coro: Any) -> Any:
-    from zarr.core.sync import sync
-
-    return sync(coro)

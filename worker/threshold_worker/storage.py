@@ -105,7 +105,7 @@ class GuardedStore(WrapperStore[LocalStore]):
         if rel is None:
             return await self._store.get(key, prototype, byte_range)
         if prototype is None:
-            from zarr.core.buffer import default_buffer_prototype  # zarr's default, lazily
+            from zarr.buffer import default_buffer_prototype  # zarr's default, lazily
 
             prototype = default_buffer_prototype()
         data = await asyncio.to_thread(self.files.read, rel)

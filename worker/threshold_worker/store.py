@@ -99,9 +99,8 @@ class LocalArrayStore:
             )
         if not dataset:
             raise ValueError(f"dataset: empty; refusing to delete all of {container}")
-        from zarr.core.sync import sync
-
         from .storage import open_store
+        from .zarr_internals import run
 
         store = open_store(container)
 
@@ -110,10 +109,10 @@ class LocalArrayStore:
                 return True
             return False
 
-        if not sync(_has_any()):
+        if not run(_has_any()):
             logger.warning("%s has no dataset %s: nothing to remove", container, dataset)
             return
-        sync(store.delete_dir(dataset))
+        run(store.delete_dir(dataset))
 
     def _run_dir(self, run_name: str) -> UPath:
         return self.basedir / run_name
