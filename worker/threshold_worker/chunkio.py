@@ -352,98 +352,128 @@ def _chunk_ranges(lo: Sequence[int], hi: Sequence[int], chunks: Sequence[int]) -
     return [range(a // c, (b - 1) // c + 1) for a, b, c in zip(lo, hi, chunks, strict=True)]
 
 
-class DirectBlockIO:
-    """Thresholds blocks by moving encoded chunks; see the module docstring."""
+@dataclass
+class Target:
+    """One output of a block: its format, shard layout, store and chunk buffer."""
 
-    def __init__(self, source: zarr.Array, target: zarr.Array) -> None:
-        # Unsharded chains and whole-shard layouts are covered; anything else (sharded
-        # inputs, a codec around the shard) leaves `src` or `dst` None: zarr handles it.
-        src = ChunkFormat.of(source, writing=False)
-        self.shards = ShardLayout.of(target)
-        dst = self.shards.inner if self.shards is not None else ChunkFormat.of(target, writing=True)
-        if src is None or dst is None:
-            raise ValueError("codec chain not covered by direct chunk I/O")
-        self.target = target
-        if np.dtype(target.dtype) != np.uint8 or target.fill_value != 0:
-            raise ValueError("direct chunk I/O writes uint8 outputs with fill value 0")
-        self.src, self.dst = src, dst
-        self.src_store = ChunkStore(source.store_path.store)
-        self.dst_store = ChunkStore(target.store_path.store)
-        # Buffers reused from block to block: decoded input, output chunk, block masks.
-        self._decoded = np.empty(src.chunks, dtype=src.dtype)
-        self._chunk = np.empty(dst.chunks, dtype=np.uint8)
-        self._masks: dict[tuple[int, ...], np.ndarray] = {}
+    array: zarr.Array
+    fmt: ChunkFormat
+    shards: ShardLayout | None
+    store: ChunkStore
+    chunk: np.ndarray
 
     @classmethod
-    def maybe(cls, source: zarr.Array, target: zarr.Array) -> DirectBlockIO | None:
-        """The direct path for this pair, or None where zarr's codec pipeline is to move
+    def of(cls, array: zarr.Array) -> Target:
+        shards = ShardLayout.of(array)
+        fmt = shards.inner if shards is not None else ChunkFormat.of(array, writing=True)
+        if fmt is None:
+            raise ValueError("codec chain not covered by direct chunk I/O")
+        if np.dtype(array.dtype) != np.uint8 or array.fill_value != 0:
+            raise ValueError("direct chunk I/O writes uint8 outputs with fill value 0")
+        return cls(
+            array, fmt, shards, ChunkStore(array.store_path.store), np.empty(fmt.chunks, np.uint8)
+        )
+
+
+class DirectBlockIO:
+    """Thresholds blocks by moving encoded chunks; see the module docstring. One input, any
+    number of outputs (a sweep of thresholds): each input chunk is read and decoded once,
+    whatever the number of masks made of it."""
+
+    def __init__(self, source: zarr.Array, targets: Sequence[zarr.Array]) -> None:
+        # Unsharded chains and whole-shard layouts are covered; anything else (sharded
+        # inputs, a codec around the shard) raises ValueError: zarr handles it.
+        src = ChunkFormat.of(source, writing=False)
+        if src is None:
+            raise ValueError("codec chain not covered by direct chunk I/O")
+        self.src = src
+        self.targets = [Target.of(t) for t in targets]
+        self.src_store = ChunkStore(source.store_path.store)
+        # Buffers reused from block to block: decoded input, block masks.
+        self._decoded = np.empty(src.chunks, dtype=src.dtype)
+        self._masks: dict[tuple[int, ...], list[np.ndarray]] = {}
+
+    @classmethod
+    def maybe(
+        cls, source: zarr.Array, targets: zarr.Array | Sequence[zarr.Array]
+    ) -> DirectBlockIO | None:
+        """The direct path for these arrays, or None where zarr's codec pipeline is to move
         the chunks: a layout the direct path does not cover, or `THRESHOLD_CHUNK_PATH`
         says so (chunk_path.py)."""
         if chunk_path.requested() == "zarr":
             return None
         try:
-            return cls(source, target)
+            return cls(source, [targets] if isinstance(targets, zarr.Array) else list(targets))
         except ValueError:
             return None
 
-    def threshold_block(self, selection: tuple[slice, ...], value: float) -> int:
-        """Threshold `selection` (whole-array slices, step 1); returns foreground voxels."""
+    def threshold_block(self, selection: tuple[slice, ...], values: Sequence[float]) -> list[int]:
+        """Threshold `selection` (whole-array slices, step 1) with each value into its
+        target; returns the foreground voxels of each."""
         lo = [s.indices(n)[0] for s, n in zip(selection, self.src.shape, strict=True)]
         hi = [s.indices(n)[1] for s, n in zip(selection, self.src.shape, strict=True)]
         if self._chunkwise(lo, hi):
-            return self._threshold_chunks(lo, hi, value)
+            return self._threshold_chunks(lo, hi, values)
         shape = tuple(b - a for a, b in zip(lo, hi, strict=True))
-        mask = self._masks.get(shape)
-        if mask is None:
-            mask = self._masks[shape] = np.empty(shape, dtype=np.uint8)
-        self._read_mask(lo, hi, mask, value)
-        if self.shards is None:
-            self._write_mask(lo, hi, mask)
-        elif not self._write_shards(lo, hi, mask):
-            # A shard cut by the roi: zarr merges it with what the shard already holds.
-            self.target[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = mask
-        return int(np.count_nonzero(mask))
+        masks = self._masks.get(shape)
+        if masks is None:
+            masks = self._masks[shape] = [np.empty(shape, np.uint8) for _ in self.targets]
+        self._read_masks(lo, hi, masks, values)
+        for target, mask in zip(self.targets, masks, strict=True):
+            if target.shards is None:
+                self._write_mask(target, lo, hi, mask)
+            elif not self._write_shards(target, lo, hi, mask):
+                # A shard cut by the roi: zarr merges it with what the shard already holds.
+                target.array[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = mask
+        return [int(np.count_nonzero(mask)) for mask in masks]
 
     def _chunkwise(self, lo: list[int], hi: list[int]) -> bool:
         """Same chunk grid in and out, and the block made of whole chunks: then each chunk
         goes straight from decode to encode, with no block-sized mask in between."""
-        if self.shards is not None or self.src.chunks != self.dst.chunks:
+        if any(t.shards is not None or t.fmt.chunks != self.src.chunks for t in self.targets):
             return False
         return all(
             a % c == 0 and (b % c == 0 or b == n)
             for a, b, c, n in zip(lo, hi, self.src.chunks, self.src.shape, strict=True)
         )
 
-    def _threshold_chunks(self, lo: list[int], hi: list[int], value: float) -> int:
-        src, dst = self.src, self.dst
+    def _threshold_chunks(self, lo: list[int], hi: list[int], values: Sequence[float]) -> list[int]:
+        src = self.src
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
         datas = self.src_store.get_each([src.key(c) for c in coords])
-        chunk = self._chunk
-        puts, deletes, foreground = [], [], 0
+        writes: list[tuple[list[tuple[str, bytes]], list[str]]] = [([], []) for _ in self.targets]
+        foreground = [0] * len(self.targets)
         for c, data in zip(coords, datas, strict=True):
-            if data is None:
-                chunk[...] = threshold(np.asarray(src.fill_value), value)
-            else:
-                threshold(src.decode(data, self._decoded, src.key(c)), value, out=chunk)
+            decoded = None if data is None else src.decode(data, self._decoded, src.key(c))
             overlap = _overlap(_origin(c, src.chunks), src.chunks, src.shape, lo, hi)
             assert overlap is not None
             inside = overlap[0]
+            padded = None
             if any(sl.stop < n for sl, n in zip(inside, src.chunks, strict=True)):
                 padded = np.ones(src.chunks, dtype=bool)  # an edge chunk: its padding is
                 padded[inside] = False  # the output's fill value
-                chunk[padded] = 0
-            n = int(np.count_nonzero(chunk))
-            foreground += n
-            if n:
-                puts.append((dst.key(c), dst.encode(chunk)))
-            else:
-                deletes.append(dst.key(c))
-        self.dst_store.put_many(puts, deletes)
+            for i, (target, value) in enumerate(zip(self.targets, values, strict=True)):
+                chunk = target.chunk
+                if decoded is None:
+                    chunk[...] = threshold(np.asarray(src.fill_value), value)
+                else:
+                    threshold(decoded, value, out=chunk)
+                if padded is not None:
+                    chunk[padded] = 0
+                n = int(np.count_nonzero(chunk))
+                foreground[i] += n
+                puts, deletes = writes[i]
+                if n:
+                    puts.append((target.fmt.key(c), target.fmt.encode(chunk)))
+                else:
+                    deletes.append(target.fmt.key(c))
+        for target, (puts, deletes) in zip(self.targets, writes, strict=True):
+            target.store.put_many(puts, deletes)
         return foreground
 
-    def _write_shards(self, lo: list[int], hi: list[int], mask: np.ndarray) -> bool:
+    def _write_shards(self, target: Target, lo: list[int], hi: list[int], mask: np.ndarray) -> bool:
         """Write the block's shards whole; False (nothing written) if one is cut."""
-        layout, dst = self.shards, self.dst
+        layout, dst = target.shards, target.fmt
         assert layout is not None
         shard_coords = list(itertools.product(*_chunk_ranges(lo, hi, layout.shard)))
         for c in shard_coords:
@@ -462,7 +492,7 @@ class DirectBlockIO:
                 if overlap is None:
                     continue  # beyond the array: never stored
                 in_chunk, in_block, _ = overlap
-                chunk = self._chunk
+                chunk = target.chunk
                 if any(sl.stop < n for sl, n in zip(in_chunk, dst.chunks, strict=True)):
                     chunk.fill(0)
                 chunk[in_chunk] = mask[in_block]
@@ -474,10 +504,13 @@ class DirectBlockIO:
                 deletes.append(key)
             else:
                 puts.append((key, data))
-        self.dst_store.put_many(puts, deletes)
+        target.store.put_many(puts, deletes)
         return True
 
-    def _read_mask(self, lo: list[int], hi: list[int], mask: np.ndarray, value: float) -> None:
+    def _read_masks(
+        self, lo: list[int], hi: list[int], masks: list[np.ndarray], values: Sequence[float]
+    ) -> None:
+        """Each value's mask of the block, every input chunk decoded once."""
         src = self.src
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
         datas = self.src_store.get_each([src.key(c) for c in coords])
@@ -486,13 +519,15 @@ class DirectBlockIO:
             assert overlap is not None
             in_chunk, in_block, _ = overlap
             if data is None:
-                mask[in_block] = threshold(np.asarray(src.fill_value), value)
-            else:
-                decoded = src.decode(data, self._decoded, src.key(c))
-                threshold(decoded[in_chunk], value, out=mask[in_block])
+                for mask, value in zip(masks, values, strict=True):
+                    mask[in_block] = threshold(np.asarray(src.fill_value), value)
+                continue
+            decoded = src.decode(data, self._decoded, src.key(c))[in_chunk]
+            for mask, value in zip(masks, values, strict=True):
+                threshold(decoded, value, out=mask[in_block])
 
-    def _write_mask(self, lo: list[int], hi: list[int], mask: np.ndarray) -> None:
-        dst = self.dst
+    def _write_mask(self, target: Target, lo: list[int], hi: list[int], mask: np.ndarray) -> None:
+        dst = target.fmt
         coords = list(itertools.product(*_chunk_ranges(lo, hi, dst.chunks)))
         regions = []
         for c in coords:
@@ -501,12 +536,12 @@ class DirectBlockIO:
             regions.append(overlap)
         # Chunks the block covers only in part are merged with what they hold already.
         partial = [i for i, (_, _, whole) in enumerate(regions) if not whole]
-        existing = self.dst_store.get_each([dst.key(coords[i]) for i in partial])
+        existing = target.store.get_each([dst.key(coords[i]) for i in partial])
         puts, deletes = [], []
         for i, c in enumerate(coords):
             in_chunk, in_block, whole = regions[i]
             old = None if whole else next(existing)
-            chunk = self._chunk
+            chunk = target.chunk
             if old is not None:
                 dst.decode(old, out=chunk)
             elif any(s.stop - s.start < n for s, n in zip(in_chunk, dst.chunks, strict=True)):
@@ -516,4 +551,4 @@ class DirectBlockIO:
                 puts.append((dst.key(c), dst.encode(chunk)))
             else:
                 deletes.append(dst.key(c))
-        self.dst_store.put_many(puts, deletes)
+        target.store.put_many(puts, deletes)

@@ -50,6 +50,20 @@ class Number(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
 
 
+class NumberList(click.ParamType):
+    """Comma-separated numbers, e.g. `0.3,0.4,0.5`."""
+
+    name = "FLOATS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (tuple, list)):
+            return list(value)
+        try:
+            return [float(v) for v in str(value).replace(" ", "").split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a number or comma-separated numbers", param, ctx)
+
+
 class OneOf(click.Choice):
     """A choice given as text that stands for a typed value (zarr format 2 -> the int 2)."""
 
@@ -62,7 +76,12 @@ class OneOf(click.Choice):
 
 
 INTS = IntList()
-KINDS: dict[str, Any] = {"ints": INTS, "float": Number(), "int": click.IntRange(min=1)}
+KINDS: dict[str, Any] = {
+    "ints": INTS,
+    "floats": NumberList(),
+    "float": Number(),
+    "int": click.IntRange(min=1),
+}
 
 
 def job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,6 +90,8 @@ def job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     for name, info, option in reversed(list(options(JobParameters))):
         kind, choices = value_kind(info)
+        if option.several:  # one value, or a comma list that is another field's
+            kind = "floats" if kind == "float" else "ints"
         kwargs: dict[str, Any] = {"help": info.description}
         if kind == "flag":
             kwargs["is_flag"] = True
@@ -93,20 +114,47 @@ def parameters(**kw: Any) -> Any:
     from pydantic import ValidationError
 
     from .errors import first_error
-    from .params import JobParameters
+    from .params import JobParameters, options
 
     given = {k: v for k, v in kw.items() if v is not None}
+    for name, _, option in options(JobParameters):
+        value = given.get(name)
+        if option.several and isinstance(value, list):
+            if len(value) == 1:
+                given[name] = value[0]
+            else:
+                given.pop(name)
+                if given.get(option.several) is not None:
+                    raise InputError(option.flags[0], f"and --{option.several} both give several")
+                given[option.several] = value
     try:
         return JobParameters(**given)
     except ValidationError as e:
         raise InputError("", first_error(e)) from None
 
 
-def plan_report(job: Any) -> dict[str, Any]:
-    """The plan as JSON: small and of constant size, whatever the number of blocks."""
+def plan_report(jobs: Any) -> dict[str, Any]:
+    """The plan as JSON: small and of constant size, whatever the number of blocks. `jobs`:
+    one job, or the jobs of a sweep (one plan, an output per threshold)."""
+    from .job import sweep_fingerprint
+
+    jobs = jobs if isinstance(jobs, list) else [jobs]
+    job = jobs[0]
     plan = job.plan
+    outputs = [
+        {
+            "container": str(j.output_path),
+            "dataset": j.spec.output_dataset,
+            "threshold": j.spec.threshold,
+            "chunks": list(j.output.chunks),
+            "shards": list(j.output.shards) if j.output.shards else None,
+            "zarr_format": j.output.zarr_format,
+            "exists": j.output.exists,
+        }
+        for j in jobs
+    ]
     return {
-        "fingerprint": plan.fingerprint,
+        "fingerprint": sweep_fingerprint(jobs),
         "total_blocks": plan.total_blocks,
         "partitions": plan.partitions,
         "block_shape": list(plan.block_shape),
@@ -123,14 +171,8 @@ def plan_report(job: Any) -> dict[str, Any]:
             "dtype": str(job.input.dtype),
             "shape": list(job.input.shape),
         },
-        "output": {
-            "container": str(job.output_path),
-            "dataset": job.spec.output_dataset,
-            "chunks": list(job.output.chunks),
-            "shards": list(job.output.shards) if job.output.shards else None,
-            "zarr_format": job.output.zarr_format,
-            "exists": job.output.exists,
-        },
+        "output": outputs[0],
+        "outputs": outputs,
     }
 
 
@@ -147,13 +189,14 @@ def _print_plan(report: dict[str, Any]) -> None:
     )
     click.echo(f"partitions   {report['partitions']}")
     click.echo(f"voxels       {report['voxels']:,}")
-    out = report["output"]
-    click.echo(
-        f"output       {out['container']}/{out['dataset']} "
-        f"({'exists' if out['exists'] else 'will be created'}, zarr v{out['zarr_format']}, "
-        f"chunks {tuple(out['chunks'])}"
-        f"{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})"
-    )
+    for out in report["outputs"]:
+        sweep = f"> {out['threshold']:g}: " if len(report["outputs"]) > 1 else ""
+        click.echo(
+            f"output       {sweep}{out['container']}/{out['dataset']} "
+            f"({'exists' if out['exists'] else 'will be created'}, zarr v{out['zarr_format']}, "
+            f"chunks {tuple(out['chunks'])}"
+            f"{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})"
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -180,9 +223,9 @@ def cli(log_level: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_command(as_json: bool, **kw: Any) -> None:
     """Show how the job would be cut into blocks; writes nothing."""
-    from .job import resolve
+    from .job import resolve_sweep
 
-    report = plan_report(resolve(parameters(**kw)))
+    report = plan_report(resolve_sweep(parameters(**kw)))
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -198,11 +241,12 @@ def plan_command(as_json: bool, **kw: Any) -> None:
 )
 def prepare_command(termination_log: str | None, **kw: Any) -> None:
     """Validate the input, create or claim the output array, print the plan as JSON."""
-    from .job import resolve
+    from .job import claim_all, resolve_sweep
 
-    job = resolve(parameters(**kw))
-    job.prepare()
-    text = json.dumps(plan_report(job))
+    jobs = resolve_sweep(parameters(**kw))
+    with claim_all(jobs):  # each output created or claimed, then let go
+        pass
+    text = json.dumps(plan_report(jobs))
     if termination_log:
         Path(termination_log).write_text(text)
     click.echo(text)
@@ -236,11 +280,11 @@ def run_command(workers: int | None, progress: bool | None, **kw: Any) -> None:
 def spawn_command(**kw: Any) -> None:
     """Run the job on the compute context of the options file (Local by default)."""
     from .compute import create_compute_context
-    from .job import resolve
+    from .job import resolve_sweep
 
     context = create_compute_context()
     params = parameters(**kw)
-    resolve(params)  # fail fast, before anything is submitted
+    resolve_sweep(params)  # fail fast, before anything is submitted
     result = context.spawn(params)()
     for line in getattr(result, "lines", lambda: [str(result)])():
         click.echo(line)
@@ -279,15 +323,19 @@ def start_worker_command(partition: int | None, expect_fingerprint: str | None, 
 def status_command(as_json: bool, limit: int, **kw: Any) -> None:
     """Whose the output is, which blocks are done and which regions are missing (as
     world-unit ROIs); reads only."""
-    from .job import resolve
+    from .job import resolve_sweep
     from .status import job_status
 
-    found = job_status(resolve(parameters(**kw), writing=False))
+    found = [job_status(j) for j in resolve_sweep(parameters(**kw), writing=False)]
     if as_json:
-        click.echo(json.dumps(found.to_dict()))
+        dicts = [f.to_dict() for f in found]
+        click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))
     else:
-        for line in found.lines(limit):
-            click.echo(line)
+        for i, one in enumerate(found):
+            if i:
+                click.echo("")
+            for line in one.lines(limit):
+                click.echo(line)
 
 
 @cli.command("verify")
@@ -300,16 +348,20 @@ def status_command(as_json: bool, limit: int, **kw: Any) -> None:
 def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **kw: Any) -> None:
     """Check that the output is complete (every block marked) and right (input > threshold
     recomputed, on every block or a sample); exit 1, naming the regions, if it is not."""
-    from .job import resolve
+    from .job import resolve_sweep
     from .verify import verify
 
-    verdict = verify(resolve(parameters(**kw), writing=False), sample, seed)
+    verdicts = [verify(j, sample, seed) for j in resolve_sweep(parameters(**kw), writing=False)]
     if as_json:
-        click.echo(json.dumps(verdict.to_dict()))
+        dicts = [v.to_dict() for v in verdicts]
+        click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))
     else:
-        for line in verdict.lines(limit):
-            click.echo(line)
-    if not verdict.ok:
+        for i, verdict in enumerate(verdicts):
+            if i:
+                click.echo("")
+            for line in verdict.lines(limit):
+                click.echo(line)
+    if not all(v.ok for v in verdicts):
         sys.exit(1)
 
 

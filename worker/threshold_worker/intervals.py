@@ -6,7 +6,8 @@ completedIndexes and failedIndexes as a list of runs. One spelling, read and wri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
 
 Run = tuple[int, int]
 
@@ -49,3 +50,27 @@ def parse_runs(text: str | None) -> list[Run]:
 
 def count(items: Iterable[Run]) -> int:
     return sum(b - a + 1 for a, b in items)
+
+
+def union_runs(sources: Sequence[Iterable[Run]]) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+    """Sorted, disjoint runs from several sources, merged: runs that some source holds,
+    each with the sources (indices) that hold all of it, in order. Lazy: memory is one
+    pending run per source, whatever the length of each."""
+
+    # Events: (position, kind, source); kind 0 ends a run at `position` (exclusive), kind 1
+    # begins one; at one position ends come first.
+    def events(i: int, items: Iterable[Run]) -> Iterator[tuple[int, int, int]]:
+        for a, b in items:
+            yield a, 1, i
+            yield b + 1, 0, i
+
+    active: set[int] = set()
+    at: int | None = None
+    for position, kind, source in heapq.merge(*(events(i, s) for i, s in enumerate(sources))):
+        if at is not None and active and position > at:
+            yield at, position - 1, tuple(sorted(active))
+        at = position
+        if kind:
+            active.add(source)
+        else:
+            active.discard(source)

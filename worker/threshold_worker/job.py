@@ -7,9 +7,10 @@ storage untouched; `Job.prepare` then creates (or reuses) the output array. The 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,7 +37,7 @@ from .ownership import (
 )
 from .params import JobParameters
 from .paths import as_upath, container_url, is_local, overlap
-from .plan import Plan
+from .plan import Plan, fingerprint
 from .retry import fatal, retry, transient
 from .storage import open_store
 
@@ -654,3 +655,48 @@ def _check_owner(job: Job, whole_job: bool) -> None:
     finally:
         if area.files is not None:
             area.files.close()
+
+
+def resolve_sweep(params: JobParameters, whole_job: bool = True, writing: bool = True) -> list[Job]:
+    """The jobs of one pass over the input: one per threshold, each the very job a single
+    run of that threshold would be (its own output, owner record, lease and markers), all
+    on one block grid so that each block is read once for all of them."""
+    jobs = [resolve(p, whole_job, writing) for p in params.sweep()]
+    first = jobs[0]
+    for job in jobs[1:]:
+        if _grid(job.plan) != _grid(first.plan):
+            raise InputError(
+                "output_dataset",
+                f"{job.where} is laid out unlike {first.where} (chunks {job.output.chunks}, "
+                f"shards {job.output.shards} against {first.output.chunks}, "
+                f"{first.output.shards}): a sweep writes every output on one block grid; "
+                "pass --overwrite with one --output-chunks, or sweep them apart",
+            )
+        for other in jobs[: jobs.index(job)]:
+            if overlap(job.output_path, job.spec.output_dataset, other.output_path,
+                       other.spec.output_dataset):  # fmt: skip
+                raise InputError(
+                    "output_dataset", f"{job.where} and {other.where} are one place; "
+                    "give each threshold its own output",
+                )  # fmt: skip
+    return jobs
+
+
+def _grid(plan: Plan) -> tuple[Any, ...]:
+    return plan.roi_begin, plan.roi_shape, plan.block_shape, plan.grid_origin, plan.grid_shape
+
+
+def sweep_fingerprint(jobs: Sequence[Job]) -> str:
+    """A sweep's plan fingerprint: its single job's, or one over all of its jobs' (what a
+    cluster's prepare step reports and its partitions expect)."""
+    if len(jobs) == 1:
+        return jobs[0].plan.fingerprint
+    return fingerprint({"sweep": [job.plan.fingerprint for job in jobs]})
+
+
+@contextlib.contextmanager
+def claim_all(jobs: Sequence[Job], whole_job: bool = True) -> Iterator[list[OutputClaim]]:
+    """Every output of a sweep claimed, each under its own lease, for as long as it runs;
+    one refusal lets go of those already claimed."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(job.claim(whole_job)) for job in jobs]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import zarr
 
@@ -18,14 +20,21 @@ def threshold(data: np.ndarray, value: float, out: np.ndarray | None = None) -> 
 
 
 def threshold_block(
-    source: zarr.Array, target: zarr.Array, selection: tuple[slice, ...], value: float
-) -> int:
-    """Threshold one block; returns the number of foreground voxels written."""
+    source: zarr.Array,
+    targets: Sequence[zarr.Array],
+    selection: tuple[slice, ...],
+    values: Sequence[float],
+) -> list[int]:
+    """Threshold one block through zarr-python, read once, into each target with its
+    value; returns the foreground voxels written to each."""
     try:
         data = source[selection]
     except (RuntimeError, ValueError, TypeError) as e:  # codecs' errors: a damaged chunk
         region = ", ".join(f"{s.start}:{s.stop}" for s in selection)
         raise DamagedInput(f"a chunk of {source.store_path} in [{region}]", e) from None
-    mask = threshold(data, value)
-    target[selection] = mask
-    return int(np.count_nonzero(mask))
+    foreground = []
+    for target, value in zip(targets, values, strict=True):
+        mask = threshold(data, value)
+        target[selection] = mask
+        foreground.append(int(np.count_nonzero(mask)))
+    return foreground

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import chunk_path
 from .errors import Terminated, WorkerDied
-from .job import Job, resolve
+from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .lease import Freshness
 from .markers import BUCKET
 from .params import JobParameters
@@ -44,14 +44,14 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _init(spec: JobParameters | None, progress: Any, freshness: Freshness | None) -> None:
+def _init(spec: JobParameters | None, progress: Any, freshness: list[Freshness | None]) -> None:
     """Set up a worker process; `spec` is None when it was forked with `_worker` set."""
     global _worker, _progress
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler
     if spec is not None:
-        _worker = BlockWorker(resolve(spec), freshness=freshness)
+        _worker = BlockWorker(resolve_sweep(spec), freshness=freshness)
     _progress = progress
 
 
@@ -80,28 +80,42 @@ def _process(start: int, stop: int) -> Stats:
 
 @dataclass
 class Summary:
-    job: Job
+    jobs: list[Job]
     stats: Stats
     seconds: float
     workers: int
     already_done: int
 
+    @property
+    def job(self) -> Job:
+        return self.jobs[0]
+
     def lines(self) -> list[str]:
         plan, s = self.job.plan, self.stats
         rate = s.voxels / self.seconds if self.seconds > 0 else 0.0
         mbs = s.voxels * self.job.input.dtype.itemsize / self.seconds / 1e6 if self.seconds else 0.0
-        fg = 100.0 * s.foreground / s.voxels if s.voxels else 0.0
-        return [
-            f"output      {self.job.output_path}/{self.job.spec.output_dataset}",
-            f"plan        {plan.fingerprint}: {plan.total_blocks} blocks of "
-            f"{'x'.join(map(str, plan.block_shape))} voxels, fit={plan.fit}",
+        fingerprint = sweep_fingerprint(self.jobs)
+        lines = [f"output      {job.output_path}/{job.spec.output_dataset}" for job in self.jobs]
+        lines += [
+            f"plan        {fingerprint}: {plan.total_blocks} blocks of "
+            f"{'x'.join(map(str, plan.block_shape))} voxels, fit={plan.fit}"
+            + (f", {len(self.jobs)} thresholds in one pass" if len(self.jobs) > 1 else ""),
             f"blocks      {s.processed} processed, {self.already_done} already done, "
             f"{plan.total_blocks} total",
             f"voxels      {s.voxels:,} in {self.seconds:.2f} s with {self.workers} "
             f"process{'es' if self.workers > 1 else ''}: {rate / 1e6:.1f} Mvoxel/s, "
             f"{mbs:.0f} MB/s of input",
-            f"foreground  {fg:.2f} % of processed voxels above {self.job.spec.threshold:g}",
         ]
+        for i, job in enumerate(self.jobs):
+            fg, written = (s.foreground[i], s.written[i]) if s.foreground else (0, 0)
+            above = f"above {job.spec.threshold:g}"
+            if written:
+                lines.append(
+                    f"foreground  {100.0 * fg / written:.2f} % of processed voxels {above}"
+                )
+            else:
+                lines.append(f"foreground  {above}: no block left to process")
+        return lines
 
 
 def _ranges(todo: range, workers: int) -> Iterator[tuple[int, int]]:
@@ -117,22 +131,27 @@ def _ranges(todo: range, workers: int) -> Iterator[tuple[int, int]]:
 def run_local(
     spec: JobParameters, workers: int | None = None, progress: bool | None = None
 ) -> Summary:
-    """Claim the output and process every block of the job."""
+    """Claim the output (each output of a sweep) and process every block of the job."""
     chunk_path.requested()  # a mistyped THRESHOLD_CHUNK_PATH stops the run before it writes
-    job = resolve(spec)
-    with job.claim() as claim:
-        summary = _run(job, workers, progress, claim.freshness)
-        claim.complete()
+    jobs = resolve_sweep(spec)
+    with claim_all(jobs) as claims:
+        summary = _run(spec, jobs, workers, progress, [c.freshness for c in claims])
+        for claim in claims:
+            claim.complete()
     return summary
 
 
 def _run(
-    job: Job, workers: int | None, progress: bool | None, freshness: Freshness | None
+    spec: JobParameters,
+    jobs: list[Job],
+    workers: int | None,
+    progress: bool | None,
+    freshness: list[Freshness | None],
 ) -> Summary:
-    total = job.plan.total_blocks
+    total = jobs[0].plan.total_blocks
     workers = max(1, min(workers or os.cpu_count() or 1, total))
-    worker = BlockWorker(job, freshness=freshness)
-    already = worker.markers.count_done(range(total))
+    worker = BlockWorker(jobs, freshness=freshness)
+    already = worker.count_done(range(total))
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(
         total=total,
@@ -157,11 +176,11 @@ def _run(
 
             stats = worker.process(range(total), tick)
         else:
-            stats = _run_pool(job, worker, workers, bar, start)
+            stats = _run_pool(spec, worker, workers, bar, start)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    return Summary(job=job, stats=stats, seconds=seconds, workers=workers, already_done=already)
+    return Summary(jobs=jobs, stats=stats, seconds=seconds, workers=workers, already_done=already)
 
 
 def _rate(voxels: int, start: float) -> str:
@@ -169,7 +188,9 @@ def _rate(voxels: int, start: float) -> str:
     return f"{voxels / elapsed / 1e6:.1f} Mvox/s" if elapsed > 0 else ""
 
 
-def _run_pool(job: Job, worker: BlockWorker, workers: int, bar: tqdm, start: float) -> Stats:
+def _run_pool(
+    spec: JobParameters, worker: BlockWorker, workers: int, bar: tqdm, start: float
+) -> Stats:
     # Fork starts workers in milliseconds with everything imported; zarr re-creates its
     # event loop in the child (os.register_at_fork). Elsewhere, and with a codec pipeline
     # that does not survive a fork (chunk_path.py), spawn. On local disks the
@@ -180,6 +201,7 @@ def _run_pool(job: Job, worker: BlockWorker, workers: int, bar: tqdm, start: flo
     fork = sys.platform.startswith("linux") and chunk_path.pipeline_survives_fork()
     ctx = mp.get_context("fork" if fork else "spawn")
     counter = ctx.Array("q", 2)
+    job = worker.job
     inherit = fork and not job.remote
     if inherit:
         _worker = worker
@@ -187,7 +209,7 @@ def _run_pool(job: Job, worker: BlockWorker, workers: int, bar: tqdm, start: flo
         workers,
         mp_context=ctx,
         initializer=_init,
-        initargs=(None if inherit else job.spec, counter, worker.freshness),
+        initargs=(None if inherit else spec, counter, worker.freshness),
     )
     try:
         stats = _drain(pool, job.plan.total_blocks, workers, counter, bar, start)

@@ -29,17 +29,23 @@ Shape = Annotated[list[PositiveInt], Field(min_length=1, max_length=5)]
 #: Kubernetes' limit on an Indexed Job's completions: the most partitions a job may have.
 MAX_PARTITIONS = 100_000
 ROI_AXES = "roiOffset and roiShape must have the same number of axes"
+#: The most thresholds of one sweep: each adds a mask per block in memory.
+MAX_THRESHOLDS = 64
+PLACEHOLDER = "{threshold}"
 
 
 @dataclass(frozen=True)
 class Option:
     """How a field is spelled on the command line: its flags, the first long one canonical
-    (the one the operator writes into pod arguments)."""
+    (the one the operator writes into pod arguments). `several`: the field that a comma
+    list given to this option fills instead (`-th 0.3,0.4` are `thresholds`)."""
 
     flags: tuple[str, ...]
+    several: str | None = None
 
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, several: str | None = None) -> None:
         object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "several", several)
 
     @property
     def canonical(self) -> str:
@@ -76,8 +82,19 @@ class JobParameters(BaseModel):
     threshold: Annotated[
         float,
         Field(allow_inf_nan=False, description="Voxels strictly greater become 1 (NaN: 0)"),
-        Option("-th", "--threshold"),
+        Option("-th", "--threshold", several="thresholds"),
     ] = 0.0
+    thresholds: Annotated[
+        list[Annotated[float, Field(allow_inf_nan=False)]] | None,
+        Field(
+            min_length=1,
+            max_length=MAX_THRESHOLDS,
+            description="Several thresholds in one pass (the input read once), one output "
+            "each: the output dataset names them with {threshold}, e.g. "
+            "output/threshold_{threshold}",
+        ),
+        Option("--thresholds"),
+    ] = None
     roi_offset: Annotated[
         list[int] | None,
         Field(min_length=1, max_length=5, description="ROI offset in world units (e.g. nm)"),
@@ -135,6 +152,43 @@ class JobParameters(BaseModel):
             raise ValueError(ROI_AXES)
         return self
 
+    @model_validator(mode="after")
+    def _one_output_per_threshold(self) -> JobParameters:
+        if self.thresholds is None:
+            return self
+        if "threshold" in self.model_fields_set:
+            raise ValueError("threshold and thresholds: give one of them, not both")
+        if len(set(self.thresholds)) != len(self.thresholds):
+            raise ValueError(f"thresholds: {self.thresholds} name one threshold twice")
+        if (
+            len(self.thresholds) > 1
+            and self.output_dataset is not None
+            and PLACEHOLDER not in self.output_dataset
+        ):
+            raise ValueError(
+                f"output_dataset: '{self.output_dataset}' must name each threshold's output "
+                f"with {PLACEHOLDER}, e.g. threshold_{PLACEHOLDER}"
+            )
+        return self
+
+    def sweep(self) -> list[JobParameters]:
+        """One job per threshold, each with its own output: what a sweep is made of. Their
+        outputs are `output_dataset` with {threshold} written as Python's repr of the float
+        (threshold_0.3), so each is the very job a single run of that threshold would be."""
+        values = self.thresholds if self.thresholds is not None else [self.threshold]
+        if self.thresholds is None and PLACEHOLDER not in self.output_dataset:
+            return [self]
+        return [
+            self.model_copy(
+                update={
+                    "threshold": float(t),
+                    "thresholds": None,
+                    "output_dataset": self.output_dataset.replace(PLACEHOLDER, repr(float(t))),
+                }
+            )
+            for t in values
+        ]
+
     def to_args(self) -> list[str]:
         """The command-line arguments that give these parameters (defaults left out)."""
         args: list[str] = []
@@ -174,8 +228,8 @@ def options(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo, Option]]:
 
 
 def value_kind(info: FieldInfo) -> tuple[str, tuple[Any, ...]]:
-    """What a field holds, for a command-line parser: ('ints' | 'float' | 'int' | 'flag' |
-    'choice' | 'text', choices)."""
+    """What a field holds, for a command-line parser: ('ints' | 'floats' | 'float' | 'int' |
+    'flag' | 'choice' | 'text', choices)."""
     inner = info.annotation
     if get_origin(inner) in (Union, UnionType):  # X | None
         inner = next(a for a in get_args(inner) if a is not type(None))
@@ -184,7 +238,10 @@ def value_kind(info: FieldInfo) -> tuple[str, tuple[Any, ...]]:
     if get_origin(inner) is Literal:
         return "choice", get_args(inner)
     if get_origin(inner) is list or inner is list:
-        return "ints", ()
+        item = (get_args(inner) or (int,))[0]
+        while get_origin(item) is Annotated:
+            item = get_args(item)[0]
+        return ("floats" if item is float else "ints"), ()
     if inner is bool:
         return "flag", ()
     if inner is float:

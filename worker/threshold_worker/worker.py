@@ -10,16 +10,17 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 from upath import UPath
 
+from . import chunk_path, intervals
 from .chunkio import DirectBlockIO
 from .errors import InputError
-from .job import Job, resolve
+from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .kernel import threshold_block
 from .lease import Freshness
 from .markers import DoneMarkers
@@ -32,12 +33,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Stats:
-    """What one worker did; sums over workers by `+`."""
+    """What one worker did; sums over workers by `+`. `foreground` and `written` are per
+    output (one, or one per threshold of a sweep): an output skips blocks it has done."""
 
     processed: int = 0
     skipped: int = 0
     voxels: int = 0
-    foreground: int = 0
+    foreground: tuple[int, ...] = ()
+    written: tuple[int, ...] = ()
     seconds: float = 0.0
 
     def __add__(self, other: Stats) -> Stats:
@@ -45,31 +48,68 @@ class Stats:
             self.processed + other.processed,
             self.skipped + other.skipped,
             self.voxels + other.voxels,
-            self.foreground + other.foreground,
+            _sum(self.foreground, other.foreground),
+            _sum(self.written, other.written),
             max(self.seconds, other.seconds),
         )
 
 
+def _sum(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    if not a or not b:
+        return a or b
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
 class BlockWorker:
-    """Processes block ids of one resolved job; safe to call repeatedly."""
+    """Processes block ids of one resolved job, or of the jobs of a sweep (one per
+    threshold, one block grid): each block is read once for every output that lacks it.
+    Safe to call repeatedly."""
 
     #: Blocks in flight per process on object stores, where requests in flight, not CPU,
     #: decide throughput. Local disks: one at a time (the processes fill the cores).
     REMOTE_CONCURRENCY = 4
 
-    def __init__(self, job: Job, direct: bool = True, freshness: Freshness | None = None) -> None:
-        self.job = job
-        self.freshness = freshness
-        self.output = job.open_output()
-        store = self.output.store_path.store
-        if freshness is not None and isinstance(store, CheckedStore):
-            store.check = freshness.check  # every chunk and marker write asks first
-        self.direct = DirectBlockIO.maybe(job.input, self.output) if direct else None
+    def __init__(
+        self,
+        jobs: Job | Sequence[Job],
+        direct: bool = True,
+        freshness: Freshness | Sequence[Freshness | None] | None = None,
+    ) -> None:
+        self.jobs = [jobs] if isinstance(jobs, Job) else list(jobs)
+        self.job = self.jobs[0]
+        if freshness is None or isinstance(freshness, Freshness):
+            freshness = [freshness] * len(self.jobs)
+        self.freshness = list(freshness)
+        self.outputs = [job.open_output() for job in self.jobs]
+        for output, fresh in zip(self.outputs, self.freshness, strict=True):
+            store = output.store_path.store
+            if fresh is not None and isinstance(store, CheckedStore):
+                store.check = fresh.check  # every chunk and marker write asks first
+        self.output = self.outputs[0]
+        self.values = [float(job.spec.threshold) for job in self.jobs]
+        self.use_direct = direct
+        if direct:
+            chunk_path.requested()  # a mistyped THRESHOLD_CHUNK_PATH: an error, not "zarr"
         self._local = threading.local()
-        self.remote = job.remote
-        self.markers = DoneMarkers(
-            self.output.store_path.store, job.spec.output_dataset, job.plan.fingerprint
-        )
+        self.remote = self.job.remote
+        self.all_markers = [
+            DoneMarkers(out.store_path.store, job.spec.output_dataset, job.plan.fingerprint)
+            for job, out in zip(self.jobs, self.outputs, strict=True)
+        ]
+        self.markers = self.all_markers[0]
+
+    def count_done(self, blocks: range) -> int:
+        """Blocks that every output has done."""
+        return len(blocks) - sum(b - a + 1 for a, b, _ in self.missing_runs(blocks))
+
+    def missing_runs(self, blocks: range) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+        """Runs of block ids that some output lacks, with the outputs (indices) that lack
+        them, in order; memory is one bucket of markers per output."""
+        if len(self.jobs) == 1:
+            for a, b in self.markers.missing_runs(blocks):
+                yield a, b, (0,)
+            return
+        yield from intervals.union_runs([m.missing_runs(blocks) for m in self.all_markers])
 
     def process(self, blocks: range, on_block: Callable[[int, int], None] | None = None) -> Stats:
         """Threshold every block of `blocks` that is not done yet.
@@ -77,69 +117,96 @@ class BlockWorker:
         `on_block(block_id, voxels)` is called after each block's chunks are written. Done-
         markers follow about once a second and when this call ends, however it ends.
         """
-        stats = Stats()
+        n = len(self.jobs)
+        stats = Stats(foreground=(0,) * n, written=(0,) * n)
+        foreground, written = [0] * n, [0] * n
         start = time.perf_counter()
         lock = threading.Lock()
-        pending = _PendingMarks(self.markers, self.job.where)
+        pending = [
+            _PendingMarks(m, job.where) for m, job in zip(self.all_markers, self.jobs, strict=True)
+        ]
 
-        def one(block_id: int) -> None:
+        def one(block_id: int, which: tuple[int, ...]) -> None:
             selection = self.job.block_selection(block_id)
             began = time.monotonic()
             fg = retry(
-                lambda: self._threshold(selection, self.job.spec.threshold),
+                lambda: self._threshold(selection, which),
                 f"block {block_id}",
                 self.job.where,
                 inputs=str(self.job.input_path),
             )
-            if self.freshness is not None:
-                self.freshness.check_after_write(began)
+            for i in which:
+                fresh = self.freshness[i]
+                if fresh is not None:
+                    fresh.check_after_write(began)
             voxels = _voxels(selection, self.job.input.shape)
-            pending.add(block_id)
+            for i in which:
+                pending[i].add(block_id)
             with lock:
                 stats.processed += 1
                 stats.voxels += voxels
-                stats.foreground += fg
+                for i, f in zip(which, fg, strict=True):
+                    foreground[i] += f
+                    written[i] += voxels
                 if on_block is not None:
                     on_block(block_id, voxels)
 
-        todo = self.markers.missing(blocks)
+        todo = (
+            (block_id, which)
+            for a, b, which in self.missing_runs(blocks)
+            for block_id in range(a, b + 1)
+        )
         try:
             if self.remote:
                 with ThreadPoolExecutor(self.REMOTE_CONCURRENCY) as pool:
                     inflight: set[Future[None]] = set()
-                    for block_id in todo:  # a bounded window: memory does not grow with the range
+                    for item in todo:  # a bounded window: memory does not grow with the range
                         if len(inflight) >= 2 * self.REMOTE_CONCURRENCY:
                             done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
                             for future in done:
                                 future.result()
-                        inflight.add(pool.submit(one, block_id))
+                        inflight.add(pool.submit(one, *item))
                     for future in inflight:
                         future.result()
             else:
-                for block_id in todo:
-                    one(block_id)
+                for item in todo:
+                    one(*item)
         except BaseException:
-            with contextlib.suppress(Exception):  # keep what was finished; raise the cause
-                pending.flush()
+            for marks in pending:
+                with contextlib.suppress(Exception):  # keep what was finished; raise the cause
+                    marks.flush()
             raise
-        pending.flush()
+        for marks in pending:
+            marks.flush()
         stats.skipped = len(blocks) - stats.processed
+        stats.foreground, stats.written = tuple(foreground), tuple(written)
         stats.seconds = time.perf_counter() - start
         return stats
 
-    def _threshold(self, selection: tuple[slice, ...], value: float) -> int:
-        direct = self._direct_for_this_thread()
+    def _threshold(self, selection: tuple[slice, ...], which: tuple[int, ...]) -> list[int]:
+        values = [self.values[i] for i in which]
+        direct = self._direct(which)
         if direct is not None:
-            return direct.threshold_block(selection, value)
-        return threshold_block(self.job.input, self.output, selection, value)
+            return direct.threshold_block(selection, values)
+        targets = [self.outputs[i] for i in which]
+        return threshold_block(self.job.input, targets, selection, values)
 
-    def _direct_for_this_thread(self) -> DirectBlockIO | None:
-        """The direct path reuses buffers, so each thread gets its own."""
-        if self.direct is None or threading.current_thread() is threading.main_thread():
-            return self.direct
-        if not hasattr(self._local, "direct"):
-            self._local.direct = DirectBlockIO.maybe(self.job.input, self.output)
-        return self._local.direct
+    @property
+    def direct(self) -> DirectBlockIO | None:
+        """The direct path for every output (None: zarr's codec pipeline moves the chunks)."""
+        return self._direct(tuple(range(len(self.jobs))))
+
+    def _direct(self, which: tuple[int, ...]) -> DirectBlockIO | None:
+        """The direct path for these outputs. It reuses buffers, so each thread has its own
+        (one per set of outputs; a sweep's outputs nearly always move together)."""
+        if not self.use_direct:
+            return None
+        cache = getattr(self._local, "direct", None)
+        if cache is None:
+            cache = self._local.direct = {}
+        if which not in cache:
+            cache[which] = DirectBlockIO.maybe(self.job.input, [self.outputs[i] for i in which])
+        return cache[which]
 
 
 class _PendingMarks:
@@ -181,30 +248,30 @@ def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:
 def run_partition(
     params: JobParameters, partition: int | None = None, expect_fingerprint: str | None = None
 ) -> Stats:
-    """Resolve the job, claim its output, and process one partition (or all of it)."""
+    """Resolve the job (each job of a sweep), claim its outputs, and process one partition
+    (or all of it)."""
     whole = partition is None
-    job = resolve(params, whole_job=whole)
-    if expect_fingerprint and expect_fingerprint != job.plan.fingerprint:
+    jobs = resolve_sweep(params, whole_job=whole)
+    plan = jobs[0].plan
+    planned = sweep_fingerprint(jobs)
+    if expect_fingerprint and expect_fingerprint != planned:
         raise InputError(
             "fingerprint",
-            f"this worker planned {job.plan.fingerprint}, the job expects {expect_fingerprint}: "
+            f"this worker planned {planned}, the job expects {expect_fingerprint}: "
             "the input or the job changed since it was prepared",
         )
     if partition is None:
-        blocks = range(job.plan.total_blocks)
+        blocks = range(plan.total_blocks)
     else:
-        blocks = job.plan.partition_range(partition, params.partition_count)
-    with job.claim(whole_job=whole) as claim:
+        blocks = plan.partition_range(partition, params.partition_count)
+    with claim_all(jobs, whole_job=whole) as claims:
         logger.info(
-            "plan %s: blocks %d-%d of %d",
-            job.plan.fingerprint,
-            blocks.start,
-            blocks.stop - 1,
-            job.plan.total_blocks,
+            "plan %s: blocks %d-%d of %d", planned, blocks.start, blocks.stop - 1, plan.total_blocks
         )
-        stats = BlockWorker(job, freshness=claim.freshness).process(blocks)
+        stats = BlockWorker(jobs, freshness=[c.freshness for c in claims]).process(blocks)
         if whole:
-            claim.complete()
+            for claim in claims:
+                claim.complete()
     logger.info(
         "done: %d blocks processed, %d already done, %.1f s",
         stats.processed,
@@ -230,14 +297,16 @@ def start_worker_fn(
 
     With `return_io_loop=True`, returns the loop as a callable instead of running it.
     `options` are the other fields of `JobParameters` (roi_offset, block_shape, fit,
-    partitions, overwrite, output_chunks, ...).
+    partitions, overwrite, output_chunks, ...); `thresholds=[...]` sweeps several in one
+    pass, with `{threshold}` in `output_dataset` naming each one's output.
     """
+    if options.get("thresholds") is None or threshold != 0.0:
+        options["threshold"] = threshold  # a sweep's thresholds, or this one
     params = JobParameters(
         input_container=str(input_container),
         input_dataset=input_dataset,
         output_container=str(output_container),
         output_dataset=output_dataset,
-        threshold=threshold,
         **options,
     )
 
