@@ -231,6 +231,25 @@ def test_the_seed_api_sweeps_with_thresholds(tmp_path):
         start_worker_fn(inp, "raw", tmp_path / "o.zarr", "m_{threshold}", 0.3, thresholds=[0.4])
 
 
+def test_spawn_worker_sweeps_on_the_local_context(tmp_path, monkeypatch):
+    """DaCapo's spawn_worker keeps its positional threshold; thresholds=[...] sweeps."""
+    from threshold_worker import LocalArrayIdentifier, spawn_worker
+
+    options = tmp_path / "threshold.yaml"
+    options.write_text("compute_context: {type: Local, num_workers: 1}\n")
+    monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(options))
+    data = blobs((16, 16, 16), seed=19)
+    inp = tmp_path / "in.zarr"
+    write_array(inp, "raw", data, (8, 8, 8))
+    src = LocalArrayIdentifier(inp, "raw")
+    dst = LocalArrayIdentifier(tmp_path / "o.zarr", "m_{threshold}")
+    spawn_worker(src, dst, thresholds=[0.2, 0.6])()
+    for t in (0.2, 0.6):
+        assert_thresholded(tmp_path / "o.zarr", f"m_{t!r}", data, t)
+    with pytest.raises(ValueError, match="give one of them"):
+        spawn_worker(src, dst, 0.3, thresholds=[0.4])
+
+
 def test_sweep_fingerprint_is_a_single_jobs_own(tmp_path):
     inp = tmp_path / "in.zarr"
     write_array(inp, "raw", blobs((8, 8, 8)), (8, 8, 8))

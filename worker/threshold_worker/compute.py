@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError, first_error
-from .params import JobParameters
+from .params import JobParameters, seed_threshold
 
 ENTRY_POINTS = "threshold_worker.compute_contexts"
 
@@ -159,7 +159,6 @@ def spawn_worker(
         input_dataset=input_array_identifier.dataset,
         output_container=str(output_array_identifier.container),
         output_dataset=output_array_identifier.dataset,
-        threshold=threshold,
-        **options,
+        **seed_threshold(threshold, options),
     )
     return create_compute_context().spawn(params)

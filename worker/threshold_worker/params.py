@@ -211,6 +211,18 @@ class JobParameters(BaseModel):
 REQUIRED_ARGS = ("input_container", "input_dataset", "output_container", "output_dataset")
 
 
+def seed_threshold(threshold: float, options: dict[str, Any]) -> dict[str, Any]:
+    """The options with the seed API's positional threshold folded in.
+
+    DaCapo's signatures default `threshold` to 0.0, so a caller who sweeps with
+    `thresholds=[...]` has not chosen it: only a threshold other than the default
+    then counts (and meets the model's "give one of them, not both").
+    """
+    if options.get("thresholds") is None or threshold != 0.0:
+        return {**options, "threshold": threshold}
+    return options
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)

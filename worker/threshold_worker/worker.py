@@ -24,7 +24,7 @@ from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .kernel import threshold_block
 from .lease import Freshness
 from .markers import DoneMarkers
-from .params import JobParameters
+from .params import JobParameters, seed_threshold
 from .retry import retry
 from .storage import CheckedStore
 
@@ -300,14 +300,12 @@ def start_worker_fn(
     partitions, overwrite, output_chunks, ...); `thresholds=[...]` sweeps several in one
     pass, with `{threshold}` in `output_dataset` naming each one's output.
     """
-    if options.get("thresholds") is None or threshold != 0.0:
-        options["threshold"] = threshold  # a sweep's thresholds, or this one
     params = JobParameters(
         input_container=str(input_container),
         input_dataset=input_dataset,
         output_container=str(output_container),
         output_dataset=output_dataset,
-        **options,
+        **seed_threshold(threshold, options),
     )
 
     def io_loop() -> Stats:
