@@ -131,6 +131,40 @@ def daisy_worker(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     assert daisy.run_blockwise([task])
 
 
+#: A DaCapo-style threshold sweep: the thresholds its validation enumerates.
+SWEEP = [round(0.1 * i, 1) for i in range(1, 10)]
+
+
+def sweep_one_pass(src: str, dst: str, t: float, n: int, scenario: str) -> None:
+    """This worker, every threshold of the sweep in one pass (`-th 0.1,...,0.9`)."""
+    from threshold_worker.local import run_local
+    from threshold_worker.params import JobParameters
+
+    spec = JobParameters(
+        input_container=src,
+        input_dataset="raw",
+        output_container=dst,
+        output_dataset="threshold_{threshold}",
+        thresholds=SWEEP,
+        overwrite=True,
+    )
+    run_local(spec, workers=n, progress=False)
+
+
+def sweep_separate(src: str, dst: str, t: float, n: int, scenario: str) -> None:
+    """This worker, one run per threshold of the sweep (what DaCapo's loop does today)."""
+    for value in SWEEP:
+        this_worker(src, f"{dst}/threshold_{value!r}.zarr", value, n, scenario)
+
+
+def sweep_daisy(src: str, dst: str, t: float, n: int, scenario: str) -> None:
+    """DaCapo's daisy worker, one run per threshold of the sweep."""
+    global _daisy_arrays
+    for value in SWEEP:
+        _daisy_arrays = ()
+        daisy_worker(src, f"{dst}/threshold_{value!r}.zarr", value, n, scenario)
+
+
 def _blocks(shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
     return [
         (slice(z, z + BLOCK), slice(y, y + BLOCK), slice(x, x + BLOCK))
@@ -275,6 +309,9 @@ METHODS: dict[str, Callable[[str, str, float, int, str], None]] = {
     "tensorstore": tensorstore_loop,
     "floor": floor,
     "floor-reuse": functools.partial(floor, reuse=True),
+    "sweep": sweep_one_pass,
+    "sweep-separate": sweep_separate,
+    "sweep-daisy": sweep_daisy,
 }
 #: Imported before the clock starts, so that no method is charged for its imports (dask and
 #: funlib.persistence take 0.25-0.35 s to import, this worker 0.09 s, tensorstore 0.01 s).
@@ -286,6 +323,9 @@ IMPORTS: dict[str, tuple[str, ...]] = {
     "dask": ("dask", "dask.array"),
     "daisy": ("daisy", "funlib.geometry", "funlib.persistence"),
     "tensorstore": ("tensorstore",),
+    "sweep": ("threshold_worker.job", "threshold_worker.local"),
+    "sweep-separate": ("threshold_worker.job", "threshold_worker.local"),
+    "sweep-daisy": ("daisy", "funlib.geometry", "funlib.persistence"),
 }
 
 

@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,15 @@ ZARRS_PIPELINE = [("this-worker-zarrs", 2), ("this-worker-zarrs", 1)]
 #: The direct path stays the default for a layout only where it is this much faster than
 #: the best library path of the same run (worker/threshold_worker/chunk_path.py).
 KEEP_DIRECT = 1.2
+#: A threshold sweep of 9 values (methods.SWEEP): one pass against 9 runs (issue 12).
+SWEEP = [
+    ("threshold-worker run -th 0.1,...,0.9 (one pass, 9 outputs), 2 processes", "sweep", 2),
+    ("threshold-worker run, once per threshold (9 runs), 2 processes", "sweep-separate", 2),
+    ("DaCapo-style daisy worker, once per threshold (9 runs, 2 workers)", "sweep-daisy", 2),
+]
+SWEEP_THRESHOLDS = 9
+#: One pass over 9 separate runs of this worker: the issue's goal.
+SWEEP_AT_LEAST = 4.0
 #: (row label, input, output layout); the first is the main table's.
 SCENARIOS = [
     ("zarr v3 input (zstd), v3 output", "main", "main"),
@@ -174,8 +184,10 @@ def _run(method: str, src: Path, dst: Path, threshold: float, n: int, layout: st
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _methods(scenario: int, only: list[str] | None) -> list[tuple[str, int]]:
+def _methods(scenario: int, only: list[str] | None, sweep: bool) -> list[tuple[str, int]]:
     wanted = [(m, n) for _, m, n in MAIN] if scenario == 0 else []
+    if scenario == 0 and sweep:
+        wanted += [(m, n) for _, m, n in SWEEP]
     for t in TARGETS:
         wanted += [t.ours, t.other]
     wanted += [DIRECT, *ZARR_PIPELINE, *ZARRS_PIPELINE]
@@ -191,6 +203,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--only", nargs="*", help="methods to run (default: all)")
     parser.add_argument("--no-scenarios", action="store_true", help="only the main v3 table")
+    parser.add_argument("--no-sweep", action="store_true", help="leave out the sweep table")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
 
@@ -204,7 +217,7 @@ def main() -> None:
     runs = Path(tempfile.mkdtemp(prefix="runs-", dir=work))
     for repeat in range(args.repeats):
         for k, (row, input_name, layout) in enumerate(scenarios):
-            methods = _methods(k, args.only)
+            methods = _methods(k, args.only, not args.no_sweep)
             shift = repeat % len(methods)  # no method always runs first, or after the same one
             for method, n in methods[shift:] + methods[:shift]:
                 dst = runs / f"{repeat}-{k}-{method}-{n}.zarr"
@@ -311,6 +324,7 @@ def main() -> None:
             + ("yes" if best >= KEEP_DIRECT else "no: zarr's pipeline")
             + " |"
         )
+    lines += _sweep_table(times, rss, ratio, block, nbytes)
     table = "\n".join(lines)
     print()
     print(table)
@@ -327,6 +341,47 @@ def main() -> None:
             indent=1,
         )
     )
+
+
+def _sweep_table(
+    times: dict, rss: dict, ratio: Callable, block: tuple[int, ...], nbytes: int
+) -> list[str]:
+    """9 thresholds in one pass against 9 runs; memory against 4x one block's input + 200 MB
+    + the masks of one block (one per threshold)."""
+    one_pass = (0, *SWEEP[0][1:])
+    if one_pass not in times:
+        return []
+    voxels = math.prod(block)
+    limit = 4 * voxels * 4 / 1e6 + 200 + SWEEP_THRESHOLDS * voxels / 1e6
+    lines = [
+        "",
+        f"A threshold sweep ({SWEEP_THRESHOLDS} thresholds, 0.1 to 0.9) on the same input: "
+        "one pass writes every mask from each decoded block. Peak RSS limit: 4x one block's "
+        f"input + 200 MB + {SWEEP_THRESHOLDS} masks of one block = {limit:.0f} MB.",
+        "",
+        "| method | median s | input MB thresholded per s | its time / one pass | peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    missed = []
+    for label, method, n in SWEEP:
+        key = (0, method, n)
+        if key not in times:
+            continue
+        m = statistics.median(times[key])
+        r = ratio(0, SWEEP[0][1:], (method, n))
+        rate = SWEEP_THRESHOLDS * nbytes / m / 1e6
+        lines.append(f"| {label} | {m:.2f} | {rate:.0f} | {_fmt(r)} | {rss[key]:.0f} |")
+        if method == "sweep-separate" and r is not None and r < SWEEP_AT_LEAST:
+            missed.append(f"one pass vs 9 runs {r:.2f} < {SWEEP_AT_LEAST:g}")
+    if rss[one_pass] >= limit:
+        missed.append(f"one pass peak RSS {rss[one_pass]:.0f} MB >= {limit:.0f} MB")
+    lines += [
+        "",
+        ("Sweep targets missed: " + "; ".join(missed))
+        if missed
+        else f"Sweep targets met (>= {SWEEP_AT_LEAST:g}x 9 runs, memory within the limit).",
+    ]
+    return lines
 
 
 def _fmt(value: float | None) -> str:
