@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,9 @@ SWEEP = [
 SWEEP_THRESHOLDS = 9
 #: One pass over 9 separate runs of this worker: the issue's goal.
 SWEEP_AT_LEAST = 4.0
+#: Startup table: rounds, and the issue's bound on a worker's first block, from exec.
+STARTUP_RUNS = 11
+STARTUP_TARGET = 0.2
 #: (row label, input, output layout); the first is the main table's.
 SCENARIOS = [
     ("zarr v3 input (zstd), v3 output", "main", "main"),
@@ -205,9 +209,17 @@ def main() -> None:
     parser.add_argument("--no-scenarios", action="store_true", help="only the main v3 table")
     parser.add_argument("--no-sweep", action="store_true", help="leave out the sweep table")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--startup-runs", type=int, default=STARTUP_RUNS, help="rounds of the startup table"
+    )
+    parser.add_argument("--only-startup", action="store_true", help="only the startup table")
     args = parser.parse_args()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="threshold-bench-"))
+    startup = _startup_table(work, args.startup_runs)
+    if args.only_startup:
+        print("\n".join(startup))
+        return
     inputs = _inputs(work, args.size, args.chunk)
     nbytes = args.size**3 * 4
     scenarios = SCENARIOS[:1] if args.no_scenarios else SCENARIOS
@@ -325,6 +337,7 @@ def main() -> None:
             + " |"
         )
     lines += _sweep_table(times, rss, ratio, block, nbytes)
+    lines += ["", *startup]
     table = "\n".join(lines)
     print()
     print(table)
@@ -382,6 +395,52 @@ def _sweep_table(
         else f"Sweep targets met (>= {SWEEP_AT_LEAST:g}x 9 runs, memory within the limit).",
     ]
     return lines
+
+
+def _startup_table(work: Path, runs: int) -> list[str]:
+    """How soon a worker pod gets going: `start-worker --help`, and `start-worker` on a 1-block
+    job (64^3 float32, v3 zstd, output prepared as the operator's prepare pod does), each from
+    exec to exit, against `python -c 'import numpy'` timed in the same rounds. Exit, not the
+    chunk's write, ends the clock: the stricter measure, a few ms more. Ratios are medians of
+    each round's ratio."""
+    exe = Path(sys.executable).with_name("threshold-worker")
+    main = "from threshold_worker.commands import main; main()"
+    worker = [str(exe)] if exe.exists() else [sys.executable, "-c", main]
+    root = work / "startup.zarr"
+    make_sample(root, "raw", (64,) * 3, (64,) * 3, (8, 4, 4))
+    job = ["-ic", str(root), "-id", "raw", "-oc", str(root), "-od", "mask", "-th", "0.5",
+           "--partitions", "1", "--overwrite"]  # fmt: skip
+    subprocess.run([*worker, "prepare", *job], check=True, capture_output=True)
+    one_block = [*worker, "start-worker", *job[:-1], "--partition", "0"]
+    commands = {
+        "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
+        "threshold-worker start-worker --help": [*worker, "start-worker", "--help"],
+        "threshold-worker start-worker, 1-block job (first block written, exit)": one_block,
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, cmd in commands.items():
+            shutil.rmtree(root / "mask" / ".threshold-done", ignore_errors=True)  # redo the block
+            start = time.perf_counter()
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            times[name].append(time.perf_counter() - start)
+            if "start-worker, 1-block" in name and not done.stdout.startswith("1 blocks processed"):
+                raise SystemExit(f"startup: the block was not processed: {done.stdout}")
+    numpy = times["python -c 'import numpy'"]
+    lines = [
+        f"Startup: each command from exec to exit, {runs} rounds, medians; the ratio is to "
+        "`python -c 'import numpy'` in the same round (target: the worker's first block "
+        f"within {STARTUP_TARGET:g} s).",
+        "",
+        "| command | median s | / import numpy |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, values in times.items():
+        ratio = statistics.median(v / n for v, n in zip(values, numpy, strict=True))
+        lines.append(f"| {name} | {statistics.median(values):.3f} | {ratio:.1f} |")
+    first = statistics.median(times[next(reversed(commands))])
+    verdict = "met" if first <= STARTUP_TARGET else f"missed: {first:.3f} s"
+    return [*lines, "", f"Startup target ({STARTUP_TARGET:g} s to the first block): {verdict}."]
 
 
 def _fmt(value: float | None) -> str:

@@ -7,6 +7,7 @@ compressor, no filters, C order) and produces the same keys and bytes as zarr wo
 the two paths can be mixed; anything else (sharding, transposes, filters, checksums)
 goes through zarr. Partial chunks at ROI borders are read, merged and rewritten, as zarr
 does; all-zero chunks are deleted rather than written (zarr's `write_empty_chunks=False`).
+Which layouts it covers is read from the array's metadata document (chunk_format.py).
 `THRESHOLD_CHUNK_PATH=zarr` (chunk_path.py) hands every chunk to zarr's codec pipeline.
 """
 
@@ -19,196 +20,30 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numcodecs
 import numpy as np
 import zarr
 from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
-from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 from zarr.storage import LocalStore
 
+from . import chunk_format as formats
 from . import chunk_path
-from .errors import DamagedInput
+from .chunk_format import ChunkFormat, ShardLayout
 from .kernel import threshold
 from .safefiles import SafeDir
 from .storage import local_files
-from .zarr_internals import morton_order, run
-
-DECODE_ONLY = (BloscCodec, GzipCodec)
-V2_WRITABLE = ("zstd", "blosc", "lz4", "zlib")
+from .zarr_internals import run
 
 
-@dataclass(frozen=True)
-class ChunkFormat:
-    """How one array's chunks are keyed and encoded."""
-
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    dtype: np.dtype  # with the stored byte order
-    fill_value: Any
-    codec: Any  # numcodecs codec or None
-    prefix: str
-    metadata: Any
-
-    def key(self, coords: Sequence[int]) -> str:
-        return self.prefix + self.metadata.encode_chunk_key(tuple(coords))
-
-    def decode(self, data: bytes, out: np.ndarray | None = None, key: str = "") -> np.ndarray:
-        """The chunk as an array; into `out` (a reused buffer) when given, which saves the
-        page faults of a fresh megabyte per chunk -- a third of the decode time."""
-        try:
-            return self._decode(data, out)
-        except Exception as e:  # a damaged chunk: no retry makes it decodable
-            raise DamagedInput(key or "a chunk", e) from None
-
-    def _decode(self, data: bytes, out: np.ndarray | None) -> np.ndarray:
-        if self.codec is None:
-            view = np.frombuffer(data, dtype=self.dtype).reshape(self.chunks)
-            if out is None:
-                return view
-            out[...] = view
-            return out
-        if out is None:
-            return np.frombuffer(self.codec.decode(data), dtype=self.dtype).reshape(self.chunks)
-        self.codec.decode(data, out=out)
-        return out
-
-    def encode(self, chunk: np.ndarray) -> bytes:
-        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
-        return bytes(self.codec.encode(chunk)) if self.codec is not None else chunk.tobytes()
-
-    @classmethod
-    def of(cls, array: zarr.Array, writing: bool) -> ChunkFormat | None:
-        """The array's format, or None when zarr must handle it."""
-        md = array.metadata
-        dtype = np.dtype(array.dtype)
-        if dtype.kind not in "biuf":
-            return None
-        if md.zarr_format == 2:
-            if md.filters or md.order != "C":
-                return None
-            codec = md.compressor
-            if writing and codec is not None and codec.codec_id not in V2_WRITABLE:
-                return None
-            stored = np.dtype(md.dtype.to_native_dtype())
-        else:
-            mapped = _v3_chain(list(md.codecs), dtype, writing)
-            if mapped is None:
-                return None
-            stored, codec = mapped
-        path = array.store_path.path
-        return cls(
-            shape=tuple(array.shape),
-            chunks=tuple(array.chunks),
-            dtype=stored,
-            fill_value=fill_value(array),
-            codec=codec,
-            prefix=f"{path}/" if path else "",
-            metadata=md,
-        )
+def chunk_format(array: zarr.Array, writing: bool) -> ChunkFormat | None:
+    """The array's chunk format, or None when zarr must handle it (chunk_format.py)."""
+    return formats.chunk_format(array.metadata.to_dict(), array.store_path.path, writing)
 
 
-def fill_value(array: zarr.Array) -> Any:
-    """What a missing chunk holds: zarr v2's `"fill_value": null` reads as zero, as
-    zarr-python reads it."""
-    value = array.fill_value
-    return np.zeros((), dtype=array.dtype)[()] if value is None else value
-
-
-def _v3_chain(codecs: list[Any], dtype: np.dtype, writing: bool) -> tuple[np.dtype, Any] | None:
-    """(stored dtype, numcodecs codec or None) for `bytes` + optional zstd/blosc/gzip."""
-    if not codecs or type(codecs[0]) is not BytesCodec or len(codecs) > 2:
-        return None
-    endian = codecs[0].endian
-    stored = dtype.newbyteorder("<" if endian is None or endian.value == "little" else ">")
-    if len(codecs) == 1:
-        return stored, None
-    second = codecs[1]
-    if type(second) is ZstdCodec:
-        return stored, numcodecs.Zstd(level=second.level, checksum=second.checksum)
-    if type(second) in DECODE_ONLY and not writing:
-        return stored, {BloscCodec: numcodecs.Blosc, GzipCodec: numcodecs.GZip}[type(second)]()
-    return None
-
-
-@dataclass(frozen=True)
-class ShardLayout:
-    """zarr v3 sharding of an output: inner chunks in Morton order, empty ones left out,
-    then an index of (offset, nbytes) uint64 pairs with a CRC32C, as zarr writes it."""
-
-    shard: tuple[int, ...]
-    inner: ChunkFormat
-    order: tuple[tuple[int, ...], ...]
-    index_at_start: bool
-
-    @classmethod
-    def of(cls, array: zarr.Array) -> ShardLayout | None:
-        try:
-            import google_crc32c  # noqa: F401  -- zarr's own checksum library
-            from zarr.codecs import Crc32cCodec, ShardingCodec
-        except ImportError:
-            return None
-        md = array.metadata
-        if md.zarr_format != 3 or len(md.codecs) != 1 or type(md.codecs[0]) is not ShardingCodec:
-            return None
-        sharding = md.codecs[0]
-        index = list(sharding.index_codecs)
-        if not (
-            len(index) == 2
-            and type(index[0]) is BytesCodec
-            and type(index[1]) is Crc32cCodec
-            and (index[0].endian is None or index[0].endian.value == "little")
-        ):
-            return None
-        mapped = _v3_chain(list(sharding.codecs), np.dtype(array.dtype), writing=True)
-        if mapped is None:
-            return None
-        stored, codec = mapped
-        shard = tuple(array.shards)
-        inner_shape = tuple(sharding.chunk_shape)
-        path = array.store_path.path
-        inner = ChunkFormat(
-            shape=tuple(array.shape),
-            chunks=inner_shape,
-            dtype=stored,
-            fill_value=fill_value(array),
-            codec=codec,
-            prefix=f"{path}/" if path else "",
-            metadata=md,
-        )
-        per_shard = tuple(s // c for s, c in zip(shard, inner_shape, strict=True))
-        return cls(
-            shard=shard,
-            inner=inner,
-            order=morton_order(per_shard),
-            index_at_start=sharding.index_location.value == "start",
-        )
-
-    def encode(self, parts: dict[tuple[int, ...], bytes]) -> bytes | None:
-        """A shard from its non-empty inner chunks; None when all are empty."""
-        import google_crc32c
-
-        per_shard = tuple(s // c for s, c in zip(self.shard, self.inner.chunks, strict=True))
-        index = np.full((*per_shard, 2), 2**64 - 1, dtype="<u8")
-        chunks, pos = [], 0
-        for coords in self.order:
-            data = parts.get(coords)
-            if data:
-                index[coords] = (pos, len(data))
-                chunks.append(data)
-                pos += len(data)
-        if not chunks:
-            return None
-
-        def index_bytes() -> bytes:
-            raw = index.tobytes()
-            return raw + np.array([google_crc32c.value(raw)], dtype=np.uint32).tobytes()
-
-        if self.index_at_start:
-            head = index_bytes()
-            index[index[..., 0] != 2**64 - 1, 0] += len(head)
-            return index_bytes() + b"".join(chunks)
-        return b"".join(chunks) + index_bytes()
+def shard_layout(array: zarr.Array) -> ShardLayout | None:
+    """The array's shard layout, or None when it is not a sharded output the direct path
+    writes (chunk_format.py)."""
+    return formats.shard_layout(array.metadata.to_dict(), array.store_path.path)
 
 
 class ChunkStore:
@@ -364,11 +199,11 @@ class Target:
 
     @classmethod
     def of(cls, array: zarr.Array) -> Target:
-        shards = ShardLayout.of(array)
-        fmt = shards.inner if shards is not None else ChunkFormat.of(array, writing=True)
+        shards = shard_layout(array)
+        fmt = shards.inner if shards is not None else chunk_format(array, writing=True)
         if fmt is None:
             raise ValueError("codec chain not covered by direct chunk I/O")
-        if np.dtype(array.dtype) != np.uint8 or array.fill_value != 0:
+        if fmt.dtype != np.uint8 or fmt.fill_value != 0:
             raise ValueError("direct chunk I/O writes uint8 outputs with fill value 0")
         return cls(
             array, fmt, shards, ChunkStore(array.store_path.store), np.empty(fmt.chunks, np.uint8)
@@ -383,7 +218,7 @@ class DirectBlockIO:
     def __init__(self, source: zarr.Array, targets: Sequence[zarr.Array]) -> None:
         # Unsharded chains and whole-shard layouts are covered; anything else (sharded
         # inputs, a codec around the shard) raises ValueError: zarr handles it.
-        src = ChunkFormat.of(source, writing=False)
+        src = chunk_format(source, writing=False)
         if src is None:
             raise ValueError("codec chain not covered by direct chunk I/O")
         self.src = src
