@@ -12,6 +12,9 @@ How the operator is driven, and why:
 - The Jobs (label blockwise.dev/threshold-job) are watched too; an event of a Job queues its
   owner, so each change of a Job's status is followed by a pass. A ThresholdJob that is not
   finished is also looked at every `interval` seconds: pods that cannot start change no Job.
+- A pass that fails on an unexpected error (a bug) is retried with back-off, BUG_ATTEMPTS
+  times in a row at most; then the ThresholdJob fails with the error as its message, and
+  no pass follows until it changes.
 - Serialised. One pass at a time per ThresholdJob, each on what the one before wrote; the
   status is written only if the ThresholdJob is still as the pass read it (resourceVersion).
   Its Events are posted just before, under names made from the transition they tell (a pass
@@ -40,13 +43,16 @@ from .catalog import PoolSpec, load_catalog
 from .jobs import Settings
 from .kube import Conflict, Kube, Transient, load_config
 from .names import LABEL_JOB, child_base
-from .reconcile import Reconciler, dump
+from .reconcile import Outcome, Reconciler, dump
 from .status import Event
 from .workqueue import Workqueue
 
 logger = logging.getLogger(__name__)
 
 RETRY_CAP = 60.0
+#: Passes in a row that may fail on an unexpected error (a bug) before the ThresholdJob
+#: fails with it: a rare race gets a second chance, a bug does not loop forever.
+BUG_ATTEMPTS = 3
 RESOURCE = (GROUP, VERSION, PLURAL)
 #: The finalizer operator versions with a timer added; kopf removes it (nothing needs it now).
 FINALIZER = "blockwise.dev/threshold-operator"
@@ -166,21 +172,44 @@ class Passes:
                 metrics.forget(namespace, name)
                 return None
             outcome = self.reconciler.reconcile(body)
-            status = dump(outcome.status)
-            after = outcome.old.phase if outcome.old is not None else ""
-            for event in outcome.events:  # first, so that `kubectl describe` has it with the phase
-                self._post(body, event, after)
-            if outcome.changed:
-                resource_version = body["metadata"]["resourceVersion"]
-                self.kube.patch_status(namespace, name, resource_version, status)
+            self._write(body, outcome)
         except Transient as e:
             return self._again(key, body, e, e.retry_after)
-        except Exception as e:  # a bug: told, and retried, never silent
+        except Exception as e:  # a bug: told, retried a few times, then the job fails with it
             logger.exception("reconcile pass of %s/%s failed", namespace, name)
-            return self._again(key, body, e, None)
+            if body is None or self.attempts.get(key, 0) + 1 < BUG_ATTEMPTS:
+                return self._again(key, body, e, None)
+            return self._give_up(key, body, e)
         self.attempts.pop(key, None)
-        metrics.observe(namespace, name, status)
+        metrics.observe(namespace, name, dump(outcome.status))
         return None if outcome.status.phase in FINAL_PHASES else self.config.interval
+
+    def _write(self, body: dict[str, Any], outcome: Outcome) -> None:
+        """Tell the transitions, then write the status if it changed (only if the
+        ThresholdJob is still as the pass read it)."""
+        meta = body["metadata"]
+        after = outcome.old.phase if outcome.old is not None else ""
+        for event in outcome.events:  # first, so that `kubectl describe` has it with the phase
+            self._post(body, event, after)
+        if outcome.changed:
+            status = dump(outcome.status)
+            self.kube.patch_status(meta["namespace"], meta["name"], meta["resourceVersion"], status)
+
+    def _give_up(self, key: Hashable, body: dict[str, Any], error: Exception) -> float | None:
+        """Fail the ThresholdJob with the error, once: no more passes until it changes."""
+        metrics.RECONCILE_ERRORS.inc()
+        self.attempts.pop(key, None)
+        message = (
+            f"the operator failed on this ThresholdJob {BUG_ATTEMPTS} times in a row "
+            f"({type(error).__name__}: {error}); see the operator's log"
+        )
+        try:
+            self._write(body, self.reconciler.give_up(body, message))
+        except Transient as e:  # the status could not be written yet: try that again
+            return self._again(key, body, e, e.retry_after)
+        except Exception:
+            logger.exception("could not fail %s/%s with its error", *key)  # type: ignore[misc]
+        return None
 
     def _again(
         self, key: Hashable, body: dict[str, Any] | None, error: Exception, after: float | None

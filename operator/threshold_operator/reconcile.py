@@ -2,8 +2,8 @@
 
 A pass reads the world (the ThresholdJob as stored, its two Jobs, and pods only when a Job
 failed or cannot start its pods), makes sure the Jobs exist under deterministic names and carry
-the spec's parallelism and suspend (`_act`: the only writes to Jobs), and hands what it saw to
-the pure `status.derive`. It holds no state of its own, so a restarted operator, a repeated
+the spec's parallelism and suspend (`_child` and `_sync`: the only writes to Jobs), and hands
+what it saw to the pure `status.derive`. It holds no state of its own, so a restarted operator, a repeated
 event or a pass done twice all converge on the same result.
 
 Everything derived from the spec that cannot work (an invalid spec, an unknown pool, a base
@@ -116,6 +116,16 @@ class Reconciler:
         old = stored_status(body.get("status"))
         observed = self.observe(body, old)
         status = derive(observed, at())
+        return Outcome(status, transitions(old, status), old)
+
+    def give_up(self, body: dict[str, Any], message: str, at: Callable[[], str] = now) -> Outcome:
+        """The ThresholdJob failed with `message`: what a pass ends in when the operator
+        itself fails on it again and again (a bug), instead of a loop of retries."""
+        old = stored_status(body.get("status"))
+        meta = body["metadata"]
+        failure = Failure("OperatorError", message)
+        seen = Observed(meta["name"], meta.get("generation"), None, old, failure=failure)
+        status = derive(seen, at())
         return Outcome(status, transitions(old, status), old)
 
     def observe(self, body: dict[str, Any], old: ThresholdJobStatus | None) -> Observed:
