@@ -1,18 +1,33 @@
-"""A Job controller and kubelet for the operator tier: runs the real worker for each pod.
+"""A Job controller, kubelet and TTL controller for the operator tier: runs the real worker
+for each pod.
 
-No kube-controller-manager can run here, so `JobSimulator` plays it. It runs each pod's
+No kube-controller-manager can run here, so `JobSimulator` plays it. For each pod it first
+creates the Pod (so kube-apiserver's validation of Pods, which is stricter than a Job's
+template, applies: a refusal is the Job controller's Warning Event `FailedCreate`,
+"Error creating: ...", posted once per Job and message, and the pod is not run), then runs its
 container command as a real `threshold-worker` process on real zarr data (volume mount paths
-are host paths in these tests), creates the Pod and then writes its status through the status
-subresource (as the kubelet does), and writes Job status through /status the way the Job
-controller of Kubernetes 1.31-1.33 does: startTime first, completedIndexes and failedIndexes,
-SuccessCriteriaMet before Complete (with completionTime), FailureTarget before Failed, with
-the controller's reasons and messages, and Suspended (True, then False once resumed). It
-honours parallelism, suspend, backoffLimitPerIndex, maxFailedIndexes and podFailurePolicy exit
-codes, and acts as a cluster admin (its own kubeconfig identity), never as the operator.
+are host paths in these tests) and writes the Pod's status through the status subresource, as
+the kubelet does. Like the kubelet, it keeps the last 4096 bytes of the termination message
+file, and with FallbackToLogsOnError, for a failed container with an empty file, the last 80
+lines and 2048 bytes of its output. The environment is the container's `env` values over the
+test process's, and for an Indexed Job JOB_COMPLETION_INDEX only when `env` does not set it
+(indexed_job_utils.go addCompletionIndexEnvVariable: the user's value wins).
+
+Job status goes through /status the way the Job controller of Kubernetes 1.31-1.33 writes it:
+startTime first, active and ready, completedIndexes and failedIndexes, SuccessCriteriaMet
+before Complete (with completionTime), FailureTarget before Failed, with the controller's
+reasons and messages, and Suspended (True, then False once resumed). It honours parallelism,
+suspend, backoffLimitPerIndex, maxFailedIndexes and podFailurePolicy exit codes. Images in
+`unpullable` never start: their pods stay Pending, the container waiting in
+ImagePullBackOff, counted active and not ready, until the Job is suspended. As the TTL
+controller, it deletes a finished Job `ttlSecondsAfterFinished` after its completion (or
+failure) time, with its pods. It acts as a cluster admin (its own kubeconfig identity), never
+as the operator.
 
 Not emulated: pod scheduling, resource quotas, activeDeadlineSeconds, backoff delays between
 pod retries, podReplacementPolicy (pods run to completion at once), pod conditions, the pod
-tracking finalizer, uncountedTerminatedPods, ready and terminating counts.
+tracking finalizer, uncountedTerminatedPods, the terminating count, and the Event
+recorder's aggregation (repeats of a FailedCreate are not posted again).
 """
 
 from __future__ import annotations
@@ -40,6 +55,12 @@ MAX_FAILED_INDEXES = (
     "Job has exceeded the specified maximal number of failed indexes",
 )
 FAILED_INDEXES = ("FailedIndexes", "Job has failed indexes")
+#: What the kubelet keeps (pkg/kubelet/container: MaxContainerTerminationMessageLength,
+#: ...LogLength and ...LogLines).
+TERMINATION_MESSAGE_BYTES = 4096
+LOG_TAIL_BYTES = 2048
+LOG_TAIL_LINES = 80
+INDEX_ENV = "JOB_COMPLETION_INDEX"
 
 
 def now() -> str:
@@ -55,7 +76,9 @@ class JobSimulator:
     """Plays the Job controller and kubelet for Jobs in one namespace (see module doc).
 
     `fail_once`: indexes whose first pod exits 1 without running (a crashed node);
-    `hooks`: called with (job name, index) before each pod starts.
+    `unpullable`: images whose pods never start (ImagePullBackOff);
+    `held`: names of Jobs left alone for now, as if no node had room (a test removes a name
+    to let its Job go on).
     """
 
     def __init__(
@@ -64,6 +87,7 @@ class JobSimulator:
         namespace: str = "default",
         fail_once: set[int] | None = None,
         poll: float = 0.05,
+        unpullable: set[str] | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -72,8 +96,13 @@ class JobSimulator:
         self.namespace = namespace
         self.fail_once = set(fail_once or ())
         self.poll = poll
+        self.unpullable = set(unpullable or ())
+        self.held: set[str] = set()
         self.pods_started: list[tuple[str, int | None]] = []
+        self.deleted_by_ttl: list[str] = []
         self._attempts: dict[tuple[str, int], int] = {}
+        self._waiting: dict[tuple[str, int | None], str] = {}  # (job uid, index) -> pod name
+        self._told: set[tuple[str, str]] = set()  # FailedCreate Events posted: (uid, message)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="job-simulator")
         self.errors: list[BaseException] = []
@@ -94,7 +123,8 @@ class JobSimulator:
         while not self._stop.is_set():
             try:
                 for job in self._jobs():
-                    self._advance(job)
+                    if not self._expired(job):
+                        self._advance(job)
             except BaseException as e:  # surfaced by the tests
                 self.errors.append(e)
                 if len(self.errors) > 20:
@@ -109,7 +139,11 @@ class JobSimulator:
         )
 
     def _patch_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """A merge patch of /status; returns the stored Job (the next patch builds on it)."""
+        """A merge patch of /status; returns the stored Job (the next patch builds on it).
+        Nothing is written when nothing would change, as the controller does."""
+        current = job.get("status") or {}
+        if all(current.get(k) == v for k, v in status.items()):
+            return job
         answer = self.batch.patch_namespaced_job_status(
             job["metadata"]["name"], self.namespace, {"status": status}, _preload_content=False
         )
@@ -142,14 +176,44 @@ class JobSimulator:
         done = {} if failed else {"completionTime": now()}
         self._patch_status(job, {**done, **self._condition(job, last, reason, message)})
 
+    def _expired(self, job: dict[str, Any]) -> bool:
+        """The TTL controller: delete a finished Job once its ttlSecondsAfterFinished passed
+        (pkg/controller/ttlafterfinished: from completionTime, or the finishing condition's
+        lastTransitionTime), its pods with it."""
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        if ttl is None or not self._finished(job):
+            return False
+        status = job.get("status") or {}
+        ends = [
+            c["lastTransitionTime"]
+            for c in status.get("conditions") or []
+            if c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        ]
+        finished = dt.datetime.fromisoformat(
+            (status.get("completionTime") or ends[0]).replace("Z", "+00:00")
+        )
+        if dt.datetime.now(dt.UTC) < finished + dt.timedelta(seconds=ttl):
+            return False
+        name = job["metadata"]["name"]
+        self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Foreground")
+        self.deleted_by_ttl.append(name)
+        return True
+
     def _suspended(self, job: dict[str, Any]) -> bool:
         """Suspended=True when spec.suspend is set, False (JobResumed) once it is cleared."""
         conditions = (job.get("status") or {}).get("conditions") or []
         shown = any(c["type"] == "Suspended" and c["status"] == "True" for c in conditions)
         if job["spec"].get("suspend") and not shown:
+            for key in [k for k in self._waiting if k[0] == job["metadata"]["uid"]]:
+                pod = self._waiting.pop(key)  # a suspended Job's pods are deleted
+                self.core.delete_namespaced_pod(pod, self.namespace)
             self._patch_status(
                 job,
-                {"active": 0, **self._condition(job, "Suspended", "JobSuspended", "Job suspended")},
+                {
+                    "active": 0,
+                    "ready": 0,
+                    **self._condition(job, "Suspended", "JobSuspended", "Job suspended"),
+                },
             )
         elif not job["spec"].get("suspend") and shown:
             self._patch_status(
@@ -158,24 +222,59 @@ class JobSimulator:
         return bool(job["spec"].get("suspend"))
 
     def _advance(self, job: dict[str, Any]) -> None:
-        if self._finished(job) or self._suspended(job):
+        if self._finished(job) or self._suspended(job) or job["metadata"]["name"] in self.held:
             return
         if job["spec"].get("completionMode") == "Indexed":
             self._advance_indexed(job)
         else:
             self._advance_single(job)
 
-    def _run_pod(self, job: dict[str, Any], index: int | None) -> tuple[int, str]:
-        """Run the pod's container for real; returns (exit code, termination message)."""
-        name = job["metadata"]["name"]
+    def _run_pod(self, job: dict[str, Any], index: int | None) -> int | None:
+        """Create the pod, run its container for real and record how it ended; returns the
+        exit code, or None when it did not run (refused by the API server, or its image
+        cannot be pulled)."""
+        name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        pod = self._create_pod(job, index)
+        if pod is None:
+            return None
+        if container["image"] in self.unpullable:
+            self._waiting[(uid, index)] = pod
+            self._patch_pod(
+                pod,
+                container,
+                {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": f'Back-off pulling image "{container["image"]}"',
+                    }
+                },
+                "Pending",
+            )
+            return None
         self.pods_started.append((name, index))
         key = (name, -1 if index is None else index)
         self._attempts[key] = self._attempts.get(key, 0) + 1
-        container = job["spec"]["template"]["spec"]["containers"][0]
         if index in self.fail_once and self._attempts[key] == 1:
             code, message = 1, "simulated node failure"
         else:
-            code, message = self._exec(container, index, job["spec"].get("completions"))
+            code, message = self._exec(container, index)
+        terminated = {
+            "exitCode": code,
+            "message": message,
+            "reason": "Completed" if code == 0 else "Error",
+        }
+        self._patch_pod(
+            pod, container, {"terminated": terminated}, "Succeeded" if code == 0 else "Failed"
+        )
+        return code
+
+    def _create_pod(self, job: dict[str, Any], index: int | None) -> str | None:
+        """The pod's name, or None when kube-apiserver refused it (then the Job controller's
+        FailedCreate Event tells why)."""
+        from kubernetes.client.rest import ApiException
+
+        name = job["metadata"]["name"]
         template = job["spec"]["template"]
         labels = {
             **(template["metadata"].get("labels") or {}),
@@ -190,32 +289,72 @@ class JobSimulator:
             labels["batch.kubernetes.io/job-completion-index"] = str(index)
             annotations["batch.kubernetes.io/job-completion-index"] = str(index)
             spec["hostname"] = f"{name}-{index}"
-        created = self.core.create_namespaced_pod(
+        try:
+            created = self.core.create_namespaced_pod(
+                self.namespace,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "generateName": f"{name}-{'' if index is None else f'{index}-'}",
+                        "labels": labels,
+                        "annotations": annotations,
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "batch/v1",
+                                "kind": "Job",
+                                "name": name,
+                                "uid": job["metadata"]["uid"],
+                                "controller": True,
+                                "blockOwnerDeletion": True,
+                            }
+                        ],
+                    },
+                    "spec": spec,
+                },
+                _preload_content=False,
+            )
+        except ApiException as e:
+            if not 400 <= (e.status or 0) < 500:
+                raise
+            self._failed_create(job, json.loads(e.body or "{}").get("message") or str(e))
+            return None
+        return str(json.loads(created.data)["metadata"]["name"])
+
+    def _failed_create(self, job: dict[str, Any], error: str) -> None:
+        """The Job controller's Event for a pod the API server refused (once per message)."""
+        meta, message = job["metadata"], f"Error creating: {error}"
+        if (meta["uid"], message) in self._told:
+            return
+        self._told.add((meta["uid"], message))
+        self.core.create_namespaced_event(
             self.namespace,
             {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "generateName": f"{name}-{'' if index is None else f'{index}-'}",
-                    "labels": labels,
-                    "annotations": annotations,
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "batch/v1",
-                            "kind": "Job",
-                            "name": name,
-                            "uid": job["metadata"]["uid"],
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
+                "metadata": {"generateName": f"{meta['name']}."},
+                "involvedObject": {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": meta["name"],
+                    "namespace": self.namespace,
+                    "uid": meta["uid"],
+                    "resourceVersion": meta.get("resourceVersion"),
                 },
-                "spec": spec,
+                "reason": "FailedCreate",
+                "message": message,
+                "type": "Warning",
+                "source": {"component": "job-controller"},
+                "firstTimestamp": now(),
+                "lastTimestamp": now(),
+                "count": 1,
             },
             _preload_content=False,
         )
+
+    def _patch_pod(
+        self, pod: str, container: dict[str, Any], state: dict[str, Any], phase: str
+    ) -> None:
         status = {
-            "phase": "Succeeded" if code == 0 else "Failed",
+            "phase": phase,
             "containerStatuses": [
                 {
                     "name": container["name"],
@@ -223,51 +362,38 @@ class JobSimulator:
                     "restartCount": 0,
                     "image": container["image"],
                     "imageID": "",
-                    "state": {
-                        "terminated": {
-                            "exitCode": code,
-                            "message": message,
-                            "reason": "Completed" if code == 0 else "Error",
-                        }
-                    },
+                    "state": state,
                 }
             ],
         }
         self.core.patch_namespaced_pod_status(
-            json.loads(created.data)["metadata"]["name"],
-            self.namespace,
-            {"status": status},
-            _preload_content=False,
+            pod, self.namespace, {"status": status}, _preload_content=False
         )
-        return code, message
 
-    def _exec(
-        self, container: dict[str, Any], index: int | None, completions: int | None
-    ) -> tuple[int, str]:
+    def _exec(self, container: dict[str, Any], index: int | None) -> tuple[int, str]:
         args = list(container["args"])
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "termination-log"
             if container.get("terminationMessagePath") in args:
                 args[args.index(container["terminationMessagePath"])] = str(log)
-            env = {**os.environ}
+            env = {k: v for k, v in os.environ.items() if k != INDEX_ENV}
             for var in container.get("env") or []:
                 if "value" in var:
                     env[var["name"]] = var["value"]
-            if index is not None:
-                env["JOB_COMPLETION_INDEX"] = str(index)
+            given = {var["name"] for var in container.get("env") or []}
+            if index is not None and INDEX_ENV not in given:  # the user's value wins, as in kube
+                env[INDEX_ENV] = str(index)
             proc = subprocess.run(
                 [str(BIN / container["command"][0]), *args],
                 capture_output=True,
-                text=True,
                 env=env,
                 timeout=300,
             )
-            message = log.read_text() if log.exists() else ""
-            if (
-                not message and proc.returncode != 0
-            ):  # terminationMessagePolicy: FallbackToLogsOnError
-                message = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        return proc.returncode, message
+            data = log.read_bytes()[-TERMINATION_MESSAGE_BYTES:] if log.exists() else b""
+            if not data and proc.returncode != 0:  # terminationMessagePolicy: FallbackToLogsOnError
+                lines = (proc.stdout + proc.stderr).splitlines(keepends=True)[-LOG_TAIL_LINES:]
+                data = b"".join(lines)[-LOG_TAIL_BYTES:]
+        return proc.returncode, data.decode(errors="replace")
 
     @staticmethod
     def _policy_action(job: dict[str, Any], code: int) -> str | None:
@@ -278,13 +404,20 @@ class JobSimulator:
         return None
 
     def _advance_single(self, job: dict[str, Any]) -> None:
+        if (job["metadata"]["uid"], None) in self._waiting:
+            return  # its pod cannot start
         failures = (job.get("status") or {}).get("failed") or 0
         job = self._patch_status(
-            job, {"active": 1, "startTime": job.get("status", {}).get("startTime") or now()}
+            job,
+            {"active": 1, "ready": 1, "startTime": job.get("status", {}).get("startTime") or now()},
         )
-        code, _ = self._run_pod(job, None)
+        code = self._run_pod(job, None)
+        if code is None:  # not started: refused, or waiting for its image
+            waiting = int((job["metadata"]["uid"], None) in self._waiting)
+            self._patch_status(job, {"active": waiting, "ready": 0})
+            return None
         if code == 0:
-            job = self._patch_status(job, {"succeeded": 1})
+            job = self._patch_status(job, {"succeeded": 1, "ready": 0})
             return self._finish(job, False, *COMPLETIONS_REACHED)
         failures += 1
         if self._policy_action(job, code) == "FailJob":
@@ -292,26 +425,35 @@ class JobSimulator:
         elif failures > job["spec"].get("backoffLimit", 6):
             reason, message = "BackoffLimitExceeded", "Job has reached the specified backoff limit"
         else:
-            self._patch_status(job, {"active": 0, "failed": failures})
+            self._patch_status(job, {"active": 0, "ready": 0, "failed": failures})
             return None
-        job = self._patch_status(job, {"failed": failures})
+        job = self._patch_status(job, {"failed": failures, "ready": 0})
         return self._finish(job, True, reason, message)
 
     def _advance_indexed(self, job: dict[str, Any]) -> None:
         spec, status = job["spec"], job.get("status") or {}
+        uid = job["metadata"]["uid"]
         done = set(_expand(status.get("completedIndexes")))
         failed = set(_expand(status.get("failedIndexes")))
-        todo = [i for i in range(spec["completions"]) if i not in done | failed]
-        batch = todo[: max(0, spec.get("parallelism", 1))]
+        waiting = {i for (u, i), _ in self._waiting.items() if u == uid}
+        todo = [i for i in range(spec["completions"]) if i not in done | failed | waiting]
+        batch = todo[: max(0, spec.get("parallelism", 1) - len(waiting))]
         pod_failures = status.get("failed") or 0
         if batch:
             job = self._patch_status(
-                job, {"active": len(batch), "startTime": status.get("startTime") or now()}
+                job,
+                {
+                    "active": len(batch) + len(waiting),
+                    "ready": len(batch),
+                    "startTime": status.get("startTime") or now(),
+                },
             )
             with ThreadPoolExecutor(len(batch)) as pool:
-                results = list(pool.map(lambda i: (i, self._run_pod(job, i)[0]), batch))
+                results = list(pool.map(lambda i: (i, self._run_pod(job, i)), batch))
             limit = spec.get("backoffLimitPerIndex", 0)
             for i, code in results:
+                if code is None:
+                    continue  # not started
                 if code == 0:
                     done.add(i)
                     continue
@@ -321,9 +463,11 @@ class JobSimulator:
                     or self._attempts[(job["metadata"]["name"], i)] > limit
                 ):
                     failed.add(i)
+        waiting = {i for (u, i), _ in self._waiting.items() if u == uid}
         counts: dict[str, Any] = {
             "succeeded": len(done),
             "failed": pod_failures,
+            "ready": 0,
             "completedIndexes": intervals(done),
             "failedIndexes": intervals(failed) if "backoffLimitPerIndex" in spec else None,
         }
@@ -332,7 +476,7 @@ class JobSimulator:
             job = self._patch_status(job, counts)
             self._finish(job, True, *MAX_FAILED_INDEXES)
         elif len(done | failed) < spec["completions"]:
-            self._patch_status(job, {"active": 0, **counts})
+            self._patch_status(job, {"active": len(waiting), **counts})
         elif failed:
             self._finish(self._patch_status(job, counts), True, *FAILED_INDEXES)
         else:

@@ -25,11 +25,16 @@ Every request goes through the stages of the real server's handler chain, in its
 Answers are metav1.Status bodies with kube's codes and messages (`kube_status`), so the
 kubernetes client and kopf see what a real server would send.
 
+Lists take equality-based label selectors and field selectors; a field selector may name
+only the fields kube-apiserver indexes for that resource (`FIELD_SELECTORS`: metadata.name and
+metadata.namespace everywhere, involvedObject.*, reason, type... for Events), anything else
+is a 400 "field label not supported", as kube answers.
+
 Not emulated: strategic merge patch semantics (applied as a JSON merge patch to built-in
 kinds; refused with 415 for custom resources, as kube does), server-side apply, foreground
 deletion (served as background), dry-run, PUT's required resourceVersion for custom
-resources (any PUT without one is unconditional), field selectors on lists, set-based label
-selectors, watch bookmarks and resourceVersion-based resumes (watches replay all objects),
+resources (any PUT without one is unconditional), field selectors on watches, set-based
+label selectors, watch bookmarks and resourceVersion-based resumes (watches replay all objects),
 managedFields, reading namespaces over HTTP (kmock cannot route /api/v1/namespaces; they
 exist as the scope of other objects), namespace deletion, and validation itself (k8s_harness
 plugs kube_validation and crd_admission in as admission). The garbage collector runs right after the request that removed an owner,
@@ -82,6 +87,22 @@ RESOURCES = {
     "v1/namespaces": kmock.ResourceInfo(
         kind="Namespace", namespaced=False, verbs={"get", "list", "watch", "create", "delete"}
     ),
+}
+#: Fields a list's fieldSelector may name, per resource (kube's field label conversion funcs:
+#: pkg/apis/core/v1/conversion.go, pkg/apis/batch/v1/conversion.go); every resource takes
+#: metadata.name and metadata.namespace.
+FIELD_SELECTORS = {
+    "v1/events": {
+        *(f"involvedObject.{f}" for f in ("kind", "namespace", "name", "uid", "apiVersion")),
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    },
+    "v1/pods": {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "status.phase"},
+    "batch/v1/jobs": {"status.successful"},
 }
 #: Resources whose DELETE orphans dependents unless told otherwise (kube's batch/v1 Jobs).
 ORPHAN_BY_DEFAULT = {"batch/v1/jobs"}
@@ -554,7 +575,30 @@ class Emulator(kmock.KubernetesEmulator):
         selector = request.params.get("labelSelector")
         if selector:
             result["items"] = [i for i in result["items"] if selects(selector, i)]
+        fields = request.params.get("fieldSelector")
+        if fields:
+            allowed = {"metadata.name", "metadata.namespace"}
+            allowed |= FIELD_SELECTORS.get(resource_key(request.resource), set())
+            result["items"] = [i for i in result["items"] if selects_fields(fields, i, allowed)]
         return result
+
+
+def selects_fields(selector: str, obj: Mapping[str, Any], allowed: set[str]) -> bool:
+    """Field selectors: `a.b=v`, `a.b==v`, `a.b!=v`, joined by commas, on the fields kube
+    indexes (`allowed`); another field is a 400, as kube answers it."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        negate = "!=" in term
+        key, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
+        key = key.strip()
+        if key not in allowed:
+            raise ks.bad_request(f"field label not supported: {key}")
+        node: Any = obj
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        text = node.get("component", "") if key == "source" and isinstance(node, Mapping) else node
+        if (str(text or "") == value.strip()) == negate:
+            return False
+    return True
 
 
 def selects(selector: str, obj: Mapping[str, Any]) -> bool:

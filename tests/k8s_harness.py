@@ -48,11 +48,13 @@ from rbac_authz import Authorizer, User, service_account
 
 __all__ = [
     "DEFAULT_ADMISSION",
+    "TEST_CONFIG",
     "EmulatedCluster",
     "JobSimulator",
     "create_threshold_job",
     "intervals",
     "operator_env",
+    "running_operator",
     "wait_for",
 ]
 
@@ -236,6 +238,50 @@ def operator_env(kubeconfig: Path, **env: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _test_config() -> Any:
+    from threshold_operator.handlers import OperatorConfig
+
+    return OperatorConfig(interval=0.2, retry_backoff=0.05)
+
+
+#: The operator's settings in these tests: quick passes and quick retries.
+TEST_CONFIG = _test_config()
+
+
+@contextlib.contextmanager
+def running_operator(config: Any = None, namespaces: Sequence[str] = ()) -> Iterator[None]:
+    """The operator as `threshold-operator run` runs it (`handlers.operate`, settings in
+    kopf's memo), in a thread with its own event loop; stopped at the end, and whatever it
+    raised is raised here. KUBECONFIG must name the operator's identity (`operator_env`)."""
+    from threshold_operator.handlers import operate
+
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(operate(config or TEST_CONFIG, namespaces, stop_flag=stop))
+        except BaseException as e:  # surfaced in the test's thread
+            raised.append(e)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True, name="operator")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+    if thread.is_alive():
+        raise RuntimeError("the operator did not stop")
+    if raised:
+        raise raised[0]
 
 
 def create_threshold_job(

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import blobs, run_cli, write_array
-from threshold_operator.api import IMMUTABLE, ThresholdJobSpec
+from threshold_operator.api import IMMUTABLE, PLAN_FIELDS, ThresholdJobSpec
 from threshold_operator.catalog import PoolSpec
 from threshold_operator.compute import KubernetesComputeContext
 from threshold_operator.jobs import Settings, prepare_job, work_job
@@ -55,9 +55,10 @@ def test_every_field_has_one_spelling_in_each_door():
     assert flags == set(JobParameters.model_fields)
     commands = {p.name for p in cli.commands["run"].params}
     assert flags <= commands
-    assert set(IMMUTABLE) == {
+    assert set(PLAN_FIELDS) == {
         JobParameters.model_fields[n].alias for n in JobParameters.model_fields
     } | {"arrayStore"}
+    assert set(PLAN_FIELDS) < set(IMMUTABLE)
     crd_fields = set(ThresholdJobSpec.model_json_schema(by_alias=True)["properties"])
     assert {JobParameters.model_fields[n].alias for n in JobParameters.model_fields} <= crd_fields
 

@@ -5,11 +5,6 @@ what is emulated and why."""
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("THRESHOLD_OPERATOR_INTERVAL", "0.2")
-os.environ.setdefault("THRESHOLD_OPERATOR_RETRY_BACKOFF", "0.05")
-
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
@@ -18,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kopf.testing import KopfRunner
 from prometheus_client import REGISTRY
 
 import kube_status
@@ -30,6 +24,7 @@ from k8s_harness import (
     JobSimulator,
     create_threshold_job,
     operator_env,
+    running_operator,
     wait_for,
 )
 from kube_validation import dns_label
@@ -38,7 +33,6 @@ from threshold_operator.handlers import event_message
 from threshold_operator.names import ANNOTATION_NAME, MAX_LABEL
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-OPERATOR = ["run", "--standalone", "--all-namespaces", "-m", "threshold_operator.handlers"]
 
 
 class Cluster:
@@ -167,10 +161,9 @@ def spec_for(container: Path, **extra: Any) -> dict[str, Any]:
 
 def test_happy_path(cluster: Cluster, data):
     container, values = data
-    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60) as runner:
+    with JobSimulator(cluster.api) as sim, running_operator():
         cluster.create("tj1", spec_for(container))
         status = cluster.wait_phase("tj1", "Succeeded", "Failed")
-    assert runner.exit_code == 0, runner.output
     assert not sim.errors, sim.errors
     assert status["phase"] == "Succeeded", status
     assert status["blocks"] == {"total": 12, "done": 12, "failed": 0}
@@ -193,7 +186,7 @@ def test_happy_path(cluster: Cluster, data):
 
 def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, data):
     container, _ = data
-    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api) as sim, running_operator():
         cluster.create("bad", spec_for(container, blockShape=[10, 32, 32]))
         status = cluster.wait_phase("bad", "Failed", "Succeeded")
         events = cluster.events("bad")
@@ -215,7 +208,7 @@ def test_a_long_non_ascii_failure_still_gets_its_warning_event(cluster: Cluster,
     container, _ = data
     dataset = "/".join(["é" * 100] * 6)  # 605 characters, 1205 bytes
     spec = spec_for(container, inputDataset=dataset)
-    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api), running_operator():
         cluster.create("accents", spec)
         status = cluster.wait_phase("accents", "Failed", "Succeeded")
         warnings = wait_for(
@@ -235,7 +228,7 @@ def test_another_jobs_output_fails_the_threshold_job_until_overwrite(cluster: Cl
     """The output belongs to the ThresholdJob that wrote it: a second one with another
     threshold fails in prepare, naming the first; with spec.overwrite it replaces it."""
     container, values = data
-    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api) as sim, running_operator():
         cluster.create("first", spec_for(container))
         assert cluster.wait_phase("first", "Succeeded", "Failed")["phase"] == "Succeeded"
         cluster.create("second", spec_for(container, threshold=0.7))
@@ -244,7 +237,10 @@ def test_another_jobs_output_fails_the_threshold_job_until_overwrite(cluster: Cl
         replaced = cluster.wait_phase("third", "Succeeded", "Failed")
     assert refused["phase"] == "Failed"
     assert "holds the result of another job: threshold 0.5" in refused["message"]
-    assert "--overwrite" in refused["message"]
+    assert refused["message"].endswith(  # in a ThresholdJob's terms, not the CLI's
+        "create the ThresholdJob again with spec.overwrite: true to replace it, or choose "
+        "another output"
+    )
     assert [n for n, _ in sim.pods_started].count("second-prepare") == 1  # exit 2: no retry
     assert replaced["phase"] == "Succeeded", replaced
     assert_thresholded(container, "mask", values, 0.7)
@@ -252,7 +248,7 @@ def test_another_jobs_output_fails_the_threshold_job_until_overwrite(cluster: Cl
 
 def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):
     container, _ = data
-    with KopfRunner(OPERATOR, timeout=60):
+    with running_operator():
         cluster.create("ctx", spec_for(container, pool="tpu"))
         status = cluster.wait_phase("ctx", "Failed")
     assert status["message"] == "spec.pool: 'tpu' is not in this cluster's catalog; known: cpu, gpu"
@@ -261,7 +257,7 @@ def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):
 
 def test_a_partition_that_fails_once_succeeds_on_retry(cluster: Cluster, data):
     container, values = data
-    with JobSimulator(cluster.api, fail_once={1}) as sim, KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api, fail_once={1}) as sim, running_operator():
         cluster.create("retry", spec_for(container))
         status = cluster.wait_phase("retry", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
@@ -277,7 +273,7 @@ def test_a_partition_exhausting_its_retries_fails_the_job_naming_its_blocks(clus
     chunk = container / "raw" / "c" / "1" / "1" / "0"
     chunk.unlink()
     chunk.mkdir()
-    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api) as sim, running_operator():
         cluster.create("broken", spec_for(container, retries={"perPartition": 1}))
         status = cluster.wait_phase("broken", "Failed", "Succeeded")
     assert status["phase"] == "Failed", status
@@ -295,7 +291,7 @@ def test_a_damaged_input_chunk_fails_its_partition_at_once_naming_it(cluster: Cl
     retries, and the ThresholdJob names the chunk."""
     container, _ = data
     (container / "raw" / "c" / "1" / "1" / "0").write_bytes(b"not zstd")
-    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api) as sim, running_operator():
         cluster.create("damaged", spec_for(container, retries={"perPartition": 3}))
         status = cluster.wait_phase("damaged", "Failed", "Succeeded")
     assert status["phase"] == "Failed", status
@@ -309,12 +305,12 @@ def test_a_damaged_input_chunk_fails_its_partition_at_once_naming_it(cluster: Cl
 def test_operator_restarts_create_no_duplicates(cluster: Cluster, data):
     container, values = data
     with JobSimulator(cluster.api) as sim:
-        with KopfRunner(OPERATOR, timeout=60):
+        with running_operator():
             cluster.create("restart", spec_for(container, parallelism=1))
             wait_for(lambda: cluster.job("restart-prepare"), what="the prepare Job")
-        with KopfRunner(OPERATOR, timeout=60):  # restarted while preparing
+        with running_operator():  # restarted while preparing
             wait_for(lambda: cluster.job("restart-work"), what="the work Job")
-        with KopfRunner(OPERATOR, timeout=60):  # restarted while running
+        with running_operator():  # restarted while running
             status = cluster.wait_phase("restart", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
     assert sorted(j["metadata"]["name"] for j in cluster.jobs()) == [
@@ -327,28 +323,38 @@ def test_operator_restarts_create_no_duplicates(cluster: Cluster, data):
 
 
 def test_suspend_resume_and_parallelism(cluster: Cluster, data):
+    """Created suspended, nothing runs, not even the prepare pod (with overwrite it would
+    replace another job's output); resumed, it plans and runs; suspended while running, its
+    work Job is suspended, and takes a new parallelism."""
     container, values = data
-    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
-        cluster.create("pause", spec_for(container, suspend=True))
+    with JobSimulator(cluster.api) as sim, running_operator():
+        cluster.create("pause", spec_for(container, suspend=True, overwrite=True))
         status = cluster.wait_phase("pause", "Suspended")
         assert status["blocks"]["done"] == 0 and "spec.suspend=false" in status["message"]
-        assert cluster.job("pause-work")["spec"]["suspend"] is True
-        assert not [i for n, i in sim.pods_started if n == "pause-work"]
-        cluster.patch_spec("pause", {"parallelism": 3})
-        wait_for(
-            lambda: cluster.job("pause-work")["spec"]["parallelism"] == 3, what="parallelism 3"
-        )
+        assert cluster.job("pause-prepare")["spec"]["suspend"] is True
+        assert sim.pods_started == [] and cluster.pods() == [] and cluster.job("pause-work") is None
+        assert not (container / "mask").exists()
+        sim.held.add("pause-work")  # its pods wait, as for room on a node
+        cluster.patch_spec("pause", {"suspend": False})
+        wait_for(lambda: cluster.job("pause-work"), what="the work Job")
+        assert cluster.wait_phase("pause", "Running")["message"].endswith("0 running")
+        cluster.patch_spec("pause", {"suspend": True, "parallelism": 3})
+        status = cluster.wait_phase("pause", "Suspended")
+        work = cluster.job("pause-work")["spec"]
+        assert work["suspend"] is True and work["parallelism"] == 3
+        sim.held.clear()
         cluster.patch_spec("pause", {"suspend": False})
         status = cluster.wait_phase("pause", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded"
     assert status["observedGeneration"] == cluster.get("pause")["metadata"]["generation"]
+    assert [n for n, _ in sim.pods_started].count("pause-prepare") == 1
     assert_thresholded(container, "mask", values, 0.5)
 
 
 def test_deletion_collects_jobs_and_pods_and_leaves_the_data(cluster: Cluster, data):
     """The garbage collector follows owner references: ThresholdJob -> Jobs -> Pods."""
     container, values = data
-    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api), running_operator():
         created = cluster.create("gone", spec_for(container))
         cluster.wait_phase("gone", "Succeeded")
         for job in cluster.jobs():
@@ -389,7 +395,7 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
         "pool": "gpu",
         "parallelism": 1,
     }
-    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api), running_operator():
         cluster.create("store", spec)
         status = cluster.wait_phase("store", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
@@ -430,7 +436,7 @@ def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path
         "    envFrom: [{secretRef: {name: s3-credentials}}]\n"
     )
     monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(options))
-    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api), running_operator():
         run = spawn_worker(
             LocalArrayIdentifier(container, "raw"),
             LocalArrayIdentifier(container, "mask"),
@@ -457,24 +463,61 @@ def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path
             bad()
 
 
+def admit(cluster: Cluster, job: str) -> None:
+    """What Kueue does when it admits a queued Job: unsuspend it."""
+    cluster.batch.patch_namespaced_job(job, "default", {"spec": {"suspend": False}})
+
+
 def test_kueue_admission_is_left_to_the_queue(cluster: Cluster, data):
-    """The work Job is created suspended with the queue label; when "Kueue" (the test)
-    unsuspends it, the operator does not suspend it again, and the job runs."""
+    """Both Jobs go through the queue: each is created suspended with the queue label, and
+    the ThresholdJob says which one waits; when "Kueue" (the test) admits one, the operator
+    does not suspend it again. Suspending it later is Kueue's to do: the CRD refuses it."""
+    from kubernetes.client.rest import ApiException
+
     container, values = data
-    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api) as sim, running_operator():
         cluster.create("queued", spec_for(container, queueName="lab-queue"))
-        status = cluster.wait_phase("queued", "Pending", "Running", "Succeeded")
+        status = cluster.wait_phase("queued", "Pending")
+        assert status["message"] == (
+            "waiting for admission by Kueue queue 'lab-queue' (the prepare Job)"
+        )
+        prepare = cluster.job("queued-prepare")
+        assert prepare["spec"]["suspend"] is True and sim.pods_started == []
+        assert prepare["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "lab-queue"
+        admit(cluster, "queued-prepare")
+        wait_for(lambda: cluster.job("queued-work"), what="the work Job")
         wait_for(
-            lambda: cluster.status("queued").get("message", "").startswith("waiting for admission"),
-            what="the Kueue message",
+            lambda: (
+                cluster.status("queued").get("message")
+                == "waiting for admission by Kueue queue 'lab-queue' (the work Job)"
+            ),
+            what="the Kueue message of the work Job",
         )
         work = cluster.job("queued-work")
         assert work["spec"]["suspend"] is True
         assert work["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "lab-queue"
-        cluster.batch.patch_namespaced_job("queued-work", "default", {"spec": {"suspend": False}})
+        with pytest.raises(ApiException) as refused:
+            cluster.patch_spec("queued", {"suspend": True})
+        assert refused.value.status == 422 and "stop its Workload instead" in refused.value.body
+        admit(cluster, "queued-work")
         status = cluster.wait_phase("queued", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
     assert_thresholded(container, "mask", values, 0.5)
+
+
+def test_a_queued_threshold_job_created_suspended_queues_nothing(cluster: Cluster, data):
+    """With a queue, `suspend: true` holds the ThresholdJob back before anything enters
+    the queue (Kueue would admit what is there); set to false, it is queued."""
+    container, _ = data
+    with JobSimulator(cluster.api), running_operator():
+        cluster.create("held", spec_for(container, queueName="lab-queue", suspend=True))
+        status = cluster.wait_phase("held", "Suspended")
+        assert "set spec.suspend=false to queue it" in status["message"]
+        assert cluster.jobs() == []
+        cluster.patch_spec("held", {"suspend": False})
+        status = cluster.wait_phase("held", "Pending")
+    assert status["message"].startswith("waiting for admission by Kueue queue 'lab-queue'")
+    assert [j["metadata"]["name"] for j in cluster.jobs()] == ["held-prepare"]
 
 
 def tiny(tmp_path: Path, **extra: Any) -> tuple[Path, np.ndarray, dict[str, Any]]:
@@ -484,6 +527,40 @@ def tiny(tmp_path: Path, **extra: Any) -> tuple[Path, np.ndarray, dict[str, Any]
     write_array(container, "raw", values, (8, 16, 16), voxel_size=(1, 1, 1))
     spec = spec_for(container, blockShape=[8, 16, 16], partitions=1, parallelism=1, **extra)
     return container, values, spec
+
+
+def test_a_finished_threshold_job_costs_no_requests(cluster: Cluster, tmp_path):
+    """Once Succeeded, a ThresholdJob is not looked at again until it or a Job of it changes:
+    while a suspended one (not finished, so looked at every interval) is passed over ten
+    times, the operator makes no request about the finished one. kopf keeps no annotation
+    and no finalizer on it either."""
+    container, values, spec = tiny(tmp_path)
+    held = spec_for(container, outputDataset="other", suspend=True)
+    user = cluster.emulated.operator_user.name
+
+    def requests() -> list[Any]:
+        return [c for c in cluster.emulated.calls if c.user == user and c.verb != "watch"]
+
+    def passes_over_held(since: int) -> int:
+        return sum(c.name == "held" and c.verb == "get" for c in requests()[since:])
+
+    with JobSimulator(cluster.api), running_operator():
+        cluster.create("quiet", spec)
+        cluster.wait_phase("quiet", "Succeeded", "Failed")
+        cluster.create("held", held)
+        cluster.wait_phase("held", "Suspended")
+        settle = len(requests())  # the pass that follows the Succeeded write, if not done yet
+        wait_for(lambda: passes_over_held(settle) >= 3, what="three passes over held")
+        mark = len(requests())
+        wait_for(lambda: passes_over_held(mark) >= 10, what="ten passes over held")
+        window = requests()[mark:]
+    assert cluster.status("quiet")["phase"] == "Succeeded"
+    assert {c.name for c in window} <= {"held", "held-prepare"}, window
+    assert sum(c.name == "held" for c in window) >= 10
+    meta = cluster.get("quiet")["metadata"]
+    assert not meta.get("finalizers")
+    assert not [a for a in meta.get("annotations") or {} if "kopf" in a]
+    assert_thresholded(container, "mask", values, 0.5)
 
 
 NAMES = [
@@ -497,7 +574,7 @@ NAMES = [
 @pytest.mark.parametrize("name", NAMES, ids=lambda n: f"{len(n)}{'-dots' if '.' in n else ''}")
 def test_any_valid_name_runs_to_succeeded(cluster: Cluster, tmp_path, name):
     container, values, spec = tiny(tmp_path)
-    with JobSimulator(cluster.api) as sim, KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api) as sim, running_operator():
         cluster.create(name, spec)
         status = cluster.wait_phase(name, "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
@@ -564,11 +641,16 @@ def test_a_refusal_fails_the_threshold_job_once_with_the_servers_message(tmp_pat
                 "jobs", "batch", "refused-prepare", server_message.split("forbidden: ", 1)[1]
             )
             cluster.emulated.inject("create", "jobs", quota, times=None)
-        with KopfRunner(OPERATOR, timeout=60):
+        with running_operator():
             cluster.create("refused", spec_for(container))
             status = cluster.wait_phase("refused", "Failed", "Succeeded")
-            passes = reconciles()
-            wait_for(lambda: reconciles() >= passes + 3, what="three more reconcile passes")
+            for touch in range(3):  # each change of the ThresholdJob is a pass over it
+                passes = reconciles()
+                annotation = {"metadata": {"annotations": {"touched": str(touch)}}}
+                cluster.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, "default", PLURAL, "refused", annotation
+                )
+                wait_for(lambda p=passes: reconciles() > p, what="another reconcile pass")
         message = f"the API server refused to create Job default/refused-prepare ({code}): "
         assert status["message"] == message + server_message
         assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "APIRejected"
@@ -592,7 +674,7 @@ def test_transient_api_errors_are_retried_with_back_off(cluster: Cluster, tmp_pa
     verb, resource, answer, times = TRANSIENT[fault]
     container, values, spec = tiny(tmp_path)
     injected = cluster.emulated.inject(verb, resource, answer, times=times)
-    with JobSimulator(cluster.api), KopfRunner(OPERATOR, timeout=60):
+    with JobSimulator(cluster.api), running_operator():
         cluster.create("flaky", spec)
         status = cluster.wait_phase("flaky", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
@@ -626,7 +708,7 @@ def test_a_child_name_held_by_another_job_fails_cleanly(cluster: Cluster, data):
             },
         },
     )
-    with KopfRunner(OPERATOR, timeout=60):
+    with running_operator():
         cluster.create("clash", spec_for(container))
         status = cluster.wait_phase("clash", "Failed", "Succeeded")
     assert status["message"] == (
@@ -638,11 +720,12 @@ def test_a_child_name_held_by_another_job_fails_cleanly(cluster: Cluster, data):
 def test_namespaced_mode_runs_on_the_namespaces_roles_alone(tmp_path, data):
     """The chart with watchNamespaces: Roles in lab-a and lab-b, nothing cluster-wide."""
     container, values = data
-    operator = ["run", "--standalone", "-n", "lab-a", "-n", "lab-b"]
-    operator += ["-m", "threshold_operator.handlers"]
     with emulated_cluster(tmp_path, ("lab-a", "lab-b"), namespace="lab-a") as cluster:
         elsewhere = Cluster(cluster.emulated, cluster.api, tmp_path, "default")
-        with JobSimulator(cluster.api, namespace="lab-a"), KopfRunner(operator, timeout=60):
+        with (
+            JobSimulator(cluster.api, namespace="lab-a"),
+            running_operator(namespaces=("lab-a", "lab-b")),
+        ):
             elsewhere.create("elsewhere", spec_for(container))
             cluster.create("lab", spec_for(container))
             status = cluster.wait_phase("lab", "Succeeded", "Failed")

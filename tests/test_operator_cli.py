@@ -107,6 +107,7 @@ def test_rbac_command_prints_the_rules():
     assert result.exit_code == 0
     assert yaml.safe_load(result.output) == rules()
     verbs = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in rules()}
-    assert verbs[("batch", "jobs")] == {"create", "get", "patch"}
+    assert verbs[("batch", "jobs")] == {"create", "get", "patch", "list", "watch"}
     assert verbs[("", "pods")] == {"list"}
+    assert verbs[("", "events")] == {"create", "list"}
     assert ("", "secrets") not in verbs  # the operator never touches user secrets

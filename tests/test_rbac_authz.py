@@ -123,8 +123,11 @@ def test_the_charts_cluster_role_grants_what_the_operator_uses_and_no_more(clust
         ("POST", "/apis/batch/v1/namespaces/d/jobs", {}),
         ("GET", "/apis/batch/v1/namespaces/d/jobs/x", {}),
         ("PATCH", "/apis/batch/v1/namespaces/d/jobs/x", {}),
+        ("GET", "/apis/batch/v1/jobs", {"watch": "true"}),  # kopf follows the Jobs
+        ("GET", f"{TJ}/namespaces/d/thresholdjobs/x", {}),  # each pass reads it afresh
         ("GET", "/api/v1/namespaces/d/pods", {"labelSelector": "job-name=x"}),
         ("POST", "/api/v1/namespaces/d/events", {}),
+        ("GET", "/api/v1/namespaces/d/events", {"fieldSelector": "reason=FailedCreate"}),
         ("GET", "/apis", {}),
         ("GET", f"{TJ}", {}),
         ("GET", "/version", {}),
@@ -133,7 +136,6 @@ def test_the_charts_cluster_role_grants_what_the_operator_uses_and_no_more(clust
     for method, path in [
         ("POST", f"{TJ}/namespaces/d/thresholdjobs"),
         ("DELETE", f"{TJ}/namespaces/d/thresholdjobs/x"),
-        ("GET", f"{TJ}/namespaces/d/thresholdjobs/x"),
         ("PATCH", "/apis/batch/v1/namespaces/d/jobs/x/status"),
         ("DELETE", "/apis/batch/v1/namespaces/d/jobs/x"),
         ("GET", "/api/v1/namespaces/d/pods/p"),

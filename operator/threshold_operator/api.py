@@ -8,11 +8,13 @@ on the wire (aliases), snake_case in Python, the same names as the CLI's options
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from threshold_worker.environment import PARTITION_INDEX, SETTINGS_PREFIX, reserved
 from threshold_worker.params import MAX_PARTITIONS, ROI_AXES, JobParameters
 from threshold_worker.store import LocalArrayStore
 
@@ -41,8 +43,35 @@ ENV_NAME = r"^([-_a-zA-Z]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 SECRET_KEY = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 #: An absolute path without empty segments or a trailing slash (mount paths compare as strings).
 ABSOLUTE_PATH = r"^(/[^/]+)+$"
-#: An image reference has no whitespace (kube refuses leading/trailing, a registry the rest).
-IMAGE = r"^[^ \t\n\r\f\v]+$"
+#: Unicode's White_Space characters: Go's unicode.IsSpace, which kube's strings.TrimSpace uses.
+WHITE_SPACE = (
+    "\t\n\v\f\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: An image reference has no whitespace: kube-apiserver refuses a Pod whose image has it at
+#: either end (ValidatePodCreate, with Go's TrimSpace: any Unicode space), a registry the rest.
+#: The characters are literal in the class, so RE2, Rust's regex and ECMA read it alike.
+IMAGE = "^[^" + WHITE_SPACE + "]+$"
+#: Where arrays live, as the pods see it: an absolute path (in a mounted volume) or a URL.
+LOCATION = r"^(/|[a-zA-Z][a-zA-Z0-9+.-]*://)"
+#: A file URL names this machine: no host, or localhost (threshold_worker.paths.as_upath).
+FILE_URL_RULE = {
+    "rule": "!self.matches('^(file|local):') || self.matches('^(file|local)://(localhost)?/')",
+    "message": "a file URL names no host: file:///path (or a plain absolute path)",
+}
+LOCATION_MESSAGE = (
+    "must be an absolute path (in a mounted volume) or a URL such as s3://bucket/path: the "
+    "pods have no working directory of yours"
+)
+#: Bounds of free text, so that the largest spec the CRD admits stays far below the 256 KiB
+#: that annotations may hold (kubectl apply keeps the whole object in one), tested.
+CONTAINER_CHARS = 2048
+DATASET_CHARS = 1024
+#: A file name: DaCapo's run, dataset and parameters names are path components.
+FILE_NAME_CHARS = 255
+IMAGE_CHARS = 1024
+ENV_NAME_CHARS = 253
+ENV_VALUE_CHARS = 1024
 #: Mount paths the worker's pod already uses (jobs.pod_template's scratch emptyDir).
 RESERVED_MOUNT_PATHS = ("/tmp",)
 INT32_MAX = 2**31 - 1
@@ -59,16 +88,44 @@ class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+def location(value: str | None) -> str | None:
+    """The model's side of LOCATION and FILE_URL_RULE, with a message that says why."""
+    if value is None:
+        return value
+    if not re.match(LOCATION, value):
+        raise ValueError(LOCATION_MESSAGE)
+    if re.match(r"(file|local):", value) and not re.match(r"(file|local)://(localhost)?/", value):
+        raise ValueError(FILE_URL_RULE["message"])
+    return value
+
+
+def location_field(description: str, **extra: Any) -> Any:
+    """A container or base directory: where the pods find arrays (`location` checks it)."""
+    return Field(
+        min_length=1,
+        max_length=CONTAINER_CHARS,
+        description=description,
+        json_schema_extra={"pattern": LOCATION, "x-kubernetes-validations": [FILE_URL_RULE]},
+        **extra,
+    )
+
+
 class ArrayStoreRef(Model):
     """DaCapo's LocalArrayStore: input is the validation prediction, output the validation output."""
 
-    basedir: str = Field(min_length=1, description="The array store's base directory (path or URL)")
-    run: str = Field(min_length=1, description="DaCapo run name")
+    basedir: str = location_field("The array store's base directory: absolute path or URL")
+    run: str = Field(min_length=1, max_length=FILE_NAME_CHARS, description="DaCapo run name")
     iteration: int = Field(ge=0, description="Training iteration of the prediction")
-    dataset: str = Field(min_length=1, description="Validation dataset name")
-    parameters: str = Field(
-        min_length=1, description="Post-processing parameters name, e.g. threshold_0.5"
+    dataset: str = Field(
+        min_length=1, max_length=FILE_NAME_CHARS, description="Validation dataset name"
     )
+    parameters: str = Field(
+        min_length=1,
+        max_length=FILE_NAME_CHARS,
+        description="Post-processing parameters name, e.g. threshold_0.5",
+    )
+
+    _basedir = field_validator("basedir")(location)
 
 
 class VolumeSpec(Model):
@@ -115,6 +172,12 @@ class EnvValueFrom(Model):
     secret_key_ref: SecretKeyRef
 
 
+RESERVED_ENV = (
+    f"is reserved: Kubernetes sets {PARTITION_INDEX} to each pod's partition, and "
+    f"{SETTINGS_PREFIX}* variables are the worker's settings, which the operator sets"
+)
+
+
 class EnvVar(Model):
     """An environment variable, e.g. AWS_ACCESS_KEY_ID from a Secret."""
 
@@ -123,12 +186,24 @@ class EnvVar(Model):
             "rule": "!has(self.valueFrom) || !has(self.value) || self.value == ''",
             "fieldPath": ".valueFrom",
             "message": "may not be specified when `value` is not empty",
-        }
+        },
+        {
+            "rule": f"self.name != '{PARTITION_INDEX}' && !self.name.startsWith('{SETTINGS_PREFIX}')",
+            "fieldPath": ".name",
+            "message": RESERVED_ENV,
+        },
     )
 
-    name: str = Field(min_length=1, pattern=ENV_NAME)
-    value: str | None = None
+    name: str = Field(min_length=1, max_length=ENV_NAME_CHARS, pattern=ENV_NAME)
+    value: str | None = Field(default=None, max_length=ENV_VALUE_CHARS)
     value_from: EnvValueFrom | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if reserved(name):
+            raise ValueError(f"{name} {RESERVED_ENV}")
+        return name
 
     @model_validator(mode="after")
     def _one_value(self) -> EnvVar:
@@ -165,8 +240,10 @@ ARRAY_FIELDS = ("input_container", "input_dataset", "output_container", "output_
 
 def _optional(name: str) -> Any:
     """A JobParameters field, optional here (arrayStore is the other way to name arrays)."""
-    info = JobParameters.model_fields[name]
-    return Field(default=None, min_length=1, description=f"{info.description} (or arrayStore)")
+    description = f"{JobParameters.model_fields[name].description} (or arrayStore)"
+    if name.endswith("_container"):
+        return location_field(description, default=None)
+    return Field(default=None, min_length=1, max_length=DATASET_CHARS, description=description)
 
 
 class ThresholdJobSpec(JobParameters):
@@ -227,14 +304,18 @@ class ThresholdJobSpec(JobParameters):
         default=None,
         ge=0,
         le=INT32_MAX,
-        description="Delete finished Jobs (not the ThresholdJob) after this long",
+        description="Delete the finished Jobs (not the ThresholdJob) this long after they "
+        "finished, once their result is in the status",
     )
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=IMAGE_CHARS,
         pattern=IMAGE,
         description="Worker image; default the operator's",
     )
+
+    _containers = field_validator("input_container", "output_container")(location)
 
     @field_validator("volumes")
     @classmethod
@@ -257,13 +338,17 @@ class ThresholdJobSpec(JobParameters):
 
     def parameters(self) -> JobParameters:
         """The job itself, with arrayStore resolved the way DaCapo's LocalArrayStore lays a
-        run out: what the pods are given as arguments."""
+        run out: what the pods are given as arguments. ValueError, naming the field, for a
+        base directory that no pod could reach."""
         fields = {name: getattr(self, name) for name in JobParameters.model_fields}
         if self.array_store is not None:
             a = self.array_store
-            store = LocalArrayStore(a.basedir)
-            src = store.validation_prediction_array(a.run, a.iteration, a.dataset)
-            dst = store.validation_output_array(a.run, a.iteration, a.parameters, a.dataset)
+            try:
+                store = LocalArrayStore(a.basedir)
+                src = store.validation_prediction_array(a.run, a.iteration, a.dataset)
+                dst = store.validation_output_array(a.run, a.iteration, a.parameters, a.dataset)
+            except (ValueError, ImportError) as e:  # an unknown protocol, a file URL's host
+                raise ValueError(f"spec.arrayStore.basedir: {e}") from None
             fields.update(
                 input_container=container_url(src.container),
                 input_dataset=src.dataset,
@@ -283,9 +368,27 @@ def _alias(name: str) -> str:
     return ThresholdJobSpec.model_fields[name].alias or name
 
 
+#: What may change on a running ThresholdJob: the operator carries these over to its Jobs.
+MUTABLE = ("parallelism", "suspend")
 #: Spec fields that define the plan (every field of the job, and arrayStore): changing them
-#: would make done-markers lie, so the CRD refuses it.
-IMMUTABLE = (*(_alias(name) for name in JobParameters.model_fields), "arrayStore")
+#: would make done-markers lie.
+PLAN_FIELDS = (*(_alias(name) for name in JobParameters.model_fields), "arrayStore")
+#: Every field but MUTABLE is immutable (CEL rules in the CRD): the plan's, and those the
+#: Jobs are made from (pool, image, env, volumes, retries, TTL, queue), which a running Job
+#: cannot take over.
+IMMUTABLE = tuple(
+    alias for alias in map(_alias, ThresholdJobSpec.model_fields) if alias not in MUTABLE
+)
+#: Kueue owns an admitted Job's `suspend` (it unsuspends what it admitted); pausing one is
+#: done through Kueue (its Workload's spec.active, or the queue's stopPolicy). So with a
+#: queue, `suspend` holds a ThresholdJob back only from its creation on.
+KUEUE_SUSPEND_RULE = {
+    "rule": "!has(self.queueName) || !self.suspend || oldSelf.suspend",
+    "fieldPath": ".suspend",
+    "message": "cannot be set once a ThresholdJob with a queueName exists: Kueue decides when "
+    "its Jobs run; stop its Workload instead (kueuectl stop workload, or the Workload's "
+    "spec.active: false)",
+}
 
 #: The spec's input/output xor arrayStore, as CEL (crd.py) and as the validator above says it.
 _ARRAYS = [_alias(name) for name in ARRAY_FIELDS]
@@ -343,6 +446,10 @@ class JobNames(Model):
 
 
 Phase = Literal["Pending", "Preparing", "Running", "Suspended", "Succeeded", "Failed"]
+#: Every phase, in the order a ThresholdJob goes through them.
+PHASES: tuple[str, ...] = get_args(Phase)
+#: Phases a ThresholdJob never leaves.
+FINAL_PHASES = ("Succeeded", "Failed")
 
 
 class ThresholdJobStatus(Model):

@@ -16,35 +16,105 @@ the chart mounts those as a file that is merged over the defaults:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from threshold_worker.errors import first_error
 
-from .api import Model
+from .api import DNS_SUBDOMAIN, LABEL_VALUE, Model
+from .quantity import parse_quantity
 
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_REQUESTS = {"cpu": "1", "memory": "2Gi"}
 #: The prepare pod reads metadata and plans: a little CPU, enough memory for the imports.
 PREPARE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+#: A qualified name (label keys, toleration keys, resource names): an optional DNS-subdomain
+#: prefix and a name of at most 63 characters (k8s.io/apimachinery IsQualifiedName).
+QUALIFIED_NAME = r"^(" + DNS_SUBDOMAIN[1:-1] + r"/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$"
+#: Resources kube lets a container ask for more of than it requests (everything else, e.g.
+#: nvidia.com/gpu, is an extended resource: whole numbers, requests equal to limits).
+OVERCOMMITTABLE = ("cpu", "memory", "ephemeral-storage")
+
+
+def _quantity(value: Any) -> str:
+    """A quantity as YAML may give it (a number too); checked, kept as written."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{value!r} is not a quantity, e.g. 500m, 2, 4Gi")
+    parse_quantity(value)
+    return str(value)
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+ResourceName = Annotated[str, Field(pattern=QUALIFIED_NAME, max_length=316)]
+
+
+class Toleration(Model):
+    """A pod toleration, checked as kube-apiserver checks it (ValidateTolerations)."""
+
+    key: str = Field(default="", max_length=316, pattern=r"^$|" + QUALIFIED_NAME)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str = Field(default="", max_length=63, pattern=LABEL_VALUE)
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    toleration_seconds: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if not self.key and self.operator != "Exists":
+            raise ValueError("operator must be Exists when key is empty (it matches every taint)")
+        if self.operator == "Exists" and self.value:
+            raise ValueError("value must be empty when operator is Exists")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("effect must be NoExecute when tolerationSeconds is set")
+        return self
+
+
+class Resources(Model):
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
 
 
 class PoolSpec(Model):
     """How the pods of one node pool are scheduled and sized."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
-    resources: dict[str, dict[str, str]] = Field(default_factory=dict)
-    runtime_class_name: str | None = None
-    priority_class_name: str | None = None
+    node_selector: dict[
+        Annotated[str, Field(max_length=316, pattern=QUALIFIED_NAME)],
+        Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)],
+    ] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    runtime_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
+    priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     gpu: bool = Field(default=False, description="Apply the NVIDIA GPU defaults")
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> PoolSpec:
+        """What kube-apiserver would refuse in every work Job, refused when the catalog is
+        read: a request above its limit, an extended resource that is fractional or whose
+        request is not its limit."""
+        resources = self.container_resources()
+        limits = resources.get("limits", {})
+        for name, request in resources["requests"].items():
+            limit = limits.get(name)
+            if name not in OVERCOMMITTABLE:
+                if parse_quantity(request).denominator != 1:
+                    raise ValueError(f"resources: {name} {request} must be a whole number")
+                if limit is None or parse_quantity(request) != parse_quantity(limit):
+                    raise ValueError(
+                        f"resources: {name} cannot be overcommitted: its request ({request}) "
+                        f"and limit ({limit or 'none'}) must be equal"
+                    )
+            elif limit is not None and parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(
+                    f"resources: requests.{name} ({request}) exceeds limits.{name} ({limit})"
+                )
+        return self
 
     def pod_fields(self) -> dict[str, Any]:
         """nodeSelector, tolerations, runtimeClassName, priorityClassName of a pod spec."""
         selector = dict(self.node_selector)
-        tolerations = list(self.tolerations)
+        tolerations = [t.model_dump(by_alias=True, exclude_defaults=True) for t in self.tolerations]
         if self.gpu:
             selector.setdefault(f"{GPU_RESOURCE}.present", "true")
             if not any(t.get("key") == GPU_RESOURCE for t in tolerations):
@@ -66,7 +136,9 @@ class PoolSpec(Model):
     def accelerated(self) -> bool:
         """A GPU (or other accelerator) pool: the GPU defaults, or an extended resource
         (a name with a domain, e.g. nvidia.com/gpu) in requests or limits."""
-        return self.gpu or any("/" in r for part in self.resources.values() for r in part)
+        return self.gpu or any(
+            "/" in r for part in (self.resources.requests, self.resources.limits) for r in part
+        )
 
     def prepare_pod_fields(self) -> dict[str, Any]:
         """Scheduling of the prepare pod: an accelerator pool's node selector, tolerations and
@@ -76,9 +148,12 @@ class PoolSpec(Model):
         return {"priorityClassName": self.priority_class_name} if self.priority_class_name else {}
 
     def container_resources(self) -> dict[str, dict[str, str]]:
-        """Always with requests (the scheduler needs them); a GPU in limits for GPU pools."""
-        requests = {**DEFAULT_REQUESTS, **self.resources.get("requests", {})}
-        limits = dict(self.resources.get("limits", {}))
+        """Always with requests (the scheduler needs them); a GPU in limits for GPU pools.
+        A resource with a limit and no request requests its limit (as kube defaults it), never
+        the default request, which may be above the limit."""
+        limits = dict(self.resources.limits)
+        defaults = {k: v for k, v in DEFAULT_REQUESTS.items() if k not in limits}
+        requests = {**defaults, **limits, **self.resources.requests}
         if self.gpu:
             limits.setdefault(GPU_RESOURCE, "1")
         if GPU_RESOURCE in limits:

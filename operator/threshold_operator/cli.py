@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 import yaml
+
+from .settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -28,14 +29,49 @@ def cli() -> None:
     envvar="THRESHOLD_OPERATOR_CATALOG",
     help="Node-pool catalog (YAML) merged over the defaults (cpu, gpu).",
 )
-@click.option("--image", envvar="THRESHOLD_OPERATOR_IMAGE", help="Worker image for the Jobs.")
+@click.option(
+    "--image",
+    envvar="THRESHOLD_OPERATOR_IMAGE",
+    default=Settings.image,
+    show_default=True,
+    help="Worker image for the Jobs.",
+)
+@click.option(
+    "--image-pull-policy",
+    envvar="THRESHOLD_OPERATOR_IMAGE_PULL_POLICY",
+    type=click.Choice(["Always", "IfNotPresent", "Never"]),
+    default=Settings.image_pull_policy,
+    show_default=True,
+)
+@click.option(
+    "--worker-service-account",
+    envvar="THRESHOLD_WORKER_SERVICE_ACCOUNT",
+    help="ServiceAccount of the worker pods (one with no permissions); default: the namespace's.",
+)
+@click.option(
+    "--worker-log-level",
+    envvar="THRESHOLD_OPERATOR_WORKER_LOG_LEVEL",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=Settings.log_level,
+    show_default=True,
+)
 @click.option(
     "--interval",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=5.0,
     show_default=True,
     envvar="THRESHOLD_OPERATOR_INTERVAL",
-    help="Seconds between reconcile passes of a running ThresholdJob.",
+    help="Seconds between reconcile passes of a ThresholdJob that is not finished (Job "
+    "changes are followed at once).",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    envvar="THRESHOLD_OPERATOR_RETRY_BACKOFF",
+    help="Seconds before the first retry after a transient API error; doubled each time up "
+    "to 60, never sooner than the server's Retry-After.",
 )
 @click.option(
     "--metrics-port",
@@ -59,8 +95,12 @@ def cli() -> None:
 def run_command(
     namespaces: tuple[str, ...],
     catalog: str | None,
-    image: str | None,
+    image: str,
+    image_pull_policy: str,
+    worker_service_account: str | None,
+    worker_log_level: str,
     interval: float,
+    retry_backoff: float,
     metrics_port: int,
     liveness_port: int,
     log_format: str,
@@ -71,24 +111,29 @@ def run_command(
 
     import kopf
 
-    if catalog:
-        from .catalog import CatalogError, load_catalog
+    from .catalog import CatalogError, load_catalog
+    from .handlers import OperatorConfig, operate
 
-        try:
-            load_catalog(catalog)  # fail at start, with a readable message, not per job
-        except CatalogError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        os.environ["THRESHOLD_OPERATOR_CATALOG"] = catalog
-    if image:
-        os.environ["THRESHOLD_OPERATOR_IMAGE"] = image
-    os.environ["THRESHOLD_OPERATOR_INTERVAL"] = str(interval)
+    try:
+        pools = load_catalog(catalog)  # fail at start, with a readable message, not per job
+    except CatalogError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    config = OperatorConfig(
+        pools=pools,
+        settings=Settings(
+            image=image,
+            image_pull_policy=image_pull_policy,
+            worker_service_account=worker_service_account or None,
+            log_level=worker_log_level.upper(),
+        ),
+        interval=interval,
+        retry_backoff=retry_backoff,
+    )
     if metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port)
-    from . import handlers  # noqa: F401  -- registers the handlers, reading the environment
-
     kopf.configure(
         verbose=verbose,
         log_format={
@@ -97,14 +142,8 @@ def run_command(
             "full": kopf.LogFormat.FULL,
         }[log_format],
     )
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            standalone=True,
-            liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
-        )
-    )
+    liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
+    asyncio.run(operate(config, namespaces, liveness=liveness))
 
 
 @cli.command("crd")

@@ -12,7 +12,10 @@ from .api import (
     GROUP,
     IMMUTABLE,
     KIND,
+    KUEUE_SUSPEND_RULE,
+    MUTABLE,
     ONE_SOURCE_RULES,
+    PLAN_FIELDS,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -68,16 +71,21 @@ def _model_schema(model: type) -> dict[str, Any]:
 
 
 def _spec_rules() -> list[dict[str, str]]:
-    """Transition rules that pin the plan's fields, then the one-source rules."""
+    """Transition rules that pin every field but parallelism and suspend, Kueue's rule on
+    suspend, then the one-source rules."""
+    may_change = " and ".join(MUTABLE)
     rules = []
     for field in IMMUTABLE:
+        why = "it defines the plan" if field in PLAN_FIELDS else "the Jobs are made from it"
         rules.append(
             {
                 "rule": f"has(self.{field}) == has(oldSelf.{field}) && "
                 f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
-                "message": f"spec.{field} is immutable: it defines the plan; create a new ThresholdJob",
+                "message": f"spec.{field} is immutable: {why}; create a new ThresholdJob "
+                f"(only {may_change} may change)",
             }
         )
+    rules.append(dict(KUEUE_SUSPEND_RULE))
     rules.extend(dict(rule) for rule in ONE_SOURCE_RULES)
     return rules
 
@@ -86,8 +94,7 @@ def crd() -> dict[str, Any]:
     spec = _model_schema(ThresholdJobSpec)
     spec["description"] = "What to threshold, and how to run it"
     spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), *_spec_rules()]
-    status = _model_schema(ThresholdJobStatus)
-    status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its progress here
+    status = _model_schema(ThresholdJobStatus)  # strict: kopf keeps nothing in it (handlers.py)
     schema = {
         "type": "object",
         "description": "Blockwise thresholding of a zarr array: output = input > threshold (uint8).",

@@ -7,7 +7,6 @@ of blocks: a work Job names a partition count, never a block list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from threshold_worker.params import MAX_PARTITIONS, JobParameters
@@ -15,6 +14,9 @@ from threshold_worker.params import MAX_PARTITIONS, JobParameters
 from .api import API_VERSION, KIND, ThresholdJobSpec
 from .catalog import PREPARE_RESOURCES, PoolSpec
 from .names import ANNOTATION_NAME, LABEL_JOB, job_name, label_value
+from .settings import Settings
+
+__all__ = ["Settings", "job_parameters", "prepare_job", "work_job"]
 
 LABEL_COMPONENT = "app.kubernetes.io/component"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -23,16 +25,6 @@ TERMINATION_LOG = "/dev/termination-log"
 PARTITIONS_PER_POD_SLOT = 4
 #: Exit code of the worker for bad input: never retried.
 BAD_INPUT_EXIT = 2
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Operator-wide settings (from the command line / Helm values)."""
-
-    image: str = "threshold-operator:latest"
-    image_pull_policy: str = "IfNotPresent"
-    worker_service_account: str | None = None
-    log_level: str = "INFO"
 
 
 def partition_count(spec: ThresholdJobSpec) -> int:
@@ -147,8 +139,9 @@ def _job(
     annotations: dict[str, str],
     job_spec: dict[str, Any],
 ) -> dict[str, Any]:
-    if spec.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    """A Job owned by the ThresholdJob. It has no ttlSecondsAfterFinished yet: the operator
+    sets that once the Job's result is in the ThresholdJob's status (`reconcile`), so that
+    the TTL controller never deletes a Job whose plan or outcome nobody has read."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -179,10 +172,19 @@ def _failure_policy(index_action: str) -> dict[str, Any]:
     }
 
 
+def held(spec: ThresholdJobSpec) -> bool:
+    """Whether a new Job starts suspended: while spec.suspend says so, and always with a
+    Kueue queue (Kueue admits a queued Job by unsuspending it; the operator then leaves its
+    `suspend` alone)."""
+    return bool(spec.suspend or spec.queue_name)
+
+
 def prepare_job(
     body: dict[str, Any], spec: ThresholdJobSpec, pool: PoolSpec, settings: Settings
 ) -> dict[str, Any]:
-    """One pod: validate, create or check the output, report the plan (termination message)."""
+    """One pod: validate, create or check the output, report the plan (termination message).
+    Nothing runs while the ThresholdJob is suspended, this pod included: with `overwrite` it
+    would replace another job's output."""
     name = body["metadata"]["name"]
     labels = _labels(name, "prepare", spec)
     annotations = {ANNOTATION_NAME: name}
@@ -198,6 +200,7 @@ def prepare_job(
         "backoffLimit": 3,
         "podFailurePolicy": _failure_policy("FailJob"),
         "podReplacementPolicy": "Failed",
+        "suspend": held(spec),
         "template": pod_template(spec, pool, settings, args, labels, annotations, prepare=True),
     }
     return _job(job_name(name, "prepare"), body, spec, labels, annotations, job_spec)
@@ -226,8 +229,7 @@ def work_job(
         "maxFailedIndexes": min(spec.retries.max_failed_partitions, partitions),
         "podFailurePolicy": _failure_policy("FailIndex"),
         "podReplacementPolicy": "Failed",
-        # Kueue admits a queued Job by unsuspending it: create it suspended, then leave it be.
-        "suspend": bool(spec.suspend or spec.queue_name),
+        "suspend": held(spec),
         "template": pod_template(spec, pool, settings, args, labels, annotations),
     }
     return _job(job_name(name, "work"), body, spec, labels, annotations, job_spec)

@@ -1,9 +1,10 @@
 """The operator's Kubernetes calls, through the official client, as plain dicts.
 
 Each method declares its RBAC verb (`rbac.uses`); nothing else in the package talks to the
-API server, so the chart's permissions are exactly these. Errors come out sorted: a 4xx answer
-other than 409 and 429 is `ApiRejected` (the ThresholdJob fails with the server's message);
-429, 5xx and lost connections are `ApiUnavailable` (the pass is retried with back-off).
+API server but kopf's watches (`rbac.KOPF_CALLS`), so the chart's permissions are exactly
+these. Errors come out sorted: a 4xx answer other than 409 and 429 is `ApiRejected` (the
+ThresholdJob fails with the server's message); 429, 5xx and lost connections are
+`ApiUnavailable`, 409 `Conflict` (the pass is retried with back-off).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from .api import GROUP, PLURAL, VERSION
+
 
 class Transient(Exception):
     """Worth another pass later; `retry_after` is the server's wish, in seconds, if any."""
@@ -29,6 +32,10 @@ class Transient(Exception):
 
 class ApiUnavailable(Transient):
     """429, 5xx, or no answer at all."""
+
+
+class Conflict(Transient):
+    """409: the object changed (or vanished and came back) since it was read."""
 
 
 class ApiRejected(Exception):
@@ -64,6 +71,8 @@ def _answers(action: str) -> Iterator[None]:
         yield
     except ApiException as e:
         reason, message = _status(e)
+        if e.status == 409:
+            raise Conflict(f"could not {action}: 409 {reason}: {message}") from e
         if e.status == 429 or (e.status or 0) >= 500 or not e.status:
             raise ApiUnavailable(
                 f"could not {action}: {e.status} {reason}: {message}", _retry_after(e)
@@ -142,9 +151,72 @@ class Kube:
         return existing
 
     @uses("batch", "jobs", "patch")
-    def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        with _answers(f"patch Job {namespace}/{name}"):
-            self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
+    def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """The patched Job. A 404 means it vanished since it was read (deleted by someone,
+        or by its TTL): the pass is retried, and sees it gone."""
+        action = f"patch Job {namespace}/{name}"
+        with _answers(action):
+            try:
+                return _raw(
+                    self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
+                )
+            except ApiException as e:
+                if e.status == 404:
+                    raise Transient(f"could not {action}: it was deleted since it was read") from e
+                raise
+
+    @uses(GROUP, PLURAL, "get")
+    def get_threshold_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ThresholdJob as stored now (each pass reads it afresh), None when gone."""
+        with _answers(f"read ThresholdJob {namespace}/{name}"):
+            try:
+                return _raw(
+                    self.custom.get_namespaced_custom_object(
+                        GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+                    )
+                )
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+
+    @uses(GROUP, f"{PLURAL}/status", "patch")
+    def patch_status(
+        self, namespace: str, name: str, resource_version: str, status: dict[str, Any]
+    ) -> None:
+        """Replace the status (a merge patch whose nulls remove fields), only if the
+        ThresholdJob is still at `resource_version`: a 409 means it changed since the pass
+        read it, and the pass is done again on what it is now."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        with _answers(f"write the status of ThresholdJob {namespace}/{name}"):
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body, _preload_content=False
+            )
+
+    @uses("", "events", "create")
+    def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        """Post an Event; one of that name already there (a repeated post) is left as is."""
+        with _answers(f"post Event {namespace}/{event['metadata']['name']}"):
+            try:
+                self.core.create_namespaced_event(namespace, event, _preload_content=False)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+
+    @uses("", "events", "list")
+    def job_events(self, namespace: str, job: dict[str, Any], reason: str) -> list[dict[str, Any]]:
+        """The Job controller's Events of this reason about the Job (e.g. FailedCreate),
+        newest last."""
+        uid = job["metadata"]["uid"]
+        with _answers(f"list the Events of Job {namespace}/{job['metadata']['name']}"):
+            items = _raw(
+                self.core.list_namespaced_event(
+                    namespace,
+                    field_selector=f"involvedObject.uid={uid},reason={reason}",
+                    _preload_content=False,
+                )
+            )
+        return sorted(items.get("items", []), key=_event_time)
 
     @uses("", "pods", "list")
     def job_pods(self, namespace: str, job: str, index: int | None = None) -> list[dict[str, Any]]:
@@ -161,6 +233,10 @@ class Kube:
         return sorted(
             items.get("items", []), key=lambda p: p["metadata"].get("creationTimestamp") or ""
         )
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return event.get("lastTimestamp") or event.get("eventTime") or ""
 
 
 def terminations(

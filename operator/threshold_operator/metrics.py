@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-PHASES = ("Pending", "Preparing", "Running", "Suspended", "Succeeded", "Failed")
+from .api import PHASES
 
 JOBS = Gauge("threshold_jobs", "ThresholdJobs by phase", ["phase"])
 BLOCKS_DONE = Gauge("threshold_job_blocks_done", "Blocks done", ["namespace", "name"])

@@ -1,7 +1,7 @@
 """Every Kubernetes API call the operator makes, in one list: RBAC is generated from it.
 
 `kube.Kube`'s methods declare their calls with `kube.uses(...)`; kopf's own needs (watching
-ThresholdJobs, posting Events) are declared below. The Helm chart's Role/ClusterRole is
+ThresholdJobs and Jobs) are declared below. The Helm chart's Role/ClusterRole is
 checked against `rules()`, so permissions cannot drift from the code.
 """
 
@@ -16,9 +16,9 @@ from .kube import CALLS
 KOPF_CALLS = [
     (GROUP, PLURAL, "list"),  # kopf: list and watch the custom resource
     (GROUP, PLURAL, "watch"),
-    (GROUP, PLURAL, "patch"),  # kopf: progress annotations, finalizers
-    (GROUP, f"{PLURAL}/status", "patch"),  # kopf: applies handlers' status patches
-    ("", "events", "create"),  # kopf.info / kopf.warn
+    (GROUP, PLURAL, "patch"),  # kopf: removes the finalizer that older versions added
+    ("batch", "jobs", "list"),  # kopf: list and watch the Jobs, to follow their status
+    ("batch", "jobs", "watch"),
 ]
 
 

@@ -1,9 +1,15 @@
-"""Level-based reconciliation of one ThresholdJob.
+"""One reconcile pass of one ThresholdJob: look, act, then derive the status.
 
-Each pass looks at the world (the ThresholdJob and its two Jobs), creates what is
-missing under deterministic names, nudges what may change (parallelism, suspend), and
-derives the status from what it saw. It holds no state of its own, so a restarted
-operator, a repeated event or two passes at once all converge on the same result.
+A pass reads the world (the ThresholdJob as stored, its two Jobs, and pods only when a Job
+failed or cannot start its pods), makes sure the Jobs exist under deterministic names and carry
+the spec's parallelism and suspend (`_child` and `_sync`: the only writes to Jobs), and hands
+what it saw to the pure `status.derive`. It holds no state of its own, so a restarted operator, a repeated
+event or a pass done twice all converge on the same result.
+
+Everything derived from the spec that cannot work (an invalid spec, an unknown pool, a base
+directory no pod can reach, a prepare report that is not a plan) ends the ThresholdJob
+Failed with the reason, as does an API refusal; only what may pass (`kube.Transient`)
+escapes, to be retried.
 """
 
 from __future__ import annotations
@@ -17,78 +23,86 @@ from typing import Any
 from pydantic import ValidationError
 
 from threshold_worker.errors import first_error
+from threshold_worker.intervals import parse_runs
 
-from .api import KIND, ThresholdJobSpec
+from .api import FINAL_PHASES, KIND, PlanStatus, ThresholdJobSpec, ThresholdJobStatus
 from .catalog import PoolSpec
 from .jobs import BAD_INPUT_EXIT, Settings, prepare_job, work_job
-from .kube import ApiRejected, Kube, Transient, terminations
-from .names import job_name, selector
+from .kube import ApiRejected, Kube, Transient, termination, terminations
+from .names import job_name
 from .status import (
-    FINAL_PHASES,
-    describe_partitions,
+    Event,
+    Failure,
+    Job,
+    Observed,
+    derive,
+    finished,
     job_condition,
     now,
-    set_condition,
-    work_progress,
+    suspended,
+    transitions,
 )
+from .wording import in_spec_terms
 
 logger = logging.getLogger(__name__)
+#: Why a pod cannot start, from its containers' waiting state (kubelet's reasons).
+CANNOT_START = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+)
 
 
 class NameTaken(Exception):
     """A child's name is held by an object that is not this ThresholdJob's: never retried."""
 
 
+class Unworkable(Exception):
+    """Something derived from the spec cannot work: the ThresholdJob fails with `reason`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class Outcome:
-    """What a pass decided: the new status and the Events to post for transitions."""
+    """What a pass decided: the new status and the Events of its transitions."""
 
-    status: dict[str, Any]
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    status: ThresholdJobStatus
+    events: list[Event] = field(default_factory=list)
+    old: ThresholdJobStatus | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.old is None or dump(self.old) != dump(self.status)
+
+
+def dump(status: ThresholdJobStatus) -> dict[str, Any]:
+    """The status as written: camelCase, and null for what is unset (a merge patch of it
+    removes fields that went away)."""
+    return status.model_dump(by_alias=True, mode="json")
+
+
+def stored_status(raw: dict[str, Any] | None) -> ThresholdJobStatus | None:
+    """The status as stored, None before the first pass. Fields an older operator kept there
+    (kopf's progress) are left out; the strict schema prunes them on the next write."""
+    if not raw:
+        return None
+    known = {f.alias or n for n, f in ThresholdJobStatus.model_fields.items()}
+    try:
+        return ThresholdJobStatus.model_validate({k: v for k, v in raw.items() if k in known})
+    except ValidationError:
+        logger.warning("unreadable status, derived anew: %s", raw)
+        return None
 
 
 def _last_line(message: str) -> str:
     """The worker's one-line error, from a termination message (or log tail)."""
     return message.strip().splitlines()[-1].removeprefix("error: ")
-
-
-def _prepare_failure(kube: Kube, namespace: str, job: dict[str, Any]) -> str:
-    """The worker's own one-line message, from the prepare pod's termination message."""
-    for code, message in terminations(kube, namespace, job["metadata"]["name"]):
-        line = _last_line(message)
-        return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
-    cond = job_condition(job, "Failed") or {}
-    return cond.get("message") or "the prepare Job failed"
-
-
-def _plan_from_pod(kube: Kube, namespace: str, job: dict[str, Any]) -> dict[str, Any] | None:
-    for code, message in terminations(kube, namespace, job["metadata"]["name"]):
-        if code != 0:
-            continue
-        try:
-            report = json.loads(message)
-        except json.JSONDecodeError:
-            continue
-        return {
-            "fingerprint": report["fingerprint"],
-            "totalBlocks": report["total_blocks"],
-            "partitions": report["partitions"],
-            "blockShape": report["block_shape"],
-        }
-    return None
-
-
-def _partition_failure(kube: Kube, namespace: str, job: dict[str, Any], partition: int) -> str:
-    """How a partition failed: its attempts and the worker's last line. Exit code 2 is never
-    retried (the pod failure policy fails the index at once): say so, not "attempts"."""
-    ended = list(terminations(kube, namespace, job["metadata"]["name"], partition))
-    if not ended:
-        return "failed"
-    code, message = ended[0]
-    if code == BAD_INPUT_EXIT:
-        return f"failed: {_last_line(message)} (exit code 2: not retried, no retry can fix it)"
-    tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"
-    return f"failed after {tries}; last error: {_last_line(message)} (exit code {code})"
 
 
 class Reconciler:
@@ -97,172 +111,140 @@ class Reconciler:
         self.catalog = catalog
         self.settings = settings
 
-    def reconcile(self, body: dict[str, Any]) -> Outcome:
+    def reconcile(self, body: dict[str, Any], at: Callable[[], str] = now) -> Outcome:
+        """One pass over a ThresholdJob as read from the API server."""
+        old = stored_status(body.get("status"))
+        observed = self.observe(body, old)
+        status = derive(observed, at())
+        return Outcome(status, transitions(old, status), old)
+
+    def give_up(self, body: dict[str, Any], message: str, at: Callable[[], str] = now) -> Outcome:
+        """The ThresholdJob failed with `message`: what a pass ends in when the operator
+        itself fails on it again and again (a bug), instead of a loop of retries."""
+        old = stored_status(body.get("status"))
         meta = body["metadata"]
-        name = meta["name"]
-        generation = meta.get("generation")
-        old = dict(body.get("status") or {})
-        status: dict[str, Any] = {k: v for k, v in old.items() if k != "kopf"}
-        status.setdefault("conditions", [])
-        status["observedGeneration"] = generation
-        status.setdefault("startTime", now())
-        outcome = Outcome(status)
+        failure = Failure("OperatorError", message)
+        seen = Observed(meta["name"], meta.get("generation"), None, old, failure=failure)
+        status = derive(seen, at())
+        return Outcome(status, transitions(old, status), old)
 
-        def fail(reason: str, message: str) -> Outcome:
-            status["phase"] = "Failed"
-            status["message"] = message
-            status["conditions"] = set_condition(
-                status["conditions"], "Failed", True, reason, message, generation
-            )
-            status["conditions"] = set_condition(
-                status["conditions"], "Succeeded", False, reason, "", generation
-            )
-            status.setdefault("completionTime", now())
-            return self._events(outcome, old)
-
-        if old.get("phase") in FINAL_PHASES and old.get("observedGeneration") == generation:
-            return Outcome(status)  # finished and unchanged: nothing to look at
-
-        status["selector"] = selector(name)
-        try:
-            return self._phases(body, outcome, old, fail)
-        except ApiRejected as e:  # permanent: retrying would get the same answer
-            return fail("APIRejected", str(e))
-        except NameTaken as e:
-            return fail("JobNameTaken", str(e))
-
-    def _phases(
-        self,
-        body: dict[str, Any],
-        outcome: Outcome,
-        old: dict[str, Any],
-        fail: Callable[[str, str], Outcome],
-    ) -> Outcome:
-        """Validate, prepare, run: the pass proper (API errors surface as exceptions)."""
+    def observe(self, body: dict[str, Any], old: ThresholdJobStatus | None) -> Observed:
+        """Read the world, and act on it: the Jobs are created and nudged here."""
         meta = body["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        generation = meta.get("generation")
-        status = outcome.status
+        base = Observed(name=meta["name"], generation=meta.get("generation"), spec=None, old=old)
         try:
             spec = ThresholdJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return fail("InvalidSpec", first_error(e, "spec"))
+            if old is not None and old.phase in FINAL_PHASES:
+                return base
+            return _failed(base, "InvalidSpec", first_error(e, "spec"))
+        seen = Observed(name=base.name, generation=base.generation, spec=spec, old=old)
+        try:
+            if old is not None and old.phase in FINAL_PHASES:
+                self._expire(body, spec, old, "prepare", "work")
+                return seen
+            spec.parameters()  # arrayStore resolved now: a base directory no pod can reach
+            return self._observe(body, spec, seen)
+        except ValueError as e:  # pydantic's too: a Job made from the spec that cannot be
+            text = first_error(e) if isinstance(e, ValidationError) else str(e)
+            return _failed(seen, "InvalidSpec", text)
+        except Unworkable as e:
+            return _failed(seen, e.reason, str(e))
+        except ApiRejected as e:  # permanent: retrying would get the same answer
+            return _failed(seen, "APIRejected", str(e))
+        except NameTaken as e:
+            return _failed(seen, "JobNameTaken", str(e))
+
+    def _observe(self, body: dict[str, Any], spec: ThresholdJobSpec, seen: Observed) -> Observed:
+        namespace = body["metadata"]["namespace"]
+        old = seen.old
+        plan = old.plan if old is not None else None
+        found: dict[str, Any] = {}
+        if plan is None:
+            prepare = self._prepare(body, spec)
+            found["prepare"] = prepare
+            if job_condition(prepare, "Complete"):
+                plan = self._plan(namespace, prepare)
+            elif job_condition(prepare, "Failed"):
+                found["prepare_error"] = self._prepare_failure(namespace, prepare)
+            else:
+                found["blocked"] = self._blocked(namespace, prepare)
+        else:
+            self._expire(body, spec, old, "prepare")  # its result, the plan, is recorded
+        if plan is not None:
+            work = self._work(body, spec, plan, old)
+            found["work"] = work
+            if job_condition(work, "Failed"):
+                found["partition_error"] = self._partition_failure(namespace, work)
+            else:
+                found["blocked"] = self._blocked(namespace, work)
+        return Observed(
+            name=seen.name, generation=seen.generation, spec=spec, old=old, plan=plan, **found
+        )
+
+    # -- acting: the Jobs --------------------------------------------------------------------
+
+    def _pool(self, spec: ThresholdJobSpec) -> PoolSpec:
+        """The node pool, looked up only when a Job is built: a catalog changed under a
+        running ThresholdJob does not fail it."""
         pool = self.catalog.get(spec.pool)
         if pool is None:
             known = ", ".join(sorted(self.catalog))
-            return fail(
+            raise Unworkable(
                 "UnknownPool",
                 f"spec.pool: '{spec.pool}' is not in this cluster's catalog; known: {known}",
             )
-        status["pool"] = spec.pool
-        jobs = status.setdefault("jobs", {})
+        return pool
 
-        # Phase 1: prepare (validate, create the output, plan).
-        plan = status.get("plan")
-        if plan is None:
-            jobs["prepare"] = job_name(name, "prepare")
-            prep, _ = self._child(
-                body, jobs["prepare"], lambda: prepare_job(body, spec, pool, self.settings)
-            )
-            if job_condition(prep, "Failed"):
-                return fail("PrepareFailed", _prepare_failure(self.kube, namespace, prep))
-            if not job_condition(prep, "Complete"):
-                status["phase"] = "Preparing"
-                status["message"] = "validating the input and planning blocks"
-                status["conditions"] = set_condition(
-                    status["conditions"],
-                    "Prepared",
-                    False,
-                    "Preparing",
-                    status["message"],
-                    generation,
-                )
-                return self._events(outcome, old)
-            plan = _plan_from_pod(self.kube, namespace, prep)
-            if plan is None:
-                return fail("PrepareFailed", "the prepare pod finished without reporting a plan")
-            status["plan"] = plan
-            status["conditions"] = set_condition(
-                status["conditions"],
-                "Prepared",
-                True,
-                "Planned",
-                f"{plan['totalBlocks']} blocks in {plan['partitions']} partitions, plan "
-                f"{plan['fingerprint']}",
-                generation,
-            )
-            outcome.events.append(("Normal", "Planned", status["conditions"][-1]["message"]))
-
-        # Phase 2: the Indexed work Job.
-        total, partitions = plan["totalBlocks"], plan["partitions"]
-        jobs["work"] = job_name(name, "work")
-        work, created = self._child(
-            body,
-            jobs["work"],
-            lambda: work_job(body, spec, pool, self.settings, partitions, plan["fingerprint"]),
+    def _prepare(self, body: dict[str, Any], spec: ThresholdJobSpec) -> Job | None:
+        name = job_name(body["metadata"]["name"], "prepare")
+        job = self._child(
+            body, spec, name, lambda: prepare_job(body, spec, self._pool(spec), self.settings)
         )
-        if not created:
-            self._sync(namespace, work, spec, partitions)
+        if job is not None:
+            self._sync(body, spec, job, {})
+        return job
 
-        progress = work_progress(work, partitions, total)
-        status["blocks"] = progress["blocks"]
-        status["partitions"] = progress["partitions"]
-        status["progress"] = f"{progress['blocks']['done']}/{total}"
-
-        if job_condition(work, "Complete"):
-            status["phase"] = "Succeeded"
-            status["message"] = f"all {total} blocks done"
-            status["conditions"] = set_condition(
-                status["conditions"], "Succeeded", True, "Complete", status["message"], generation
-            )
-            status["conditions"] = set_condition(
-                status["conditions"], "Failed", False, "Complete", "", generation
-            )
-            status.setdefault("completionTime", now())
-        elif failed := job_condition(work, "Failed"):
-            where = describe_partitions(progress["failed_intervals"], partitions, total)
-            message = (
-                f"{where} "
-                + _partition_failure(self.kube, namespace, work, progress["failed_intervals"][0][0])
-                if where
-                else failed.get("message") or failed.get("reason") or "the work Job failed"
-            )
-            return fail(failed.get("reason") or "WorkFailed", message)
-        elif (work.get("spec") or {}).get("suspend"):
-            status["phase"] = "Suspended" if spec.suspend else "Pending"
-            status["message"] = (
-                "suspended; set spec.suspend=false to resume"
-                if spec.suspend
-                else f"waiting for admission by Kueue queue '{spec.queue_name}'"
-            )
-            status["conditions"] = set_condition(
-                status["conditions"], "Suspended", True, "Suspended", status["message"], generation
-            )
-        else:
-            status["phase"] = "Running"
-            status["message"] = (
-                f"{progress['partitions']['completed']}/{partitions} partitions done, "
-                f"{progress['active']} running"
-            )
-            status["conditions"] = set_condition(
-                status["conditions"], "Suspended", False, "Running", "", generation
-            )
-        return self._events(outcome, old)
+    def _work(
+        self,
+        body: dict[str, Any],
+        spec: ThresholdJobSpec,
+        plan: PlanStatus,
+        old: ThresholdJobStatus | None,
+    ) -> Job | None:
+        name = job_name(body["metadata"]["name"], "work")
+        recorded = old is not None and old.jobs.work == name and old.plan is not None
+        if recorded and plan.partitions and old.partitions.completed == plan.partitions:
+            # Every partition's completion is recorded: the Job is not made again if gone.
+            return self.kube.get_job(body["metadata"]["namespace"], name)
+        job = self._child(
+            body,
+            spec,
+            name,
+            lambda: work_job(
+                body, spec, self._pool(spec), self.settings, plan.partitions, plan.fingerprint
+            ),
+        )
+        if job is not None:
+            self._sync(body, spec, job, {"parallelism": min(spec.parallelism, plan.partitions)})
+        return job
 
     def _child(
-        self, body: dict[str, Any], name: str, build: Callable[[], dict[str, Any]]
-    ) -> tuple[dict[str, Any], bool]:
-        """The Job of that name, created if missing (and whether it was); it must be this
-        ThresholdJob's."""
+        self, body: dict[str, Any], spec: ThresholdJobSpec, name: str, build: Callable[[], Job]
+    ) -> Job | None:
+        """The Job of that name, created if missing, unless a queued ThresholdJob is held
+        back (nothing enters a Kueue queue while suspended); it must be this one's."""
         namespace = body["metadata"]["namespace"]
-        job, created = self.kube.get_job(namespace, name), False
+        job = self.kube.get_job(namespace, name)
         if job is None:
-            job, created = self.kube.create_job(namespace, build()), True
+            if spec.queue_name and spec.suspend:
+                return None
+            job = self.kube.create_job(namespace, build())
         owner = next(
             (r for r in job["metadata"].get("ownerReferences") or [] if r.get("controller")), {}
         )
         if owner.get("uid") == body["metadata"]["uid"]:
-            return job, created
+            return job
         if owner.get("kind") == KIND and owner.get("name") == body["metadata"]["name"]:
             raise Transient(  # the garbage collector is still deleting an earlier incarnation
                 f"Job {namespace}/{name} of an earlier ThresholdJob of this name is being deleted"
@@ -273,25 +255,120 @@ class Reconciler:
         )
 
     def _sync(
-        self, namespace: str, work: dict[str, Any], spec: ThresholdJobSpec, partitions: int
+        self, body: dict[str, Any], spec: ThresholdJobSpec, job: Job, want: dict[str, Any]
     ) -> None:
-        """Carry over what may change on a running ThresholdJob."""
-        current = work.get("spec") or {}
-        patch: dict[str, Any] = {}
-        want = min(spec.parallelism, partitions)
-        if current.get("parallelism") != want:
-            patch["parallelism"] = want
-        # With Kueue, the queue owns `suspend`; never fight it. Otherwise it is the user's.
-        if not spec.queue_name and bool(current.get("suspend")) != spec.suspend:
+        """Carry over what may change on a running ThresholdJob: `want` and, unless Kueue
+        owns it (a queue), `suspend`. A finished Job is left as it is."""
+        if finished(job):
+            return
+        current = job.get("spec") or {}
+        patch = {k: v for k, v in want.items() if current.get(k) != v}
+        if not spec.queue_name and suspended(job) != spec.suspend:
             patch["suspend"] = spec.suspend
-        if patch and not job_condition(work, "Complete") and not job_condition(work, "Failed"):
-            self.kube.patch_job(namespace, work["metadata"]["name"], {"spec": patch})
-            work.setdefault("spec", {}).update(patch)
+        if patch:
+            namespace = body["metadata"]["namespace"]
+            job.update(self.kube.patch_job(namespace, job["metadata"]["name"], {"spec": patch}))
+
+    def _expire(self, body: dict[str, Any], spec: ThresholdJobSpec, old: Any, *roles: str) -> None:
+        """ttlSecondsAfterFinished on finished Jobs whose result the status holds (the
+        plan, the outcome): only then may the TTL controller delete them."""
+        ttl = spec.ttl_seconds_after_finished
+        if ttl is None:
+            return
+        namespace = body["metadata"]["namespace"]
+        for role in roles:
+            recorded = getattr(old.jobs, role, None)
+            job = self.kube.get_job(namespace, recorded) if recorded else None
+            if job is None or not finished(job) or not self._owned(body, job):
+                continue
+            if (job.get("spec") or {}).get("ttlSecondsAfterFinished") != ttl:
+                self.kube.patch_job(namespace, recorded, {"spec": {"ttlSecondsAfterFinished": ttl}})
 
     @staticmethod
-    def _events(outcome: Outcome, old: dict[str, Any]) -> Outcome:
-        phase, before = outcome.status.get("phase"), old.get("phase")
-        if phase != before:
-            kind = "Warning" if phase == "Failed" else "Normal"
-            outcome.events.append((kind, phase or "Unknown", outcome.status.get("message", "")))
-        return outcome
+    def _owned(body: dict[str, Any], job: Job) -> bool:
+        refs = job["metadata"].get("ownerReferences") or []
+        return any(r.get("uid") == body["metadata"]["uid"] for r in refs)
+
+    # -- reading pods ------------------------------------------------------------------------
+
+    def _plan(self, namespace: str, job: Job) -> PlanStatus | None:
+        """The plan the prepare pod reported in its termination message (None: no report)."""
+        for code, message in terminations(self.kube, namespace, job["metadata"]["name"]):
+            if code != 0:
+                continue
+            try:
+                report = json.loads(message)
+                fields = {n: report[n] for n in PlanStatus.model_fields if n in report}
+                return PlanStatus.model_validate(fields)
+            except (ValueError, TypeError, ValidationError) as e:
+                detail = first_error(e) if isinstance(e, ValidationError) else str(e)
+                raise Unworkable(
+                    "PrepareFailed",
+                    f"the prepare pod's report is not a plan ({detail}): {message[:200]}",
+                ) from None
+        return None
+
+    def _prepare_failure(self, namespace: str, job: Job) -> str:
+        """The worker's own one-line message, from the prepare pod's termination message."""
+        for code, message in terminations(self.kube, namespace, job["metadata"]["name"]):
+            line = in_spec_terms(_last_line(message))
+            return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
+        cond = job_condition(job, "Failed") or {}
+        return cond.get("message") or "the prepare Job failed"
+
+    def _partition_failure(self, namespace: str, job: Job) -> str:
+        """How the first failed partition failed: its attempts and the worker's last line.
+        Exit code 2 is never retried (the pod failure policy fails the index at once): say
+        so, not "attempts"."""
+        runs = parse_runs((job.get("status") or {}).get("failedIndexes"))
+        if not runs:
+            return "failed"
+        ended = list(terminations(self.kube, namespace, job["metadata"]["name"], runs[0][0]))
+        if not ended:
+            return "failed"
+        code, message = ended[0]
+        line = in_spec_terms(_last_line(message))
+        if code == BAD_INPUT_EXIT:
+            return f"failed: {line} (exit code 2: not retried, no retry can fix it)"
+        tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"
+        return f"failed after {tries}; last error: {line} (exit code {code})"
+
+    def _blocked(self, namespace: str, job: Job | None) -> str:
+        """Why pods of a running Job cannot start, if they cannot: a container waiting on its
+        image or its configuration, or the Job controller's pod creation refused by the API
+        server (its FailedCreate Event). Read only when the Job has pods that are not ready,
+        or none at all."""
+        if job is None or finished(job) or suspended(job):
+            return ""
+        status = job.get("status") or {}
+        active, ready = status.get("active") or 0, status.get("ready") or 0
+        if active > ready:
+            for pod in self.kube.job_pods(namespace, job["metadata"]["name"]):
+                if reason := _cannot_start(pod):
+                    return f"pod {pod['metadata']['name']} cannot start: {reason}"
+        elif active == 0:
+            refused = self.kube.job_events(namespace, job, "FailedCreate")
+            if refused:
+                return f"the Job controller cannot create its pods: {refused[-1].get('message')}"
+        return ""
+
+
+def _cannot_start(pod: dict[str, Any]) -> str:
+    if termination(pod)[0] is not None:
+        return ""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in CANNOT_START:
+            detail = waiting.get("message")
+            return f"{waiting['reason']}: {detail}" if detail else waiting["reason"]
+    return ""
+
+
+def _failed(seen: Observed, reason: str, message: str) -> Observed:
+    return Observed(
+        name=seen.name,
+        generation=seen.generation,
+        spec=seen.spec,
+        old=seen.old,
+        failure=Failure(reason, message),
+    )

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from .environment import PARTITION_INDEX
 from .errors import InputError, Terminated, WorkerError
 
 logger = logging.getLogger("threshold_worker")
@@ -176,6 +177,21 @@ def plan_report(jobs: Any) -> dict[str, Any]:
     }
 
 
+#: What `prepare --termination-log` writes: the part of the plan the operator reads. The
+#: kubelet keeps only the last 4096 bytes of a termination message; these few numbers and a
+#: 16-character fingerprint always fit, whatever the paths (the full report is on stdout).
+TERMINATION_REPORT = ("fingerprint", "total_blocks", "partitions", "block_shape")
+TERMINATION_MESSAGE_BYTES = 4096
+
+
+def termination_report(report: dict[str, Any]) -> str:
+    """The plan as the operator reads it from the prepare pod's termination message."""
+    text = json.dumps({key: report[key] for key in TERMINATION_REPORT}, separators=(",", ":"))
+    if len(text.encode()) > TERMINATION_MESSAGE_BYTES:  # cannot happen: a few bounded numbers
+        raise AssertionError(f"termination report of {len(text.encode())} bytes: {text[:80]}")
+    return text
+
+
 def _print_plan(report: dict[str, Any]) -> None:
     click.echo(f"fingerprint  {report['fingerprint']}")
     click.echo(
@@ -237,7 +253,8 @@ def plan_command(as_json: bool, **kw: Any) -> None:
 @click.option(
     "--termination-log",
     type=click.Path(dir_okay=False, writable=True),
-    help="Also write the plan JSON here (Kubernetes' terminationMessagePath).",
+    help="Also write the plan's fingerprint, block count, partitions and block shape here "
+    "(Kubernetes' terminationMessagePath: at most 4096 bytes).",
 )
 def prepare_command(termination_log: str | None, **kw: Any) -> None:
     """Validate the input, create or claim the output array, print the plan as JSON."""
@@ -246,10 +263,10 @@ def prepare_command(termination_log: str | None, **kw: Any) -> None:
     jobs = resolve_sweep(parameters(**kw))
     with claim_all(jobs):  # each output created or claimed, then let go
         pass
-    text = json.dumps(plan_report(jobs))
+    report = plan_report(jobs)
     if termination_log:
-        Path(termination_log).write_text(text)
-    click.echo(text)
+        Path(termination_log).write_text(termination_report(report))
+    click.echo(json.dumps(report))
 
 
 @cli.command("run")
@@ -295,8 +312,8 @@ def spawn_command(**kw: Any) -> None:
 @click.option(
     "--partition",
     type=click.IntRange(min=0),
-    envvar="JOB_COMPLETION_INDEX",
-    help="Partition to process [env JOB_COMPLETION_INDEX]; default: all blocks.",
+    envvar=PARTITION_INDEX,
+    help=f"Partition to process [env {PARTITION_INDEX}]; default: all blocks.",
 )
 @click.option("--expect-fingerprint", help="Fail (exit 2) if the plan differs from this one.")
 def start_worker_command(partition: int | None, expect_fingerprint: str | None, **kw: Any) -> None:
@@ -305,7 +322,7 @@ def start_worker_command(partition: int | None, expect_fingerprint: str | None, 
 
     params = parameters(**kw)
     if partition is not None and params.partitions is None:
-        raise InputError("--partitions", "is required with --partition (or JOB_COMPLETION_INDEX)")
+        raise InputError("--partitions", f"is required with --partition (or {PARTITION_INDEX})")
     if partition is not None and partition >= params.partition_count:
         raise InputError("--partition", f"{partition} is outside 0..{params.partition_count - 1}")
     stats = run_partition(params, partition, expect_fingerprint)

@@ -1,0 +1,545 @@
+"""The reconciler without a server: `status.derive` (pure) table-tested for every phase
+transition, and `reconcile.Reconciler` / `handlers.Passes` driven against `FakeKube`, an
+in-memory stand-in of `kube.Kube` (no HTTP), through a ThresholdJob's whole life."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from kube_validation import validate_create
+from threshold_operator.api import PlanStatus, ThresholdJobSpec, ThresholdJobStatus
+from threshold_operator.catalog import load_catalog
+from threshold_operator.handlers import BUG_ATTEMPTS, OperatorConfig, Passes
+from threshold_operator.jobs import Settings
+from threshold_operator.kube import ApiRejected, Transient
+from threshold_operator.reconcile import Reconciler, dump
+from threshold_operator.status import Failure, Observed, derive, transitions
+
+T0, T1 = "2025-01-01T00:00:00Z", "2025-01-01T00:05:00Z"
+UID = "uid-tj"
+PLAN = PlanStatus(fingerprint="f" * 16, total_blocks=12, partitions=4, block_shape=[16, 32, 32])
+BASE_SPEC = {
+    "inputContainer": "/data/a.zarr",
+    "inputDataset": "raw",
+    "outputContainer": "/data/a.zarr",
+    "outputDataset": "mask",
+    "partitions": 4,
+    "parallelism": 2,
+}
+
+
+def spec(**extra: Any) -> ThresholdJobSpec:
+    return ThresholdJobSpec.model_validate({**BASE_SPEC, **extra})
+
+
+def job(*conditions: str, suspend: bool = False, reason: str = "", **status: Any) -> dict[str, Any]:
+    """A Job as the API server returns it, its conditions True (with `reason`)."""
+    conds = [{"type": c, "status": "True", "reason": reason} for c in conditions]
+    return {
+        "metadata": {"name": "j", "uid": "uid-j"},
+        "spec": {"suspend": suspend},
+        "status": {**status, "conditions": conds},
+    }
+
+
+def old(phase: str, plan: PlanStatus | None = None, **extra: Any) -> ThresholdJobStatus:
+    return ThresholdJobStatus.model_validate({"phase": phase, "plan": plan, **extra})
+
+
+# --- derive: every phase transition ---------------------------------------------------------
+
+#: id -> (observation, phase, message or the start of it, (condition, status, reason) or None)
+DERIVE = {
+    "new-Pending": (Observed("tj", 1, spec()), "Pending", "creating the prepare Job", None),
+    "Pending-Preparing": (
+        Observed("tj", 1, spec(), old("Pending"), prepare=job(active=1)),
+        "Preparing",
+        "validating the input and planning blocks",
+        ("Prepared", "False", "Preparing"),
+    ),
+    "Preparing-blocked": (
+        Observed(
+            "tj", 1, spec(), old("Preparing"), prepare=job(active=1), blocked="pod x cannot start"
+        ),
+        "Preparing",
+        "validating the input and planning blocks; pod x cannot start",
+        ("Blocked", "True", "PodsCannotStart"),
+    ),
+    "Pending-Suspended": (
+        Observed("tj", 1, spec(suspend=True), old("Pending"), prepare=job(suspend=True)),
+        "Suspended",
+        "suspended; set spec.suspend=false to resume",
+        ("Suspended", "True", "Suspended"),
+    ),
+    "queued-held-Suspended": (
+        Observed("tj", 1, spec(queueName="q", suspend=True)),
+        "Suspended",
+        "suspended before it was queued; set spec.suspend=false to queue it",
+        ("Suspended", "True", "Suspended"),
+    ),
+    "queued-prepare-Pending": (
+        Observed("tj", 1, spec(queueName="q"), old("Pending"), prepare=job(suspend=True)),
+        "Pending",
+        "waiting for admission by Kueue queue 'q' (the prepare Job)",
+        ("Suspended", "True", "Queued"),
+    ),
+    "Preparing-Failed": (
+        Observed(
+            "tj", 1, spec(), old("Preparing"), prepare=job("Failed"), prepare_error="no input"
+        ),
+        "Failed",
+        "no input",
+        ("Failed", "True", "PrepareFailed"),
+    ),
+    "Preparing-Failed-no-plan": (
+        Observed("tj", 1, spec(), old("Preparing"), prepare=job("Complete")),
+        "Failed",
+        "the prepare pod finished without reporting a plan",
+        ("Failed", "True", "PrepareFailed"),
+    ),
+    "Preparing-Pending-work": (
+        Observed("tj", 1, spec(), old("Preparing"), plan=PLAN, prepare=job("Complete")),
+        "Pending",
+        "creating the work Job",
+        ("Prepared", "True", "Planned"),
+    ),
+    "Preparing-Running": (
+        Observed("tj", 1, spec(), old("Preparing"), plan=PLAN, work=job(active=2)),
+        "Running",
+        "0/4 partitions done, 2 running",
+        ("Suspended", "False", "Running"),
+    ),
+    "queued-work-Pending": (
+        Observed("tj", 1, spec(queueName="q"), old("Preparing"), PLAN, work=job(suspend=True)),
+        "Pending",
+        "waiting for admission by Kueue queue 'q' (the work Job)",
+        ("Suspended", "True", "Queued"),
+    ),
+    "Running-Suspended": (
+        Observed("tj", 2, spec(suspend=True), old("Running", PLAN), PLAN, work=job(suspend=True)),
+        "Suspended",
+        "suspended; set spec.suspend=false to resume",
+        ("Suspended", "True", "Suspended"),
+    ),
+    "Suspended-Running": (
+        Observed("tj", 3, spec(), old("Suspended", PLAN), PLAN, work=job(active=1)),
+        "Running",
+        "0/4 partitions done, 1 running",
+        ("Suspended", "False", "Running"),
+    ),
+    "Running-Succeeded": (
+        Observed(
+            "tj",
+            1,
+            spec(),
+            old("Running", PLAN),
+            PLAN,
+            work=job("Complete", completedIndexes="0-3"),
+        ),
+        "Succeeded",
+        "all 12 blocks done",
+        ("Succeeded", "True", "Complete"),
+    ),
+    "Running-Failed": (
+        Observed(
+            "tj",
+            1,
+            spec(),
+            old("Running", PLAN),
+            PLAN,
+            work=job("Failed", reason="FailedIndexes", completedIndexes="0,2-3", failedIndexes="1"),
+            partition_error="failed after 4 attempts; last error: boom (exit code 1)",
+        ),
+        "Failed",
+        "partition 1 (blocks 3-5) failed after 4 attempts; last error: boom (exit code 1)",
+        ("Failed", "True", "FailedIndexes"),
+    ),
+    "refused-Failed": (
+        Observed("tj", 1, spec(), failure=Failure("APIRejected", "the API server refused")),
+        "Failed",
+        "the API server refused",
+        ("Failed", "True", "APIRejected"),
+    ),
+    "recorded-and-gone-Succeeded": (  # ttlSecondsAfterFinished took the work Job
+        Observed(
+            "tj",
+            1,
+            spec(),
+            old("Running", PLAN, partitions={"total": 4, "completed": 4}),
+            PLAN,
+            work=None,
+        ),
+        "Succeeded",
+        "all 12 blocks done",
+        ("Succeeded", "True", "Complete"),
+    ),
+    "Succeeded-stays": (
+        Observed("tj", 1, spec(), old("Succeeded", PLAN, message="all 12 blocks done"), PLAN),
+        "Succeeded",
+        "all 12 blocks done",
+        None,
+    ),
+    "Failed-stays": (
+        Observed("tj", 1, spec(), old("Failed", PLAN, message="boom"), PLAN, work=job("Complete")),
+        "Failed",
+        "boom",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DERIVE)
+def test_derive_decides_each_phase_transition(case):
+    observed, phase, message, cond = DERIVE[case]
+    before = copy.deepcopy(observed)
+    status = derive(observed, T1)
+    assert observed == before  # pure: nothing it was given is changed
+    assert (status.phase, status.message) == (phase, message)
+    if cond is not None:
+        found = {c.type: (c.status, c.reason) for c in status.conditions}
+        assert found[cond[0]] == cond[1:], found
+    assert derive(observed, T1) == status  # and repeatable
+
+
+def test_every_phase_is_reached_and_left_as_the_table_says():
+    """The table covers every phase as a target, and every phase but the final ones as a
+    source: no transition is untested."""
+    from threshold_operator.api import FINAL_PHASES, PHASES
+
+    reached = {phase for _, phase, _, _ in DERIVE.values()}
+    left = {o.old.phase for o, _, _, _ in DERIVE.values() if o.old is not None}
+    assert reached == set(PHASES)
+    assert set(PHASES) - set(FINAL_PHASES) <= left
+
+
+def test_transitions_are_told_once():
+    """Events go with changes only: the same status derived again tells nothing."""
+    observed = Observed("tj", 1, spec(), old("Preparing"), PLAN, work=job(active=2))
+    new = derive(observed, T1)
+    told = transitions(observed.old, new)
+    assert [(e.type, e.reason) for e in told] == [("Normal", "Planned"), ("Normal", "Running")]
+    assert transitions(new, derive(Observed("tj", 1, spec(), new, PLAN, work=job()), T1)) == []
+    failed = derive(Observed("tj", 1, spec(), failure=Failure("X", "bad")), T0)
+    assert [(e.type, e.reason, e.message) for e in transitions(None, failed)] == [
+        ("Warning", "Failed", "bad")
+    ]
+
+
+def test_times_and_generation():
+    first = derive(Observed("tj", 1, spec()), T0)
+    assert first.start_time == T0 and first.completion_time is None
+    done = derive(
+        Observed("tj", 2, spec(), first, PLAN, work=job("Complete", completedIndexes="0-3")), T1
+    )
+    assert (done.start_time, done.completion_time, done.observed_generation) == (T0, T1, 2)
+    assert dump(done)["completionTime"] == T1 and "completion_time" not in dump(done)
+
+
+# --- the Reconciler against a fake Kube -----------------------------------------------------
+
+
+class FakeKube:
+    """`kube.Kube` in memory, for one namespace: Jobs, their pods, Events, ThresholdJobs.
+
+    Strict where the reconciler relies on it: a Job is created only if kube_validation (the
+    server's rules) accepts it, else ApiRejected 422; creating an existing name returns the
+    stored Job, as Kube.create_job does after a 409; patching a missing Job is Transient, as
+    Kube.patch_job makes a 404; a status write with a stale resourceVersion is a Conflict.
+    Not emulated: the Job controller (tests set a Job's status), label and field selectors
+    beyond job-name and completion index, and anything of pods but their termination.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, list[dict[str, Any]]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.refuse_create: str | None = None
+        self.fail_reads: Exception | None = None
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_job", name))
+        found = self.jobs.get(name)
+        return copy.deepcopy(found) if found else None
+
+    def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        self.calls.append(("create_job", name))
+        if name in self.jobs:
+            return copy.deepcopy(self.jobs[name])
+        causes = validate_create("jobs", manifest)
+        if causes or self.refuse_create:
+            raise ApiRejected(
+                f"create Job {namespace}/{name}", 422, "Invalid", str(causes or self.refuse_create)
+            )
+        stored = copy.deepcopy(manifest)
+        stored["metadata"]["uid"] = f"uid-{name}"
+        stored["status"] = {}
+        self.jobs[name] = stored
+        return copy.deepcopy(stored)
+
+    def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch_job", name))
+        if name not in self.jobs:
+            raise Transient(f"could not patch Job {namespace}/{name}: it was deleted")
+        self.jobs[name]["spec"].update(patch["spec"])
+        return copy.deepcopy(self.jobs[name])
+
+    def job_pods(self, namespace: str, job: str, index: int | None = None) -> list[dict[str, Any]]:
+        self.calls.append(("job_pods", job))
+        pods = self.pods.get(job, [])
+        if index is not None:
+            key = "batch.kubernetes.io/job-completion-index"
+            pods = [p for p in pods if p["metadata"]["labels"].get(key) == str(index)]
+        return copy.deepcopy(pods)
+
+    def job_events(self, namespace: str, job: dict[str, Any], reason: str) -> list[dict[str, Any]]:
+        self.calls.append(("job_events", job["metadata"]["name"]))
+        return []
+
+    def get_threshold_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_threshold_job", name))
+        if self.fail_reads is not None:
+            raise self.fail_reads
+        found = self.objects.get(name)
+        return copy.deepcopy(found) if found else None
+
+    def patch_status(
+        self, namespace: str, name: str, resource_version: str, status: dict[str, Any]
+    ) -> None:
+        from threshold_operator.kube import Conflict
+
+        self.calls.append(("patch_status", name))
+        obj = self.objects[name]
+        if obj["metadata"]["resourceVersion"] != resource_version:
+            raise Conflict(f"ThresholdJob {name} changed")
+        obj["status"] = {k: v for k, v in status.items() if v is not None}
+        obj["metadata"]["resourceVersion"] = str(int(resource_version) + 1)
+
+    def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        self.calls.append(("create_event", event["reason"]))
+        if all(e["metadata"]["name"] != event["metadata"]["name"] for e in self.events):
+            self.events.append(event)  # a 409 for a name already there, ignored as Kube does
+
+    # what the test does, as the Job controller and the kubelet would
+    def finish_pod(self, job: str, code: int, message: str, index: int | None = None) -> None:
+        labels = {"job-name": job}
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = str(index)
+        terminated = {"exitCode": code, "message": message}
+        pod = {
+            "metadata": {"name": f"{job}-{len(self.pods.get(job, []))}", "labels": labels},
+            "status": {"containerStatuses": [{"state": {"terminated": terminated}}]},
+        }
+        self.pods.setdefault(job, []).append(pod)
+
+    def set_status(self, job: str, *conditions: str, **status: Any) -> None:
+        conds = [{"type": c, "status": "True"} for c in conditions]
+        self.jobs[job]["status"] = {**status, "conditions": conds}
+
+
+def body(kube: FakeKube, **extra: Any) -> dict[str, Any]:
+    """A ThresholdJob in the fake's store (as read back: with status once written)."""
+    obj = {
+        "apiVersion": "blockwise.dev/v1alpha1",
+        "kind": "ThresholdJob",
+        "metadata": {
+            "name": "tj",
+            "namespace": "default",
+            "uid": UID,
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": {**BASE_SPEC, **extra},
+    }
+    kube.objects["tj"] = obj
+    return obj
+
+
+def reconciler(kube: FakeKube) -> Reconciler:
+    return Reconciler(kube, load_catalog(None), Settings())  # type: ignore[arg-type]
+
+
+def passes(kube: FakeKube) -> Passes:
+    config = OperatorConfig(interval=5.0, retry_backoff=1.0)
+    return Passes(kube, reconciler(kube), config)  # type: ignore[arg-type]
+
+
+PLAN_REPORT = (
+    '{"fingerprint":"ffffffffffffffff","total_blocks":12,"partitions":4,"block_shape":[16,32,32]}'
+)
+
+
+def test_a_whole_life_pass_by_pass():
+    """Each pass: the Jobs it creates, the phase, and a second pass that changes nothing."""
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+    key = ("default", "tj")
+
+    def phase() -> str:
+        return kube.objects["tj"]["status"]["phase"]
+
+    assert run.run(key) == 5.0 and phase() == "Preparing"
+    assert (
+        sorted(kube.jobs) == ["tj-prepare"] and kube.jobs["tj-prepare"]["spec"]["suspend"] is False
+    )
+    kube.calls.clear()
+    run.run(key)  # nothing changed: no write, no Event, no Job; no pod yet, so its Events
+    assert [c for c, _ in kube.calls] == ["get_threshold_job", "get_job", "job_events"]
+
+    kube.finish_pod("tj-prepare", 0, PLAN_REPORT)
+    kube.set_status("tj-prepare", "Complete", succeeded=1)
+    run.run(key)
+    assert phase() == "Running" and sorted(kube.jobs) == ["tj-prepare", "tj-work"]
+    work = kube.jobs["tj-work"]["spec"]
+    assert (work["completions"], work["parallelism"]) == (4, 2)
+    assert kube.objects["tj"]["status"]["plan"]["fingerprint"] == "f" * 16
+
+    kube.objects["tj"]["spec"]["parallelism"] = 3
+    run.run(key)
+    assert kube.jobs["tj-work"]["spec"]["parallelism"] == 3
+
+    kube.set_status("tj-work", "Complete", completedIndexes="0-3", succeeded=4)
+    assert run.run(key) is None  # finished: looked at again only on an event
+    assert phase() == "Succeeded"
+    reasons = [e["reason"] for e in kube.events]
+    assert reasons == ["Preparing", "Planned", "Running", "Succeeded"]
+    kube.calls.clear()
+    assert run.run(key) is None
+    assert [c for c, _ in kube.calls] == ["get_threshold_job"]  # no Job read, no write
+
+
+def test_suspended_creates_the_prepare_job_suspended_and_a_queue_holds_everything():
+    kube = FakeKube()
+    outcome = reconciler(kube).reconcile(body(kube, suspend=True), at=lambda: T0)
+    assert outcome.status.phase == "Suspended"
+    assert kube.jobs["tj-prepare"]["spec"]["suspend"] is True  # nothing runs, not even prepare
+
+    kube = FakeKube()
+    outcome = reconciler(kube).reconcile(body(kube, queueName="q", suspend=True))
+    assert outcome.status.phase == "Suspended" and kube.jobs == {}  # nothing enters the queue
+
+    kube = FakeKube()
+    outcome = reconciler(kube).reconcile(body(kube, queueName="q"))
+    assert outcome.status.phase == "Pending" and kube.jobs["tj-prepare"]["spec"]["suspend"] is True
+    kube.jobs["tj-prepare"]["spec"]["suspend"] = False  # Kueue admits it
+    reconciler(kube).reconcile(kube.objects["tj"])
+    assert kube.jobs["tj-prepare"]["spec"]["suspend"] is False  # and the operator leaves it so
+    assert ("patch_job", "tj-prepare") not in kube.calls
+
+
+def test_a_child_name_held_by_another_owner_fails_the_job():
+    kube = FakeKube()
+    kube.jobs["tj-prepare"] = {
+        "metadata": {"name": "tj-prepare", "ownerReferences": []},
+        "spec": {},
+        "status": {},
+    }
+    outcome = reconciler(kube).reconcile(body(kube))
+    assert outcome.status.phase == "Failed"
+    assert outcome.status.message == (
+        "Job default/tj-prepare already exists and is not this ThresholdJob's"
+    )
+
+
+def test_a_refused_create_fails_the_job_with_the_servers_message():
+    kube = FakeKube()
+    kube.refuse_create = "exceeded quota"
+    outcome = reconciler(kube).reconcile(body(kube))
+    assert outcome.status.phase == "Failed"
+    assert outcome.status.message.endswith("(422 Invalid): exceeded quota")
+    assert {c.type: c.reason for c in outcome.status.conditions}["Failed"] == "APIRejected"
+
+
+def test_the_fake_refuses_a_job_the_server_would_refuse():
+    kube = FakeKube()
+    with pytest.raises(ApiRejected, match="422"):
+        kube.create_job("default", {"metadata": {"name": "Bad_Name"}, "spec": {}})
+
+
+def test_a_job_deleted_between_read_and_patch_is_retried():
+    """The 404 of a patch (the Job went away since it was read) is transient."""
+    kube = FakeKube()
+    reconciler(kube).reconcile(body(kube))
+    kube.objects["tj"]["spec"]["suspend"] = True
+    real_get = kube.get_job
+
+    def get_then_vanish(namespace: str, name: str) -> dict[str, Any] | None:
+        found = real_get(namespace, name)
+        kube.jobs.pop(name, None)
+        return found
+
+    kube.get_job = get_then_vanish  # type: ignore[method-assign]
+    with pytest.raises(Transient, match="deleted"):
+        reconciler(kube).reconcile(kube.objects["tj"])
+
+
+def test_ttl_is_set_only_once_the_result_is_recorded():
+    kube = FakeKube()
+    run = passes(kube)
+    body(kube, ttlSecondsAfterFinished=60)
+    run.run(("default", "tj"))
+    assert "ttlSecondsAfterFinished" not in kube.jobs["tj-prepare"]["spec"]
+    kube.finish_pod("tj-prepare", 0, PLAN_REPORT)
+    kube.set_status("tj-prepare", "Complete", succeeded=1)
+    run.run(("default", "tj"))  # the plan is read in this pass, and written at its end
+    assert "ttlSecondsAfterFinished" not in kube.jobs["tj-prepare"]["spec"]
+    run.run(("default", "tj"))  # now it is in the status
+    assert kube.jobs["tj-prepare"]["spec"]["ttlSecondsAfterFinished"] == 60
+    assert "ttlSecondsAfterFinished" not in kube.jobs["tj-work"]["spec"]
+    kube.set_status("tj-work", "Complete", completedIndexes="0-3", succeeded=4)
+    run.run(("default", "tj"))
+    run.run(("default", "tj"))
+    assert kube.jobs["tj-work"]["spec"]["ttlSecondsAfterFinished"] == 60
+    del kube.jobs["tj-work"], kube.jobs["tj-prepare"]  # the TTL controller deletes them
+    run.run(("default", "tj"))
+    assert kube.objects["tj"]["status"]["phase"] == "Succeeded"
+
+
+def test_a_repeated_pass_posts_no_second_event():
+    """Two passes that read the same ThresholdJob (a duplicate watch event, a pass done
+    again after a lost status write) tell the same transition under the same Event name."""
+    kube = FakeKube()
+    stale = body(kube)
+    run = passes(kube)
+    run.run(("default", "tj"))
+    first = [e["metadata"]["name"] for e in kube.events]
+    outcome = reconciler(kube).reconcile(stale)  # what a second pass on the old read sees
+    for event in outcome.events:
+        run._post(stale, event, "")
+    assert [e["metadata"]["name"] for e in kube.events] == first
+
+
+def test_an_unexpected_error_ends_in_a_failed_status_not_a_loop():
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise KeyError("spec")
+
+    run.reconciler.reconcile = broken  # type: ignore[method-assign]
+    delays = [run.run(("default", "tj")) for _ in range(BUG_ATTEMPTS)]
+    assert all(d is not None for d in delays[:-1]) and delays[-1] is None
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"].startswith(
+        f"the operator failed on this ThresholdJob {BUG_ATTEMPTS} times in a row (KeyError: "
+    )
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "OperatorError"
+    assert [e["reason"] for e in kube.events][-1] == "Failed"
+
+
+def test_a_transient_error_is_retried_with_back_off_and_never_fails_the_job():
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+    kube.fail_reads = Transient("no answer")
+    delays = [run.run(("default", "tj")) for _ in range(BUG_ATTEMPTS + 3)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
+    assert "status" not in kube.objects["tj"]
