@@ -416,6 +416,77 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
     }
 
 
+def test_a_sweep_through_the_array_store_writes_dacapos_outputs(cluster: Cluster, tmp_path):
+    """thresholds with arrayStore and no parameters: one output per threshold, named as
+    DaCapo's validation names them (threshold_0.3, ...), every one from a single pass."""
+    from threshold_worker.store import LocalArrayStore
+
+    store = LocalArrayStore(tmp_path / "runs")
+    pred = store.validation_prediction_array("run1", 100, "val")
+    values = blobs((32, 32, 32), seed=43)
+    write_array(pred.container.path, pred.dataset, values, (16, 16, 16), voxel_size=(4, 4, 4))
+    sweep = [0.3, 0.5, 0.7]
+    spec = {
+        "arrayStore": {
+            "basedir": str(tmp_path / "runs"),
+            "run": "run1",
+            "iteration": 100,
+            "dataset": "val",
+        },
+        "thresholds": sweep,
+        "blockShape": [16, 16, 16],
+        "partitions": 2,
+        "parallelism": 2,
+        "volumes": [{"claimName": "runs", "mountPath": str(tmp_path / "runs")}],
+    }
+    with JobSimulator(cluster.api) as sim, running_operator():
+        cluster.create("sweep", spec)
+        status = cluster.wait_phase("sweep", "Succeeded", "Failed")
+    assert not sim.errors, sim.errors
+    assert status["phase"] == "Succeeded", status
+    assert status["blocks"]["total"] == 8 and status["blocks"]["done"] == 8
+    for t in sweep:
+        out = store.validation_output_array("run1", 100, f"threshold_{t!r}", "val")
+        assert_thresholded(out.container.path, out.dataset, values, t)
+    args = cluster.job("sweep-work")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--thresholds" in args and "0.3,0.5,0.7" in args and "--threshold" not in args
+    assert any(a.endswith("/output/threshold_{threshold}") for a in args)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"threshold": 0.5}, "threshold and thresholds: give one of them, not both"),
+        ({"outputDataset": "mask"}, "must name each threshold's output with {threshold}"),
+        ({"thresholds": [0.3, 0.3]}, "name one threshold twice"),
+    ],
+)
+def test_a_bad_sweep_is_refused_or_fails_naming_the_field(cluster: Cluster, data, extra, message):
+    """The API server refuses what its CEL rules can see; the rest fails the ThresholdJob
+    with the worker's one-line message, before any pod writes."""
+    container, _ = data
+    spec = {**spec_for(container, thresholds=[0.3, 0.4]), **extra}
+    if "threshold" not in extra:
+        del spec["threshold"]
+    if "outputDataset" not in extra:
+        spec["outputDataset"] = "mask_{threshold}"
+    with JobSimulator(cluster.api), running_operator():
+        try:
+            cluster.create("badsweep", spec)
+        except Exception as e:  # refused at admission, with the rule's message
+            assert message in str(getattr(e, "body", e)), e
+            assert "threshold" in extra
+            return
+        status = cluster.wait_phase("badsweep", "Failed", "Succeeded")
+        warnings = wait_for(
+            lambda: [e for e in cluster.events("badsweep") if e["type"] == "Warning"],
+            what="the Warning Event",
+        )
+    assert status["phase"] == "Failed" and message in status["message"], status
+    assert message in warnings[0]["message"]
+    assert not list(container.glob("mask*"))
+
+
 def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path, monkeypatch):
     """DaCapo's spawn_worker with a Kubernetes compute context: the data on a mounted
     PersistentVolumeClaim, credentials from a Secret, as a ThresholdJob would have them."""

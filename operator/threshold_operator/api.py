@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from threshold_worker.environment import PARTITION_INDEX, SETTINGS_PREFIX, reserved
-from threshold_worker.params import MAX_PARTITIONS, ROI_AXES, JobParameters
+from threshold_worker.params import (
+    MAX_PARTITIONS,
+    ONE_THRESHOLD_FIELD,
+    PLACEHOLDER,
+    ROI_AXES,
+    JobParameters,
+)
 from threshold_worker.store import LocalArrayStore
 
 GROUP = "blockwise.dev"
@@ -110,6 +116,10 @@ def location_field(description: str, **extra: Any) -> Any:
     )
 
 
+#: DaCapo's name of a threshold's output (its validation writes "threshold_0.3", ...).
+DACAPO_PARAMETERS = f"threshold_{PLACEHOLDER}"
+
+
 class ArrayStoreRef(Model):
     """DaCapo's LocalArrayStore: input is the validation prediction, output the validation output."""
 
@@ -120,9 +130,12 @@ class ArrayStoreRef(Model):
         min_length=1, max_length=FILE_NAME_CHARS, description="Validation dataset name"
     )
     parameters: str = Field(
+        default=DACAPO_PARAMETERS,
         min_length=1,
         max_length=FILE_NAME_CHARS,
-        description="Post-processing parameters name, e.g. threshold_0.5",
+        description="Post-processing parameters name, the output's directory; {threshold} "
+        f"stands for each threshold, as DaCapo names them (default {DACAPO_PARAMETERS}: "
+        "threshold_0.5)",
     )
 
     _basedir = field_validator("basedir")(location)
@@ -254,9 +267,17 @@ class ThresholdJobSpec(JobParameters):
             "rule": "!has(self.roiOffset) || !has(self.roiShape) || "
             "size(self.roiOffset) == size(self.roiShape)",
             "message": ROI_AXES,
-        }
+        },
+        {"rule": "!has(self.threshold) || !has(self.thresholds)", "message": ONE_THRESHOLD_FIELD},
     )
 
+    # No default in the CRD: a defaulted threshold could not be told from one a user gave
+    # beside thresholds. Left out, it is JobParameters' 0.0.
+    threshold: float | None = Field(  # type: ignore[assignment]
+        default=None,
+        allow_inf_nan=False,
+        description="Voxels strictly greater become 1 (NaN: 0); default 0, or give thresholds",
+    )
     input_container: str | None = _optional("input_container")  # type: ignore[assignment]
     input_dataset: str | None = _optional("input_dataset")  # type: ignore[assignment]
     output_container: str | None = _optional("output_container")  # type: ignore[assignment]
@@ -341,8 +362,16 @@ class ThresholdJobSpec(JobParameters):
         run out: what the pods are given as arguments. ValueError, naming the field, for a
         base directory that no pod could reach."""
         fields = {name: getattr(self, name) for name in JobParameters.model_fields}
+        if self.threshold is None:
+            del fields["threshold"]
         if self.array_store is not None:
             a = self.array_store
+            sweep = self.thresholds is not None and len(self.thresholds) > 1
+            if sweep and PLACEHOLDER not in a.parameters:
+                raise ValueError(
+                    f"spec.arrayStore.parameters: {a.parameters!r} must name each threshold's "
+                    f"output with {PLACEHOLDER}, e.g. {DACAPO_PARAMETERS} (or leave it out)"
+                )
             try:
                 store = LocalArrayStore(a.basedir)
                 src = store.validation_prediction_array(a.run, a.iteration, a.dataset)

@@ -32,6 +32,7 @@ ROI_AXES = "roiOffset and roiShape must have the same number of axes"
 #: The most thresholds of one sweep: each adds a mask per block in memory.
 MAX_THRESHOLDS = 64
 PLACEHOLDER = "{threshold}"
+ONE_THRESHOLD_FIELD = "threshold and thresholds: give one of them, not both"
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class JobParameters(BaseModel):
         if self.thresholds is None:
             return self
         if "threshold" in self.model_fields_set:
-            raise ValueError("threshold and thresholds: give one of them, not both")
+            raise ValueError(ONE_THRESHOLD_FIELD)
         if len(set(self.thresholds)) != len(self.thresholds):
             raise ValueError(f"thresholds: {self.thresholds} name one threshold twice")
         if (
