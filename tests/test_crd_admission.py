@@ -117,7 +117,8 @@ def test_the_status_is_strict_unknown_fields_are_pruned():
 
 def test_defaults_fill_absent_fields():
     spec = API.create(manifest())["spec"]
-    assert spec["pool"] == "cpu" and spec["fit"] == "shrink" and spec["threshold"] == 0
+    assert spec["pool"] == "cpu" and spec["fit"] == "shrink"
+    assert "threshold" not in spec  # 0 when left out, but not written: thresholds may be given
     assert spec["parallelism"] == 4 and spec["suspend"] is False
     assert spec["retries"] == {"perPartition": 3, "maxFailedPartitions": 0}  # {} then its fields'
     assert "partitions" not in spec and "queueName" not in spec and "volumes" not in spec
@@ -194,8 +195,8 @@ KEYWORDS = [
     ),
     ({"blockShape": [64] * 6}, "spec.blockShape: Too many: 6: must have at most 5 items"),
     (
-        {"arrayStore": {"basedir": "/d", "run": "r", "iteration": 1, "dataset": "v"}},
-        "spec.arrayStore.parameters: Required value",
+        {"arrayStore": {"basedir": "/d", "iteration": 1, "dataset": "v"}},
+        "spec.arrayStore.run: Required value",
     ),
     (
         {
