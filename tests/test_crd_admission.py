@@ -358,6 +358,7 @@ CHANGES = {  # field: (spec it is created with, the change an update tries)
     "outputChunks": ({"outputChunks": [8, 8, 8]}, {"outputChunks": [16, 16, 16]}),
     "outputShards": ({"outputShards": [64, 64, 64]}, {"outputShards": [32, 32, 32]}),
     "zarrFormat": ({"zarrFormat": 2}, {"zarrFormat": 3}),
+    "omeZarr": ({}, {"omeZarr": True}),
 }
 
 

@@ -145,6 +145,7 @@ def plan_report(jobs: Any) -> dict[str, Any]:
         {
             "container": str(j.output_path),
             "dataset": j.spec.output_dataset,
+            "array": j.array_dataset,
             "threshold": j.spec.threshold,
             "chunks": list(j.output.chunks),
             "shards": list(j.output.shards) if j.output.shards else None,
