@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import chunk_path, ome
+from . import chunk_path, ome, view
 from .errors import Terminated, WorkerDied
 from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .lease import Freshness
@@ -119,6 +119,7 @@ class Summary:
                 )
             else:
                 lines.append(f"foreground  {above}: no block left to process")
+        lines += [f"view        {view.hint(job)}" for job in self.jobs]
         return lines
 
 
