@@ -468,7 +468,7 @@ def view_command(
     server = view.serve(directories, host, port) if serve and directories else None
     urls = view.base_urls(server, host, port, list(directories))
     state = view.state(image, mask, urls)
-    click.echo(json.dumps(state, indent=None if as_json else 1))
+    click.echo(json.dumps(state))
     if not as_json:
         click.echo("")
         click.echo(view.link(state))

@@ -63,7 +63,9 @@ def _parents(dataset: str) -> list[tuple[str, str]]:
     return [("/".join(parts[:k]), "/".join(parts[k:])) for k in range(len(parts) - 1, -1, -1)]
 
 
-def level_attributes(store: Store, dataset: str, ndim: int) -> dict[str, Any] | None:
+def level_attributes(
+    store: Store, dataset: str, ndim: int, label: str = ""
+) -> dict[str, Any] | None:
     """The geometry the nearest image group above `dataset` gives it, as funlib
     attributes (`axis_names`, `types`, `voxel_size`, `offset`, `units`); None when no
     group above it has `multiscales`. Bad metadata is an `InputError` naming the
@@ -78,7 +80,7 @@ def level_attributes(store: Store, dataset: str, ndim: int) -> dict[str, Any] | 
         multiscales = multiscales_of(group.attrs.asdict())
         if multiscales is None:
             continue
-        where = f"OME-Zarr group '{group_path or '/'}'"
+        where = f"{label + ': ' if label else ''}OME-Zarr group '{group_path or '/'}'"
         return _level(multiscales, level, ndim, where)
     return None
 
@@ -318,5 +320,5 @@ def level_path(dataset: str) -> str:
 def array_geometry(array: zarr.Array, where: str) -> AxisMetadata:
     """An opened array's geometry, its parent image's OME-Zarr metadata first
     (`metadata.geometry` says the order)."""
-    ome = level_attributes(array.store_path.store, array.path, array.ndim)
+    ome = level_attributes(array.store_path.store, array.path, array.ndim, where)
     return geometry(array.attrs.asdict(), array.ndim, where, ome)
