@@ -22,6 +22,7 @@ from upath import UPath
 
 from .errors import InputError
 from .metadata import AxisMetadata, read_metadata
+from .ome import array_geometry
 from .paths import as_upath, is_local
 from .storage import open_store
 
@@ -121,11 +122,12 @@ class ZarrArray:
 
     @cached_property
     def _metadata(self) -> AxisMetadata:
-        attrs = self.data.attrs.asdict()
-        if self._axes is not None:
-            attrs = {**attrs, "axis_names": self._axes}
-            attrs.pop("types", None)
-        return read_metadata(attrs, self.data.ndim, f"{self.file_name}/{self.dataset}")
+        where = f"{self.file_name}/{self.dataset}"
+        if self._axes is None:
+            return array_geometry(self.data, where)
+        attrs = {**self.data.attrs.asdict(), "axis_names": self._axes}  # the caller's word
+        attrs.pop("types", None)
+        return read_metadata(attrs, self.data.ndim, where)
 
     @property
     def axes(self) -> list[str]:

@@ -146,6 +146,7 @@ def plan_report(jobs: Any) -> dict[str, Any]:
         {
             "container": str(j.output_path),
             "dataset": j.spec.output_dataset,
+            "array": j.array_dataset,
             "threshold": j.spec.threshold,
             "chunks": list(j.output.chunks),
             "shards": list(j.output.shards) if j.output.shards else None,
@@ -445,6 +446,60 @@ def preview_command(
     source = open_zarr(as_upath(input_container), input_dataset, "r", "input")
     mask = open_zarr(as_upath(output_container or input_container), output_dataset, "r", "output")
     click.echo(f"wrote {preview(source, mask, out, z)}")
+
+
+@cli.command("view")
+@click.option("-ic", "--input_container", "--input-container", required=True)
+@click.option("-id", "--input_dataset", "--input-dataset", required=True)
+@click.option(
+    "-oc", "--output_container", "--output-container", help="Default: the input container."
+)
+@click.option(
+    "-od", "--output_dataset", "--output-dataset", required=True,
+    help="The mask array, or the OME-Zarr image group that holds it.",
+)  # fmt: skip
+@click.option("--serve", is_flag=True, help="Serve local containers over HTTP until Ctrl-C.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option(
+    "--port", type=click.IntRange(min=0, max=65535), default=8090, show_default=True,
+    help="Port to serve on (0: any free port).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print only the state JSON.")
+def view_command(
+    input_container: str,
+    input_dataset: str,
+    output_container: str | None,
+    output_dataset: str,
+    serve: bool,
+    host: str,
+    port: int,
+    as_json: bool,
+) -> None:
+    """Print a neuroglancer state (JSON and link) with the input as an image layer and the
+    mask as a segmentation layer; with --serve, serve local containers for it."""
+    from . import view
+
+    image = view.ViewArray.open(input_container, input_dataset, "input")
+    mask = view.ViewArray.open(output_container or input_container, output_dataset, "output")
+    directories = view.roots(image, mask)
+    server = view.serve(directories, host, port) if serve and directories else None
+    urls = view.base_urls(server, host, port, list(directories))
+    state = view.state(image, mask, urls)
+    click.echo(json.dumps(state))
+    if not as_json:
+        click.echo("")
+        click.echo(view.link(state))
+    if directories and server is None:
+        click.echo(
+            f"(local containers: add --serve to serve them at http://{host}:{port})", err=True
+        )
+    if server is not None:
+        click.echo(f"serving {', '.join(urls.values())}; Ctrl-C stops", err=True)
+        sys.stdout.flush()
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
 
 
 def _terminate(signum: int, frame: Any) -> None:

@@ -20,10 +20,11 @@ import zarr.errors
 from funlib.geometry import Coordinate, Roi
 from upath import UPath
 
+from . import ome
 from .arrays import open_zarr, roi_to_selection, write_unit
 from .errors import InputError
 from .lease import Freshness, Holder, Lease, lease_for
-from .metadata import AxisMetadata, read_metadata
+from .metadata import AxisMetadata
 from .ownership import (
     OWNER_FILE,
     Action,
@@ -104,12 +105,18 @@ class Job:
         }
 
     @property
+    def array_dataset(self) -> str:
+        """The mask array's path: `output_dataset`, or its level inside the OME-Zarr image
+        group `output_dataset` names. Ownership, markers and the lease live in the array."""
+        return output_array(self.spec)
+
+    @property
     def where(self) -> str:
-        return f"{self.output_path}/{self.spec.output_dataset}"
+        return f"{self.output_path}/{self.array_dataset}"
 
     def output_store(self) -> Any:
         """The output's store, guarded: nothing below the array is reached through a link."""
-        return open_store(self.output_path, guard=self.spec.output_dataset)
+        return open_store(self.output_path, guard=self.array_dataset)
 
     def decide(self, area: OutputArea, found: Found, whole_job: bool) -> Action:
         """What this job may do with the output it found (`ownership.decide`)."""
@@ -137,7 +144,7 @@ class Job:
     def open_output(self) -> zarr.Array:
         return zarr.open_array(
             self.output_store(),
-            path=self.spec.output_dataset,
+            path=self.array_dataset,
             mode="r+",
             config={"write_empty_chunks": False},
         )
@@ -150,7 +157,7 @@ class Job:
             kwargs["shards"] = geometry.shards
         return zarr.create_array(
             store,
-            name=self.spec.output_dataset,
+            name=self.array_dataset,
             shape=geometry.shape,
             chunks=geometry.chunks,
             dtype="uint8",
@@ -175,9 +182,9 @@ class OutputClaim:
     def __enter__(self) -> OutputClaim:
         job = self.job
         store = job.output_store()
-        self._area = OutputArea(store, job.spec.output_dataset)
+        self._area = OutputArea(store, job.array_dataset)
         holder = Holder.me(job.plan.fingerprint, job.spec.threshold)
-        self._lease = lease_for(job.output_path, job.spec.output_dataset, self._area.files, holder)
+        self._lease = lease_for(job.output_path, job.array_dataset, self._area.files, holder)
         self.array = retry(
             lambda: self._lease.acquire(lambda: self._claim(store)),  # type: ignore[union-attr]
             "claiming the output",
@@ -213,9 +220,16 @@ class OutputClaim:
 
     def _open_or_create(self, store: Any) -> zarr.Array:
         try:
-            return zarr.open_array(store, path=self.job.spec.output_dataset, mode="r+")
+            array = zarr.open_array(store, path=self.job.array_dataset, mode="r+")
         except (FileNotFoundError, zarr.errors.ArrayNotFoundError):
-            return self.job._create_output(store)
+            array = self.job._create_output(store)
+        if self.job.spec.ome_zarr:  # inside the lease: the group holds only this array
+            job = self.job
+            name = job.spec.output_dataset.rsplit("/", 1)[-1]
+            ome.write_image_group(
+                store, job.spec.output_dataset, job.output_meta, job.output.zarr_format, name
+            )
+        return array
 
     @property
     def freshness(self) -> Freshness | None:
@@ -457,7 +471,7 @@ def _mismatches(
     if np.dtype(existing.dtype) != np.uint8:
         problems.append(f"dtype {existing.dtype} (expected uint8)")
     if not problems:
-        out_meta = read_metadata(existing.attrs.asdict(), existing.ndim, where)
+        out_meta = ome.array_geometry(existing, where)
         if out_meta.voxel_size != meta.voxel_size or out_meta.offset != meta.offset:
             problems.append(
                 f"voxel size {tuple(out_meta.voxel_size)} and offset {tuple(out_meta.offset)}"
@@ -539,10 +553,16 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         waits=OPENING_DELAYS,
     )
     _check_dtype(source, "input_dataset")
-    meta = read_metadata(source.attrs.asdict(), source.ndim, where)
+    meta = retry(
+        lambda: ome.array_geometry(source, where), "reading the input's metadata", where,
+        field="input_container", waits=OPENING_DELAYS,
+    )  # fmt: skip
+    if spec.ome_zarr:
+        ome.check_image(meta)
     roi = _roi(spec, meta, source.shape, where)
 
-    out_where = f"{output_path}/{spec.output_dataset}"
+    array_dataset = output_array(spec)
+    out_where = f"{output_path}/{array_dataset}"
     relation = overlap(input_path, spec.input_dataset, output_path, spec.output_dataset)
     if relation is not None:
         how = {
@@ -555,22 +575,22 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
             f"{out_where} {how} {where} (compared as files, after links); choose an output "
             "apart from the input",
         )
-    if (parent := _parent_array(output_path, spec.output_dataset)) is not None:
+    if (parent := _parent_array(output_path, array_dataset)) is not None:
         raise InputError(
             "output_dataset",
             f"{out_where} would lie inside the array {parent}, and zarr arrays hold no other "
             "nodes; choose a path outside it",
         )
     existing = retry(
-        lambda: _open_existing_output(output_path, spec.output_dataset, spec.overwrite),
+        lambda: _open_existing_output(output_path, array_dataset, spec.overwrite),
         "opening the output",
         out_where,
         waits=OPENING_DELAYS,
     )
     if writing:
-        _writable_location(
-            output_path, spec.output_dataset, existing is not None, "output_container"
-        )
+        _writable_location(output_path, array_dataset, existing is not None, "output_container")
+    if spec.ome_zarr:
+        _image_group_free(output_path, spec.output_dataset)
     geometry = _output_geometry(spec, source, meta, existing, out_where)
 
     spatial = meta.spatial_indices
@@ -591,6 +611,7 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         "output": {
             "url": container_url(output_path),
             "dataset": spec.output_dataset,
+            **({"ome_zarr": ome.LEVEL} if spec.ome_zarr else {}),
             "chunks": list(geometry.chunks),
             "shards": list(geometry.shards) if geometry.shards else None,
             "zarr_format": geometry.zarr_format,
@@ -625,6 +646,28 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
     return job
 
 
+def output_array(spec: JobParameters) -> str:
+    """Where a job's mask array is: `output_dataset`, or level s0 of the image it names."""
+    return ome.level_path(spec.output_dataset) if spec.ome_zarr else spec.output_dataset
+
+
+def _image_group_free(path: UPath, dataset: str) -> None:
+    """An OME-Zarr output's group holds the mask alone: other nodes in it would sit beside
+    a mask that the group's metadata describes, and no overwrite removes them."""
+    try:
+        store = open_store(path, read_only=True)
+    except (FileNotFoundError, OSError):
+        return
+    others = ome.other_nodes(store, dataset)
+    if others:
+        raise InputError(
+            "output_dataset",
+            f"{path}/{dataset} holds {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}"
+            f" beside {ome.LEVEL}; an OME-Zarr output is an image group of its own: choose "
+            "another output_dataset",
+        )
+
+
 def input_version(container: UPath, dataset: str) -> str:
     """Which version of the input array this is: the identity of its metadata document,
     which a re-created array (DaCapo predicting again into the same path) changes. Done-
@@ -649,7 +692,7 @@ def input_version(container: UPath, dataset: str) -> str:
 
 def _check_owner(job: Job, whole_job: bool) -> None:
     """Refuse now, before anything is written, what the claim would refuse later."""
-    area = OutputArea(open_store(job.output_path, read_only=True), job.spec.output_dataset)
+    area = OutputArea(open_store(job.output_path, read_only=True), job.array_dataset)
     try:
         job.decide(area, area.read_owner(job.output_attributes), whole_job)
     finally:

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import chunk_path
+from . import chunk_path, ome, view
 from .errors import Terminated, WorkerDied
 from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .lease import Freshness
@@ -95,7 +95,11 @@ class Summary:
         rate = s.voxels / self.seconds if self.seconds > 0 else 0.0
         mbs = s.voxels * self.job.input.dtype.itemsize / self.seconds / 1e6 if self.seconds else 0.0
         fingerprint = sweep_fingerprint(self.jobs)
-        lines = [f"output      {job.output_path}/{job.spec.output_dataset}" for job in self.jobs]
+        lines = [
+            f"output      {job.output_path}/{job.spec.output_dataset}"
+            + (f" (OME-Zarr image, mask at {ome.LEVEL})" if job.spec.ome_zarr else "")
+            for job in self.jobs
+        ]
         lines += [
             f"plan        {fingerprint}: {plan.total_blocks} blocks of "
             f"{'x'.join(map(str, plan.block_shape))} voxels, fit={plan.fit}"
@@ -115,6 +119,7 @@ class Summary:
                 )
             else:
                 lines.append(f"foreground  {above}: no block left to process")
+        lines += [f"view        {view.hint(job)}" for job in self.jobs]
         return lines
 
 

@@ -1,13 +1,15 @@
 """Spatial metadata of an array: which axes are channels, voxel size, offset, units.
 
-Read from the attributes that funlib.persistence writes (`voxel_size`, `offset`,
+Read from the parent image's OME-Zarr `multiscales` when the array is one of its levels,
+else from the attributes that funlib.persistence writes (`voxel_size`, `offset`,
 `axis_names`, `units`, `types`), falling back to the older DaCapo keys (`resolution`,
-`axes`). Written back in funlib.persistence's format so that DaCapo, funlib and
+`axes`): `geometry` is that order. Written back in funlib.persistence's format so that DaCapo, funlib and
 neuroglancer tooling open our outputs with the same geometry.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 from funlib.geometry import Coordinate, Roi
 
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
 
 CHANNEL_NAMES = {"c", "c^", "ch", "channel", "channels"}
 
@@ -137,3 +141,47 @@ def read_metadata(attrs: Mapping[str, Any], ndim: int, where: str) -> AxisMetada
         offset=Coordinate(offsets),
         units=tuple(str(u) for u in units),
     )
+
+
+#: funlib.persistence's keys and DaCapo's older ones: what an array's own attributes say.
+ARRAY_KEYS = ("axis_names", "axes", "types", "voxel_size", "resolution", "offset", "units")
+
+
+def geometry(
+    attrs: Mapping[str, Any], ndim: int, where: str, ome: Mapping[str, Any] | None = None
+) -> AxisMetadata:
+    """An array's geometry, by one order of precedence:
+
+    1. OME-Zarr: when the array is a level of an image (`ome`, what `ome.level_attributes`
+       read from the parent group's `multiscales`), that metadata wins whole;
+    2. funlib.persistence's attributes on the array (`axis_names`, `voxel_size`, `offset`,
+       `units`, `types`);
+    3. DaCapo's older keys (`axes`, `resolution`);
+    4. defaults (voxel size 1, offset 0, channels first).
+
+    OME-Zarr wins because it is the image's own description of its levels, the one every
+    viewer and OME tool reads and keeps in step when levels are added or moved, while
+    funlib attributes on one level are a per-array copy that such tools do not update. A
+    disagreement is logged, naming both.
+    """
+    if ome is None:
+        return read_metadata(attrs, ndim, where)
+    meta = read_metadata(ome, ndim, f"{where} (OME-Zarr multiscales)")
+    if any(k in attrs for k in ARRAY_KEYS):
+        try:
+            own = read_metadata(attrs, ndim, where)
+        except InputError as e:
+            logger.warning("%s: ignoring its own attributes (%s); OME-Zarr's win", where, e)
+            return meta
+        theirs = (own.voxel_size, own.offset)
+        if theirs != (meta.voxel_size, meta.offset):
+            logger.warning(
+                "%s: its funlib attributes say voxel size %s, offset %s; the OME-Zarr image "
+                "says %s, %s, which wins",
+                where,
+                tuple(own.voxel_size),
+                tuple(own.offset),
+                tuple(meta.voxel_size),
+                tuple(meta.offset),
+            )
+    return meta

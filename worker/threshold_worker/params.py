@@ -141,6 +141,14 @@ class JobParameters(BaseModel):
         Field(description="Output zarr format; default: the input's"),
         Option("--zarr-format"),
     ] = None
+    ome_zarr: Annotated[
+        bool,
+        Field(
+            description="Write the output as an OME-Zarr image (0.4 on zarr v2, 0.5 on v3): "
+            "the output dataset names the image group, the mask is its level s0"
+        ),
+        Option("--ome-zarr"),
+    ] = False
 
     @field_validator("input_dataset", "output_dataset")
     @classmethod

@@ -116,7 +116,7 @@ def job_status(job: Job) -> JobStatus:
     """Read whose output it is and which blocks of the plan have no marker (this job's
     markers only: another job's are never counted)."""
     store = open_store(job.output_path, read_only=True)
-    area = OutputArea(store, job.spec.output_dataset)
+    area = OutputArea(store, job.array_dataset)
     try:
         owner = area.read_owner(job.output_attributes)
     finally:
@@ -124,7 +124,7 @@ def job_status(job: Job) -> JobStatus:
             area.files.close()
     blocks = range(job.plan.total_blocks)
     if isinstance(owner, OwnerRecord) and owner.fingerprint == job.plan.fingerprint:
-        markers = DoneMarkers(store, job.spec.output_dataset, job.plan.fingerprint)
+        markers = DoneMarkers(store, job.array_dataset, job.plan.fingerprint)
         missing = list(markers.missing_runs(blocks))
     else:
         missing = [(0, job.plan.total_blocks - 1)] if job.plan.total_blocks else []

@@ -79,7 +79,7 @@ def verify(
     if sample is not None and sample < total:
         ids = sorted(random.Random(seed).sample(range(total), sample))
     output = zarr.open_array(
-        open_store(job.output_path, read_only=True), path=job.spec.output_dataset, mode="r"
+        open_store(job.output_path, read_only=True), path=job.array_dataset, mode="r"
     )
     wrong: list[int] = []
     for block in ids:

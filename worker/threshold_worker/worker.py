@@ -93,7 +93,7 @@ class BlockWorker:
         self._local = threading.local()
         self.remote = self.job.remote
         self.all_markers = [
-            DoneMarkers(out.store_path.store, job.spec.output_dataset, job.plan.fingerprint)
+            DoneMarkers(out.store_path.store, job.array_dataset, job.plan.fingerprint)
             for job, out in zip(self.jobs, self.outputs, strict=True)
         ]
         self.markers = self.all_markers[0]

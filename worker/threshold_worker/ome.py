@@ -1,0 +1,324 @@
+"""OME-Zarr images: the geometry of an input level, and the image group of an output.
+
+An OME-Zarr image is a group whose `multiscales` metadata (0.4: a group attribute, on zarr
+v2; 0.5: under the `ome` attribute, on zarr v3) lists its levels (arrays named by path)
+with each level's `coordinateTransformations` (a scale, then maybe a translation), and
+optionally transformations shared by all levels, applied after the level's. A level's
+world coordinate of voxel i is therefore `S * (s * i + t) + T` = `(S*s) * i + (S*t + T)`.
+
+The worker addresses voxels in integer world units (`funlib.geometry`), so a level whose
+scale or translation is not a whole number of its unit is re-expressed in a smaller SI
+length unit in which it is (0.004 micrometer -> 4 nm; a half-voxel translation of a
+downsampled level, 1.5 nm -> 1500 pm).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import zarr
+import zarr.errors
+from zarr.abc.store import Store
+
+from .errors import InputError
+from .metadata import AxisMetadata, geometry
+
+#: The level an output image holds, named as ome-zarr-py and funlib.persistence name
+#: pyramid levels (s0 full resolution, s1, ...), so a pyramid can be added beside it.
+LEVEL = "s0"
+VERSIONS = {2: "0.4", 3: "0.5"}
+
+#: OME-Zarr (UDUNITS-2) length units -> power of ten of a meter.
+LENGTH_UNITS = {
+    "kilometer": 3,
+    "meter": 0,
+    "decimeter": -1,
+    "centimeter": -2,
+    "millimeter": -3,
+    "micrometer": -6,
+    "nanometer": -9,
+    "angstrom": -10,
+    "picometer": -12,
+    "femtometer": -15,
+}
+#: SI symbols (what funlib attributes and neuroglancer use) by power of ten.
+SYMBOLS = {3: "km", 0: "m", -3: "mm", -6: "um", -9: "nm", -12: "pm", -15: "fm"}
+SYMBOL_ALIASES = {"µm": -6, "μm": -6, "micron": -6, "A": -10, "Å": -10}
+TIME_UNITS = {"second": "s", "millisecond": "ms", "microsecond": "us", "nanosecond": "ns"}
+
+
+def multiscales_of(attrs: Mapping[str, Any]) -> Any:
+    """A group's `multiscales` list, wherever its version keeps it (None: not an image)."""
+    ome = attrs.get("ome")
+    if isinstance(ome, Mapping) and "multiscales" in ome:
+        return ome["multiscales"]
+    return attrs.get("multiscales")
+
+
+def _parents(dataset: str) -> list[tuple[str, str]]:
+    """(group path, level path relative to it), nearest group first."""
+    parts = dataset.strip("/").split("/")
+    return [("/".join(parts[:k]), "/".join(parts[k:])) for k in range(len(parts) - 1, -1, -1)]
+
+
+def level_attributes(
+    store: Store, dataset: str, ndim: int, label: str = ""
+) -> dict[str, Any] | None:
+    """The geometry the nearest image group above `dataset` gives it, as funlib
+    attributes (`axis_names`, `types`, `voxel_size`, `offset`, `units`); None when no
+    group above it has `multiscales`. Bad metadata is an `InputError` naming the
+    attribute."""
+    for group_path, level in _parents(dataset):
+        try:
+            group = zarr.open_group(store, path=group_path, mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError, KeyError):
+            continue
+        except zarr.errors.NodeTypeValidationError:
+            continue
+        multiscales = multiscales_of(group.attrs.asdict())
+        if multiscales is None:
+            continue
+        where = f"{label + ': ' if label else ''}OME-Zarr group '{group_path or '/'}'"
+        return _level(multiscales, level, ndim, where)
+    return None
+
+
+def _level(multiscales: Any, level: str, ndim: int, where: str) -> dict[str, Any]:
+    if not isinstance(multiscales, list) or not multiscales:
+        raise InputError(f"{where} attribute 'multiscales'", "is not a non-empty list")
+    listed: list[str] = []
+    for m, image in enumerate(multiscales):
+        key = f"multiscales[{m}]"
+        if not isinstance(image, Mapping) or not isinstance(image.get("datasets"), list):
+            raise InputError(f"{where} attribute '{key}.datasets'", "is missing or not a list")
+        for d, entry in enumerate(image["datasets"]):
+            path = entry.get("path") if isinstance(entry, Mapping) else None
+            listed.append(str(path))
+            if isinstance(path, str) and path.strip("/") == level:
+                return _geometry(image, entry, ndim, where, f"{key}.datasets[{d}]", key)
+    raise InputError(
+        f"{where} attribute 'multiscales'",
+        f"lists the levels {listed} but not '{level}', the input array; name a listed level",
+    )
+
+
+def _geometry(
+    image: Mapping[str, Any], entry: Mapping[str, Any], ndim: int, where: str, key: str, mkey: str
+) -> dict[str, Any]:
+    axes = image.get("axes")
+    if not isinstance(axes, list) or len(axes) != ndim:
+        raise InputError(
+            f"{where} attribute '{mkey}.axes'",
+            f"{axes!r} does not describe each of the array's {ndim} axes",
+        )
+    names, types, units = [], [], []
+    for i, axis in enumerate(axes):
+        if not isinstance(axis, Mapping) or not isinstance(axis.get("name"), str):
+            raise InputError(
+                f"{where} attribute '{mkey}.axes[{i}]'",
+                f"{axis!r} is not an object with a name (OME-Zarr 0.4 or later)",
+            )
+        names.append(axis["name"])
+        kind = axis.get("type")
+        types.append(kind if kind in ("space", "time") else "channel")
+        units.append(axis.get("unit"))
+    scale, translation = _transforms(
+        entry.get("coordinateTransformations"), ndim, where, f"{key}.coordinateTransformations"
+    )
+    if image.get("coordinateTransformations") is not None:
+        big_s, big_t = _transforms(
+            image["coordinateTransformations"], ndim, where, f"{mkey}.coordinateTransformations"
+        )
+        translation = [S * t + T for S, t, T in zip(big_s, translation, big_t, strict=True)]
+        scale = [S * s for S, s in zip(big_s, scale, strict=True)]
+    voxel, offset, symbols = [], [], []
+    for i, kind in enumerate(types):
+        if kind == "channel":
+            continue
+        v, o, symbol = _whole(scale[i], translation[i], units[i], where, f"{mkey}.axes[{i}]")
+        voxel.append(v)
+        offset.append(o)
+        symbols.append(symbol)
+    return {
+        "axis_names": names,
+        "types": types,
+        "voxel_size": voxel,
+        "offset": offset,
+        "units": symbols,
+    }
+
+
+def _transforms(value: Any, ndim: int, where: str, key: str) -> tuple[list[float], list[float]]:
+    """One scale, then at most one translation (identity entries aside), as the spec says."""
+    if not isinstance(value, list):
+        raise InputError(f"{where} attribute '{key}'", f"{value!r} is not a list")
+    scale: list[float] | None = None
+    translation = [0.0] * ndim
+    seen: list[str] = []
+    for k, t in enumerate(value):
+        kind = t.get("type") if isinstance(t, Mapping) else None
+        here = f"{key}[{k}]"
+        if kind == "identity":
+            continue
+        if kind not in ("scale", "translation") or kind in seen:
+            raise InputError(
+                f"{where} attribute '{here}'",
+                f"{t!r}: expected one 'scale', then at most one 'translation'",
+            )
+        seen.append(kind)
+        if kind not in t:  # e.g. {"type": "scale", "path": ...}: stored elsewhere
+            raise InputError(
+                f"{where} attribute '{here}.{kind}'",
+                "is missing (transformations stored at a path are not supported)",
+            )
+        numbers = t[kind]
+        if not (
+            isinstance(numbers, list)
+            and len(numbers) == ndim
+            and all(isinstance(n, (int, float)) and math.isfinite(n) for n in numbers)
+        ):
+            raise InputError(
+                f"{where} attribute '{here}.{kind}'", f"{numbers!r} is not {ndim} finite numbers"
+            )
+        if kind == "scale":
+            if any(n <= 0 for n in numbers):
+                raise InputError(
+                    f"{where} attribute '{here}.scale'", f"{numbers} must be positive on every axis"
+                )
+            scale = [float(n) for n in numbers]
+        else:
+            if scale is None:
+                raise InputError(f"{where} attribute '{here}'", "a translation before the scale")
+            translation = [float(n) for n in numbers]
+    if scale is None:
+        raise InputError(f"{where} attribute '{key}'", "has no 'scale' transformation")
+    return scale, translation
+
+
+def _whole(
+    scale: float, translation: float, unit: Any, where: str, key: str
+) -> tuple[int, int, str]:
+    """Voxel size and offset as whole numbers of a unit: the axis's own, or the largest
+    smaller SI length unit in which both are whole."""
+    candidates: list[tuple[float, str]]
+    if unit in LENGTH_UNITS:
+        exponent = LENGTH_UNITS[unit]
+        candidates = [(10.0 ** (exponent - p), SYMBOLS[p]) for p in sorted(SYMBOLS, reverse=True)
+                      if p <= exponent]  # fmt: skip
+    else:  # no unit, a time unit, or one this tool does not convert
+        candidates = [(1.0, TIME_UNITS.get(unit, str(unit or "")))]
+    for factor, sym in candidates:
+        v, o = scale * factor, translation * factor
+        if _is_whole(v) and _is_whole(o) and round(v) > 0:
+            return round(v), round(o), sym
+    raise InputError(
+        f"{where} attribute '{key}'",
+        f"scale {scale:g} and translation {translation:g} {unit or '(no unit)'} are not whole "
+        "numbers of any length unit down to femtometers; the worker addresses voxels in "
+        "whole world units",
+    )
+
+
+def _is_whole(x: float) -> bool:
+    return abs(x - round(x)) <= 1e-6 * max(1.0, abs(x))
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def unit_name(symbol: str) -> str | None:
+    """The OME-Zarr name of a funlib unit symbol (None: no unit OME-Zarr knows)."""
+    if symbol in LENGTH_UNITS or symbol in TIME_UNITS:
+        return symbol
+    power = SYMBOL_ALIASES.get(symbol)
+    if power is None:
+        power = next((p for p, s in SYMBOLS.items() if s == symbol), None)
+    if power is not None:
+        return next(n for n, p in LENGTH_UNITS.items() if p == power)
+    return next((n for n, s in TIME_UNITS.items() if s == symbol), None)
+
+
+def check_image(meta: AxisMetadata) -> None:
+    """What OME-Zarr allows of an image's axes: 2 to 5 axes, 2 or 3 of them space, at most
+    one channel axis, channels before space axes. Else the output cannot be an image."""
+    kinds = ["channel" if t == "channel" else "space" for t in meta.types]
+    problem = None
+    if not 2 <= len(kinds) <= 5:
+        problem = f"has {len(kinds)} axes; OME-Zarr images have 2 to 5"
+    elif kinds.count("space") not in (2, 3):
+        problem = f"has {kinds.count('space')} spatial axes; OME-Zarr images have 2 or 3"
+    elif kinds.count("channel") > 1:
+        problem = "has more than one channel axis; OME-Zarr images have at most one"
+    elif kinds != sorted(kinds):  # "channel" < "space"
+        problem = "has a channel axis after a spatial one; OME-Zarr wants channels first"
+    if problem:
+        raise InputError("ome_zarr", f"the input (axes {', '.join(meta.axis_names)}) {problem}")
+
+
+def image_metadata(meta: AxisMetadata, zarr_format: int, name: str) -> dict[str, Any]:
+    """The image group's attributes: OME-Zarr 0.4 for zarr v2, 0.5 for v3, one level."""
+    axes: list[dict[str, str]] = []
+    scale: list[float] = []
+    translation: list[float] = []
+    spatial = iter(zip(meta.voxel_size, meta.offset, meta.units, strict=True))
+    for axis, kind in zip(meta.axis_names, meta.types, strict=True):
+        if kind == "channel":
+            axes.append({"name": axis, "type": "channel"})
+            scale.append(1.0)
+            translation.append(0.0)
+            continue
+        v, o, u = next(spatial)
+        entry = {"name": axis, "type": "time" if kind == "time" else "space"}
+        if (unit := unit_name(u)) is not None:
+            entry["unit"] = unit
+        axes.append(entry)
+        scale.append(float(v))
+        translation.append(float(o))
+    image: dict[str, Any] = {
+        "name": name,
+        "axes": axes,
+        "datasets": [
+            {
+                "path": LEVEL,
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": translation},
+                ],
+            }
+        ],
+    }
+    version = VERSIONS[zarr_format]
+    if zarr_format == 2:
+        return {"multiscales": [{"version": version, **image}]}
+    return {"ome": {"version": version, "multiscales": [image]}}
+
+
+def write_image_group(
+    store: Store, group_path: str, meta: AxisMetadata, zarr_format: int, name: str
+) -> None:
+    """Put the image's metadata on its group (created if need be); other attributes stay."""
+    group = zarr.open_group(store, path=group_path, mode="a", zarr_format=zarr_format)
+    group.attrs.update(image_metadata(meta, zarr_format, name))
+
+
+def other_nodes(store: Store, group_path: str) -> list[str]:
+    """Nodes in an output's image group other than its level: an image group belongs to the
+    output whole, so these would be left beside (and described by) a mask they are not."""
+    try:
+        group = zarr.open_group(store, path=group_path, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        return []
+    return sorted(k for k in group if k != LEVEL)
+
+
+def level_path(dataset: str) -> str:
+    return f"{dataset.strip('/')}/{LEVEL}"
+
+
+def array_geometry(array: zarr.Array, where: str) -> AxisMetadata:
+    """An opened array's geometry, its parent image's OME-Zarr metadata first
+    (`metadata.geometry` says the order)."""
+    ome = level_attributes(array.store_path.store, array.path, array.ndim, where)
+    return geometry(array.attrs.asdict(), array.ndim, where, ome)
