@@ -262,15 +262,34 @@ def prepare_command(termination_log: str | None, **kw: Any) -> None:
     default=None,
     help="Progress bar [default: when stderr is a terminal].",
 )
-def run_command(workers: int | None, progress: bool | None, **kw: Any) -> None:
-    """Run the whole job on this machine; a rerun resumes where the last one stopped."""
+@click.option(
+    "--blocks",
+    "block_runs",
+    metavar="RUNS",
+    help="Only these block ids of the plan, e.g. 29,40-47 (what `status --missing` or "
+    "`status --failed` prints); those already done are skipped. Default: every block.",
+)
+def run_command(
+    workers: int | None, progress: bool | None, block_runs: str | None, **kw: Any
+) -> None:
+    """Run the whole job on this machine; a rerun resumes where the last one stopped, doing
+    exactly the blocks without a done-marker. Exit 3: some blocks failed on their own
+    (damaged input), the rest is done; `status` names them."""
     from .compute import LocalComputeContext, create_compute_context
+    from .errors import BlocksFailed
+    from .intervals import parse_strict
     from .local import run_local
 
+    blocks = parse_strict(block_runs, "--blocks") if block_runs is not None else None
     context = create_compute_context()  # its Local num_workers is the default for -n
     if workers is None and isinstance(context, LocalComputeContext):
         workers = context.num_workers
-    summary = run_local(parameters(**kw), workers=workers, progress=progress)
+    try:
+        summary = run_local(parameters(**kw), workers=workers, progress=progress, blocks=blocks)
+    except BlocksFailed as e:
+        for line in e.summary.lines() if e.summary is not None else []:
+            click.echo(line)
+        raise
     for line in summary.lines():
         click.echo(line)
 
@@ -320,13 +339,26 @@ def start_worker_command(partition: int | None, expect_fingerprint: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="Missing regions to list (--json lists all).")  # fmt: skip
-def status_command(as_json: bool, limit: int, **kw: Any) -> None:
-    """Whose the output is, which blocks are done and which regions are missing (as
-    world-unit ROIs); reads only."""
+@click.option("--missing", "only_missing", is_flag=True,
+              help="Print only the missing block ids as runs (e.g. 29,40-47), for `run --blocks`.")  # fmt: skip
+@click.option("--failed", "only_failed", is_flag=True,
+              help="Print only the failed block ids as runs, for `run --blocks`.")  # fmt: skip
+def status_command(
+    as_json: bool, limit: int, only_missing: bool, only_failed: bool, **kw: Any
+) -> None:
+    """Whose the output is, which blocks are done, which failed (the failure ledger) and
+    which regions are missing (as world-unit ROIs), what remains and the rate; reads only."""
+    from .intervals import format_runs, normalise, union_runs
     from .job import resolve_sweep
     from .status import job_status
 
+    if only_missing and only_failed:
+        raise InputError("--missing", "and --failed both given; choose one")
     found = [job_status(j) for j in resolve_sweep(parameters(**kw), writing=False)]
+    if only_missing or only_failed:  # a sweep's outputs: blocks that any of them lacks
+        lists = [f.missing_runs() if only_missing else f.failed_runs() for f in found]
+        click.echo(format_runs(normalise((a, b) for a, b, _ in union_runs(lists))))
+        return
     if as_json:
         dicts = [f.to_dict() for f in found]
         click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))
