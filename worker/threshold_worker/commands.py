@@ -197,6 +197,50 @@ def _print_plan(report: dict[str, Any]) -> None:
             f"chunks {tuple(out['chunks'])}"
             f"{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})"
         )
+    cost = report.get("cost")
+    if cost is None:
+        return
+    stored = cost["read_bytes_stored_estimate"]
+    click.echo(
+        f"read         {_size(cost['read_bytes_decoded'])} decoded"
+        + (f", about {_size(stored)} stored" if stored is not None else "")
+    )
+    written = cost["write_bytes_estimate"]
+    click.echo(
+        f"write        at most {_size(cost['write_bytes_at_most'])} before compression"
+        + (f", about {_size(written)} encoded" if written is not None else "")
+    )
+    cal = cost["calibration"]
+    if cal is None:
+        click.echo("time         unknown: --calibrate N measures N blocks (nothing is written)")
+        return
+    click.echo(
+        f"calibration  {cal['blocks']} blocks in {cal['seconds']:.3f} s "
+        f"({cal['seconds_per_block'] * 1e3:.1f} ms a block, {cal['chunk_path']} chunk path)"
+        + (f"; {cal['failed']} sampled blocks failed (damaged input)" if cal["failed"] else "")
+    )
+    click.echo(
+        f"time         about {_duration(cost['seconds_estimate'])} with "
+        f"{cost['parallelism']} process{'es' if cost['parallelism'] > 1 else ''}"
+    )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -221,11 +265,29 @@ def cli(log_level: str) -> None:
 @cli.command("plan")
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_command(as_json: bool, **kw: Any) -> None:
-    """Show how the job would be cut into blocks; writes nothing."""
+@click.option(
+    "--calibrate",
+    type=click.IntRange(min=1),
+    help="Read, threshold and encode this many blocks, timed (nothing is written), to "
+    "estimate the run time and the bytes written.",
+)
+@click.option(
+    "-n",
+    "--workers",
+    "--parallelism",
+    "parallelism",
+    type=click.IntRange(min=1),
+    help="Processes (or pods) the estimate assumes [default: all cores].",
+)
+def plan_command(as_json: bool, calibrate: int | None, parallelism: int | None, **kw: Any) -> None:
+    """Show how the job would be cut into blocks and what it will cost; writes nothing."""
+    from . import calibrate as calibration
     from .job import resolve_sweep
 
-    report = plan_report(resolve_sweep(parameters(**kw)))
+    jobs = resolve_sweep(parameters(**kw))
+    report = plan_report(jobs)
+    measured = calibration.calibrate(jobs, calibrate) if calibrate else None
+    report["cost"] = calibration.cost(jobs, parallelism or os.cpu_count() or 1, measured)
     if as_json:
         click.echo(json.dumps(report))
     else:
