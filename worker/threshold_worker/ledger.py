@@ -387,8 +387,8 @@ def write_quietly(ledger: FailureLedger, failures: Failures, job: Job) -> None:
         return
     try:
         ledger.write(failures, job)
-    except Exception as e:
-        logger.warning(
+    except Exception as e:  # the storage that is failing the run, most often: not news
+        logger.info(
             "could not record %d failed blocks in the failure ledger (%s)",
             failures.blocks,
             error_line(e),
