@@ -24,7 +24,6 @@ from conftest import (
     run_cli,
     write_array,
 )
-from threshold_worker.errors import DamagedInput
 from threshold_worker.job import resolve
 from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
 from threshold_worker.params import JobParameters
@@ -53,7 +52,9 @@ def test_markers_round_trip_and_ignore_other_names(tmp_path):
     assert markers.count_done(range(0, 1005)) == 8
 
 
-def test_a_failing_block_keeps_the_blocks_finished_before_it(tmp_path):
+def test_a_damaged_block_is_recorded_and_the_others_are_done(tmp_path):
+    """A damaged input chunk fails its block alone (see `ledger`): the blocks before and
+    after it get their markers, and the rerun after the fix does only that block."""
     data = blobs((32, 8, 8), seed=41)
     container = tmp_path / "a.zarr"
     write_array(container, "raw", data, (8, 8, 8))
@@ -70,13 +71,14 @@ def test_a_failing_block_keeps_the_blocks_finished_before_it(tmp_path):
     chunk = container / "raw" / "c" / "2" / "0" / "0"  # the input of block 2 of 4
     good = chunk.read_bytes()
     chunk.write_bytes(b"not zstd")
-    with pytest.raises(DamagedInput, match=r"raw/c/2/0/0 cannot be decoded"):
-        BlockWorker(job).process(range(4))
-    assert marker_blocks(container / "mask") == {0, 1}
+    stats = BlockWorker(job).process(range(4))
+    assert (stats.processed, stats.failed, stats.skipped) == (3, 1, 0)
+    assert "raw/c/2/0/0 cannot be decoded" in stats.failures[0].records[0].error
+    assert marker_blocks(container / "mask") == {0, 1, 3}
 
     chunk.write_bytes(good)
     stats = BlockWorker(resolve(spec)).process(range(4))
-    assert (stats.processed, stats.skipped) == (2, 2)
+    assert (stats.processed, stats.skipped) == (1, 3)
     assert_thresholded(container, "mask", data, 0.5)
 
 

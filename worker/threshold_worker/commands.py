@@ -214,6 +214,50 @@ def _print_plan(report: dict[str, Any]) -> None:
             f"chunks {tuple(out['chunks'])}"
             f"{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})"
         )
+    cost = report.get("cost")
+    if cost is None:
+        return
+    stored = cost["read_bytes_stored_estimate"]
+    click.echo(
+        f"read         {_size(cost['read_bytes_decoded'])} decoded"
+        + (f", about {_size(stored)} stored" if stored is not None else "")
+    )
+    written = cost["write_bytes_estimate"]
+    click.echo(
+        f"write        at most {_size(cost['write_bytes_at_most'])} before compression"
+        + (f", about {_size(written)} encoded" if written is not None else "")
+    )
+    cal = cost["calibration"]
+    if cal is None:
+        click.echo("time         unknown: --calibrate N measures N blocks (nothing is written)")
+        return
+    click.echo(
+        f"calibration  {cal['blocks']} blocks in {cal['seconds']:.3f} s "
+        f"({cal['seconds_per_block'] * 1e3:.1f} ms a block, {cal['chunk_path']} chunk path)"
+        + (f"; {cal['failed']} sampled blocks failed (damaged input)" if cal["failed"] else "")
+    )
+    click.echo(
+        f"time         about {_duration(cost['seconds_estimate'])} with "
+        f"{cost['parallelism']} process{'es' if cost['parallelism'] > 1 else ''}"
+    )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -238,11 +282,29 @@ def cli(log_level: str) -> None:
 @cli.command("plan")
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_command(as_json: bool, **kw: Any) -> None:
-    """Show how the job would be cut into blocks; writes nothing."""
+@click.option(
+    "--calibrate",
+    type=click.IntRange(min=1),
+    help="Read, threshold and encode this many blocks, timed (nothing is written), to "
+    "estimate the run time and the bytes written.",
+)
+@click.option(
+    "-n",
+    "--workers",
+    "--parallelism",
+    "parallelism",
+    type=click.IntRange(min=1),
+    help="Processes (or pods) the estimate assumes [default: all cores].",
+)
+def plan_command(as_json: bool, calibrate: int | None, parallelism: int | None, **kw: Any) -> None:
+    """Show how the job would be cut into blocks and what it will cost; writes nothing."""
+    from . import calibrate as calibration
     from .job import resolve_sweep
 
-    report = plan_report(resolve_sweep(parameters(**kw)))
+    jobs = resolve_sweep(parameters(**kw))
+    report = plan_report(jobs)
+    measured = calibration.calibrate(jobs, calibrate) if calibrate else None
+    report["cost"] = calibration.cost(jobs, parallelism or os.cpu_count() or 1, measured)
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -280,15 +342,34 @@ def prepare_command(termination_log: str | None, **kw: Any) -> None:
     default=None,
     help="Progress bar [default: when stderr is a terminal].",
 )
-def run_command(workers: int | None, progress: bool | None, **kw: Any) -> None:
-    """Run the whole job on this machine; a rerun resumes where the last one stopped."""
+@click.option(
+    "--blocks",
+    "block_runs",
+    metavar="RUNS",
+    help="Only these block ids of the plan, e.g. 29,40-47 (what `status --missing` or "
+    "`status --failed` prints); those already done are skipped. Default: every block.",
+)
+def run_command(
+    workers: int | None, progress: bool | None, block_runs: str | None, **kw: Any
+) -> None:
+    """Run the whole job on this machine; a rerun resumes where the last one stopped, doing
+    exactly the blocks without a done-marker. Exit 3: some blocks failed on their own
+    (damaged input), the rest is done; `status` names them."""
     from .compute import LocalComputeContext, create_compute_context
+    from .errors import BlocksFailed
+    from .intervals import parse_strict
     from .local import run_local
 
+    blocks = parse_strict(block_runs, "--blocks") if block_runs is not None else None
     context = create_compute_context()  # its Local num_workers is the default for -n
     if workers is None and isinstance(context, LocalComputeContext):
         workers = context.num_workers
-    summary = run_local(parameters(**kw), workers=workers, progress=progress)
+    try:
+        summary = run_local(parameters(**kw), workers=workers, progress=progress, blocks=blocks)
+    except BlocksFailed as e:
+        for line in e.summary.lines() if e.summary is not None else []:
+            click.echo(line)
+        raise
     for line in summary.lines():
         click.echo(line)
 
@@ -338,13 +419,26 @@ def start_worker_command(partition: int | None, expect_fingerprint: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="Missing regions to list (--json lists all).")  # fmt: skip
-def status_command(as_json: bool, limit: int, **kw: Any) -> None:
-    """Whose the output is, which blocks are done and which regions are missing (as
-    world-unit ROIs); reads only."""
+@click.option("--missing", "only_missing", is_flag=True,
+              help="Print only the missing block ids as runs (e.g. 29,40-47), for `run --blocks`.")  # fmt: skip
+@click.option("--failed", "only_failed", is_flag=True,
+              help="Print only the failed block ids as runs, for `run --blocks`.")  # fmt: skip
+def status_command(
+    as_json: bool, limit: int, only_missing: bool, only_failed: bool, **kw: Any
+) -> None:
+    """Whose the output is, which blocks are done, which failed (the failure ledger) and
+    which regions are missing (as world-unit ROIs), what remains and the rate; reads only."""
+    from .intervals import format_runs, normalise, union_runs
     from .job import resolve_sweep
     from .status import job_status
 
+    if only_missing and only_failed:
+        raise InputError("--missing", "and --failed both given; choose one")
     found = [job_status(j) for j in resolve_sweep(parameters(**kw), writing=False)]
+    if only_missing or only_failed:  # a sweep's outputs: blocks that any of them lacks
+        lists = [f.missing_runs() if only_missing else f.failed_runs() for f in found]
+        click.echo(format_runs(normalise((a, b) for a, b, _ in union_runs(lists))))
+        return
     if as_json:
         dicts = [f.to_dict() for f in found]
         click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))

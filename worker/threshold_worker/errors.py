@@ -75,6 +75,17 @@ class StorageUnavailable(WorkerError):
     worker's retries: exit 1, so that the Job retries the pod later."""
 
 
+class BlocksFailed(WorkerError):
+    """The run processed every block it could; some failed in a way that concerns them
+    alone (damaged input) and are recorded in the failure ledger (`ledger`). Exit 3: not
+    2, since the rest of the job is done and a rerun after the fix does only those blocks."""
+
+    exit_code = 3
+    #: What the run did (`worker.Stats`, or the local engine's `Summary`), when known.
+    stats: Any = None
+    summary: Any = None
+
+
 class WorkerDied(WorkerError):
     """A worker process was killed (out of memory, most often): exit 1, resumable."""
 

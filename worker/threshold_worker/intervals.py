@@ -9,6 +9,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
 
+from .errors import InputError
+
 Run = tuple[int, int]
 
 
@@ -46,6 +48,38 @@ def parse_run(text: str) -> Run | None:
 def parse_runs(text: str | None) -> list[Run]:
     """ "1,3-5,7" -> [(1, 1), (3, 5), (7, 7)]."""
     return [run for part in (text or "").split(",") if (run := parse_run(part)) is not None]
+
+
+def normalise(items: Iterable[Run]) -> list[Run]:
+    """Sorted, disjoint runs: overlapping and adjacent ones merged."""
+    out: list[Run] = []
+    for a, b in sorted(items):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def parse_strict(text: str, what: str) -> list[Run]:
+    """Runs a person typed ("29,40-47"), normalised; one line naming `what` for anything
+    else, unlike `parse_runs`, which skips what is not a run (temporary files)."""
+    found = []
+    for part in text.split(","):
+        run = parse_run(part)
+        if run is None or run[0] > run[1]:
+            raise InputError(
+                what,
+                f"{part.strip()!r} in {text.strip()!r} is not a block id or a run first-last; "
+                "expected e.g. 29,40-47 (what `threshold-worker status --missing` prints)",
+            )
+        found.append(run)
+    return normalise(found)
+
+
+def check_within(items: Sequence[Run], total: int, what: str) -> None:
+    if items and items[-1][1] >= total:
+        raise InputError(what, f"block {items[-1][1]} is outside the plan's blocks 0..{total - 1}")
 
 
 def count(items: Iterable[Run]) -> int:

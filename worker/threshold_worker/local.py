@@ -19,15 +19,17 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
-from . import chunk_path, ome, view
+from . import chunk_path, intervals, ome, view
 from .errors import Terminated, WorkerDied
+from .intervals import Run
 from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .lease import Freshness
+from .ledger import blocks_failed, write_quietly
 from .markers import BUCKET
 from .params import JobParameters
 from .worker import BlockWorker, Stats
@@ -70,8 +72,8 @@ def _process(start: int, stop: int) -> Stats:
     their markers, then the process ends at once (between ranges it simply ends)."""
     assert _worker is not None
     signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return _worker.process(range(start, stop), _count)
+    try:  # failures come back in the Stats: the parent records one ledger object per run
+        return _worker.process(range(start, stop), _count, record=False)
     except Terminated:
         os._exit(128 + signal.SIGTERM)
     finally:
@@ -85,6 +87,13 @@ class Summary:
     seconds: float
     workers: int
     already_done: int
+    #: Blocks asked for with `--blocks` (None: the whole plan).
+    requested: int | None = None
+    worker: BlockWorker | None = field(default=None, repr=False)
+
+    def worker_done(self, total: int) -> bool:
+        """Whether every block of the plan has its marker now."""
+        return self.worker is not None and self.worker.count_done(range(total)) == total
 
     @property
     def job(self) -> Job:
@@ -93,7 +102,10 @@ class Summary:
     def lines(self) -> list[str]:
         plan, s = self.job.plan, self.stats
         rate = s.voxels / self.seconds if self.seconds > 0 else 0.0
+        block_rate = s.processed / self.seconds if self.seconds > 0 else 0.0
         mbs = s.voxels * self.job.input.dtype.itemsize / self.seconds / 1e6 if self.seconds else 0.0
+        failed = f"{s.failed} failed, " if s.failed else ""
+        asked = f" ({self.requested} asked for with --blocks)" if self.requested is not None else ""
         fingerprint = sweep_fingerprint(self.jobs)
         lines = [
             f"output      {job.output_path}/{job.spec.output_dataset}"
@@ -104,11 +116,11 @@ class Summary:
             f"plan        {fingerprint}: {plan.total_blocks} blocks of "
             f"{'x'.join(map(str, plan.block_shape))} voxels, fit={plan.fit}"
             + (f", {len(self.jobs)} thresholds in one pass" if len(self.jobs) > 1 else ""),
-            f"blocks      {s.processed} processed, {self.already_done} already done, "
-            f"{plan.total_blocks} total",
+            f"blocks      {s.processed} processed, {failed}{self.already_done} already done, "
+            f"{plan.total_blocks} total{asked}",
             f"voxels      {s.voxels:,} in {self.seconds:.2f} s with {self.workers} "
-            f"process{'es' if self.workers > 1 else ''}: {rate / 1e6:.1f} Mvoxel/s, "
-            f"{mbs:.0f} MB/s of input",
+            f"process{'es' if self.workers > 1 else ''}: {block_rate:.1f} blocks/s, "
+            f"{rate / 1e6:.1f} Mvoxel/s, {mbs:.0f} MB/s of input",
         ]
         for i, job in enumerate(self.jobs):
             fg, written = (s.foreground[i], s.written[i]) if s.foreground else (0, 0)
@@ -123,26 +135,43 @@ class Summary:
         return lines
 
 
-def _ranges(todo: range, workers: int) -> Iterator[tuple[int, int]]:
+def _ranges(todo: list[Run], workers: int) -> Iterator[tuple[int, int]]:
     """Contiguous ranges of block ids that shrink as the work does (guided scheduling): few
     hand-outs while much is left, single blocks at the end, so no worker idles long."""
-    start = todo.start
-    while start < todo.stop:
-        size = max(1, min(BUCKET, (todo.stop - start) // (workers * 4)))
-        yield start, start + size
-        start += size
+    left = intervals.count(todo)
+    for first, last in todo:
+        start, stop = first, last + 1
+        while start < stop:
+            size = max(1, min(BUCKET, left // (workers * 4), stop - start))
+            yield start, start + size
+            start += size
+            left -= size
 
 
 def run_local(
-    spec: JobParameters, workers: int | None = None, progress: bool | None = None
+    spec: JobParameters,
+    workers: int | None = None,
+    progress: bool | None = None,
+    blocks: list[Run] | None = None,
 ) -> Summary:
-    """Claim the output (each output of a sweep) and process every block of the job."""
+    """Claim the output (each output of a sweep) and process every block of the job that is
+    not done (of `blocks` only, when given: runs of block ids of the plan, e.g. what
+    `status --missing` prints). Raises `BlocksFailed` (exit 3) when blocks failed
+    block-locally; they are in the failure ledger and the summary is on the error."""
     chunk_path.requested()  # a mistyped THRESHOLD_CHUNK_PATH stops the run before it writes
     jobs = resolve_sweep(spec)
+    total = jobs[0].plan.total_blocks
+    if blocks is not None:
+        intervals.check_within(blocks, total, "--blocks")
     with claim_all(jobs) as claims:
-        summary = _run(spec, jobs, workers, progress, [c.freshness for c in claims])
-        for claim in claims:
-            claim.complete()
+        summary = _run(spec, jobs, workers, progress, [c.freshness for c in claims], blocks)
+        if summary.stats.failed:
+            error = blocks_failed(jobs, summary.stats.failures, summary.stats.processed)
+            error.summary, error.stats = summary, summary.stats
+            raise error
+        if blocks is None or summary.worker_done(total):
+            for claim in claims:
+                claim.complete()
     return summary
 
 
@@ -152,9 +181,11 @@ def _run(
     workers: int | None,
     progress: bool | None,
     freshness: list[Freshness | None],
+    blocks: list[Run] | None = None,
 ) -> Summary:
     total = jobs[0].plan.total_blocks
-    workers = max(1, min(workers or os.cpu_count() or 1, total))
+    todo = [(0, total - 1)] if blocks is None else blocks
+    workers = max(1, min(workers or os.cpu_count() or 1, intervals.count(todo)))
     worker = BlockWorker(jobs, freshness=freshness)
     already = worker.count_done(range(total))
     show = sys.stderr.isatty() if progress is None else progress
@@ -168,7 +199,7 @@ def _run(
         smoothing=0.1,
     )
     start = time.perf_counter()
-    stats = Stats()
+    acc = [Stats()]  # what finished so far, for the ledger if the run fails
     last_voxels = 0
     try:
         if workers == 1:
@@ -179,13 +210,28 @@ def _run(
                 bar.update(1)
                 bar.set_postfix_str(_rate(last_voxels, start), refresh=False)
 
-            stats = worker.process(range(total), tick)
+            for first, last in todo:
+                acc[0] += worker.process(range(first, last + 1), tick, record=False)
         else:
-            stats = _run_pool(spec, worker, workers, bar, start)
+            _run_pool(spec, worker, workers, bar, start, todo, acc)
+    except BaseException:
+        for ledger, failed, job in zip(worker.ledgers, acc[0].failures, jobs, strict=False):
+            write_quietly(ledger, failed, job)
+        raise
     finally:
         bar.close()
+    stats = acc[0]
+    worker.record(stats.failures)  # one object per output and run, whatever failed
     seconds = time.perf_counter() - start
-    return Summary(jobs=jobs, stats=stats, seconds=seconds, workers=workers, already_done=already)
+    return Summary(
+        jobs=jobs,
+        stats=stats,
+        seconds=seconds,
+        workers=workers,
+        already_done=already,
+        requested=None if blocks is None else intervals.count(todo),
+        worker=worker,
+    )
 
 
 def _rate(voxels: int, start: float) -> str:
@@ -194,8 +240,14 @@ def _rate(voxels: int, start: float) -> str:
 
 
 def _run_pool(
-    spec: JobParameters, worker: BlockWorker, workers: int, bar: tqdm, start: float
-) -> Stats:
+    spec: JobParameters,
+    worker: BlockWorker,
+    workers: int,
+    bar: tqdm,
+    start: float,
+    todo: list[Run],
+    acc: list[Stats],
+) -> None:
     # Fork starts workers in milliseconds with everything imported; zarr re-creates its
     # event loop in the child (os.register_at_fork). Elsewhere, and with a codec pipeline
     # that does not survive a fork (chunk_path.py), spawn. On local disks the
@@ -217,7 +269,7 @@ def _run_pool(
         initargs=(None if inherit else spec, counter, worker.freshness),
     )
     try:
-        stats = _drain(pool, job.plan.total_blocks, workers, counter, bar, start)
+        _drain(pool, todo, workers, counter, bar, start, acc)
     except BrokenProcessPool:
         _stop_children()
         raise WorkerDied(
@@ -235,7 +287,6 @@ def _run_pool(
     finally:
         _worker = None
     pool.shutdown()
-    return stats
 
 
 def _stop_children(grace: float = 1.5) -> None:
@@ -253,12 +304,18 @@ def _stop_children(grace: float = 1.5) -> None:
 
 
 def _drain(
-    pool: ProcessPoolExecutor, total: int, workers: int, counter: Any, bar: tqdm, start: float
-) -> Stats:
-    """Hand out ranges of block ids, a bounded number in flight, and follow progress."""
-    pending = _ranges(range(total), workers)
+    pool: ProcessPoolExecutor,
+    todo: list[Run],
+    workers: int,
+    counter: Any,
+    bar: tqdm,
+    start: float,
+    acc: list[Stats],
+) -> None:
+    """Hand out ranges of block ids, a bounded number in flight, and follow progress; what
+    finished is summed into `acc[0]`."""
+    pending = _ranges(todo, workers)
     inflight: set[Future[Stats]] = set()
-    stats = Stats()
     seen = 0
 
     def fill() -> None:
@@ -272,11 +329,10 @@ def _drain(
         done, _ = wait(inflight, timeout=0.25, return_when=FIRST_COMPLETED)
         for fut in done:
             inflight.discard(fut)
-            stats = stats + fut.result()
+            acc[0] = acc[0] + fut.result()
         fill()
         with counter.get_lock():
             blocks, voxels = counter[0], counter[1]
         bar.update(blocks - seen)
         seen = blocks
         bar.set_postfix_str(_rate(voxels, start), refresh=False)
-    return stats

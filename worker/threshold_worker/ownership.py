@@ -40,6 +40,7 @@ from zarr.storage import LocalStore
 
 from .errors import OutputConflict
 from .lease import LEASE_DIR, utcnow
+from .ledger import LEDGER_DIR
 from .markers import MARKER_DIR
 from .safefiles import TMP_DIR, SafeDir, SymlinkInOutput
 from .storage import local_files
@@ -193,7 +194,7 @@ class OutputArea:
     def has_data(self) -> bool:
         """Whether anything but metadata and this tool's bookkeeping is stored (stops at the
         first chunk it finds)."""
-        skip = (OWNER_FILE, MARKER_DIR, LEASE_DIR, TMP_DIR, *METADATA)
+        skip = (OWNER_FILE, MARKER_DIR, LEDGER_DIR, LEASE_DIR, TMP_DIR, *METADATA)
         if self.files is not None:
             return next(self.files.files(skip=skip), None) is not None
 
@@ -206,12 +207,14 @@ class OutputArea:
         return bool(run(first()))
 
     def clear_markers(self) -> None:
+        """Done-markers and the failure ledger: both speak of the job that is replaced."""
         self._delete_dir(MARKER_DIR)
+        self._delete_dir(LEDGER_DIR)
 
     def clear_data(self) -> None:
         """Everything but the owner record and the lease: chunks, metadata, temporaries."""
         if self.files is not None:
-            self.files.remove_tree(keep=(OWNER_FILE, LEASE_DIR, MARKER_DIR))
+            self.files.remove_tree(keep=(OWNER_FILE, LEASE_DIR, MARKER_DIR, LEDGER_DIR))
             return
 
         async def names() -> list[str]:
@@ -219,7 +222,7 @@ class OutputArea:
 
         for name in run(names()):
             name = name.rstrip("/")
-            if name not in (OWNER_FILE, LEASE_DIR, MARKER_DIR):
+            if name not in (OWNER_FILE, LEASE_DIR, MARKER_DIR, LEDGER_DIR):
                 self._delete_dir(name)
 
     def _delete_dir(self, name: str) -> None:

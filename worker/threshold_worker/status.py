@@ -1,5 +1,6 @@
 """Where a job stands, read from its output alone: whose output it is, which blocks are done
-(their done-markers) and which regions are missing, as world-unit ROIs.
+(their done-markers), which failed (the failure ledger, less what is done since) and which
+regions are missing, as world-unit ROIs; what remains and how fast the job went.
 
 Nothing here writes. Markers are listed a bucket at a time and name runs of blocks, so the
 cost follows the number of marker objects, not of blocks; missing blocks come out as runs,
@@ -8,16 +9,20 @@ and a run as at most 2 x dims - 1 boxes.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .intervals import Run, format_run
 from .job import Job
+from .ledger import FailureLedger, FailureRecord, newest_records, still_failed
 from .markers import DoneMarkers
 from .ownership import OutputArea, OwnerRecord, Remembered, Unreadable
-from .plan import Box
+from .rois import describe, run_rois, run_voxels, world_roi
 from .storage import open_store
+
+__all__ = ["JobStatus", "Region", "job_status", "regions", "world_roi"]
 
 
 @dataclass
@@ -32,19 +37,8 @@ class Region:
         return {"blocks": format_run(self.first, self.last), "rois": self.rois}
 
 
-def world_roi(job: Job, box: Box) -> dict[str, list[int]]:
-    """A voxel box of the plan as a world-unit ROI (offset and shape, spatial axes)."""
-    meta = job.input_meta
-    begin, end = box
-    offset = [o + b * v for o, b, v in zip(meta.offset, begin, meta.voxel_size, strict=True)]
-    shape = [(e - b) * v for b, e, v in zip(begin, end, meta.voxel_size, strict=True)]
-    return {"offset": offset, "shape": shape}
-
-
 def regions(job: Job, items: Iterator[Run] | list[Run]) -> list[Region]:
-    return [
-        Region(a, b, [world_roi(job, box) for box in job.plan.run_boxes(a, b)]) for a, b in items
-    ]
+    return [Region(a, b, run_rois(job, a, b)) for a, b in items]
 
 
 @dataclass
@@ -52,7 +46,46 @@ class JobStatus:
     job: Job
     owner: Any
     done: int
+    #: Every block without a done-marker, failed or not.
     missing: list[Region]
+    #: The missing blocks the failure ledger names, with the newest record's error.
+    failed: list[FailureRecord] = field(default_factory=list)
+    #: Failed blocks that a ledger object only counted (beyond its record cap).
+    unlisted_failed: int = 0
+    #: Voxels of the missing blocks.
+    remaining_voxels: int = 0
+
+    @property
+    def failed_blocks(self) -> int:
+        return sum(r.blocks for r in self.failed)
+
+    def missing_runs(self) -> list[Run]:
+        return [(r.first, r.last) for r in self.missing]
+
+    def failed_runs(self) -> list[Run]:
+        return [(r.first, r.last) for r in self.failed]
+
+    def rate(self) -> dict[str, Any] | None:
+        """Blocks and voxels per second since the job started (until it finished, or now):
+        an average over the job's life, pauses between reruns included."""
+        owner = self.owner
+        if not self.ours or not isinstance(owner, OwnerRecord):
+            return None
+        try:
+            began = _when(owner.started)
+            ended = _when(owner.finished) if owner.finished else dt.datetime.now(dt.UTC)
+        except ValueError:
+            return None
+        seconds = (ended - began).total_seconds()
+        if seconds <= 0:
+            return None
+        voxels = self.job.plan.voxels - self.remaining_voxels
+        return {
+            "seconds": seconds,
+            "blocks_per_second": self.done / seconds,
+            "voxels_per_second": voxels / seconds,
+            "since": owner.started,
+        }
 
     @property
     def total(self) -> int:
@@ -90,6 +123,11 @@ class JobStatus:
             "total_blocks": self.total,
             "done_blocks": self.done,
             "missing_blocks": self.missing_blocks,
+            "failed_blocks": self.failed_blocks,
+            "unlisted_failed_blocks": self.unlisted_failed,
+            "remaining": {"blocks": self.missing_blocks, "voxels": self.remaining_voxels},
+            "rate": self.rate(),
+            "failed": [r.to_dict() for r in self.failed],
             "missing": [r.to_dict() for r in self.missing],
         }
 
@@ -98,13 +136,37 @@ class JobStatus:
             f"output      {self.job.where}",
             f"owner       {self.owner_text()}",
             f"plan        {self.job.plan.fingerprint}: {self.total} blocks",
-            f"blocks      {self.done} done, {self.missing_blocks} missing",
+            f"blocks      {self.done} done, {self.missing_blocks} missing"
+            + (f" ({self.failed_blocks} of them failed)" if self.failed_blocks else ""),
         ]
-        for region in self.missing[:limit]:
-            rois = "; ".join(
-                f"offset {tuple(r['offset'])} shape {tuple(r['shape'])}" for r in region.rois
+        rate = self.rate()
+        if rate is not None:
+            out.append(
+                f"rate        {rate['blocks_per_second']:.2f} blocks/s, "
+                f"{rate['voxels_per_second'] / 1e6:.2f} Mvoxel/s on average since {rate['since']}"
             )
-            out.append(f"missing     blocks {format_run(region.first, region.last)}: {rois}")
+        if self.missing:
+            left = f"remaining   {self.missing_blocks} blocks, {self.remaining_voxels:,} voxels"
+            if rate is not None and rate["blocks_per_second"] > 0:
+                left += (
+                    f", about {self.missing_blocks / rate['blocks_per_second']:.0f} s at that rate"
+                )
+            out.append(left)
+        for record in self.failed[:limit]:
+            out.append(f"failed      {record.describe()}: exit {record.exit_code}, {record.error}")
+        if len(self.failed) > limit:
+            out.append(
+                f"failed      ... and {len(self.failed) - limit} more runs (--json lists all)"
+            )
+        if self.unlisted_failed:
+            out.append(
+                f"failed      ... and {self.unlisted_failed} more failed blocks the ledger only "
+                "counted; they are among the missing blocks"
+            )
+        for region in self.missing[:limit]:
+            out.append(
+                f"missing     blocks {format_run(region.first, region.last)}: {describe(region.rois)}"
+            )
         if len(self.missing) > limit:
             out.append(
                 f"missing     ... and {len(self.missing) - limit} more runs (--json lists all)"
@@ -123,11 +185,31 @@ def job_status(job: Job) -> JobStatus:
         if area.files is not None:
             area.files.close()
     blocks = range(job.plan.total_blocks)
+    failed: list[FailureRecord] = []
+    unlisted = 0
     if isinstance(owner, OwnerRecord) and owner.fingerprint == job.plan.fingerprint:
         markers = DoneMarkers(store, job.array_dataset, job.plan.fingerprint)
         missing = list(markers.missing_runs(blocks))
+        entries = FailureLedger(store, job.spec.output_dataset, job.plan.fingerprint).read()
+        failed = still_failed(newest_records(entries), missing)
+        for record in failed:
+            record.rois = run_rois(job, record.first, record.last)
+        unlisted = sum(
+            e.more_blocks
+            for e in entries
+            if e.more_within is not None and _meets(e.more_within, missing)
+        )
     else:
         missing = [(0, job.plan.total_blocks - 1)] if job.plan.total_blocks else []
     found = regions(job, missing)
     done = job.plan.total_blocks - sum(r.last - r.first + 1 for r in found)
-    return JobStatus(job, owner, done, found)
+    remaining = sum(run_voxels(job, a, b) for a, b in missing)
+    return JobStatus(job, owner, done, found, failed, unlisted, remaining)
+
+
+def _meets(run: Run, runs: list[Run]) -> bool:
+    return any(a <= run[1] and run[0] <= b for a, b in runs)
+
+
+def _when(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)

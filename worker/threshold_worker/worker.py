@@ -23,6 +23,7 @@ from .errors import InputError
 from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .kernel import threshold_block
 from .lease import Freshness
+from .ledger import FailureLedger, Failures, blocks_failed, is_block_local, write_quietly
 from .markers import DoneMarkers
 from .params import JobParameters, seed_threshold
 from .retry import retry
@@ -33,8 +34,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Stats:
-    """What one worker did; sums over workers by `+`. `foreground` and `written` are per
-    output (one, or one per threshold of a sweep): an output skips blocks it has done."""
+    """What one worker did; sums over workers by `+`. `foreground`, `written` and
+    `failures` are per output (one, or one per threshold of a sweep): an output skips
+    blocks it has done. `failed`: blocks that failed block-locally (see `ledger`), which
+    are neither processed nor skipped."""
 
     processed: int = 0
     skipped: int = 0
@@ -42,8 +45,14 @@ class Stats:
     foreground: tuple[int, ...] = ()
     written: tuple[int, ...] = ()
     seconds: float = 0.0
+    failed: int = 0
+    failures: tuple[Failures, ...] = ()
 
     def __add__(self, other: Stats) -> Stats:
+        if not self.failures or not other.failures:
+            failures = self.failures or other.failures
+        else:
+            failures = tuple(a.merge(b) for a, b in zip(self.failures, other.failures, strict=True))
         return Stats(
             self.processed + other.processed,
             self.skipped + other.skipped,
@@ -51,6 +60,8 @@ class Stats:
             _sum(self.foreground, other.foreground),
             _sum(self.written, other.written),
             max(self.seconds, other.seconds),
+            self.failed + other.failed,
+            failures,
         )
 
 
@@ -68,6 +79,8 @@ class BlockWorker:
     #: Blocks in flight per process on object stores, where requests in flight, not CPU,
     #: decide throughput. Local disks: one at a time (the processes fill the cores).
     REMOTE_CONCURRENCY = 4
+    #: Block-local failures logged one by one per call; the ledger holds them all.
+    LOGGED_FAILURES = 10
 
     def __init__(
         self,
@@ -97,6 +110,10 @@ class BlockWorker:
             for job, out in zip(self.jobs, self.outputs, strict=True)
         ]
         self.markers = self.all_markers[0]
+        self.ledgers = [
+            FailureLedger(out.store_path.store, job.spec.output_dataset, job.plan.fingerprint)
+            for job, out in zip(self.jobs, self.outputs, strict=True)
+        ]
 
     def count_done(self, blocks: range) -> int:
         """Blocks that every output has done."""
@@ -111,11 +128,21 @@ class BlockWorker:
             return
         yield from intervals.union_runs([m.missing_runs(blocks) for m in self.all_markers])
 
-    def process(self, blocks: range, on_block: Callable[[int, int], None] | None = None) -> Stats:
+    def process(
+        self,
+        blocks: range,
+        on_block: Callable[[int, int], None] | None = None,
+        record: bool = True,
+    ) -> Stats:
         """Threshold every block of `blocks` that is not done yet.
 
         `on_block(block_id, voxels)` is called after each block's chunks are written. Done-
-        markers follow about once a second and when this call ends, however it ends.
+        markers follow about once a second and when this call ends, however it ends. A
+        block that fails block-locally (`ledger.BLOCK_LOCAL`) is counted in `failed` and
+        the others go on; any other failure stops the call. The failures are recorded in
+        each output's ledger when the call ends, or, with `record=False` and if it ends
+        normally, left to the caller in `Stats.failures` (the local engine writes one
+        object per run); a call that raises records its own.
         """
         n = len(self.jobs)
         stats = Stats(foreground=(0,) * n, written=(0,) * n)
@@ -125,16 +152,31 @@ class BlockWorker:
         pending = [
             _PendingMarks(m, job.where) for m, job in zip(self.all_markers, self.jobs, strict=True)
         ]
+        failures = [Failures() for _ in self.jobs]
 
         def one(block_id: int, which: tuple[int, ...]) -> None:
             selection = self.job.block_selection(block_id)
             began = time.monotonic()
-            fg = retry(
-                lambda: self._threshold(selection, which),
-                f"block {block_id}",
-                self.job.where,
-                inputs=str(self.job.input_path),
-            )
+            try:
+                fg = retry(
+                    lambda: self._threshold(selection, which),
+                    f"block {block_id}",
+                    self.job.where,
+                    inputs=str(self.job.input_path),
+                )
+            except Exception as e:
+                local = is_block_local(e)
+                with lock:
+                    for i in which:
+                        failures[i].add(block_id, e, stopped=not local)
+                    stats.failed += int(local)
+                if local:
+                    if stats.failed <= self.LOGGED_FAILURES:
+                        logger.warning("block %d failed, recorded; going on: %s", block_id, e)
+                    if stats.failed == self.LOGGED_FAILURES:
+                        logger.warning("more failed blocks are recorded without a log line")
+                    return
+                raise
             for i in which:
                 fresh = self.freshness[i]
                 if fresh is not None:
@@ -175,13 +217,24 @@ class BlockWorker:
             for marks in pending:
                 with contextlib.suppress(Exception):  # keep what was finished; raise the cause
                     marks.flush()
+            for ledger, failed, job in zip(self.ledgers, failures, self.jobs, strict=True):
+                write_quietly(ledger, failed, job)
             raise
         for marks in pending:
             marks.flush()
-        stats.skipped = len(blocks) - stats.processed
+        if record:
+            self.record(failures)
+        stats.skipped = len(blocks) - stats.processed - stats.failed
         stats.foreground, stats.written = tuple(foreground), tuple(written)
+        stats.failures = tuple(failures)
         stats.seconds = time.perf_counter() - start
         return stats
+
+    def record(self, failures: Sequence[Failures]) -> None:
+        """Write each output's failures to its ledger (one object each, if any)."""
+        for ledger, failed, job in zip(self.ledgers, failures, self.jobs, strict=True):
+            if failed:
+                retry(lambda: ledger.write(failed, job), "the failure ledger", job.where)  # noqa: B023
 
     def _threshold(self, selection: tuple[slice, ...], which: tuple[int, ...]) -> list[int]:
         values = [self.values[i] for i in which]
@@ -269,6 +322,10 @@ def run_partition(
             "plan %s: blocks %d-%d of %d", planned, blocks.start, blocks.stop - 1, plan.total_blocks
         )
         stats = BlockWorker(jobs, freshness=[c.freshness for c in claims]).process(blocks)
+        if stats.failed:
+            error = blocks_failed(jobs, stats.failures, stats.processed)
+            error.stats = stats
+            raise error
         if whole:
             for claim in claims:
                 claim.complete()
