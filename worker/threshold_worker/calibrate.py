@@ -22,7 +22,7 @@ import numpy as np
 import zarr
 from zarr.storage import MemoryStore
 
-from .chunkio import ChunkFormat, DirectBlockIO
+from .chunkio import ChunkFormat, DirectBlockIO, chunk_format
 from .job import Job
 from .kernel import threshold_block
 from .ledger import BLOCK_LOCAL
@@ -83,7 +83,7 @@ def calibrate(jobs: Sequence[Job], n: int) -> Calibration:
     targets = [_in_memory_output(j, d) for j, d in zip(jobs, stores, strict=True)]
     values = [float(j.spec.threshold) for j in jobs]
     direct = DirectBlockIO.maybe(job.input, targets)
-    source = ChunkFormat.of(job.input, writing=False)
+    source = chunk_format(job.input, writing=False)
     itemsize = np.dtype(job.input.dtype).itemsize
     seconds, voxels, stored, decoded, written, failed = 0.0, 0, 0, 0, 0, 0
     ids = sample_blocks(job.plan.total_blocks, n)
