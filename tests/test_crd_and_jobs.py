@@ -216,7 +216,7 @@ def test_work_job_failure_handling_and_kueue():
     assert spec["podReplacementPolicy"] == "Failed"
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
-    assert rules[1]["action"] == "FailIndex" and rules[1]["onExitCodes"]["values"] == [2]
+    assert rules[1]["action"] == "FailIndex" and rules[1]["onExitCodes"]["values"] == [2, 3]
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "q"
     assert spec["suspend"] is True  # Kueue admits it
     args = spec["template"]["spec"]["containers"][0]["args"]

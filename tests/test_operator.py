@@ -287,8 +287,9 @@ def test_a_partition_exhausting_its_retries_fails_the_job_naming_its_blocks(clus
 
 
 def test_a_damaged_input_chunk_fails_its_partition_at_once_naming_it(cluster: Cluster, data):
-    """A chunk its codec cannot decode is damaged input: exit 2, the index fails without
-    retries, and the ThresholdJob names the chunk."""
+    """A chunk its codec cannot decode is damaged input: its blocks are recorded in the
+    failure ledger, the partition's other blocks are done, the pod exits 3 and the index
+    fails without retries; the ThresholdJob names the region and says how to go on."""
     container, _ = data
     (container / "raw" / "c" / "1" / "1" / "0").write_bytes(b"not zstd")
     with JobSimulator(cluster.api) as sim, running_operator():
@@ -296,9 +297,11 @@ def test_a_damaged_input_chunk_fails_its_partition_at_once_naming_it(cluster: Cl
         status = cluster.wait_phase("damaged", "Failed", "Succeeded")
     assert status["phase"] == "Failed", status
     assert status["message"].startswith(
-        "partition 2 (blocks 6-8) failed: input_dataset: raw/c/1/1/0 cannot be decoded"
+        "partition 2 (blocks 6-8) failed: 1 block failed and is recorded in the failure ledger"
     )
-    assert status["message"].endswith("(exit code 2: not retried, no retry can fix it)")
+    assert "raw/c/1/1/0 cannot be decoded" in status["message"]
+    assert "retry the ThresholdJob" in status["message"] and "rerun" not in status["message"]
+    assert status["message"].endswith("(exit code 3: the partition's other blocks are done)")
     assert sim.pods_started.count(("damaged-work", 2)) == 1
 
 

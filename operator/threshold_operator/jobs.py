@@ -25,6 +25,11 @@ TERMINATION_LOG = "/dev/termination-log"
 PARTITIONS_PER_POD_SLOT = 4
 #: Exit code of the worker for bad input: never retried.
 BAD_INPUT_EXIT = 2
+#: Blocks that failed alone (damaged input) and are in the failure ledger; the rest of the
+#: partition is done. A retry of the same input cannot fix them either.
+FAILED_BLOCKS_EXIT = 3
+#: Exit codes that fail an index at once (podFailurePolicy), without the retries.
+NOT_RETRIED = (BAD_INPUT_EXIT, FAILED_BLOCKS_EXIT)
 
 
 def partition_count(spec: ThresholdJobSpec) -> int:
@@ -165,7 +170,7 @@ def _failure_policy(index_action: str) -> dict[str, Any]:
                 "onExitCodes": {
                     "containerName": CONTAINER,
                     "operator": "In",
-                    "values": [BAD_INPUT_EXIT],
+                    "values": list(NOT_RETRIED),
                 },
             },
         ]

@@ -27,7 +27,7 @@ from threshold_worker.intervals import parse_runs
 
 from .api import FINAL_PHASES, KIND, PlanStatus, ThresholdJobSpec, ThresholdJobStatus
 from .catalog import PoolSpec
-from .jobs import BAD_INPUT_EXIT, Settings, prepare_job, work_job
+from .jobs import BAD_INPUT_EXIT, FAILED_BLOCKS_EXIT, Settings, prepare_job, work_job
 from .kube import ApiRejected, Kube, Transient, termination, terminations
 from .names import job_name
 from .status import (
@@ -330,6 +330,8 @@ class Reconciler:
         line = in_spec_terms(_last_line(message))
         if code == BAD_INPUT_EXIT:
             return f"failed: {line} (exit code 2: not retried, no retry can fix it)"
+        if code == FAILED_BLOCKS_EXIT:
+            return f"failed: {line} (exit code 3: the partition's other blocks are done)"
         tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"
         return f"failed after {tries}; last error: {line} (exit code {code})"
 

@@ -75,6 +75,14 @@ class StorageUnavailable(WorkerError):
     worker's retries: exit 1, so that the Job retries the pod later."""
 
 
+#: How a BlocksFailed message ends: what to do next on one machine (the operator says it
+#: in a ThresholdJob's terms).
+RERUN = (
+    "`threshold-worker status` lists them; fix the cause, then rerun the same command: it "
+    "processes only the blocks not done"
+)
+
+
 class BlocksFailed(WorkerError):
     """The run processed every block it could; some failed in a way that concerns them
     alone (damaged input) and are recorded in the failure ledger (`ledger`). Exit 3: not

@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any
 from zarr.abc.store import Store
 
 from .chunkio import ChunkStore
-from .errors import BlocksFailed, DamagedInput, WorkerError
+from .errors import RERUN, BlocksFailed, DamagedInput, WorkerError
 from .intervals import Run, format_run, parse_run
 from .lease import utcnow
+from .markers import LEDGER_DIR
 from .rois import Roi, describe, run_rois
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LEDGER_DIR = ".threshold-failed"
 #: Records in one ledger object; a record with its ROIs is under 1 KiB, so an object stays
 #: under 50 KiB.
 MAX_RECORDS = 50
@@ -400,9 +400,9 @@ def blocks_failed(jobs: Sequence[Job], failures: Sequence[Failures], done: int) 
     n = max((f.blocks for f in failures), default=0)
     i = next((k for k, f in enumerate(failures) if f), 0)
     outputs = f"{jobs[i].where}" + (f" and {len(jobs) - 1} more outputs" if len(jobs) > 1 else "")
+    were = "block failed and is" if n == 1 else "blocks failed and are"
     return BlocksFailed(
         "",
-        f"{n} blocks failed and are recorded in the failure ledger of {outputs} ({done} "
-        f"processed): {failures[i].summary(jobs[i])}; `threshold-worker status` lists them; "
-        "fix the cause, then rerun the same command: it processes only the blocks not done",
+        f"{n} {were} recorded in the failure ledger of {outputs} ({done} processed): "
+        f"{failures[i].summary(jobs[i])}; {RERUN}",
     )

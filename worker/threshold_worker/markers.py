@@ -24,6 +24,9 @@ from .chunkio import ChunkStore
 from .intervals import parse_run
 
 MARKER_DIR = ".threshold-done"
+#: The failure ledger's directory beside it (ledger.py); here so that ownership.py, which
+#: clears both, needs neither the ledger nor, through it, the job.
+LEDGER_DIR = ".threshold-failed"
 BUCKET = 1000
 
 

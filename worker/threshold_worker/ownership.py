@@ -40,8 +40,7 @@ from zarr.storage import LocalStore
 
 from .errors import OutputConflict
 from .lease import LEASE_DIR, utcnow
-from .ledger import LEDGER_DIR
-from .markers import MARKER_DIR
+from .markers import LEDGER_DIR, MARKER_DIR
 from .safefiles import TMP_DIR, SafeDir, SymlinkInOutput
 from .storage import local_files
 from .zarr_internals import run
