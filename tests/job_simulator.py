@@ -7,7 +7,8 @@ template, applies: a refusal is the Job controller's Warning Event `FailedCreate
 "Error creating: ...", posted once per Job and message, and the pod is not run), then runs its
 container command as a real `threshold-worker` process on real zarr data (volume mount paths
 are host paths in these tests) and writes the Pod's status through the status subresource, as
-the kubelet does. Like the kubelet, it keeps the last 4096 bytes of the termination message
+the kubelet does (with the container's startedAt and finishedAt, to the second). Like the
+kubelet, it keeps the last 4096 bytes of the termination message
 file, and with FallbackToLogsOnError, for a failed container with an empty file, the last 80
 lines and 2048 bytes of its output. The environment is the container's `env` values over the
 test process's, and for an Indexed Job JOB_COMPLETION_INDEX only when `env` does not set it
@@ -255,6 +256,7 @@ class JobSimulator:
         self.pods_started.append((name, index))
         key = (name, -1 if index is None else index)
         self._attempts[key] = self._attempts.get(key, 0) + 1
+        started = now()
         if index in self.fail_once and self._attempts[key] == 1:
             code, message = 1, "simulated node failure"
         else:
@@ -263,6 +265,8 @@ class JobSimulator:
             "exitCode": code,
             "message": message,
             "reason": "Completed" if code == 0 else "Error",
+            "startedAt": started,
+            "finishedAt": now(),
         }
         self._patch_pod(
             pod, container, {"terminated": terminated}, "Succeeded" if code == 0 else "Failed"

@@ -87,6 +87,21 @@ def test_partitions_by_job_completion_index(volume):
     assert "0 blocks processed, 4 already done" in again.out
 
 
+def test_a_partition_list_maps_the_completion_index_to_a_partition(volume):
+    """A retry's Job runs only some partitions: index i runs the i-th of --partition-list."""
+    container, data = volume
+    args = io_args(container, "raw", container, "mask", 0.5)
+    env = {"JOB_COMPLETION_INDEX": "1"}
+    result = run_cli("start-worker", *args, "--partitions", "3", "--partition-list", "0,2", env=env)
+    assert result.code == 0 and "4 blocks processed" in result.out, result
+    out = zarr.open_array(str(container), path="mask")[...]
+    np.testing.assert_array_equal(out[32:], expected(data[32:], 0.5))  # partition 2: z 32-39
+    assert out[:32].sum() == 0
+    beyond = run_cli("start-worker", *args, "--partitions", "3", "--partition-list", "0,2",
+                     env={"JOB_COMPLETION_INDEX": "2"})  # fmt: skip
+    assert beyond.code == 2 and "--partition: 2 is outside 0..1" in beyond.err + beyond.out
+
+
 def test_start_worker_without_shard_does_everything(volume):
     container, data = volume
     result = run_cli("start-worker", *io_args(container, "raw", container, "mask", 0.5))

@@ -379,13 +379,13 @@ def immutable(field: str) -> str:
     why = "it defines the plan" if field in PLAN_FIELDS else "the Jobs are made from it"
     return (
         f'spec: Invalid value: "object": spec.{field} is immutable: {why}; '
-        "create a new ThresholdJob (only parallelism and suspend may change)"
+        "create a new ThresholdJob (only parallelism, suspend, retry may change)"
     )
 
 
-def test_every_field_but_parallelism_and_suspend_has_a_change_here():
+def test_every_field_but_parallelism_suspend_and_retry_has_a_change_here():
     assert set(CHANGES) == set(IMMUTABLE)
-    assert set(IMMUTABLE) | {"parallelism", "suspend"} == set(
+    assert set(IMMUTABLE) | {"parallelism", "suspend", "retry"} == set(
         crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
             "properties"
         ]
@@ -424,9 +424,9 @@ def test_a_threshold_written_as_an_integer_or_a_float_is_the_same_threshold():
 
 
 @pytest.mark.parametrize(
-    "change", [{"parallelism": 2}, {"suspend": True}], ids=lambda c: next(iter(c))
+    "change", [{"parallelism": 2}, {"suspend": True}, {"retry": 1}], ids=lambda c: next(iter(c))
 )
-def test_parallelism_and_suspend_may_change_and_bump_the_generation(change):
+def test_parallelism_suspend_and_retry_may_change_and_bump_the_generation(change):
     old = stored()
     out = API.update(edited(old, **change), old)
     assert out["spec"][next(iter(change))] == next(iter(change.values()))
@@ -457,6 +457,22 @@ def test_input_and_output_xor_array_store(spec, message):
     assert refused(API.create, obj) == [f'spec: Invalid value: "object": {message}']
     with pytest.raises(ValidationError, match=message):
         ThresholdJobSpec.model_validate(spec)
+
+
+def test_retry_only_grows():
+    """spec.retry is a counter: bumped, it asks for a retry; lowered or removed it would
+    ask for nothing the operator could tell apart, so the CRD refuses it."""
+    message = (
+        'spec.retry: Invalid value: "object": may only grow: bump it (e.g. by 1) to retry '
+        "what failed"
+    )
+    old = stored(retry=2)
+    assert API.update(edited(old, retry=3), old)["spec"]["retry"] == 3
+    assert refused(API.update, edited(old, retry=1), old) == [message]
+    removed = copy.deepcopy(old)
+    del removed["spec"]["retry"]
+    assert refused(API.update, removed, old) == [message]
+    assert refused(API.create, manifest(retry=-1))[0].startswith("spec.retry: Invalid value")
 
 
 def test_with_a_queue_suspend_may_be_lifted_but_not_set():

@@ -69,6 +69,7 @@ def test_crd_names_columns_and_immutability():
     assert [col["name"] for col in version["additionalPrinterColumns"]] == [
         "Phase",
         "Blocks",
+        "ETA",
         "Pool",
         "Message",
         "Age",

@@ -300,9 +300,62 @@ def test_a_damaged_input_chunk_fails_its_partition_at_once_naming_it(cluster: Cl
         "partition 2 (blocks 6-8) failed: 1 block failed and is recorded in the failure ledger"
     )
     assert "raw/c/1/1/0 cannot be decoded" in status["message"]
-    assert "retry the ThresholdJob" in status["message"] and "rerun" not in status["message"]
-    assert status["message"].endswith("(exit code 3: the partition's other blocks are done)")
+    assert "`threshold-worker status`" not in status["message"]  # the CLI's remedy, not ours
+    assert status["message"].endswith(
+        "(exit code 3: the partition's other blocks are done); fix the cause, then bump "
+        "spec.retry to rerun only what did not complete"
+    )
     assert sim.pods_started.count(("damaged-work", 2)) == 1
+
+
+def test_a_failed_partition_fixed_and_retried_in_place_runs_only_what_failed(
+    cluster: Cluster, data
+):
+    """Partition 2 fails for good (a damaged input chunk: exit 2); the chunk is repaired and
+    spec.retry bumped: the same ThresholdJob goes Failed -> Running -> Succeeded through a
+    second work Job that runs partition 2 alone, and the blocks done before are left alone."""
+    container, values = data
+    chunk = container / "raw" / "c" / "1" / "1" / "0"
+    good = chunk.read_bytes()
+    chunk.write_bytes(b"not zstd")
+    with JobSimulator(cluster.api) as sim, running_operator():
+        cluster.create("fixme", spec_for(container))
+        failed = cluster.wait_phase("fixme", "Failed", "Succeeded")
+        done_before = {p: p.stat().st_mtime_ns for p in (container / "mask").rglob("c/*/*/*")}
+        chunk.write_bytes(good)
+        cluster.patch_spec("fixme", {"retry": 1})
+        status = cluster.wait_phase("fixme", "Succeeded", timeout=120)
+        reasons = [e["reason"] for e in cluster.events("fixme")]
+    assert not sim.errors, sim.errors
+    assert failed["phase"] == "Failed" and failed["message"].endswith(
+        "fix the cause, then bump spec.retry to rerun only what did not complete"
+    )
+    (region,) = failed["failures"]["regions"]
+    assert failed["failures"]["partitions"] == 1 and failed["failures"]["blocks"] == 3
+    assert (region["partition"], region["blocks"], region["exitCode"]) == (2, "6-8", 2)
+    assert region["error"].startswith("input_dataset: raw/c/1/1/0 cannot be decoded")
+    # Blocks 6-8 of the 3x2x2 grid, in world units (voxel size 8, 4, 4).
+    assert region["rois"] == [
+        {"offset": [128.0, 128.0, 0.0], "shape": [128.0, 128.0, 256.0]},
+        {"offset": [256.0, 0.0, 0.0], "shape": [128.0, 128.0, 128.0]},
+    ]
+    assert failed["usage"]["pods"] == 4 and failed["usage"]["podSeconds"] >= 0
+    assert sim.pods_started.count(("fixme-work", 2)) == 1  # exit 2: no retry of the pod
+    assert [i for n, i in sim.pods_started if n == "fixme-work-2"] == [0]  # one pod: partition 2
+    retry = cluster.job("fixme-work-2")
+    assert retry["spec"]["completions"] == 1
+    assert retry["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == [
+        "--partition-list",
+        "2",
+    ]
+    assert status["attempt"] == {"number": 2, "retry": 1, "partitions": "2"}
+    assert status["blocks"] == {"total": 12, "done": 12, "failed": 0}
+    assert status["jobs"]["work"] == "fixme-work-2" and "failures" not in status
+    assert status["usage"]["pods"] == 5
+    assert reasons.index("Failed") < reasons.index("Retrying") < reasons.index("Succeeded")
+    assert_thresholded(container, "mask", values, 0.5)
+    after = {p: p.stat().st_mtime_ns for p in done_before}
+    assert after == done_before  # chunks written before the retry were not written again
 
 
 def test_operator_restarts_create_no_duplicates(cluster: Cluster, data):

@@ -5,18 +5,32 @@ in-memory stand-in of `kube.Kube` (no HTTP), through a ThresholdJob's whole life
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 from kube_validation import validate_create
-from threshold_operator.api import PlanStatus, ThresholdJobSpec, ThresholdJobStatus
+from threshold_operator.api import (
+    Attempt,
+    FailedRegion,
+    PlanStatus,
+    ThresholdJobSpec,
+    ThresholdJobStatus,
+    Usage,
+)
 from threshold_operator.catalog import load_catalog
 from threshold_operator.handlers import BUG_ATTEMPTS, OperatorConfig, Passes
 from threshold_operator.jobs import Settings
 from threshold_operator.kube import ApiRejected, Transient
 from threshold_operator.reconcile import Reconciler, dump
-from threshold_operator.status import Failure, Observed, derive, transitions
+from threshold_operator.status import (
+    Failure,
+    Observed,
+    PartitionFailure,
+    derive,
+    transitions,
+)
 
 T0, T1 = "2025-01-01T00:00:00Z", "2025-01-01T00:05:00Z"
 UID = "uid-tj"
@@ -154,7 +168,8 @@ DERIVE = {
             partition_error="failed after 4 attempts; last error: boom (exit code 1)",
         ),
         "Failed",
-        "partition 1 (blocks 3-5) failed after 4 attempts; last error: boom (exit code 1)",
+        "partition 1 (blocks 3-5) failed after 4 attempts; last error: boom (exit code 1); "
+        "fix the cause, then bump spec.retry to rerun only what did not complete",
         ("Failed", "True", "FailedIndexes"),
     ),
     "refused-Failed": (
@@ -181,6 +196,20 @@ DERIVE = {
         "Succeeded",
         "all 12 blocks done",
         None,
+    ),
+    "Failed-Running-by-a-retry": (
+        Observed(
+            "tj",
+            2,
+            spec(retry=1),
+            old("Failed", PLAN, message="boom"),
+            PLAN,
+            work=job(active=1),
+            retry=Attempt(number=2, retry=1, partitions="1"),
+        ),
+        "Running",
+        "3/4 partitions done, 1 running",  # partitions 0, 2 and 3 completed before
+        ("Failed", "False", "Retrying"),
     ),
     "Failed-stays": (
         Observed("tj", 1, spec(), old("Failed", PLAN, message="boom"), PLAN, work=job("Complete")),
@@ -326,11 +355,21 @@ class FakeKube:
             self.events.append(event)  # a 409 for a name already there, ignored as Kube does
 
     # what the test does, as the Job controller and the kubelet would
-    def finish_pod(self, job: str, code: int, message: str, index: int | None = None) -> None:
+    def finish_pod(
+        self,
+        job: str,
+        code: int,
+        message: str,
+        index: int | None = None,
+        ran: tuple[str, str] | None = None,
+    ) -> None:
+        """A terminated pod; `ran`: its container's (startedAt, finishedAt)."""
         labels = {"job-name": job}
         if index is not None:
             labels["batch.kubernetes.io/job-completion-index"] = str(index)
         terminated = {"exitCode": code, "message": message}
+        if ran is not None:
+            terminated.update(startedAt=ran[0], finishedAt=ran[1])
         pod = {
             "metadata": {"name": f"{job}-{len(self.pods.get(job, []))}", "labels": labels},
             "status": {"containerStatuses": [{"state": {"terminated": terminated}}]},
@@ -543,3 +582,374 @@ def test_a_transient_error_is_retried_with_back_off_and_never_fails_the_job():
     delays = [run.run(("default", "tj")) for _ in range(BUG_ATTEMPTS + 3)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
     assert "status" not in kube.objects["tj"]
+
+
+# --- failures, retries in place, rate and usage ---------------------------------------------
+
+#: A plan with its geometry, as a prepare pod reports it: 12 blocks of 16x32x32 voxels over a
+#: 48x64x64 ROI at voxel size (8, 4, 4), offset (80, 40, 0); 4 partitions of 3 blocks.
+GEOMETRY = PlanStatus.model_validate(
+    {
+        **PLAN.model_dump(),
+        "grid_shape": [3, 2, 2],
+        "grid_origin": [0, 0, 0],
+        "fit": "shrink",
+        "roi": {"offset": [80, 40, 0], "shape": [384, 256, 256]},
+        "roi_voxels": {"begin": [0, 0, 0], "shape": [48, 64, 64]},
+        "voxel_size": [8, 4, 4],
+        "voxels": 48 * 64 * 64,
+    }
+)
+
+
+def test_failures_list_the_failed_regions_with_their_rois():
+    """Each failed partition is a region: the blocks the worker reported in its termination
+    message when it did, else the partition's blocks, as world-unit ROIs either way."""
+    reported = FailedRegion(partition=1, blocks="4", exit_code=3, error="chunk damaged")
+    observed = Observed(
+        "tj",
+        1,
+        spec(),
+        old("Running", GEOMETRY),
+        GEOMETRY,
+        work=job("Failed", reason="FailedIndexes", completedIndexes="0", failedIndexes="1-3"),
+        failed_partitions={
+            1: PartitionFailure(3, "chunk damaged", (reported,)),
+            2: PartitionFailure(1, "storage down"),
+        },
+    )
+    failures = derive(observed, T1).failures
+    assert failures is not None
+    assert (failures.partitions, failures.blocks, failures.more) == (3, 9, 0)
+    assert [(r.partition, r.blocks, r.exit_code, r.error) for r in failures.regions] == [
+        (1, "4", 3, "chunk damaged"),
+        (2, "6-8", 1, "storage down"),
+        (3, "9-11", None, ""),  # not read (no pod told): its blocks all the same
+    ]
+    # Blocks 6-8 (z, y, x in a 3x2x2 grid): 6 and 7 are z 16-31, y 32-63, x 0-63; 8 is
+    # z 32-47, y 0-31, x 0-31. World: offset (80, 40, 0) + voxel x (8, 4, 4).
+    rois = [(r.offset, r.shape) for r in failures.regions[1].rois]
+    assert rois == [
+        ([208.0, 168.0, 0.0], [128.0, 128.0, 256.0]),
+        ([336.0, 40.0, 0.0], [128.0, 128.0, 128.0]),
+    ]
+    assert [(r.offset, r.shape) for r in failures.regions[2].rois] == [
+        ([336.0, 40.0, 128.0], [128.0, 128.0, 128.0]),  # block 9
+        ([336.0, 168.0, 0.0], [128.0, 128.0, 256.0]),  # blocks 10-11
+    ]
+    assert derive(observed, T1).failures == failures  # pure, repeatable
+
+
+def test_failures_stay_bounded_at_a_million_blocks():
+    plan = PlanStatus(
+        fingerprint="f" * 16, total_blocks=10**6, partitions=10**5, block_shape=[8] * 3
+    )
+    every_other = ",".join(str(i) for i in range(0, 10**5, 2))
+    observed = Observed(
+        "tj",
+        1,
+        spec(),
+        old("Running", plan),
+        plan,
+        work=job("Failed", reason="FailedIndexes", failedIndexes=every_other),
+        failed_partitions={i: PartitionFailure(1, "x" * 300) for i in range(0, 10, 2)},
+    )
+    status = derive(observed, T1)
+    assert status.failures is not None
+    assert (status.failures.partitions, status.failures.more) == (50000, 50000 - 5)
+    assert status.failures.blocks == 500000 and len(status.failures.regions) == 5
+    assert len(json.dumps(dump(status))) < 100 * 1024
+
+
+def test_a_retry_leaves_failed_only_by_the_retry_and_says_why_else():
+    failed = old("Failed", PLAN, message="boom")
+    stays = derive(Observed("tj", 2, spec(retry=1), failed, PLAN), T1)
+    assert stays.phase == "Failed" and stays.attempt.retry == 1  # acted on: not again later
+    succeeded = old("Succeeded", PLAN, message="all 12 blocks done")
+    done = derive(Observed("tj", 2, spec(retry=1), succeeded, PLAN), T1)
+    (told,) = transitions(succeeded, done)
+    assert (told.type, told.reason) == ("Warning", "RetryIgnored")
+    assert told.message == "spec.retry 1: nothing retried: every block is done"
+    running = old("Running", PLAN)
+    seen = derive(Observed("tj", 2, spec(retry=1), running, PLAN, work=job(active=1)), T1)
+    assert seen.phase == "Running" and seen.attempt.retry == 1
+    told = {e.reason: e for e in transitions(running, seen)}
+    assert "it has not failed" in told["RetryIgnored"].message
+    retried = derive(
+        Observed(
+            "tj",
+            2,
+            spec(retry=1),
+            failed,
+            PLAN,
+            work=job(active=1),
+            retry=Attempt(number=2, retry=1, partitions="1"),
+        ),
+        T1,
+    )
+    assert (retried.jobs.work, retried.completion_time) == ("tj-work-2", None)
+    told_after = [e for e in transitions(failed, retried) if e.reason != "Planned"]
+    assert [(e.reason, e.message) for e in told_after] == [
+        (
+            "Retrying",
+            "spec.retry 1: work Job tj-work-2 runs the 1 partitions that did not complete (1); "
+            "done blocks are skipped",
+        ),
+        ("Running", "3/4 partitions done, 1 running"),
+    ]
+
+
+def test_rate_and_eta_come_from_the_blocks_done_over_time():
+    """The first sample is the work Job's start; a pass that sees no progress adds none (so
+    writes nothing); the rate is over the samples of the last RATE_WINDOW seconds."""
+    t = ["2025-01-01T00:00:00Z", "2025-01-01T00:01:00Z", "2025-01-01T00:02:00Z"]
+    status = old("Running", GEOMETRY)
+    running = job(active=2, startTime=t[0])
+    status = derive(Observed("tj", 1, spec(), status, GEOMETRY, work=running), t[0])
+    assert status.rate is not None and status.rate.blocks_per_second is None and status.eta is None
+    after = job(active=2, startTime=t[0], completedIndexes="0")  # 3 of 12 blocks in 60 s
+    status = derive(Observed("tj", 1, spec(), status, GEOMETRY, work=after), t[1])
+    assert status.rate is not None
+    assert (status.rate.blocks_per_second, status.rate.voxels_per_second) == (0.05, 0.05 * 16384)
+    assert status.eta == "2025-01-01T00:04:00Z"  # 9 blocks left at 0.05/s
+    again = derive(Observed("tj", 1, spec(), status, GEOMETRY, work=after), t[2])
+    assert again == status.model_copy(update={"observed_generation": 1})  # nothing to write
+    paused = derive(
+        Observed("tj", 2, spec(suspend=True), status, GEOMETRY, work=job(suspend=True)), t[2]
+    )
+    assert paused.eta is None and paused.rate is not None and paused.rate.samples == []
+
+
+def test_usage_adds_up_the_pods_of_each_finished_work_job():
+    first = derive(
+        Observed(
+            "tj",
+            1,
+            spec(),
+            old("Running", PLAN),
+            PLAN,
+            work=job("Failed", failedIndexes="1", completedIndexes="0,2-3"),
+            usage=Usage(pod_seconds=40, pods=5),
+        ),
+        T1,
+    )
+    assert first.usage == Usage(pod_seconds=40, pods=5)
+    retried = derive(
+        Observed(
+            "tj",
+            2,
+            spec(retry=1),
+            first,
+            PLAN,
+            work=job(active=1),
+            retry=Attempt(number=2, retry=1, partitions="1"),
+        ),
+        T1,
+    )
+    done = derive(
+        Observed(
+            "tj",
+            2,
+            spec(retry=1),
+            retried,
+            PLAN,
+            work=job("Complete", completedIndexes="0"),
+            usage=Usage(pod_seconds=9, pods=1),
+        ),
+        T1,
+    )
+    assert done.phase == "Succeeded" and done.usage == Usage(pod_seconds=49, pods=6)
+    assert (done.blocks.done, done.partitions.completed_indexes) == (12, "0-3")
+
+
+def failed_run(kube: FakeKube, run: Passes) -> None:
+    """Plan, then a work Job whose partition 1 fails for good: its pod reports the failed
+    blocks in its termination message, the way the worker's ledger summary does."""
+    key = ("default", "tj")
+    run.run(key)
+    kube.finish_pod("tj-prepare", 0, PLAN_REPORT)
+    kube.set_status("tj-prepare", "Complete", succeeded=1)
+    run.run(key)
+    for index in (0, 2, 3):
+        kube.finish_pod("tj-work", 0, "", index, ran=(T0, "2025-01-01T00:00:10Z"))
+    report = {
+        "error": "error: 1 blocks failed and are recorded in the failure ledger",
+        "failures": {
+            "count": 1,
+            "records": [
+                {
+                    "blocks": "4",
+                    "roi": {"offset": [16, 32, 0], "shape": [16, 32, 32]},
+                    "exitCode": 3,
+                    "error": "input_dataset: raw/c/1/0/0 cannot be decoded",
+                }
+            ],
+        },
+    }
+    for _ in range(2):
+        kube.finish_pod("tj-work", 3, json.dumps(report), 1, ran=(T0, "2025-01-01T00:00:05Z"))
+    kube.set_status(
+        "tj-work", "Failed", completedIndexes="0,2-3", failedIndexes="1", succeeded=3, failed=2
+    )
+    run.run(key)
+
+
+def test_a_failed_job_is_retried_in_place_running_only_what_did_not_complete():
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+    key = ("default", "tj")
+    failed_run(kube, run)
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"].startswith("partition 1 (blocks 3-5) failed after 2 attempts; last")
+    assert status["failures"]["regions"] == [
+        {
+            "partition": 1,
+            "blocks": "4",
+            "rois": [{"offset": [16.0, 32.0, 0.0], "shape": [16.0, 32.0, 32.0]}],
+            "exitCode": 3,
+            "error": "input_dataset: raw/c/1/0/0 cannot be decoded",
+        }
+    ]
+    assert status["usage"] == {"podSeconds": 40, "pods": 5}
+    kube.calls.clear()
+    assert run.run(key) is None and [c for c, _ in kube.calls] == ["get_threshold_job"]
+
+    kube.objects["tj"]["spec"]["retry"] = 1  # kubectl patch tj tj --type merge -p ...
+    kube.objects["tj"]["metadata"]["generation"] = 2
+    assert run.run(key) == 5.0
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Running" and status["jobs"]["work"] == "tj-work-2"
+    assert status["attempt"] == {"number": 2, "retry": 1, "partitions": "1"}
+    retry = kube.jobs["tj-work-2"]["spec"]
+    assert (retry["completions"], retry["parallelism"]) == (1, 1)
+    assert retry["template"]["spec"]["containers"][0]["args"][-2:] == ["--partition-list", "1"]
+    assert kube.jobs["tj-work"]["status"]["failedIndexes"] == "1"  # left as it was
+    assert [e["reason"] for e in kube.events][-2:] == ["Retrying", "Running"]
+
+    kube.finish_pod("tj-work-2", 0, "", 0, ran=(T0, "2025-01-01T00:00:03Z"))
+    kube.set_status("tj-work-2", "Complete", completedIndexes="0", succeeded=1)
+    assert run.run(key) is None
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Succeeded" and status["blocks"]["done"] == 12
+    assert status["partitions"]["completedIndexes"] == "0-3" and "failures" not in status
+    assert status["usage"] == {"podSeconds": 43, "pods": 6}
+    kube.objects["tj"]["spec"]["retry"] = 2  # nothing failed: told, and nothing made
+    run.run(key)
+    assert sorted(kube.jobs) == ["tj-prepare", "tj-work", "tj-work-2"]
+    assert kube.events[-1]["reason"] == "RetryIgnored"
+
+
+def test_a_retry_whose_job_is_gone_runs_all_its_partitions_again():
+    """The TTL controller took the failed Job: what it ran is run again (done blocks are
+    skipped by the worker), never less."""
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+    failed_run(kube, run)
+    del kube.jobs["tj-work"]
+    kube.objects["tj"]["spec"]["retry"] = 1
+    run.run(("default", "tj"))
+    assert kube.jobs["tj-work-2"]["spec"]["completions"] == 4
+    assert kube.objects["tj"]["status"]["attempt"]["partitions"] == "0-3"
+
+
+def test_a_retry_refused_by_the_server_leaves_the_job_failed_saying_why():
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+    failed_run(kube, run)
+    kube.refuse_create = "exceeded quota"
+    kube.objects["tj"]["spec"]["retry"] = 1
+    run.run(("default", "tj"))
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Failed" and status["attempt"]["retry"] == 1
+    assert status["message"].startswith("the retry could not start: the API server refused")
+    assert kube.events[-1]["reason"] == "RetryIgnored"
+
+
+def test_the_attempts_arithmetic():
+    from threshold_operator.attempts import coarsen, next_attempt, subtract, to_partitions
+    from threshold_worker.intervals import count, format_runs, parse_runs
+
+    runs = [(2, 4), (7, 7), (10, 12)]  # a retry's Job: indexes 0-6 run these partitions
+    assert to_partitions([(1, 3), (5, 6)], runs) == [(3, 4), (7, 7), (11, 12)]
+    assert subtract([(0, 9)], [(2, 3), (5, 5), (9, 12)]) == [(0, 1), (4, 4), (6, 8)]
+    scattered = [(i, i) for i in range(0, 10**5, 2)]
+    coarse = coarsen(scattered, 4096)
+    assert len(format_runs(coarse)) <= 4096 and not subtract(scattered, coarse)  # a superset
+    first = next_attempt(Attempt(), 10**5, format_runs([(i, i) for i in range(1, 10**5, 2)]), 1)
+    assert first.number == 2 and len(first.partitions) <= 4096
+    assert count(parse_runs(first.partitions)) >= 5 * 10**4
+    again = next_attempt(Attempt(number=2, retry=1, partitions="2-4,7,10-12"), 20, "0-2,6", 2)
+    assert again.partitions == "7,10-11"  # indexes 3-5: partitions 7, 10 and 11
+
+
+def test_the_cost_of_a_pass_is_flat_at_a_million_blocks():
+    """10^6 blocks in 10^5 partitions, half of them done, a quarter failed: a pass makes the
+    same few requests as for 12 blocks, and the status stays far below 100 KiB."""
+
+    def life(total: int, partitions: int) -> tuple[list[list[str]], int, int]:
+        kube = FakeKube()
+        body(kube, partitions=partitions)
+        run = passes(kube)
+        key = ("default", "tj")
+        report = {**json.loads(PLAN_REPORT), "total_blocks": total, "partitions": partitions}
+        calls: list[list[str]] = []
+        largest = 0
+
+        def step() -> None:
+            nonlocal largest
+            kube.calls.clear()
+            run.run(key)
+            calls.append([c for c, _ in kube.calls])
+            largest = max(largest, len(json.dumps(kube.objects["tj"].get("status") or {})))
+
+        step()  # create the prepare Job
+        kube.finish_pod("tj-prepare", 0, json.dumps(report))
+        kube.set_status("tj-prepare", "Complete", succeeded=1)
+        step()  # plan, create the work Job
+        done = format_runs((i, i) for i in range(0, partitions, 2))
+        failed = format_runs((i, i) for i in range(1, partitions // 2, 2))
+        kube.set_status("tj-work", completedIndexes=done, failedIndexes=failed, active=4, ready=4)
+        step()  # running
+        for index in range(1, 11, 2):
+            kube.finish_pod("tj-work", 1, "error: storage down", index)
+        kube.set_status("tj-work", "Failed", completedIndexes=done, failedIndexes=failed)
+        step()  # failed
+        kube.objects["tj"]["spec"]["retry"] = 1
+        step()  # retried
+        args = kube.jobs["tj-work-2"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        return calls, largest, len(json.dumps(args))
+
+    from threshold_worker.intervals import format_runs
+
+    small, _, _ = life(12, 4)
+    large, largest, args = life(10**6, 10**5)
+    assert large == small, (large, small)
+    assert large[2:] == [
+        ["get_threshold_job", "get_job", "patch_status"],
+        ["get_threshold_job", "get_job", "job_pods", "create_event", "patch_status"],
+        ["get_threshold_job", "get_job", "get_job", "create_job", "create_event",
+         "create_event", "patch_status"],
+    ]  # fmt: skip
+    assert largest < 100 * 1024 and args < 8 * 1024
+
+
+def test_the_metrics_export_the_rate_of_a_running_job():
+    from prometheus_client import REGISTRY
+
+    from threshold_operator import metrics
+
+    def sample(metric: str) -> float | None:
+        return REGISTRY.get_sample_value(metric, {"namespace": "default", "name": "rated"})
+
+    running = {"phase": "Running", "rate": {"blocksPerSecond": 0.05, "voxelsPerSecond": 819.2}}
+    metrics.observe("default", "rated", running)
+    assert sample("threshold_job_blocks_per_second") == 0.05
+    assert sample("threshold_job_voxels_per_second") == 819.2
+    metrics.observe("default", "rated", {**running, "phase": "Succeeded"})
+    assert sample("threshold_job_blocks_per_second") == 0.0
+    metrics.forget("default", "rated")
+    assert sample("threshold_job_blocks_per_second") is None

@@ -335,6 +335,13 @@ class ThresholdJobSpec(JobParameters):
         pattern=IMAGE,
         description="Worker image; default the operator's",
     )
+    retry: int | None = Field(
+        default=None,
+        ge=0,
+        le=INT32_MAX,
+        description="Bump to retry a Failed ThresholdJob in place: a new work Job runs only "
+        "the partitions that did not complete (done blocks are skipped); may only grow",
+    )
 
     _containers = field_validator("input_container", "output_container")(location)
 
@@ -397,8 +404,17 @@ def _alias(name: str) -> str:
     return ThresholdJobSpec.model_fields[name].alias or name
 
 
-#: What may change on a running ThresholdJob: the operator carries these over to its Jobs.
-MUTABLE = ("parallelism", "suspend")
+#: What may change on a running ThresholdJob: the operator carries parallelism and suspend
+#: over to its Jobs; `retry` is a counter the user bumps to ask for a retry of what failed
+#: (a spec field, not an annotation: the request then has a generation, which
+#: status.observedGeneration acknowledges, and the schema can check it).
+MUTABLE = ("parallelism", "suspend", "retry")
+#: spec.retry only grows: the operator acts when it exceeds the count it acted on last.
+RETRY_RULE = {
+    "rule": "!has(oldSelf.retry) || (has(self.retry) && self.retry >= oldSelf.retry)",
+    "fieldPath": ".retry",
+    "message": "may only grow: bump it (e.g. by 1) to retry what failed",
+}
 #: Spec fields that define the plan (every field of the job, and arrayStore): changing them
 #: would make done-markers lie.
 PLAN_FIELDS = (*(_alias(name) for name in JobParameters.model_fields), "arrayStore")
@@ -448,11 +464,33 @@ class Condition(Model):
     observed_generation: int | None = None
 
 
+class Roi(Model):
+    """A box in world units (the array's offset and voxel size), per spatial axis."""
+
+    offset: list[float]
+    shape: list[float]
+
+
+class VoxelBox(Model):
+    begin: list[int]
+    shape: list[int]
+
+
 class PlanStatus(Model):
+    """The plan the prepare pod reported. The geometry (grid, ROI, voxel size) comes from
+    workers that report it, and lets the operator name a block's ROI by arithmetic."""
+
     fingerprint: str
     total_blocks: int
     partitions: int
     block_shape: list[int]
+    grid_shape: list[int] | None = None
+    grid_origin: list[int] | None = None
+    fit: str | None = None
+    roi: Roi | None = Field(default=None, description="The region processed, in world units")
+    roi_voxels: VoxelBox | None = None
+    voxel_size: list[float] | None = None
+    voxels: int | None = Field(default=None, description="Voxels processed (per channel)")
 
 
 class BlockCounts(Model):
@@ -472,6 +510,65 @@ class PartitionCounts(Model):
 class JobNames(Model):
     prepare: str | None = None
     work: str | None = None
+
+
+class Attempt(Model):
+    """Which work Job runs now, and what it runs: attempt 1 is <name>-work over every
+    partition; a retry makes attempt n, <name>-work-<n>, over `partitions` only."""
+
+    number: int = Field(default=1, description="1 for the first work Job, n for the n-th")
+    retry: int = Field(default=0, description="spec.retry as the operator last acted on it")
+    partitions: str = Field(
+        default="",
+        description="Partitions this attempt's Job runs, as runs (its index i runs the i-th); "
+        "empty: all",
+    )
+
+
+class FailedRegion(Model):
+    """One failed region: a failed partition's blocks, or what its worker reported."""
+
+    partition: int
+    blocks: str = Field(description="Block ids, as runs, e.g. 120-131")
+    rois: list[Roi] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The blocks as world-unit boxes (a run of blocks is a few boxes)",
+    )
+    exit_code: int | None = None
+    error: str = ""
+
+
+class FailureStatus(Model):
+    """The first few failed regions and how many there are: bounded whatever the count."""
+
+    partitions: int = Field(default=0, description="Partitions that failed")
+    blocks: int = Field(default=0, description="Blocks in the failed partitions, or reported")
+    regions: list[FailedRegion] = Field(default_factory=list, max_length=8)
+    more: int = Field(default=0, description="Failed partitions not listed")
+
+
+class Sample(Model):
+    time: str
+    blocks: int
+
+
+class RateStatus(Model):
+    """Progress over a recent window, from the work Job's completed partitions over time."""
+
+    blocks_per_second: float | None = None
+    voxels_per_second: float | None = None
+    window_seconds: int | None = None
+    samples: list[Sample] = Field(
+        default_factory=list, max_length=8, description="(time, blocks done): the window"
+    )
+
+
+class Usage(Model):
+    """Compute used by finished work Jobs, from their pods' start and finish times."""
+
+    pod_seconds: int = 0
+    pods: int = 0
 
 
 Phase = Literal["Pending", "Preparing", "Running", "Suspended", "Succeeded", "Failed"]
@@ -500,3 +597,10 @@ class ThresholdJobStatus(Model):
     )
     start_time: str | None = None
     completion_time: str | None = None
+    attempt: Attempt = Field(default_factory=Attempt)
+    failures: FailureStatus | None = None
+    rate: RateStatus | None = None
+    eta: str | None = Field(
+        default=None, description="Estimated completion time, from the recent rate"
+    )
+    usage: Usage | None = None

@@ -17,6 +17,7 @@ from .api import (
     ONE_SOURCE_RULES,
     PLAN_FIELDS,
     PLURAL,
+    RETRY_RULE,
     SHORT_NAMES,
     SINGULAR,
     VERSION,
@@ -71,9 +72,9 @@ def _model_schema(model: type) -> dict[str, Any]:
 
 
 def _spec_rules() -> list[dict[str, str]]:
-    """Transition rules that pin every field but parallelism and suspend, Kueue's rule on
-    suspend, then the one-source rules."""
-    may_change = " and ".join(MUTABLE)
+    """Transition rules that pin every field but parallelism, suspend and retry, Kueue's
+    rule on suspend, retry's (it only grows), then the one-source rules."""
+    may_change = ", ".join(MUTABLE)
     rules = []
     for field in IMMUTABLE:
         why = "it defines the plan" if field in PLAN_FIELDS else "the Jobs are made from it"
@@ -86,6 +87,7 @@ def _spec_rules() -> list[dict[str, str]]:
             }
         )
     rules.append(dict(KUEUE_SUSPEND_RULE))
+    rules.append(dict(RETRY_RULE))
     rules.extend(dict(rule) for rule in ONE_SOURCE_RULES)
     return rules
 
@@ -114,6 +116,12 @@ def crd() -> dict[str, Any]:
             "type": "string",
             "jsonPath": ".status.progress",
             "description": "blocks done/total",
+        },
+        {
+            "name": "ETA",
+            "type": "string",
+            "jsonPath": ".status.eta",
+            "description": "estimated completion time, from the recent rate",
         },
         {"name": "Pool", "type": "string", "jsonPath": ".spec.pool"},
         {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},

@@ -11,9 +11,10 @@ from typing import Any
 
 from threshold_worker.params import MAX_PARTITIONS, JobParameters
 
-from .api import API_VERSION, KIND, ThresholdJobSpec
+from . import attempts
+from .api import API_VERSION, KIND, Attempt, ThresholdJobSpec
 from .catalog import PREPARE_RESOURCES, PoolSpec
-from .names import ANNOTATION_NAME, LABEL_JOB, job_name, label_value
+from .names import ANNOTATION_NAME, LABEL_JOB, job_name, label_value, work_job_name
 from .settings import Settings
 
 __all__ = ["Settings", "job_parameters", "prepare_job", "work_job"]
@@ -218,23 +219,31 @@ def work_job(
     settings: Settings,
     partitions: int,
     fingerprint: str,
+    attempt: Attempt | None = None,
 ) -> dict[str, Any]:
     """An Indexed Job: pod i runs partition i (JOB_COMPLETION_INDEX), retried per index.
-    Only the prepare step replaces an output (--overwrite): the partitions never do."""
+    A retry's Job (attempt 2 on) runs only the attempt's partitions: pod i runs the i-th
+    of them (--partition-list). Only the prepare step replaces an output (--overwrite):
+    the partitions never do."""
+    attempt = attempt or Attempt()
     name = body["metadata"]["name"]
     labels = _labels(name, "work", spec)
     annotations = {ANNOTATION_NAME: name}
     params = job_parameters(spec, partitions).model_copy(update={"overwrite": False})
     args = ["start-worker", *params.to_args(), "--expect-fingerprint", fingerprint]
+    if attempt.partitions:
+        args += ["--partition-list", attempt.partitions]
+    completions = attempts.size(attempt, partitions)
     job_spec: dict[str, Any] = {
         "completionMode": "Indexed",
-        "completions": partitions,
-        "parallelism": min(spec.parallelism, partitions),
+        "completions": completions,
+        "parallelism": min(spec.parallelism, completions),
         "backoffLimitPerIndex": spec.retries.per_partition,
-        "maxFailedIndexes": min(spec.retries.max_failed_partitions, partitions),
+        "maxFailedIndexes": min(spec.retries.max_failed_partitions, completions),
         "podFailurePolicy": _failure_policy("FailIndex"),
         "podReplacementPolicy": "Failed",
         "suspend": held(spec),
         "template": pod_template(spec, pool, settings, args, labels, annotations),
     }
-    return _job(job_name(name, "work"), body, spec, labels, annotations, job_spec)
+    job = work_job_name(name, attempt.number)
+    return _job(job, body, spec, labels, annotations, job_spec)

@@ -58,6 +58,19 @@ def job_name(name: str, role: str) -> str:
     return f"{child_base(name)}-{role}"
 
 
+#: Work Jobs a ThresholdJob may have (a first and its retries): `-work-99` is as long as
+#: `-prepare`, so MAX_BASE, and with it every existing child name, stays as it was.
+MAX_ATTEMPTS = 99
+
+
+def work_job_name(name: str, attempt: int) -> str:
+    """The work Job of attempt `attempt`: `<base>-work`, then `<base>-work-2`, ..."""
+    if not 1 <= attempt <= MAX_ATTEMPTS:
+        raise ValueError(f"attempt {attempt} is outside 1..{MAX_ATTEMPTS}")
+    first = job_name(name, "work")
+    return first if attempt == 1 else f"{first}-{attempt}"
+
+
 def label_value(name: str) -> str:
     """The value of LABEL_JOB: the name when it fits in a label value, else a derived one."""
     return name if len(name) <= MAX_LABEL else _shortened(name, MAX_LABEL, name)

@@ -23,28 +23,49 @@ from typing import Any
 from pydantic import ValidationError
 
 from threshold_worker.errors import first_error
-from threshold_worker.intervals import parse_runs
+from threshold_worker.intervals import format_runs, nth, parse_runs
 
-from .api import FINAL_PHASES, KIND, PlanStatus, ThresholdJobSpec, ThresholdJobStatus
+from . import attempts
+from .api import (
+    FINAL_PHASES,
+    KIND,
+    Attempt,
+    FailedRegion,
+    PlanStatus,
+    Roi,
+    ThresholdJobSpec,
+    ThresholdJobStatus,
+    Usage,
+)
+from .attempts import next_attempt
 from .catalog import PoolSpec
 from .jobs import BAD_INPUT_EXIT, FAILED_BLOCKS_EXIT, Settings, prepare_job, work_job
 from .kube import ApiRejected, Kube, Transient, termination, terminations
-from .names import job_name
+from .names import MAX_ATTEMPTS, job_name, work_job_name
 from .status import (
+    MAX_REGIONS,
+    RETRY_FAILED,
     Event,
     Failure,
     Job,
     Observed,
+    PartitionFailure,
+    block_rois,
     derive,
     finished,
     job_condition,
     now,
+    seconds,
     suspended,
     transitions,
 )
 from .wording import in_spec_terms
 
 logger = logging.getLogger(__name__)
+#: The label the Job controller puts on each pod of an Indexed Job.
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+#: A failed region's error line in status.failures is cut to this.
+MAX_ERROR_CHARS = 300
 #: Why a pod cannot start, from its containers' waiting state (kubelet's reasons).
 CANNOT_START = (
     "ErrImagePull",
@@ -141,6 +162,11 @@ class Reconciler:
         seen = Observed(name=base.name, generation=base.generation, spec=spec, old=old)
         try:
             if old is not None and old.phase in FINAL_PHASES:
+                if retry_due(spec, old):
+                    try:
+                        return self._retry(body, spec, seen)
+                    except (ValueError, Unworkable, ApiRejected, NameTaken) as e:
+                        return _failed(seen, RETRY_FAILED, str(e))
                 self._expire(body, spec, old, "prepare", "work")
                 return seen
             spec.parameters()  # arrayStore resolved now: a base directory no pod can reach
@@ -172,14 +198,39 @@ class Reconciler:
         else:
             self._expire(body, spec, old, "prepare")  # its result, the plan, is recorded
         if plan is not None:
-            work = self._work(body, spec, plan, old)
+            attempt = old.attempt if old is not None else Attempt()
+            work = self._work(body, spec, plan, old, attempt)
             found["work"] = work
-            if job_condition(work, "Failed"):
-                found["partition_error"] = self._partition_failure(namespace, work)
+            if finished(work):
+                assert work is not None
+                found.update(self._finished(namespace, work, attempt, plan))
             else:
                 found["blocked"] = self._blocked(namespace, work)
         return Observed(
             name=seen.name, generation=seen.generation, spec=spec, old=old, plan=plan, **found
+        )
+
+    def _retry(self, body: dict[str, Any], spec: ThresholdJobSpec, seen: Observed) -> Observed:
+        """Retry a Failed ThresholdJob in place: the next attempt's work Job runs the
+        partitions the last one did not complete (all it ran, if it is gone)."""
+        old = seen.old
+        assert old is not None and old.plan is not None
+        namespace = body["metadata"]["namespace"]
+        last = work_job_name(seen.name, old.attempt.number)
+        job = self.kube.get_job(namespace, last)
+        completed = None
+        if job is not None and self._owned(body, job):
+            completed = (job.get("status") or {}).get("completedIndexes") or ""
+        attempt = next_attempt(old.attempt, old.plan.partitions, completed, spec.retry or 0)
+        work = self._work(body, spec, old.plan, None, attempt)
+        return Observed(
+            name=seen.name,
+            generation=seen.generation,
+            spec=spec,
+            old=old,
+            plan=old.plan,
+            work=work,
+            retry=attempt,
         )
 
     # -- acting: the Jobs --------------------------------------------------------------------
@@ -211,8 +262,9 @@ class Reconciler:
         spec: ThresholdJobSpec,
         plan: PlanStatus,
         old: ThresholdJobStatus | None,
+        attempt: Attempt,
     ) -> Job | None:
-        name = job_name(body["metadata"]["name"], "work")
+        name = work_job_name(body["metadata"]["name"], attempt.number)
         recorded = old is not None and old.jobs.work == name and old.plan is not None
         if recorded and plan.partitions and old.partitions.completed == plan.partitions:
             # Every partition's completion is recorded: the Job is not made again if gone.
@@ -222,11 +274,18 @@ class Reconciler:
             spec,
             name,
             lambda: work_job(
-                body, spec, self._pool(spec), self.settings, plan.partitions, plan.fingerprint
+                body,
+                spec,
+                self._pool(spec),
+                self.settings,
+                plan.partitions,
+                plan.fingerprint,
+                attempt,
             ),
         )
         if job is not None:
-            self._sync(body, spec, job, {"parallelism": min(spec.parallelism, plan.partitions)})
+            size = attempts.size(attempt, plan.partitions)
+            self._sync(body, spec, job, {"parallelism": min(spec.parallelism, size)})
         return job
 
     def _child(
@@ -316,24 +375,38 @@ class Reconciler:
         cond = job_condition(job, "Failed") or {}
         return cond.get("message") or "the prepare Job failed"
 
-    def _partition_failure(self, namespace: str, job: Job) -> str:
-        """How the first failed partition failed: its attempts and the worker's last line.
-        Exit code 2 is never retried (the pod failure policy fails the index at once): say
-        so, not "attempts"."""
-        runs = parse_runs((job.get("status") or {}).get("failedIndexes"))
-        if not runs:
-            return "failed"
-        ended = list(terminations(self.kube, namespace, job["metadata"]["name"], runs[0][0]))
-        if not ended:
-            return "failed"
-        code, message = ended[0]
-        line = in_spec_terms(_last_line(message))
-        if code == BAD_INPUT_EXIT:
-            return f"failed: {line} (exit code 2: not retried, no retry can fix it)"
-        if code == FAILED_BLOCKS_EXIT:
-            return f"failed: {line} (exit code 3: the partition's other blocks are done)"
-        tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"
-        return f"failed after {tries}; last error: {line} (exit code {code})"
+    def _finished(
+        self, namespace: str, job: Job, attempt: Attempt, plan: PlanStatus
+    ) -> dict[str, Any]:
+        """What a finished work Job's pods tell, from one list of them: the compute they
+        used, and how the first few failed partitions failed."""
+        pods = self.kube.job_pods(namespace, job["metadata"]["name"])
+        by_index: dict[str, list[dict[str, Any]]] = {}
+        for pod in pods:  # oldest first
+            by_index.setdefault(_index(pod), []).append(pod)
+        runs = attempts.todo(attempt, plan.partitions)
+        failed: dict[int, PartitionFailure] = {}
+        error = ""
+        for first, last in parse_runs((job.get("status") or {}).get("failedIndexes")):
+            for index in range(first, min(last, first + MAX_REGIONS) + 1):
+                if len(failed) >= MAX_REGIONS:
+                    break
+                ended = [
+                    (code, message)
+                    for code, message in map(termination, reversed(by_index.get(str(index), [])))
+                    if message
+                ]
+                if not ended:
+                    continue
+                partition = nth(runs, index)
+                failed[partition] = _partition_failure(partition, ended[0], plan)
+                if not error:
+                    error = _attempts_message(ended)
+        return {
+            "failed_partitions": failed,
+            "partition_error": error or "failed",
+            "usage": _usage(pods),
+        }
 
     def _blocked(self, namespace: str, job: Job | None) -> str:
         """Why pods of a running Job cannot start, if they cannot: a container waiting on its
@@ -353,6 +426,109 @@ class Reconciler:
             if refused:
                 return f"the Job controller cannot create its pods: {refused[-1].get('message')}"
         return ""
+
+
+def retry_due(spec: ThresholdJobSpec, old: ThresholdJobStatus) -> bool:
+    """A retry is asked (spec.retry above what was acted on) of a ThresholdJob that failed
+    after it was planned, and it may have another work Job."""
+    return (
+        old.phase == "Failed"
+        and old.plan is not None
+        and (spec.retry or 0) > old.attempt.retry
+        and old.attempt.number < MAX_ATTEMPTS
+    )
+
+
+def _index(pod: dict[str, Any]) -> str:
+    return (pod["metadata"].get("labels") or {}).get(INDEX_LABEL, "")
+
+
+def _attempts_message(ended: list[tuple[int | None, str]]) -> str:
+    """How a partition failed: its attempts and the worker's last line. Exit code 2 is never
+    retried (the pod failure policy fails the index at once): say so, not "attempts"."""
+    code, message = ended[0]
+    line = in_spec_terms(worker_report(message)[0])
+    if code == BAD_INPUT_EXIT:
+        return f"failed: {line} (exit code 2: not retried, no retry can fix it)"
+    if code == FAILED_BLOCKS_EXIT:
+        return f"failed: {line} (exit code 3: the partition's other blocks are done)"
+    tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"
+    return f"failed after {tries}; last error: {line} (exit code {code})"
+
+
+def worker_report(message: str) -> tuple[str, dict[str, Any] | None]:
+    """(the worker's one-line error, its `failures` report if any) from a termination
+    message: plain text (the worker's last line, or the log tail), or a JSON object with
+    an optional `error` line and an optional `failures` key."""
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        return _last_line(message), None
+    failures = doc.get("failures")
+    failures = failures if isinstance(failures, dict) else None
+    line = str(doc.get("error") or "")
+    if not line and failures:
+        records = failures.get("records")
+        if isinstance(records, list) and records and isinstance(records[0], dict):
+            line = str(records[0].get("error") or "")
+    return (_last_line(line) if line else "failed"), failures
+
+
+def _partition_failure(
+    partition: int, ended: tuple[int | None, str], plan: PlanStatus
+) -> PartitionFailure:
+    """A failed partition as its newest pod tells it. Records the worker reports are read
+    leniently (both `exitCode` and `exit_code`, `roi` or `rois`, `blocks` as runs or
+    `first`/`last`); one that makes no sense is left out, never fails the pass."""
+    code, message = ended
+    line, report = worker_report(message)
+    line = in_spec_terms(line)[:MAX_ERROR_CHARS]
+    regions = []
+    for record in (report or {}).get("records") or []:
+        region = _region(partition, record, code, plan)
+        if region is not None:
+            regions.append(region)
+    blocks = (report or {}).get("count", (report or {}).get("failed_blocks"))
+    return PartitionFailure(code, line, tuple(regions), blocks if isinstance(blocks, int) else None)
+
+
+def _region(partition: int, record: Any, code: int | None, plan: PlanStatus) -> FailedRegion | None:
+    if not isinstance(record, dict):
+        return None
+    try:
+        if "blocks" in record:
+            runs = parse_runs(str(record["blocks"]))
+        else:
+            runs = [(int(record["first"]), int(record["last"]))]
+        if not runs or any(not 0 <= a <= b < plan.total_blocks for a, b in runs):
+            return None
+        given = record.get("rois") or ([record["roi"]] if record.get("roi") else [])
+        rois = [Roi.model_validate(r) for r in given][:16]
+        exit_code = record.get("exitCode", record.get("exit_code", code))
+        return FailedRegion(
+            partition=partition,
+            blocks=format_runs(runs),
+            rois=rois or block_rois(plan, runs[0][0], runs[-1][1]),
+            exit_code=int(exit_code) if exit_code is not None else None,
+            error=in_spec_terms(_last_line(str(record.get("error") or "")))[:MAX_ERROR_CHARS],
+        )
+    except (KeyError, TypeError, ValueError, ValidationError):
+        return None
+
+
+def _usage(pods: list[dict[str, Any]]) -> Usage:
+    """Pod-seconds: the worker container's run time, from start to finish, of each pod
+    that ran (whole seconds, as the kubelet reports them)."""
+    total, ran = 0.0, 0
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (status.get("state") or {}).get("terminated") or {}
+            if term.get("startedAt") and term.get("finishedAt"):
+                total += max(0.0, seconds(term["finishedAt"]) - seconds(term["startedAt"]))
+                ran += 1
+    return Usage(pod_seconds=round(total), pods=ran)
 
 
 def _cannot_start(pod: dict[str, Any]) -> str:

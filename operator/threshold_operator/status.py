@@ -14,30 +14,57 @@ blocks.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from threshold_worker.intervals import Run, count, parse_runs
-from threshold_worker.plan import partition_range
+from threshold_worker.intervals import Run, count, format_runs, parse_runs
+from threshold_worker.plan import Plan, partition_range
 
+from . import attempts
 from .api import (
     FINAL_PHASES,
+    Attempt,
     BlockCounts,
     Condition,
+    FailedRegion,
+    FailureStatus,
     PartitionCounts,
     PlanStatus,
+    RateStatus,
+    Roi,
+    Sample,
     ThresholdJobSpec,
     ThresholdJobStatus,
+    Usage,
 )
-from .names import job_name, selector
+from .names import MAX_ATTEMPTS, job_name, selector, work_job_name
 
 MAX_INTERVAL_CHARS = 512
+#: Failed regions listed in status.failures (the rest are counted).
+MAX_REGIONS = 5
+#: The rate is over the last RATE_WINDOW seconds of progress, kept as at most MAX_SAMPLES
+#: (time, blocks done) samples.
+RATE_WINDOW = 600
+MAX_SAMPLES = 8
+#: The reason of a retry that could not start (its Job refused): the job stays Failed.
+RETRY_FAILED = "RetryFailed"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 Job = dict[str, Any]
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
+
+
+def seconds(at: str) -> float:
+    """An RFC 3339 time (as the API server writes them, fractions allowed) as epoch seconds."""
+    return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def timestamp(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime(TIME_FORMAT)
 
 
 def blocks_in(runs: Iterable[Run], partitions: int, total_blocks: int) -> int:
@@ -112,11 +139,18 @@ def condition(status: ThresholdJobStatus | None, kind: str) -> Condition | None:
     return next((c for c in (status.conditions if status else []) if c.type == kind), None)
 
 
-def work_progress(work: Job | None, partitions: int, total_blocks: int) -> dict[str, Any]:
-    """Counts and intervals from the work Job's status."""
+def work_progress(
+    work: Job | None, partitions: int, total_blocks: int, attempt: Attempt | None = None
+) -> dict[str, Any]:
+    """Counts and intervals (of partitions) from the work Job's status. A retry's Job runs
+    only the attempt's partitions: its indexes are mapped to them, and the partitions it
+    does not run completed before."""
     status = (work or {}).get("status") or {}
-    done = parse_runs(status.get("completedIndexes"))
-    failed = parse_runs(status.get("failedIndexes"))
+    runs = attempts.todo(attempt or Attempt(), partitions)
+    ran = attempts.to_partitions(parse_runs(status.get("completedIndexes")), runs)
+    failed = attempts.to_partitions(parse_runs(status.get("failedIndexes")), runs)
+    before = attempts.subtract([(0, partitions - 1)], runs) if partitions else []
+    done = attempts.union(before, ran)
     return {
         "blocks": {
             "total": total_blocks,
@@ -127,12 +161,99 @@ def work_progress(work: Job | None, partitions: int, total_blocks: int) -> dict[
             "total": partitions,
             "completed": count(done),
             "failed": count(failed),
-            "completedIndexes": clip(status.get("completedIndexes") or ""),
-            "failedIndexes": clip(status.get("failedIndexes") or ""),
+            "completedIndexes": clip(format_runs(done)),
+            "failedIndexes": clip(format_runs(failed)),
         },
         "failed_intervals": failed,
+        "blocks_before": blocks_in(before, partitions, total_blocks),
         "active": status.get("active") or 0,
     }
+
+
+def plan_geometry(plan: PlanStatus) -> Plan | None:
+    """The worker's Plan, for block -> ROI arithmetic, when the prepare pod reported its
+    geometry (older workers did not)."""
+    if None in (plan.grid_shape, plan.grid_origin, plan.fit, plan.roi_voxels):
+        return None
+    assert plan.roi_voxels is not None and plan.grid_shape is not None
+    return Plan(
+        roi_begin=tuple(plan.roi_voxels.begin),
+        roi_shape=tuple(plan.roi_voxels.shape),
+        block_shape=tuple(plan.block_shape),
+        grid_origin=tuple(plan.grid_origin or ()),
+        grid_shape=tuple(plan.grid_shape),
+        fit=plan.fit or "shrink",
+        partitions=plan.partitions,
+        fingerprint=plan.fingerprint,
+    )
+
+
+def block_rois(plan: PlanStatus, first: int, last: int) -> list[Roi]:
+    """Blocks `first`..`last` as world-unit ROIs (at most 2 x dims - 1 boxes); none when the
+    plan has no geometry."""
+    geometry = plan_geometry(plan)
+    if geometry is None or plan.roi is None or plan.voxel_size is None or plan.roi_voxels is None:
+        return []
+    rois = []
+    for begin, end in geometry.run_boxes(first, last):
+        offset = [
+            o + (b - rb) * v
+            for o, b, rb, v in zip(
+                plan.roi.offset, begin, plan.roi_voxels.begin, plan.voxel_size, strict=True
+            )
+        ]
+        shape = [(e - b) * v for b, e, v in zip(begin, end, plan.voxel_size, strict=True)]
+        rois.append(Roi(offset=offset, shape=shape))
+    return rois
+
+
+@dataclass(frozen=True)
+class PartitionFailure:
+    """How one failed partition failed, from its newest pod: exit code, the worker's line,
+    and the failed blocks the worker reported (`failures` of its termination message), if
+    it did."""
+
+    exit_code: int | None
+    error: str
+    regions: tuple[FailedRegion, ...] = ()
+    blocks: int | None = None
+
+
+def failure_status(
+    plan: PlanStatus, failed: list[Run], details: dict[int, PartitionFailure]
+) -> FailureStatus | None:
+    """The first few failed regions, with ROIs, and how many partitions and blocks failed.
+    A partition whose worker reported its failed blocks lists those; any other lists its
+    whole block range."""
+    if not failed:
+        return None
+    regions: list[FailedRegion] = []
+    listed = 0
+    for a, b in failed:
+        for partition in range(a, b + 1):
+            if len(regions) >= MAX_REGIONS:
+                break
+            listed += 1
+            detail = details.get(partition)
+            if detail is not None and detail.regions:
+                regions.extend(detail.regions[: MAX_REGIONS - len(regions)])
+                continue
+            blocks = partition_range(partition, plan.partitions, plan.total_blocks)
+            regions.append(
+                FailedRegion(
+                    partition=partition,
+                    blocks=format_runs([(blocks.start, blocks.stop - 1)]),
+                    rois=block_rois(plan, blocks.start, blocks.stop - 1),
+                    exit_code=detail.exit_code if detail else None,
+                    error=detail.error if detail else "",
+                )
+            )
+    return FailureStatus(
+        partitions=count(failed),
+        blocks=blocks_in(failed, plan.partitions, plan.total_blocks),
+        regions=regions,
+        more=count(failed) - listed,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +272,10 @@ class Observed:
     `old` is the status as stored (None before the first pass); `plan` the recorded plan or
     the one the prepare pod reported this pass; `prepare`/`work` the Jobs as read (None:
     absent); `prepare_error` the prepare pod's own message when it failed; `partition_error`
-    how the first failed partition failed; `blocked` why pods of the running Job cannot start.
+    how the first failed partition failed; `blocked` why pods of the running Job cannot start;
+    `retry` the attempt a retry of a Failed ThresholdJob starts (its Job created this pass);
+    `failed_partitions` how the first few failed partitions failed, and `usage` what the
+    finished work Job's pods used, both read once the work Job finished.
     """
 
     name: str
@@ -165,6 +289,9 @@ class Observed:
     prepare_error: str = ""
     partition_error: str = ""
     blocked: str = ""
+    retry: Attempt | None = None
+    failed_partitions: dict[int, PartitionFailure] | None = None
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +310,18 @@ def derive(o: Observed, at: str) -> ThresholdJobStatus:
     s.observed_generation = o.generation
     s.start_time = s.start_time or at
     if s.phase in FINAL_PHASES and o.old is not None:
-        return s  # never left: the children may be gone (ttlSecondsAfterFinished)
+        if o.retry is None:  # never left but by a retry: the children may be gone (TTL)
+            _acknowledge_retry(s, o)
+            if o.failure is not None and o.failure.reason == RETRY_FAILED:
+                s.message = f"the retry could not start: {o.failure.message}"
+            return s
+        s.attempt = o.retry
+        s.completion_time, s.failures, s.rate, s.eta = None, None, None, None
+        s.conditions = set_condition(
+            s.conditions, "Failed", False, "Retrying", "", o.generation, at
+        )
+    elif o.spec is not None:
+        _acknowledge_retry(s, o)  # a retry asked of a job that has not failed: nothing to do
     s.selector = selector(o.name)
     if o.failure is not None:
         return _failed(s, o, o.failure.reason, o.failure.message, at)
@@ -194,6 +332,13 @@ def derive(o: Observed, at: str) -> ThresholdJobStatus:
     if o.plan is None:
         return _preparing(s, o, at)
     return _working(s, o, o.plan, at)
+
+
+def _acknowledge_retry(s: ThresholdJobStatus, o: Observed) -> None:
+    """A spec.retry that starts no retry is still acted on: noted, so that a later
+    failure does not start it unasked (`transitions` tells why nothing happened)."""
+    if o.spec is not None and (o.spec.retry or 0) > s.attempt.retry:
+        s.attempt.retry = o.spec.retry or 0
 
 
 def _set(
@@ -283,7 +428,7 @@ def _working(s: ThresholdJobStatus, o: Observed, plan: PlanStatus, at: str) -> T
             s.conditions, "Prepared", True, "Planned", planned, o.generation, at
         )
     total, partitions = plan.total_blocks, plan.partitions
-    s.jobs.work = job_name(o.name, "work")
+    s.jobs.work = work_job_name(o.name, s.attempt.number)
     work = o.work
     if work is None:
         if partitions and s.partitions.completed == partitions:
@@ -291,10 +436,21 @@ def _working(s: ThresholdJobStatus, o: Observed, plan: PlanStatus, at: str) -> T
         if _held(s, o, None, at, "the work Job") is not None:
             return s
         return _set(s, o, at, "Pending", "creating the work Job")
-    progress = work_progress(work, partitions, total)
+    progress = work_progress(work, partitions, total, s.attempt)
     s.blocks = BlockCounts(**progress["blocks"])
     s.partitions = PartitionCounts.model_validate(progress["partitions"])
     s.progress = f"{s.blocks.done}/{total}"
+    s.failures = failure_status(plan, progress["failed_intervals"], o.failed_partitions or {}) or (
+        s.failures if finished(work) else None
+    )
+    if finished(work):
+        s.eta = None
+        if o.usage is not None:
+            before = s.usage or Usage()
+            s.usage = Usage(
+                pod_seconds=before.pod_seconds + o.usage.pod_seconds,
+                pods=before.pods + o.usage.pods,
+            )
     if job_condition(work, "Complete"):
         return _succeeded(s, o, total, at)
     if failed := job_condition(work, "Failed"):
@@ -304,13 +460,52 @@ def _working(s: ThresholdJobStatus, o: Observed, plan: PlanStatus, at: str) -> T
             if where
             else failed.get("message") or failed.get("reason") or "the work Job failed"
         )
+        if s.attempt.number < MAX_ATTEMPTS:
+            message += "; fix the cause, then bump spec.retry to rerun only what did not complete"
         return _failed(s, o, failed.get("reason") or "WorkFailed", message, at)
     if _held(s, o, work, at, "the work Job") is not None:
+        s.rate = RateStatus() if s.rate is not None else None  # a pause is not a slow rate
+        s.eta = None
         return s
+    anchor = ((work.get("status") or {}).get("startTime"), progress["blocks_before"])
+    _measure(s, plan, anchor, at)
     message = _with_blocked(
         f"{s.partitions.completed}/{partitions} partitions done, {progress['active']} running", o
     )
     return _set(s, o, at, "Running", message, Suspended=(False, "Running"))
+
+
+def _measure(
+    s: ThresholdJobStatus, plan: PlanStatus, anchor: tuple[str | None, int], at: str
+) -> None:
+    """Rate over the recent window and the estimated completion time. A sample is taken
+    when the blocks done change (so a pass that sees no progress writes nothing); the
+    first is the work Job's start, with what was done before it."""
+    samples = list(s.rate.samples) if s.rate is not None else []
+    if s.rate is None and anchor[0]:
+        samples.append(Sample(time=anchor[0], blocks=anchor[1]))
+    if not samples or samples[-1].blocks != s.blocks.done:
+        samples.append(Sample(time=at, blocks=s.blocks.done))
+    last = seconds(samples[-1].time)
+    while len(samples) > 2 and last - seconds(samples[1].time) >= RATE_WINDOW:
+        samples.pop(0)
+    samples = samples[-MAX_SAMPLES:]
+    first = samples[0]
+    span = last - seconds(first.time)
+    rate = RateStatus(samples=samples)
+    s.rate, s.eta = rate, None
+    gained = samples[-1].blocks - first.blocks
+    if span <= 0 or gained <= 0:
+        return
+    per_block = (plan.voxels or math.prod(plan.block_shape) * plan.total_blocks) / max(
+        plan.total_blocks, 1
+    )
+    rate.blocks_per_second = round(gained / span, 3)
+    rate.voxels_per_second = round(gained / span * per_block, 1)
+    rate.window_seconds = int(span)
+    left = plan.total_blocks - s.blocks.done
+    if left > 0:
+        s.eta = timestamp(last + left * span / gained)
 
 
 def _succeeded(s: ThresholdJobStatus, o: Observed, total: int, at: str) -> ThresholdJobStatus:
@@ -336,10 +531,36 @@ def transitions(old: ThresholdJobStatus | None, new: ThresholdJobStatus) -> list
     blocked = condition(new, "Blocked")
     if blocked and blocked.status == "True" and not _is_true(old, "Blocked"):
         events.append(Event("Warning", "PodsCannotStart", blocked.message))
+    if old is not None and new.attempt.number > old.attempt.number:
+        left = attempts.size(new.attempt, new.plan.partitions if new.plan else 0)
+        events.append(
+            Event(
+                "Normal",
+                "Retrying",
+                f"spec.retry {new.attempt.retry}: work Job {new.jobs.work} runs the {left} "
+                f"partitions that did not complete ({clip(new.attempt.partitions)}); done "
+                "blocks are skipped",
+            )
+        )
+    elif old is not None and new.attempt.retry > old.attempt.retry:
+        events.append(Event("Warning", "RetryIgnored", _why_no_retry(new)))
     if old is None or old.phase != new.phase:
         kind = "Warning" if new.phase == "Failed" else "Normal"
         events.append(Event(kind, new.phase, new.message))
     return events
+
+
+def _why_no_retry(status: ThresholdJobStatus) -> str:
+    asked = f"spec.retry {status.attempt.retry}: nothing retried"
+    if status.phase == "Succeeded":
+        return f"{asked}: every block is done"
+    if status.phase != "Failed":
+        return f"{asked}: it has not failed (bump spec.retry again once it has)"
+    if status.plan is None:
+        return f"{asked}: it failed before it was planned; fix the cause and create it again"
+    if status.message.startswith("the retry could not start"):
+        return f"{asked}: {status.message}"
+    return f"{asked}: it has had {MAX_ATTEMPTS} work Jobs, the most; create it again"
 
 
 def _is_true(status: ThresholdJobStatus | None, kind: str) -> bool:

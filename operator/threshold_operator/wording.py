@@ -14,9 +14,6 @@ import re
 from threshold_worker.errors import RERUN
 from threshold_worker.params import JobParameters, options, value_kind
 
-#: RERUN in a ThresholdJob's terms: its Job cannot be rerun, the ThresholdJob is retried.
-RETRY = "fix the cause, then retry the ThresholdJob: it processes only the blocks not done"
-
 #: Every spelling of every option -> (spec field, whether it is an on/off flag).
 _FIELDS = {
     flag: (info.alias or name, value_kind(info)[0] == "flag")
@@ -47,5 +44,5 @@ def in_spec_terms(message: str) -> str:
     )
     text = re.sub(rf"pass {_FLAG}", _again, text)
     text = re.sub(_FLAG, lambda m: _field(m.group(1)) or m.group(0), text)
-    text = text.replace(RERUN, RETRY)
+    text = text.replace(f"; {RERUN}", "")  # the status says how to retry a ThresholdJob
     return text.replace("leave the option out", "leave the field out")

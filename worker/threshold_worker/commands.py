@@ -161,6 +161,7 @@ def plan_report(jobs: Any) -> dict[str, Any]:
         "partitions": plan.partitions,
         "block_shape": list(plan.block_shape),
         "grid_shape": list(plan.grid_shape),
+        "grid_origin": list(plan.grid_origin),
         "fit": plan.fit,
         "roi": {"offset": list(job.roi.offset), "shape": list(job.roi.shape)},
         "roi_voxels": {"begin": list(plan.roi_begin), "shape": list(plan.roi_shape)},
@@ -181,7 +182,20 @@ def plan_report(jobs: Any) -> dict[str, Any]:
 #: What `prepare --termination-log` writes: the part of the plan the operator reads. The
 #: kubelet keeps only the last 4096 bytes of a termination message; these few numbers and a
 #: 16-character fingerprint always fit, whatever the paths (the full report is on stdout).
-TERMINATION_REPORT = ("fingerprint", "total_blocks", "partitions", "block_shape")
+#: The geometry (grid, ROI, voxel size) lets the operator name a block's world-unit ROI.
+TERMINATION_REPORT = (
+    "fingerprint",
+    "total_blocks",
+    "partitions",
+    "block_shape",
+    "grid_shape",
+    "grid_origin",
+    "fit",
+    "roi",
+    "roi_voxels",
+    "voxel_size",
+    "voxels",
+)
 TERMINATION_MESSAGE_BYTES = 4096
 
 
@@ -397,14 +411,34 @@ def spawn_command(**kw: Any) -> None:
     envvar=PARTITION_INDEX,
     help=f"Partition to process [env {PARTITION_INDEX}]; default: all blocks.",
 )
+@click.option(
+    "--partition-list",
+    metavar="RUNS",
+    help="Only these partitions, e.g. 3,7-9: --partition (the Job's completion index) picks "
+    "the one to run from this list (0 -> 3, 1 -> 7, ...). A retry's Job runs only what "
+    "did not complete.",
+)
 @click.option("--expect-fingerprint", help="Fail (exit 2) if the plan differs from this one.")
-def start_worker_command(partition: int | None, expect_fingerprint: str | None, **kw: Any) -> None:
+def start_worker_command(
+    partition: int | None,
+    partition_list: str | None,
+    expect_fingerprint: str | None,
+    **kw: Any,
+) -> None:
     """Threshold the blocks of one partition (or all) that are not done yet."""
+    from .intervals import count, nth, parse_runs
     from .worker import run_partition
 
     params = parameters(**kw)
     if partition is not None and params.partitions is None:
         raise InputError("--partitions", f"is required with --partition (or {PARTITION_INDEX})")
+    if partition_list is not None:
+        runs = parse_runs(partition_list)
+        if partition is None or not runs or any(a > b for a, b in runs):
+            raise InputError("--partition-list", f"{partition_list!r} needs --partition and runs")
+        if partition >= count(runs):
+            raise InputError("--partition", f"{partition} is outside 0..{count(runs) - 1}")
+        partition = nth(runs, partition)
     if partition is not None and partition >= params.partition_count:
         raise InputError("--partition", f"{partition} is outside 0..{params.partition_count - 1}")
     stats = run_partition(params, partition, expect_fingerprint)

@@ -86,6 +86,18 @@ def count(items: Iterable[Run]) -> int:
     return sum(b - a + 1 for a, b in items)
 
 
+def nth(items: Iterable[Run], index: int) -> int:
+    """The `index`-th integer (from 0) of sorted runs: an Indexed Job's completion index ->
+    the partition it runs, when a Job runs only some partitions (`start-worker
+    --partition-list`). IndexError past the end."""
+    if index >= 0:
+        for a, b in items:
+            if index <= b - a:
+                return a + index
+            index -= b - a + 1
+    raise IndexError(index)
+
+
 def union_runs(sources: Sequence[Iterable[Run]]) -> Iterator[tuple[int, int, tuple[int, ...]]]:
     """Sorted, disjoint runs from several sources, merged: runs that some source holds,
     each with the sources (indices) that hold all of it, in order. Lazy: memory is one
