@@ -285,3 +285,42 @@ def test_the_ledger_lives_on_s3_too(s3_server, request):
     ledger = FailureLedger(open_store(UPath(url), read_only=True), "mask", report["fingerprint"])
     (entry,) = ledger.read()
     assert [(r.first, r.last, r.kind) for r in entry.records] == [(14, 14, "DamagedInput")]
+
+
+def test_a_failed_pod_reports_its_failed_regions_in_its_termination_log(damaged, tmp_path):
+    """start-worker --termination-log (what the work Job's pods pass): the error line and
+    the failed blocks as JSON under Kubernetes' 4096 bytes; nothing is written on success."""
+    container, _, good = damaged
+    log = tmp_path / "termination-log"
+    args = [*args_for(container, tmp_path / "o.zarr"), "--partitions", "2", "--partition", "1"]
+    result = run_cli("start-worker", *args, "--termination-log", str(log))
+    assert result.code == 3, result
+    report = json.loads(log.read_text())
+    assert len(log.read_bytes()) <= 4096
+    assert report["error"].startswith("2 blocks failed and are recorded in the failure ledger")
+    assert report["failures"]["failed_blocks"] == 2
+    firsts = [(r["first"], r["last"]) for r in report["failures"]["records"]]
+    assert firsts == [(14, 15)] or firsts == [(14, 14), (15, 15)], report
+    for chunk, data in good.items():
+        chunk.write_bytes(data)
+    log.unlink()
+    assert run_cli("start-worker", *args, "--termination-log", str(log)).code == 0
+    assert not log.exists()
+
+
+def test_a_long_failure_report_is_cut_to_fit(tmp_path):
+    """Many failed regions with long error lines still give a termination message of at
+    most 4096 bytes that is valid JSON and keeps the count."""
+    from threshold_worker.commands import failure_report
+    from threshold_worker.errors import BlocksFailed
+
+    failures = Failures()
+    for block in range(0, 400, 2):  # 200 runs that do not merge
+        failures.add(block, DamagedInput(f"a chunk {'é' * 400} of block {block}", ValueError()))
+    error = BlocksFailed("", "200 blocks failed " + "x" * 5000)
+    error.stats = type("S", (), {"failures": [failures]})()
+    text = failure_report(error)
+    assert len(text.encode()) <= 4096
+    doc = json.loads(text)
+    assert doc["error"].startswith("200 blocks failed")
+    assert doc.get("failures", {}).get("failed_blocks", 200) == 200

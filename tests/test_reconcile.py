@@ -786,10 +786,10 @@ def failed_run(kube: FakeKube, run: Passes) -> None:
             ],
         },
     }
-    for _ in range(2):
-        kube.finish_pod("tj-work", 3, json.dumps(report), 1, ran=(T0, "2025-01-01T00:00:05Z"))
+    # Exit 3 (blocks recorded as failed) fails the index at once: one pod.
+    kube.finish_pod("tj-work", 3, json.dumps(report), 1, ran=(T0, "2025-01-01T00:00:05Z"))
     kube.set_status(
-        "tj-work", "Failed", completedIndexes="0,2-3", failedIndexes="1", succeeded=3, failed=2
+        "tj-work", "Failed", completedIndexes="0,2-3", failedIndexes="1", succeeded=3, failed=1
     )
     run.run(key)
 
@@ -802,7 +802,10 @@ def test_a_failed_job_is_retried_in_place_running_only_what_did_not_complete():
     failed_run(kube, run)
     status = kube.objects["tj"]["status"]
     assert status["phase"] == "Failed"
-    assert status["message"].startswith("partition 1 (blocks 3-5) failed after 2 attempts; last")
+    assert status["message"].startswith(
+        "partition 1 (blocks 3-5) failed: 1 blocks failed and are recorded in the failure ledger "
+        "(exit code 3: the partition's other blocks are done)"
+    )
     assert status["failures"]["regions"] == [
         {
             "partition": 1,
@@ -812,7 +815,7 @@ def test_a_failed_job_is_retried_in_place_running_only_what_did_not_complete():
             "error": "input_dataset: raw/c/1/0/0 cannot be decoded",
         }
     ]
-    assert status["usage"] == {"podSeconds": 40, "pods": 5}
+    assert status["usage"] == {"podSeconds": 35, "pods": 4}
     kube.calls.clear()
     assert run.run(key) is None and [c for c, _ in kube.calls] == ["get_threshold_job"]
 
@@ -834,7 +837,7 @@ def test_a_failed_job_is_retried_in_place_running_only_what_did_not_complete():
     status = kube.objects["tj"]["status"]
     assert status["phase"] == "Succeeded" and status["blocks"]["done"] == 12
     assert status["partitions"]["completedIndexes"] == "0-3" and "failures" not in status
-    assert status["usage"] == {"podSeconds": 43, "pods": 6}
+    assert status["usage"] == {"podSeconds": 38, "pods": 5}
     kube.objects["tj"]["spec"]["retry"] = 2  # nothing failed: told, and nothing made
     run.run(key)
     assert sorted(kube.jobs) == ["tj-prepare", "tj-work", "tj-work-2"]

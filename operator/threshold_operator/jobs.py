@@ -231,6 +231,7 @@ def work_job(
     annotations = {ANNOTATION_NAME: name}
     params = job_parameters(spec, partitions).model_copy(update={"overwrite": False})
     args = ["start-worker", *params.to_args(), "--expect-fingerprint", fingerprint]
+    args += ["--termination-log", TERMINATION_LOG]  # the failed regions, when blocks fail
     if attempt.partitions:
         args += ["--partition-list", attempt.partitions]
     completions = attempts.size(attempt, partitions)

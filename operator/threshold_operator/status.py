@@ -248,9 +248,15 @@ def failure_status(
                     error=detail.error if detail else "",
                 )
             )
+    # Where a worker reported which of its partition's blocks failed, the others are done.
+    blocks = blocks_in(failed, plan.partitions, plan.total_blocks)
+    for partition, detail in details.items():
+        if detail.blocks is not None:
+            size = len(partition_range(partition, plan.partitions, plan.total_blocks))
+            blocks -= size - min(detail.blocks, size)
     return FailureStatus(
         partitions=count(failed),
-        blocks=blocks_in(failed, plan.partitions, plan.total_blocks),
+        blocks=blocks,
         regions=regions,
         more=count(failed) - listed,
     )

@@ -419,13 +419,53 @@ def spawn_command(**kw: Any) -> None:
     "did not complete.",
 )
 @click.option("--expect-fingerprint", help="Fail (exit 2) if the plan differs from this one.")
+@click.option(
+    "--termination-log",
+    type=click.Path(dir_okay=False, writable=True),
+    help="On failure, also write the error and the failed regions here as JSON "
+    "(Kubernetes' terminationMessagePath: at most 4096 bytes).",
+)
 def start_worker_command(
+    partition: int | None,
+    partition_list: str | None,
+    expect_fingerprint: str | None,
+    termination_log: str | None,
+    **kw: Any,
+) -> None:
+    """Threshold the blocks of one partition (or all) that are not done yet."""
+    try:
+        _start_worker(partition, partition_list, expect_fingerprint, **kw)
+    except WorkerError as e:
+        if termination_log:
+            Path(termination_log).write_text(failure_report(e))
+        raise
+
+
+def failure_report(error: WorkerError) -> str:
+    """A failed pod's termination message: its one-line error and, when blocks failed alone
+    (exit 3), the count and the first failed regions, as many as fit in 4096 bytes."""
+    from .ledger import termination_summary
+
+    stats = getattr(error, "stats", None)
+    failures = next((f for f in getattr(stats, "failures", ()) or () if f), None)
+    line = str(error)
+    for first in (3, 2, 1, 0):
+        doc: dict[str, Any] = {"error": line}
+        if failures is not None:
+            doc["failures"] = termination_summary(failures, first=first)
+        text = json.dumps(doc, separators=(",", ":"))
+        if len(text.encode()) <= TERMINATION_MESSAGE_BYTES:
+            return text
+        line = line.encode()[:1024].decode(errors="ignore")  # the line itself may be long
+    return json.dumps({"error": line[:256]})
+
+
+def _start_worker(
     partition: int | None,
     partition_list: str | None,
     expect_fingerprint: str | None,
     **kw: Any,
 ) -> None:
-    """Threshold the blocks of one partition (or all) that are not done yet."""
     from .intervals import count, nth, parse_runs
     from .worker import run_partition
 
