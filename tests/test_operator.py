@@ -184,6 +184,22 @@ def test_happy_path(cluster: Cluster, data):
     assert len(cluster.pods(status["selector"])) == 5  # the prepare pod and 4 partitions
 
 
+def test_spec_verify_adds_a_verifying_pass_to_each_pod(cluster: Cluster, data):
+    """spec.verify: each work pod recomputes its partition's blocks (here 2 of each) after
+    writing them; the job succeeds only if they are right."""
+    container, values = data
+    with JobSimulator(cluster.api) as sim, running_operator():
+        cluster.create("checked", spec_for(container, verify={"sample": 2}))
+        status = cluster.wait_phase("checked", "Succeeded", "Failed")
+    assert not sim.errors, sim.errors
+    assert status["phase"] == "Succeeded", status
+    args = cluster.job("checked-work")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--verify") :][:3] == ["--verify", "--verify-sample", "2"]
+    prepare = cluster.job("checked-prepare")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--verify" not in prepare
+    assert_thresholded(container, "mask", values, 0.5)
+
+
 def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, data):
     container, _ = data
     with JobSimulator(cluster.api) as sim, running_operator():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import blobs, io_args, run_cli, write_array
+from conftest import blobs, io_args, marker_blocks, run_cli, write_array
 from threshold_worker.markers import MARKER_DIR
 
 ARGS_EXTRA = ["--block-shape", "8,16,16"]
@@ -103,3 +103,55 @@ def test_status_and_verify_write_nothing(done):
     run_cli("status", *args)
     run_cli("verify", *args)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_start_worker_verify_takes_wrong_blocks_back_and_the_retry_rewrites_them(done):
+    """The verifying pass of a ThresholdJob's pods (start-worker --verify): a block made
+    stale after it was marked is found, loses its marker (its neighbours keep theirs), the
+    pod fails with exit 1 naming it, and the retry rewrites exactly that block."""
+    args, out, data = done
+    part = [*args, "--partitions", "2", "--partition", "1"]  # blocks 30-59
+    assert run_cli("start-worker", *part, "--verify").code == 0  # all done and right
+    array = zarr.open_array(str(out.parent), path="mask", mode="r+")
+    array[32:40, 32:48, 48:56] = (data[32:40, 32:48, 48:56] > 0.9).astype("u1")  # block 59
+    before = marker_blocks(out)
+    failed = run_cli("start-worker", *part, "--verify")
+    assert failed.code == 1, failed
+    line = failed.err.strip().splitlines()[-1]
+    assert line.startswith(f"error: {out}: 1 of 30 blocks checked differ from input > 0.5")
+    assert "blocks 59 (offset (336, 168, 192) shape (64, 64, 32))" in line
+    assert marker_blocks(out) == before - {59}
+    again = run_cli("start-worker", *part, "--verify")
+    assert again.code == 0, again
+    assert again.out.startswith("1 blocks processed, 29 already done")
+    assert run_cli("verify", *args).code == 0
+
+
+def test_start_worker_verify_sample_checks_only_that_many(done, caplog):
+    args, _, _ = done
+    part = [*args, "--partitions", "2", "--partition", "0"]
+    with caplog.at_level("INFO", logger="threshold_worker.worker"):
+        assert run_cli("start-worker", *part, "--verify", "--verify-sample", "4").code == 0
+    assert any("verified 4 blocks" in r.getMessage() for r in caplog.records)
+    bad = run_cli("start-worker", *part, "--verify-sample", "4")
+    assert bad.code == 2 and "--verify-sample: needs --verify" in bad.err
+
+
+def test_unmark_takes_back_exactly_the_blocks_named():
+    """Random runs of markers, random blocks taken back: what stays marked is the rest."""
+    import random
+
+    from zarr.storage import MemoryStore
+
+    from threshold_worker.markers import BUCKET, DoneMarkers
+
+    rng = random.Random(3)
+    for _ in range(30):
+        markers = DoneMarkers(MemoryStore(), "mask", "f" * 16)
+        done = set(rng.sample(range(3 * BUCKET), rng.randint(1, 400)))
+        markers.mark(sorted(done))
+        markers.mark(sorted(rng.sample(sorted(done), min(len(done), 20))))  # overlapping runs
+        wrong = set(rng.sample(range(3 * BUCKET), rng.randint(1, 50)))
+        markers.unmark(wrong)
+        blocks = range(3 * BUCKET)
+        assert set(blocks) - set(markers.missing(blocks)) == done - wrong

@@ -247,6 +247,19 @@ class Retries(Model):
     )
 
 
+class VerifySpec(Model):
+    """A verifying pass in each work pod once its partition is written: the blocks are
+    recomputed from the input and compared; a wrong block loses its done-marker and the pod
+    fails (exit 1), so that the pod's retry rewrites it."""
+
+    sample: int | None = Field(
+        default=None,
+        ge=1,
+        le=INT32_MAX,
+        description="Check this many random blocks of each partition; default: every block",
+    )
+
+
 #: JobParameters fields a ThresholdJob may leave out: arrayStore can name the arrays.
 ARRAY_FIELDS = ("input_container", "input_dataset", "output_container", "output_dataset")
 
@@ -310,6 +323,11 @@ class ThresholdJobSpec(JobParameters):
         default_factory=Retries,
         # An absent retries gets {}, then its fields' defaults (kube defaults only inside objects).
         json_schema_extra={"default": {}},
+    )
+    verify: VerifySpec | None = Field(
+        default=None,
+        description="Recompute and compare each partition's blocks after writing them "
+        "(verify: {} for all, or {sample: N})",
     )
     suspend: bool = Field(
         default=False, description="Pause: running pods stop, done blocks stay done"

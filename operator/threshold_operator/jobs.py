@@ -232,6 +232,10 @@ def work_job(
     params = job_parameters(spec, partitions).model_copy(update={"overwrite": False})
     args = ["start-worker", *params.to_args(), "--expect-fingerprint", fingerprint]
     args += ["--termination-log", TERMINATION_LOG]  # the failed regions, when blocks fail
+    if spec.verify is not None:
+        args.append("--verify")
+        if spec.verify.sample is not None:
+            args += ["--verify-sample", str(spec.verify.sample)]
     if attempt.partitions:
         args += ["--partition-list", attempt.partitions]
     completions = attempts.size(attempt, partitions)

@@ -425,16 +425,35 @@ def spawn_command(**kw: Any) -> None:
     help="On failure, also write the error and the failed regions here as JSON "
     "(Kubernetes' terminationMessagePath: at most 4096 bytes).",
 )
+@click.option(
+    "--verify",
+    "verify",
+    is_flag=True,
+    help="Then recompute the partition's blocks and compare; wrong ones lose their "
+    "done-markers and the run fails (exit 1) so that a retry rewrites them.",
+)
+@click.option(
+    "--verify-sample",
+    type=click.IntRange(min=1),
+    help="With --verify: check this many random blocks of the partition, not all.",
+)
 def start_worker_command(
     partition: int | None,
     partition_list: str | None,
     expect_fingerprint: str | None,
     termination_log: str | None,
+    verify: bool,
+    verify_sample: int | None,
     **kw: Any,
 ) -> None:
     """Threshold the blocks of one partition (or all) that are not done yet."""
+    from .worker import Verify
+
+    if verify_sample is not None and not verify:
+        raise InputError("--verify-sample", "needs --verify")
+    checks = Verify(verify_sample) if verify else None
     try:
-        _start_worker(partition, partition_list, expect_fingerprint, **kw)
+        _start_worker(partition, partition_list, expect_fingerprint, checks, **kw)
     except WorkerError as e:
         if termination_log:
             Path(termination_log).write_text(failure_report(e))
@@ -464,6 +483,7 @@ def _start_worker(
     partition: int | None,
     partition_list: str | None,
     expect_fingerprint: str | None,
+    verify: Any,
     **kw: Any,
 ) -> None:
     from .intervals import count, nth, parse_runs
@@ -481,7 +501,7 @@ def _start_worker(
         partition = nth(runs, partition)
     if partition is not None and partition >= params.partition_count:
         raise InputError("--partition", f"{partition} is outside 0..{params.partition_count - 1}")
-    stats = run_partition(params, partition, expect_fingerprint)
+    stats = run_partition(params, partition, expect_fingerprint, verify)
     click.echo(
         f"{stats.processed} blocks processed, {stats.skipped} already done, "
         f"{stats.voxels:,} voxels in {stats.seconds:.2f} s"

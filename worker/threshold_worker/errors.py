@@ -94,6 +94,12 @@ class BlocksFailed(WorkerError):
     summary: Any = None
 
 
+class OutputWrong(WorkerError):
+    """A verifying pass found blocks whose output differs from `input > threshold`. Their
+    done-markers are taken back, so exit 1: the retry (the Job's, or a rerun) rewrites
+    exactly them."""
+
+
 class WorkerDied(WorkerError):
     """A worker process was killed (out of memory, most often): exit 1, resumable."""
 

@@ -80,6 +80,19 @@ class DoneMarkers:
     def count_done(self, blocks: range) -> int:
         return len(blocks) - sum(b - a + 1 for a, b in self.missing_runs(blocks))
 
+    def unmark(self, block_ids: Iterable[int]) -> None:
+        """Take the markers of these blocks back, so that a rerun redoes them (a verifying
+        pass found them wrong). The rest of each run they were in is marked anew before
+        that run's marker is deleted: no other block is ever unmarked, even for a moment."""
+        wrong = sorted(set(block_ids))
+        for bucket in sorted({b // BUCKET for b in wrong}):
+            hits = {b for b in wrong if b // BUCKET == bucket}
+            for a, b in self.done_runs(bucket):
+                if not any(a <= x <= b for x in hits):
+                    continue
+                self.mark(x for x in range(a, b + 1) if x not in hits)
+                self.store.put_many([], [self._key(a, b)])
+
     def mark(self, block_ids: Iterable[int]) -> None:
         """Record finished blocks: one marker per run of consecutive ids."""
         self.store.touch_many([self._key(a, b) for a, b in runs(block_ids)])

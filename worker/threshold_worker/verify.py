@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .errors import DamagedInput
+from .errors import DamagedInput, OutputWrong
 from .intervals import format_run, runs
 from .job import Job
 from .kernel import threshold
@@ -75,9 +75,22 @@ def verify(
     """Compare every block (or `sample` blocks drawn with `seed`) with `input > threshold`."""
     status = job_status(job)
     total = job.plan.total_blocks
-    ids: range | list[int] = range(total)
-    if sample is not None and sample < total:
-        ids = sorted(random.Random(seed).sample(range(total), sample))
+    ids = sample_of(range(total), sample, seed)
+    wrong = wrong_blocks(job, ids, on_block)
+    return Verdict(status, len(ids), regions(job, runs(wrong)))
+
+
+def sample_of(blocks: range, sample: int | None, seed: int) -> range | list[int]:
+    """All of `blocks`, or `sample` of them drawn with `seed`, in order."""
+    if sample is None or sample >= len(blocks):
+        return blocks
+    return sorted(random.Random(seed).sample(blocks, sample))
+
+
+def wrong_blocks(
+    job: Job, ids: range | list[int], on_block: Callable[[int], None] | None = None
+) -> list[int]:
+    """The blocks of `ids` whose output is not `input > threshold` (or cannot be read)."""
     output = zarr.open_array(
         open_store(job.output_path, read_only=True), path=job.array_dataset, mode="r"
     )
@@ -93,7 +106,21 @@ def verify(
             wrong.append(block)
         if on_block is not None:
             on_block(block)
-    return Verdict(status, len(ids), regions(job, runs(wrong)))
+    return wrong
+
+
+def output_wrong(job: Job, wrong: list[int], checked: int) -> OutputWrong:
+    """The one-line error of a verifying pass that found `wrong` blocks (markers taken back)."""
+    found = regions(job, runs(wrong))
+    first = found[0]
+    rois = "; ".join(f"offset {tuple(r['offset'])} shape {tuple(r['shape'])}" for r in first.rois)
+    more = f" and {len(found) - 1} more regions" if len(found) > 1 else ""
+    return OutputWrong(
+        f"{job.where}",
+        f"{len(wrong)} of {checked} blocks checked differ from input > {job.spec.threshold!r} "
+        f"after writing: blocks {format_run(first.first, first.last)} ({rois}){more}; their "
+        "done-markers are taken back, so the retry rewrites them",
+    )
 
 
 def _read_input(job: Job, selection: tuple[slice, ...]) -> np.ndarray:

@@ -298,11 +298,22 @@ def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class Verify:
+    """A verifying pass after the blocks are written: every block of the partition, or
+    `sample` of them (drawn with the partition as seed), recomputed and compared."""
+
+    sample: int | None = None
+
+
 def run_partition(
-    params: JobParameters, partition: int | None = None, expect_fingerprint: str | None = None
+    params: JobParameters,
+    partition: int | None = None,
+    expect_fingerprint: str | None = None,
+    verify: Verify | None = None,
 ) -> Stats:
     """Resolve the job (each job of a sweep), claim its outputs, and process one partition
-    (or all of it)."""
+    (or all of it); then, with `verify`, check what the partition's outputs hold."""
     whole = partition is None
     jobs = resolve_sweep(params, whole_job=whole)
     plan = jobs[0].plan
@@ -321,11 +332,14 @@ def run_partition(
         logger.info(
             "plan %s: blocks %d-%d of %d", planned, blocks.start, blocks.stop - 1, plan.total_blocks
         )
-        stats = BlockWorker(jobs, freshness=[c.freshness for c in claims]).process(blocks)
+        worker = BlockWorker(jobs, freshness=[c.freshness for c in claims])
+        stats = worker.process(blocks)
         if stats.failed:
             error = blocks_failed(jobs, stats.failures, stats.processed)
             error.stats = stats
             raise error
+        if verify is not None:
+            _verify(worker, blocks, verify, seed=partition or 0)
         if whole:
             for claim in claims:
                 claim.complete()
@@ -336,6 +350,19 @@ def run_partition(
         stats.seconds,
     )
     return stats
+
+
+def _verify(worker: BlockWorker, blocks: range, verify: Verify, seed: int) -> None:
+    """Check each output's blocks; take the markers of wrong ones back and fail (exit 1)."""
+    from .verify import output_wrong, sample_of, wrong_blocks
+
+    ids = sample_of(blocks, verify.sample, seed)
+    for job, markers in zip(worker.jobs, worker.all_markers, strict=True):
+        wrong = wrong_blocks(job, ids)
+        if wrong:
+            markers.unmark(wrong)
+            raise output_wrong(job, wrong, len(ids))
+        logger.info("verified %d blocks of %s", len(ids), job.where)
 
 
 def start_worker_fn(
