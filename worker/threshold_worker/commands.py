@@ -98,6 +98,9 @@ def job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             kwargs["is_flag"] = True
         elif kind == "choice":
             kwargs["type"] = OneOf(choices)
+        elif kind == "int":  # the model's lower bound (partitions >= 1, pyramid >= 0)
+            lower = [m.ge for m in info.metadata if getattr(m, "ge", None) is not None]
+            kwargs["type"] = click.IntRange(min=lower[0] if lower else 1)
         elif kind in KINDS:
             kwargs["type"] = KINDS[kind]
         if info.is_required():
@@ -152,6 +155,14 @@ def plan_report(jobs: Any) -> dict[str, Any]:
             "shards": list(j.output.shards) if j.output.shards else None,
             "zarr_format": j.output.zarr_format,
             "exists": j.output.exists,
+            "pyramid": None
+            if j.pyramid is None
+            else [
+                {"path": name, "shape": list(shape), "chunks": list(chunks)}
+                for name, shape, chunks in zip(
+                    j.pyramid.names, j.pyramid.shapes, j.pyramid.chunks, strict=True
+                )
+            ],
         }
         for j in jobs
     ]
@@ -214,6 +225,11 @@ def _print_plan(report: dict[str, Any]) -> None:
             f"chunks {tuple(out['chunks'])}"
             f"{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})"
         )
+        for level in out["pyramid"] or []:
+            click.echo(
+                f"  level      {level['path']}: shape {tuple(level['shape'])}, "
+                f"chunks {tuple(level['chunks'])}"
+            )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
