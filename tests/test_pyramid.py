@@ -103,16 +103,29 @@ def test_level_chunks_shrink_to_fit_inside_a_block_and_the_grid_aligns_to_them()
         4, None, "any", (512, 512, 512), (0, 1, 2), (64, 64, 64), (64, 64, 64),
         (512, 512, 512), None, False, ["z", "y", "x"],
     )  # fmt: skip
-    assert block == (128, 128, 128)
-    assert [c[0] for c in geometry.chunks] == [64, 32, 16, 8]
+    assert block == (256, 256, 256)  # twice the usual default: one chunk per level
+    assert [c[0] for c in geometry.chunks] == [128, 64, 32, 16]
     assert [s[0] for s in geometry.shapes] == [256, 128, 64, 32]
-    assert geometry.align == (128, 128, 128)
+    assert geometry.align == (256, 256, 256)
+    # a given block: level chunks no larger than it allows, nor than twice s0's
+    geometry, block = pyramid.plan_pyramid(
+        4, None, "any", (512, 512, 512), (0, 1, 2), (64, 64, 64), (64, 64, 64),
+        (512, 512, 512), (128, 512, 64), False, ["z", "y", "x"],
+    )  # fmt: skip
+    assert block == (128, 512, 64)
+    assert geometry.chunks == ((64, 128, 32), (32, 128, 16), (16, 64, 8), (8, 32, 4))
+    assert geometry.align == (128, 512, 64)
     # a default block too small for the deepest level's factor grows to it
     _, grown = pyramid.plan_pyramid(
         5, (1, 2, 2), "any", (64, 64, 64), (0, 1, 2), (8, 8, 8), (8, 8, 8), (64, 64, 64),
         None, False, ["z", "y", "x"],
     )  # fmt: skip
-    assert grown == (16, 32, 32)
+    assert grown == (32, 32, 32)
+    _, deep = pyramid.plan_pyramid(
+        6, (1, 2, 2), "any", (64, 64, 64), (0, 1, 2), (8, 8, 8), (8, 8, 8), (64, 64, 64),
+        None, False, ["z", "y", "x"],
+    )  # fmt: skip
+    assert deep == (32, 64, 64)  # s6's factor on y and x is 64
 
 
 # -- the command line -------------------------------------------------------------------
@@ -227,21 +240,22 @@ def test_interrupted_run_resumes_and_a_block_is_marked_only_after_all_its_levels
     out = tmp_path / "out.zarr"
     args = [*io_args(container, "raw", out, "mask", 0.8), "--ome-zarr", "--pyramid", "3",
             "--block-shape", "16,16,16", "-n", "1"]  # fmt: skip
-    real = pyramid.LevelWriter.levels
+    real = pyramid.downsample
     calls = []
 
-    def interrupted(self, selection, mask):
-        calls.append(selection)
-        for level, (array, level_selection, level_data) in enumerate(real(self, selection, mask)):
-            if len(calls) == 5 and level == 1:
+    def interrupted(*args, **kwargs):
+        calls.append(args)
+        for k, selection, level_data in real(*args, **kwargs):
+            if len(calls) == 5 and k == 2:
                 raise KeyboardInterrupt  # block 5: s1 written, s2 and s3 not
-            yield array, level_selection, level_data
+            yield k, selection, level_data
 
-    monkeypatch.setattr(pyramid.LevelWriter, "levels", interrupted)
+    monkeypatch.setattr(pyramid, "downsample", interrupted)
     stopped = run_cli("run", *args)
     assert stopped.code == 130, stopped
     assert marker_blocks(out / "mask" / "s0") == {0, 1, 2, 3}
-    monkeypatch.setattr(pyramid.LevelWriter, "levels", real)
+    assert (out / "mask" / "s1" / "c").exists()
+    monkeypatch.setattr(pyramid, "downsample", real)
     resumed = run_cli("run", *args)
     assert resumed.code == 0, resumed
     assert "4 already done" in resumed.out
@@ -300,7 +314,7 @@ def test_a_block_shape_that_cannot_hold_whole_level_chunks_is_refused(tmp_path, 
     assert not (tmp_path / "out.zarr").exists()
     grown = run_cli("plan", *args, "--pyramid", "4", "--json")
     assert grown.code == 0, grown
-    assert json.loads(grown.out)["block_shape"] == [16, 16, 16]  # the default block grows
+    assert json.loads(grown.out)["block_shape"] == [32, 32, 32]  # twice the usual default
 
 
 @pytest.mark.parametrize(
@@ -333,3 +347,23 @@ def test_the_pyramid_is_a_field_of_every_door():
     assert camel["pyramid"] == 4 and camel["pyramidFactors"] == [1, 2, 2]
     assert JobParameters.model_validate(camel) == params
     assert math.prod(Pyramid(4, (1, 2, 2), "any", (0, 1, 2), (), ()).scale(4)) == 256
+
+
+def test_preview_shows_a_level_beside_full_resolution(tmp_path, uneven):
+    from PIL import Image
+
+    container, data = uneven
+    out = tmp_path / "out.zarr"
+    args = io_args(container, "raw", out, "mask", 0.8)
+    assert run_cli("run", *args, "--ome-zarr", "--pyramid", "2", "-n", "1").code == 0
+    png = tmp_path / "p.png"
+    shown = run_cli("preview", *args[:-2], "--level", "2", "-o", str(png))
+    assert shown.code == 0, shown
+    pixels = np.asarray(Image.open(png))
+    assert pixels.shape == (5 * 45, 5 * (3 * 51 + 2 * 8))  # input | s0 | s2, blown up 5x
+    pixels = pixels[::5, ::5]
+    s2 = reference(expected(data, 0.8), (4, 4, 4), "any")[18 // 4]
+    blown = np.repeat(np.repeat(s2, 4, axis=0), 4, axis=1)[:45, :51] * 255
+    np.testing.assert_array_equal(pixels[:, -51:], blown)
+    missing = run_cli("preview", *args[:-2], "--level", "3", "-o", str(png))
+    assert missing.code == 2 and "s3 is not a level" in missing.err and "s0, s1, s2" in missing.err

@@ -263,8 +263,9 @@ class DirectBlockIO:
         lo = [s.indices(n)[0] for s, n in zip(selection, self.src.shape, strict=True)]
         hi = [s.indices(n)[1] for s, n in zip(selection, self.src.shape, strict=True)]
         pyramids = any(w is not None for w in self.levels)
-        if not pyramids and self._chunkwise(lo, hi):
-            return self._threshold_chunks(lo, hi, values)
+        stepwise = all(w is None or w.stepwise(self.src.chunks) for w in self.levels)
+        if stepwise and self._chunkwise(lo, hi):
+            return self._threshold_chunks(lo, hi, values, selection)
         shape = tuple(b - a for a, b in zip(lo, hi, strict=True))
         masks = self._masks.get(shape)
         if masks is None:
@@ -285,14 +286,19 @@ class DirectBlockIO:
         for writer, mask in zip(self.levels, masks, strict=True):
             if writer is None:
                 continue
-            for array, level_selection, data in writer.levels(selection, mask):
-                target = self._level_target(array)
-                if target is None:  # a layout the direct path does not write
-                    array[level_selection] = data
-                    continue
-                lo = [s.start for s in level_selection]
-                hi = [s.stop for s in level_selection]
-                self._write_mask(target, lo, hi, np.ascontiguousarray(data))
+            self._put_levels(writer.levels(selection, mask))
+
+    def _put_levels(
+        self, levels: Iterable[tuple[zarr.Array, tuple[slice, ...], np.ndarray]]
+    ) -> None:
+        for array, level_selection, data in levels:
+            target = self._level_target(array)
+            if target is None:  # a layout the direct path does not write
+                array[level_selection] = data
+                continue
+            lo = [s.start for s in level_selection]
+            hi = [s.stop for s in level_selection]
+            self._write_mask(target, lo, hi, data)
 
     def _level_target(self, array: zarr.Array) -> Target | None:
         key = id(array)
@@ -316,8 +322,12 @@ class DirectBlockIO:
             for a, b, c, n in zip(lo, hi, self.src.chunks, self.src.shape, strict=True)
         )
 
-    def _threshold_chunks(self, lo: list[int], hi: list[int], values: Sequence[float]) -> list[int]:
+    def _threshold_chunks(
+        self, lo: list[int], hi: list[int], values: Sequence[float], selection: tuple[slice, ...]
+    ) -> list[int]:
         src = self.src
+        # Pyramids: each chunk's first level is made from its mask while it is at hand.
+        partials = [w.begin(selection) if w is not None else None for w in self.levels]
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
         datas = self.src_store.get_each([src.key(c) for c in coords])
         writes: list[tuple[list[tuple[str, bytes]], list[str]]] = [([], []) for _ in self.targets]
@@ -339,6 +349,8 @@ class DirectBlockIO:
                     threshold(decoded, value, out=chunk)
                 if padded is not None:
                     chunk[padded] = 0
+                if (partial := partials[i]) is not None:
+                    self.levels[i].add(partial, _origin(c, src.chunks), chunk[inside])  # type: ignore[union-attr]
                 n = int(np.count_nonzero(chunk))
                 foreground[i] += n
                 puts, deletes = writes[i]
@@ -348,6 +360,9 @@ class DirectBlockIO:
                     deletes.append(target.fmt.key(c))
         for target, (puts, deletes) in zip(self.targets, writes, strict=True):
             target.store.put_many(puts, deletes)
+        for writer, partial in zip(self.levels, partials, strict=True):
+            if writer is not None and partial is not None:
+                self._put_levels(writer.finish(partial))
         return foreground
 
     def _write_shards(self, target: Target, lo: list[int], hi: list[int], mask: np.ndarray) -> bool:

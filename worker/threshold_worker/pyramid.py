@@ -15,11 +15,13 @@ the mode of the whole window.
 
 No second pass over the input: every level chunk lies inside one block, so the block that
 writes s0 there also writes each level chunk whole, once, before its done-marker. For
-that, level k's chunk shape is the largest divisor of s0's chunk shape that divides
-block / F_k (64^3 chunks, 128^3 blocks, factor 2: s1 64^3, s2 32^3, s3 16^3, s4 8^3),
-the block shape is a multiple of F_N (a default block grows to one; a `--block-shape` that
-is not is refused) and the block grid starts on a multiple of every level chunk's extent
-in s0 voxels.
+that, level k's chunk shape is gcd(2 x s0's chunk shape, block / F_k), per axis (64^3
+chunks, 256^3 blocks, factor 2: s1 128^3, s2 64^3, s3 32^3, s4 16^3: one chunk of each
+level per block), the block shape is a multiple of F_N (a given `--block-shape` that is
+not is refused) and the block grid starts on a multiple of every level chunk's extent in
+s0 voxels. The default block with a pyramid is twice the usual one per axis (then a
+multiple of F_N): chunk files cost more than their bytes, and larger blocks hold fewer,
+larger level chunks.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from .errors import InputError
 from .plan import default_block_shape
 
 DEFAULT_FACTOR = 2
+#: Level chunks may be this much larger than s0's per axis: a chunk file costs more than
+#: its bytes on most file systems and object stores, and a mask chunk compresses well.
+CHUNK_GROWTH = 2
+#: The default block with a pyramid, per axis, against the usual one (plan.py): larger
+#: blocks hold larger level chunks, so fewer of them.
+BLOCK_GROWTH = 2
 Selection = tuple[slice, ...]
 
 
@@ -113,9 +121,12 @@ def plan_pyramid(
         )
     deepest = tuple(x**levels for x in f)
     step = tuple(math.lcm(u, d) for u, d in zip(unit, deepest, strict=True))
-    if block_shape is None:
-        block = default_block_shape(unit, roi_shape, sharded)
-        block = tuple(-(-b // s) * s for b, s in zip(block, step, strict=True))
+    if block_shape is None:  # twice the usual: a quarter as many level chunk files
+        usual = default_block_shape(unit, roi_shape, sharded)
+        block = tuple(
+            -(-min(BLOCK_GROWTH * b, -(-r // u) * u) // s) * s
+            for b, r, u, s in zip(usual, roi_shape, unit, step, strict=True)
+        )
     else:
         block = tuple(block_shape)
         if len(block) != n:
@@ -135,7 +146,7 @@ def plan_pyramid(
         for a, i in enumerate(spatial):
             scale = f[a] ** k
             level_shape[i] = -(-shape[i] // scale)
-            level_chunk[i] = math.gcd(spatial_chunks[a], block[a] // scale)
+            level_chunk[i] = math.gcd(CHUNK_GROWTH * spatial_chunks[a], block[a] // scale)
         shapes.append(tuple(level_shape))
         level_chunks.append(tuple(level_chunk))
     pyramid = Pyramid(levels, f, mode, tuple(spatial), tuple(shapes), tuple(level_chunks))
@@ -145,8 +156,11 @@ def plan_pyramid(
 # -- downsampling -----------------------------------------------------------------------
 
 
-def _reduce(a: np.ndarray, axis: int, f: int, op: Callable[..., Any]) -> np.ndarray:
-    """Combine each run of `f` along `axis` with `op` (the last run padded with 0)."""
+def _reduce(
+    a: np.ndarray, axis: int, f: int, op: Callable[..., Any], dtype: Any = None
+) -> np.ndarray:
+    """Combine each run of `f` along `axis` with `op` into `dtype` (the last run padded
+    with 0)."""
     if f == 1:
         return a
     if a.shape[axis] % f:
@@ -159,10 +173,23 @@ def _reduce(a: np.ndarray, axis: int, f: int, op: Callable[..., Any]) -> np.ndar
         index[axis] = slice(i, None, f)
         return a[tuple(index)]
 
-    out = part(0).copy()
-    for i in range(1, f):
+    out = op(part(0), part(1), dtype=dtype or a.dtype)
+    for i in range(2, f):
         op(out, part(i), out=out)
     return out
+
+
+def _step(a: np.ndarray, pyramid: Pyramid) -> np.ndarray:
+    """One level down: `any` ORs each window's 0/1 values, `mode` adds up its ones (0/1
+    values at first, then counts) into an integer type that holds s_N's windows."""
+    if pyramid.mode == "mode":
+        dtype = np.min_scalar_type(math.prod(pyramid.scale(pyramid.levels)))
+        for i, f in zip(pyramid.spatial, pyramid.factors, strict=True):
+            a = _reduce(a, i, f, np.add, dtype)
+        return a if a.dtype == dtype else a.astype(dtype)
+    for i, f in zip(pyramid.spatial, pyramid.factors, strict=True):
+        a = _reduce(a, i, f, np.bitwise_or)
+    return a
 
 
 def _window_sizes(begin: int, end: int, stop: int, scale: int) -> np.ndarray:
@@ -172,39 +199,47 @@ def _window_sizes(begin: int, end: int, stop: int, scale: int) -> np.ndarray:
 
 
 def downsample(
-    region: np.ndarray, pyramid: Pyramid, start: Sequence[int], stop: Sequence[int]
+    region: np.ndarray | None,
+    pyramid: Pyramid,
+    start: Sequence[int],
+    stop: Sequence[int],
+    level1: np.ndarray | None = None,
 ) -> Iterator[tuple[int, Selection, np.ndarray]]:
     """(level, selection in the level array, level data) of an s0 region [start, stop)
     (array axes; on spatial axes `start` is a multiple of F_N, `stop` one or the array's
-    end), level after level."""
-    counting = pyramid.mode == "mode"
-    if counting:
-        window = math.prod(pyramid.scale(pyramid.levels))
-        current = region.astype(np.min_scalar_type(window))
-        op: Callable[..., Any] = np.add
-    else:
-        current, op = region, np.bitwise_or
+    end), level after level; `level1`: the region's first step (`_step`), made already."""
+    current = level1 if level1 is not None else _step(region, pyramid)  # type: ignore[arg-type]
     for k in range(1, pyramid.levels + 1):
-        for i, f in zip(pyramid.spatial, pyramid.factors, strict=True):
-            current = _reduce(current, i, f, op)
+        if k > 1:
+            current = _step(current, pyramid)
         scale = pyramid.array_scale(k)
         begin = [a // s for a, s in zip(start, scale, strict=True)]
         end = [-(-b // s) for b, s in zip(stop, scale, strict=True)]
         selection = tuple(slice(a, b) for a, b in zip(begin, end, strict=True))
-        if not counting:
+        if pyramid.mode != "mode":
             yield k, selection, current
             continue
         voxels = np.ones((1,) * current.ndim, dtype=np.int64)
         for i in pyramid.spatial:
             sizes = _window_sizes(begin[i], end[i], stop[i], scale[i])
             voxels = voxels * sizes.reshape([-1 if a == i else 1 for a in range(current.ndim)])
-        yield k, selection, (2 * current.astype(np.int64) > voxels).view(np.uint8)
+        yield k, selection, (current > voxels // 2).view(np.uint8)
+
+
+@dataclass
+class Partial:
+    """A block's first level, gathered chunk by chunk (`LevelWriter.begin`)."""
+
+    start: list[int]
+    stop: list[int]
+    level1: np.ndarray
 
 
 class LevelWriter:
     """The levels of one output, written from each block's mask (`levels`, or `write`
-    through zarr). A block's region is its whole cell of the block grid, cut at the array's
-    end, with 0 where the ROI cuts the block."""
+    through zarr), or gathered chunk by chunk (`begin`, `add`, `finish`). A block's region
+    is its whole cell of the block grid, cut at the array's end, with 0 where the ROI cuts
+    the block."""
 
     def __init__(
         self,
@@ -220,9 +255,7 @@ class LevelWriter:
         self.grid_origin = tuple(grid_origin)
         self.block_shape = tuple(block_shape)
 
-    def levels(
-        self, selection: Selection, mask: np.ndarray
-    ) -> Iterator[tuple[zarr.Array, Selection, np.ndarray]]:
+    def _region(self, selection: Selection) -> tuple[list[int], list[int], list[int], list[int]]:
         lo = [s.indices(n)[0] for s, n in zip(selection, self.shape, strict=True)]
         hi = [s.indices(n)[1] for s, n in zip(selection, self.shape, strict=True)]
         start, stop = list(lo), list(hi)
@@ -230,6 +263,12 @@ class LevelWriter:
             o, b = self.grid_origin[a], self.block_shape[a]
             start[i] = o + (lo[i] - o) // b * b
             stop[i] = min(start[i] + b, self.shape[i])
+        return start, stop, lo, hi
+
+    def levels(
+        self, selection: Selection, mask: np.ndarray
+    ) -> Iterator[tuple[zarr.Array, Selection, np.ndarray]]:
+        start, stop, lo, hi = self._region(selection)
         if start == lo and stop == hi:
             region = mask
         else:
@@ -242,6 +281,37 @@ class LevelWriter:
         """Through zarr-python (the fallback path, kernel.py)."""
         for array, level_selection, data in self.levels(selection, mask):
             array[level_selection] = data
+
+    def stepwise(self, chunks: Sequence[int]) -> bool:
+        """Whether chunks of this shape (array axes) hold whole windows of the first level,
+        so that it can be made chunk by chunk."""
+        pyramid = self.pyramid
+        return all(
+            chunks[i] % f == 0 for i, f in zip(pyramid.spatial, pyramid.factors, strict=True)
+        )
+
+    def begin(self, selection: Selection) -> Partial:
+        start, stop, _, _ = self._region(selection)
+        scale = self.pyramid.array_scale(1)
+        shape = [-(-(b - a) // s) for a, b, s in zip(start, stop, scale, strict=True)]
+        dtype = np.uint8
+        if self.pyramid.mode == "mode":
+            dtype = np.min_scalar_type(math.prod(self.pyramid.scale(self.pyramid.levels)))
+        return Partial(start, stop, np.zeros(shape, dtype))
+
+    def add(self, partial: Partial, begin: Sequence[int], part: np.ndarray) -> None:
+        """One chunk's mask (its in-array part, at `begin`, on the grid `stepwise` asks)."""
+        reduced = _step(part, self.pyramid)
+        scale = self.pyramid.array_scale(1)
+        at = [(b - s) // f for b, s, f in zip(begin, partial.start, scale, strict=True)]
+        partial.level1[tuple(slice(a, a + n) for a, n in zip(at, reduced.shape, strict=True))] = (
+            reduced
+        )
+
+    def finish(self, partial: Partial) -> Iterator[tuple[zarr.Array, Selection, np.ndarray]]:
+        levels = downsample(None, self.pyramid, partial.start, partial.stop, partial.level1)
+        for k, level_selection, data in levels:
+            yield self.arrays[k - 1], level_selection, data
 
 
 # -- level arrays -----------------------------------------------------------------------
