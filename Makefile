@@ -19,9 +19,11 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/threshold-worker sample $(DEMO_DIR)/sample.zarr --dataset raw --shape 256,256,256 --voxel-size 8,4,4
-	$(BIN)/threshold-worker run -ic $(DEMO_DIR)/sample.zarr -id raw -oc $(DEMO_DIR)/sample.zarr -od mask -th 0.5 --overwrite
-	$(BIN)/threshold-worker preview -ic $(DEMO_DIR)/sample.zarr -id raw -od mask -o $(DEMO_DIR)/preview.png
-	@echo "Preview of one slice (input | mask): $(DEMO_DIR)/preview.png"
+	$(BIN)/threshold-worker run -ic $(DEMO_DIR)/sample.zarr -id raw -oc $(DEMO_DIR)/sample.zarr -od mask -th 0.5 --overwrite \
+		--ome-zarr --pyramid 3 --block-shape 128,128,128
+	$(BIN)/threshold-worker preview -ic $(DEMO_DIR)/sample.zarr -id raw -od mask --level 3 -o $(DEMO_DIR)/preview.png
+	@echo "Preview of one slice (input | mask s0 | mask s3, 8x coarser): $(DEMO_DIR)/preview.png"
+	$(BIN)/threshold-worker view -ic $(DEMO_DIR)/sample.zarr -id raw -od mask
 
 # Unit and operator tiers in parallel; then the docker tier (one image build) and the kind
 # tier, which skips with its reason where kind is missing. REQUIRE_DOCKER=1 makes a missing

@@ -47,6 +47,9 @@ def create_output(dst: str, inp: zarr.Array, scenario: str) -> zarr.Array:
     )
 
 
+#: Levels of the pyramid table (issue 14): s1..s4 of the mask, in the same pass.
+PYRAMID_LEVELS = 4
+
 #: zarr's own name for the Rust pipeline of PyPI `zarrs`.
 ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
 
@@ -59,9 +62,11 @@ def this_worker(
     scenario: str,
     chunk_path: str | None = None,
     pipeline: str | None = None,
+    pyramid: int | None = None,
 ) -> None:
     """`threshold-worker run`; `chunk_path` sets THRESHOLD_CHUNK_PATH, `pipeline` zarr's
-    codec pipeline, for this process and (through the environment) its workers."""
+    codec pipeline, for this process and (through the environment) its workers; `pyramid`
+    writes an OME-Zarr image (0: s0 alone) with that many levels."""
     from threshold_worker.local import run_local
     from threshold_worker.params import JobParameters
 
@@ -79,6 +84,8 @@ def this_worker(
         threshold=t,
         overwrite=True,
         output_shards=SHARD if scenario == "sharded" else None,
+        ome_zarr=pyramid is not None,
+        pyramid=pyramid or 0,
     )
     run_local(spec, workers=n, progress=False)
 
@@ -311,6 +318,8 @@ METHODS: dict[str, Callable[[str, str, float, int, str], None]] = {
     "floor-reuse": functools.partial(floor, reuse=True),
     "sweep": sweep_one_pass,
     "sweep-separate": sweep_separate,
+    "ome": functools.partial(this_worker, pyramid=0),
+    "pyramid": functools.partial(this_worker, pyramid=PYRAMID_LEVELS),
     "sweep-daisy": sweep_daisy,
 }
 #: Imported before the clock starts, so that no method is charged for its imports (dask and
@@ -325,6 +334,8 @@ IMPORTS: dict[str, tuple[str, ...]] = {
     "tensorstore": ("tensorstore",),
     "sweep": ("threshold_worker.job", "threshold_worker.local"),
     "sweep-separate": ("threshold_worker.job", "threshold_worker.local"),
+    "ome": ("threshold_worker.job", "threshold_worker.local"),
+    "pyramid": ("threshold_worker.job", "threshold_worker.local", "threshold_worker.pyramid"),
     "sweep-daisy": ("daisy", "funlib.geometry", "funlib.persistence"),
 }
 

@@ -97,6 +97,13 @@ SWEEP = [
 SWEEP_THRESHOLDS = 9
 #: One pass over 9 separate runs of this worker: the issue's goal.
 SWEEP_AT_LEAST = 4.0
+#: An OME-Zarr mask with 4 pyramid levels against the same without (issue 14).
+PYRAMID = [
+    ("threshold-worker run --ome-zarr, no pyramid, 2 processes", "ome", 2),
+    ("threshold-worker run --ome-zarr --pyramid 4, 2 processes", "pyramid", 2),
+]
+#: The issue's goal: 4 levels cost less than this much more time.
+PYRAMID_AT_MOST = 1.15
 #: Startup table: rounds, and the issue's bound on a worker's first block, from exec.
 STARTUP_RUNS = 11
 STARTUP_TARGET = 0.2
@@ -188,10 +195,14 @@ def _run(method: str, src: Path, dst: Path, threshold: float, n: int, layout: st
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _methods(scenario: int, only: list[str] | None, sweep: bool) -> list[tuple[str, int]]:
+def _methods(
+    scenario: int, only: list[str] | None, sweep: bool, pyramid: bool = True
+) -> list[tuple[str, int]]:
     wanted = [(m, n) for _, m, n in MAIN] if scenario == 0 else []
     if scenario == 0 and sweep:
         wanted += [(m, n) for _, m, n in SWEEP]
+    if scenario == 0 and pyramid:
+        wanted += [(m, n) for _, m, n in PYRAMID]
     for t in TARGETS:
         wanted += [t.ours, t.other]
     wanted += [DIRECT, *ZARR_PIPELINE, *ZARRS_PIPELINE]
@@ -213,9 +224,16 @@ def main() -> None:
         "--startup-runs", type=int, default=STARTUP_RUNS, help="rounds of the startup table"
     )
     parser.add_argument("--only-startup", action="store_true", help="only the startup table")
+    parser.add_argument("--no-pyramid", action="store_true", help="leave out the pyramid table")
+    parser.add_argument(
+        "--only-pyramid", action="store_true", help="only the pyramid table (4 levels vs none)"
+    )
     args = parser.parse_args()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="threshold-bench-"))
+    if args.only_pyramid:
+        _only_pyramid(work, args)
+        return
     startup = _startup_table(work, args.startup_runs)
     if args.only_startup:
         print("\n".join(startup))
@@ -229,7 +247,7 @@ def main() -> None:
     runs = Path(tempfile.mkdtemp(prefix="runs-", dir=work))
     for repeat in range(args.repeats):
         for k, (row, input_name, layout) in enumerate(scenarios):
-            methods = _methods(k, args.only, not args.no_sweep)
+            methods = _methods(k, args.only, not args.no_sweep, not args.no_pyramid)
             shift = repeat % len(methods)  # no method always runs first, or after the same one
             for method, n in methods[shift:] + methods[:shift]:
                 dst = runs / f"{repeat}-{k}-{method}-{n}.zarr"
@@ -337,6 +355,7 @@ def main() -> None:
             + " |"
         )
     lines += _sweep_table(times, rss, ratio, block, nbytes)
+    lines += _pyramid_table(times, rss, nbytes)
     lines += ["", *startup]
     table = "\n".join(lines)
     print()
@@ -395,6 +414,66 @@ def _sweep_table(
         else f"Sweep targets met (>= {SWEEP_AT_LEAST:g}x 9 runs, memory within the limit).",
     ]
     return lines
+
+
+def _pyramid_table(times: dict, rss: dict, nbytes: int) -> list[str]:
+    """4 pyramid levels written in the pass against an OME-Zarr mask without them."""
+    base, levels = (0, *PYRAMID[0][1:]), (0, *PYRAMID[1][1:])
+    if base not in times or levels not in times:
+        return []
+
+    def over_base(key: tuple[int, str, int]) -> float:
+        """Median over rounds of this method's time over the time without levels."""
+        return statistics.median(t / b for t, b in zip(times[key], times[base], strict=True))
+
+    lines = [
+        "",
+        "An OME-Zarr mask with a pyramid of 4 levels (s1..s4, factor 2, `any`) written in the "
+        "same pass, against the same mask without levels; the ratio is the median of each "
+        f"round's time with levels over the time without (goal: < {PYRAMID_AT_MOST:g}).",
+        "",
+        "| method | median s | input MB/s | its time / no pyramid | peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, method, n in PYRAMID:
+        key = (0, method, n)
+        m = statistics.median(times[key])
+        lines.append(
+            f"| {label} | {m:.2f} | {nbytes / m / 1e6:.0f} | {over_base(key):.2f} "
+            f"| {rss[key]:.0f} |"
+        )
+    cost = over_base(levels)
+    verdict = "met" if cost < PYRAMID_AT_MOST else f"missed: {cost:.2f}"
+    lines += ["", f"Pyramid goal (< {PYRAMID_AT_MOST:g}x the time without): {verdict}."]
+    return lines
+
+
+def _only_pyramid(work: Path, args: argparse.Namespace) -> None:
+    """The pyramid table alone (`--only-pyramid`), round-robin like the full run."""
+    main = _inputs(work, args.size, args.chunk)["main"]
+    times: dict[tuple[int, str, int], list[float]] = {}
+    rss: dict[tuple[int, str, int], float] = {}
+    runs = Path(tempfile.mkdtemp(prefix="runs-", dir=work))
+    methods = [(m, n) for _, m, n in PYRAMID]
+    for repeat in range(args.repeats):
+        shift = repeat % len(methods)
+        for method, n in methods[shift:] + methods[:shift]:
+            result = _run(method, main, runs / f"{repeat}-{method}.zarr", args.threshold, n, "main")
+            times.setdefault((0, method, n), []).append(result["seconds"])
+            rss[(0, method, n)] = max(rss.get((0, method, n), 0.0), result["max_rss_mb"])
+            print(f"[{repeat + 1}/{args.repeats}] {method} ({n}): {result['seconds']:.2f} s")
+
+    shutil.rmtree(runs)
+    table = "\n".join(
+        [f"Input: {args.size}^3 float32, {args.chunk}^3 chunks; {args.repeats} rounds; "
+         f"{platform.machine()}, {os.cpu_count()} cores.",
+         *_pyramid_table(times, rss, args.size**3 * 4)]
+    )  # fmt: skip
+    print()
+    print(table)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "pyramid.md").write_text(table + "\n")
 
 
 def _startup_table(work: Path, runs: int) -> list[str]:

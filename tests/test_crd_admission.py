@@ -364,6 +364,12 @@ CHANGES = {  # field: (spec it is created with, the change an update tries)
     "zarrFormat": ({"zarrFormat": 2}, {"zarrFormat": 3}),
     "omeZarr": ({}, {"omeZarr": True}),
     "verify": ({}, {"verify": {"sample": 3}}),
+    "pyramid": ({"omeZarr": True}, {"pyramid": 2}),
+    "pyramidFactors": (
+        {"omeZarr": True, "pyramid": 2, "pyramidFactors": [2, 2, 2]},
+        {"pyramidFactors": [1, 2, 2]},
+    ),
+    "pyramidMode": ({"omeZarr": True, "pyramid": 2}, {"pyramidMode": "mode"}),
     # What the Jobs are made from: a running Job cannot take a change of these over.
     "pool": ({}, {"pool": "gpu"}),
     "image": ({}, {"image": "registry.example.org/worker:2"}),

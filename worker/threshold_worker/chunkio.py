@@ -30,6 +30,7 @@ from . import chunk_format as formats
 from . import chunk_path
 from .chunk_format import ChunkFormat, ShardLayout
 from .kernel import threshold
+from .pyramid import LevelWriter
 from .safefiles import SafeDir
 from .storage import local_files
 from .zarr_internals import run
@@ -215,7 +216,12 @@ class DirectBlockIO:
     number of outputs (a sweep of thresholds): each input chunk is read and decoded once,
     whatever the number of masks made of it."""
 
-    def __init__(self, source: zarr.Array, targets: Sequence[zarr.Array]) -> None:
+    def __init__(
+        self,
+        source: zarr.Array,
+        targets: Sequence[zarr.Array],
+        levels: Sequence[LevelWriter | None] = (),
+    ) -> None:
         # Unsharded chains and whole-shard layouts are covered; anything else (sharded
         # inputs, a codec around the shard) raises ValueError: zarr handles it.
         src = chunk_format(source, writing=False)
@@ -223,6 +229,10 @@ class DirectBlockIO:
             raise ValueError("codec chain not covered by direct chunk I/O")
         self.src = src
         self.targets = [Target.of(t) for t in targets]
+        #: Each target's pyramid (or None); its levels' chunks are moved here too, where
+        #: their layout allows (`_level_target`).
+        self.levels = list(levels) or [None] * len(self.targets)
+        self._level_targets: dict[int, Target | None] = {}
         self.src_store = ChunkStore(source.store_path.store)
         # Buffers reused from block to block: decoded input, block masks.
         self._decoded = np.empty(src.chunks, dtype=src.dtype)
@@ -230,7 +240,10 @@ class DirectBlockIO:
 
     @classmethod
     def maybe(
-        cls, source: zarr.Array, targets: zarr.Array | Sequence[zarr.Array]
+        cls,
+        source: zarr.Array,
+        targets: zarr.Array | Sequence[zarr.Array],
+        levels: Sequence[LevelWriter | None] = (),
     ) -> DirectBlockIO | None:
         """The direct path for these arrays, or None where zarr's codec pipeline is to move
         the chunks: a layout the direct path does not cover, or `THRESHOLD_CHUNK_PATH`
@@ -238,7 +251,9 @@ class DirectBlockIO:
         if chunk_path.requested() == "zarr":
             return None
         try:
-            return cls(source, [targets] if isinstance(targets, zarr.Array) else list(targets))
+            return cls(
+                source, [targets] if isinstance(targets, zarr.Array) else list(targets), levels
+            )
         except ValueError:
             return None
 
@@ -247,8 +262,10 @@ class DirectBlockIO:
         target; returns the foreground voxels of each."""
         lo = [s.indices(n)[0] for s, n in zip(selection, self.src.shape, strict=True)]
         hi = [s.indices(n)[1] for s, n in zip(selection, self.src.shape, strict=True)]
-        if self._chunkwise(lo, hi):
-            return self._threshold_chunks(lo, hi, values)
+        pyramids = any(w is not None for w in self.levels)
+        stepwise = all(w is None or w.stepwise(self.src.chunks) for w in self.levels)
+        if stepwise and self._chunkwise(lo, hi):
+            return self._threshold_chunks(lo, hi, values, selection)
         shape = tuple(b - a for a, b in zip(lo, hi, strict=True))
         masks = self._masks.get(shape)
         if masks is None:
@@ -260,7 +277,40 @@ class DirectBlockIO:
             elif not self._write_shards(target, lo, hi, mask):
                 # A shard cut by the roi: zarr merges it with what the shard already holds.
                 target.array[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = mask
+        if pyramids:
+            self._write_levels(selection, masks)
         return [int(np.count_nonzero(mask)) for mask in masks]
+
+    def _write_levels(self, selection: tuple[slice, ...], masks: list[np.ndarray]) -> None:
+        """Each target's pyramid levels of the block (pyramid.py), chunk by chunk."""
+        for writer, mask in zip(self.levels, masks, strict=True):
+            if writer is None:
+                continue
+            self._put_levels(writer.levels(selection, mask))
+
+    def _put_levels(
+        self, levels: Iterable[tuple[zarr.Array, tuple[slice, ...], np.ndarray]]
+    ) -> None:
+        for array, level_selection, data in levels:
+            target = self._level_target(array)
+            if target is None:  # a layout the direct path does not write
+                array[level_selection] = data
+                continue
+            lo = [s.start for s in level_selection]
+            hi = [s.stop for s in level_selection]
+            self._write_mask(target, lo, hi, data)
+
+    def _level_target(self, array: zarr.Array) -> Target | None:
+        key = id(array)
+        if key not in self._level_targets:
+            try:
+                target = Target.of(array)
+            except ValueError:
+                target = None
+            if target is not None and target.shards is not None:
+                target = None
+            self._level_targets[key] = target
+        return self._level_targets[key]
 
     def _chunkwise(self, lo: list[int], hi: list[int]) -> bool:
         """Same chunk grid in and out, and the block made of whole chunks: then each chunk
@@ -272,8 +322,12 @@ class DirectBlockIO:
             for a, b, c, n in zip(lo, hi, self.src.chunks, self.src.shape, strict=True)
         )
 
-    def _threshold_chunks(self, lo: list[int], hi: list[int], values: Sequence[float]) -> list[int]:
+    def _threshold_chunks(
+        self, lo: list[int], hi: list[int], values: Sequence[float], selection: tuple[slice, ...]
+    ) -> list[int]:
         src = self.src
+        # Pyramids: each chunk's first level is made from its mask while it is at hand.
+        partials = [w.begin(selection) if w is not None else None for w in self.levels]
         coords = list(itertools.product(*_chunk_ranges(lo, hi, src.chunks)))
         datas = self.src_store.get_each([src.key(c) for c in coords])
         writes: list[tuple[list[tuple[str, bytes]], list[str]]] = [([], []) for _ in self.targets]
@@ -295,6 +349,8 @@ class DirectBlockIO:
                     threshold(decoded, value, out=chunk)
                 if padded is not None:
                     chunk[padded] = 0
+                if (partial := partials[i]) is not None:
+                    self.levels[i].add(partial, _origin(c, src.chunks), chunk[inside])  # type: ignore[union-attr]
                 n = int(np.count_nonzero(chunk))
                 foreground[i] += n
                 puts, deletes = writes[i]
@@ -304,6 +360,9 @@ class DirectBlockIO:
                     deletes.append(target.fmt.key(c))
         for target, (puts, deletes) in zip(self.targets, writes, strict=True):
             target.store.put_many(puts, deletes)
+        for writer, partial in zip(self.levels, partials, strict=True):
+            if writer is not None and partial is not None:
+                self._put_levels(writer.finish(partial))
         return foreground
 
     def _write_shards(self, target: Target, lo: list[int], hi: list[int], mask: np.ndarray) -> bool:

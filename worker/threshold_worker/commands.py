@@ -98,6 +98,9 @@ def job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             kwargs["is_flag"] = True
         elif kind == "choice":
             kwargs["type"] = OneOf(choices)
+        elif kind == "int":  # the model's lower bound (partitions >= 1, pyramid >= 0)
+            lower = [m.ge for m in info.metadata if getattr(m, "ge", None) is not None]
+            kwargs["type"] = click.IntRange(min=lower[0] if lower else 1)
         elif kind in KINDS:
             kwargs["type"] = KINDS[kind]
         if info.is_required():
@@ -152,6 +155,14 @@ def plan_report(jobs: Any) -> dict[str, Any]:
             "shards": list(j.output.shards) if j.output.shards else None,
             "zarr_format": j.output.zarr_format,
             "exists": j.output.exists,
+            "pyramid": None
+            if j.pyramid is None
+            else [
+                {"path": name, "shape": list(shape), "chunks": list(chunks)}
+                for name, shape, chunks in zip(
+                    j.pyramid.names, j.pyramid.shapes, j.pyramid.chunks, strict=True
+                )
+            ],
         }
         for j in jobs
     ]
@@ -228,6 +239,11 @@ def _print_plan(report: dict[str, Any]) -> None:
             f"chunks {tuple(out['chunks'])}"
             f"{', shards ' + str(tuple(out['shards'])) if out['shards'] else ''})"
         )
+        for level in out["pyramid"] or []:
+            click.echo(
+                f"  level      {level['path']}: shape {tuple(level['shape'])}, "
+                f"chunks {tuple(level['chunks'])}"
+            )
     cost = report.get("cost")
     if cost is None:
         return
@@ -618,6 +634,10 @@ def sample_command(
     "-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write."
 )
 @click.option("--z", type=int, help="Slice index along z (default: the middle).")
+@click.option(
+    "--level", type=click.IntRange(min=1),
+    help="Also show level sK of the OME-Zarr mask image (-od names its group), blown up.",
+)  # fmt: skip
 def preview_command(
     input_container: str,
     input_dataset: str,
@@ -625,15 +645,29 @@ def preview_command(
     output_dataset: str,
     out: str,
     z: int | None,
+    level: int | None,
 ) -> None:
-    """Write a PNG of one slice: input and mask side by side."""
+    """Write a PNG of one slice: input and mask side by side (and a pyramid level)."""
+    from . import view
     from .arrays import open_zarr
     from .paths import as_upath
     from .sample import preview
 
     source = open_zarr(as_upath(input_container), input_dataset, "r", "input")
-    mask = open_zarr(as_upath(output_container or input_container), output_dataset, "r", "output")
-    click.echo(f"wrote {preview(source, mask, out, z)}")
+    container = as_upath(output_container or input_container)
+    image = view.image_levels(container, output_dataset)  # [] when -od is an array
+    mask_path = f"{output_dataset.strip('/')}/{image[0][0]}" if image else output_dataset
+    mask = open_zarr(container, mask_path, "r", "output")
+    coarse, factors = None, (1, 1, 1)
+    if level is not None:
+        names = [name for name, _ in image]
+        if f"s{level}" not in names:
+            raise InputError("--level", f"s{level} is not a level of {container}/{output_dataset}"
+                             f" (levels: {', '.join(names) or 'none: not an OME-Zarr image'})")  # fmt: skip
+        scale0, scale = image[0][1], dict(image)[f"s{level}"]
+        factors = tuple(round(b / a) for a, b in zip(scale0, scale, strict=True))
+        coarse = open_zarr(container, f"{output_dataset.strip('/')}/s{level}", "r", "output")
+    click.echo(f"wrote {preview(source, mask, out, z, level=coarse, factors=factors)}")
 
 
 @cli.command("view")

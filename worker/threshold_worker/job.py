@@ -20,7 +20,7 @@ import zarr.errors
 from funlib.geometry import Coordinate, Roi
 from upath import UPath
 
-from . import ome
+from . import ome, pyramid
 from .arrays import open_zarr, roi_to_selection, write_unit
 from .errors import InputError
 from .lease import Freshness, Holder, Lease, lease_for
@@ -39,8 +39,9 @@ from .ownership import (
 from .params import JobParameters
 from .paths import as_upath, container_url, is_local, overlap
 from .plan import Plan, fingerprint
+from .pyramid import LevelWriter, Pyramid
 from .retry import fatal, retry, transient
-from .storage import open_store
+from .storage import CheckedStore, open_store
 
 JOB_ATTRIBUTE = "threshold_job"
 #: Fewer retries while opening: an endpoint that never answers is more often a typo than an
@@ -71,6 +72,8 @@ class Job:
     plan: Plan
     #: The existing output's attributes (None when there is none, or it is unreadable).
     output_attributes: dict[str, Any] | None = None
+    #: Levels s1..sN of the OME-Zarr output (`--pyramid`), or None.
+    pyramid: Pyramid | None = None
 
     @property
     def output_meta(self) -> AxisMetadata:
@@ -149,6 +152,25 @@ class Job:
             config={"write_empty_chunks": False},
         )
 
+    def level_writer(self, check: Any = None) -> LevelWriter | None:
+        """The pyramid's level arrays, each through a store guarded as the output's is
+        (`check`: the lease's, asked before every write to an object store)."""
+        if self.pyramid is None:
+            return None
+        arrays = []
+        for name in self.pyramid.names:
+            path = pyramid.level_path(self.spec.output_dataset, name)
+            store = open_store(self.output_path, guard=path)
+            if check is not None and isinstance(store, CheckedStore):
+                store.check = check
+            arrays.append(
+                zarr.open_array(store, path=path, mode="r+", config={"write_empty_chunks": False})
+            )
+        plan = self.plan
+        return LevelWriter(
+            self.pyramid, arrays, self.output.shape, plan.grid_origin, plan.block_shape
+        )
+
     def _create_output(self, store: Any) -> zarr.Array:
         geometry = self.output
         kwargs: dict[str, Any] = {}
@@ -202,7 +224,7 @@ class OutputClaim:
         if action is Action.RESUME:
             assert isinstance(found, OwnerRecord)
             self.record = found
-            return self._open_or_create(store)
+            return self._open_or_create(store, fresh=False)
         if isinstance(found, Unreadable) and area.files is not None:
             area.files.unlink(OWNER_FILE)  # a link in its place: removed, never followed
         # Markers first: once the record names this job, no old marker may be trusted.
@@ -211,24 +233,36 @@ class OutputClaim:
         area.clear_markers()
         if action is Action.CLEAR:
             area.clear_data()
-        array = self._open_or_create(store)
+        array = self._open_or_create(store, fresh=True)
         if action is Action.ADOPT and job.output.exists:
             array.attrs.update({JOB_ATTRIBUTE: job.record()})
         self.record = replace(record, state="writing")
         area.write_owner(self.record)
         return array
 
-    def _open_or_create(self, store: Any) -> zarr.Array:
+    def _open_or_create(self, store: Any, fresh: bool) -> zarr.Array:
+        """The output array, and its image group and pyramid levels; `fresh`: the output is
+        (re)made, so levels of an earlier job go, and this job's are made anew."""
         try:
             array = zarr.open_array(store, path=self.job.array_dataset, mode="r+")
         except (FileNotFoundError, zarr.errors.ArrayNotFoundError):
             array = self.job._create_output(store)
-        if self.job.spec.ome_zarr:  # inside the lease: the group holds only this array
-            job = self.job
-            name = job.spec.output_dataset.rsplit("/", 1)[-1]
+        if self.job.spec.ome_zarr:  # inside the lease: the group holds only this image
+            job, group = self.job, self.job.spec.output_dataset
+            levels = job.pyramid
+            if fresh:
+                pyramid.remove_nodes(store, group, ome.listed_levels(store, group))
+            name = group.rsplit("/", 1)[-1]
+            # The metadata first: a level it lists may be missing (made by the next run),
+            # but a level it does not list would be a stranger in the group.
             ome.write_image_group(
-                store, job.spec.output_dataset, job.output_meta, job.output.zarr_format, name
+                store, group, job.output_meta, job.output.zarr_format, name, levels
             )
+            if levels is not None:
+                pyramid.create_levels(
+                    store, group, levels, job.output.zarr_format, job.output_meta.axis_names,
+                    fresh,
+                )  # fmt: skip
         return array
 
     @property
@@ -618,17 +652,29 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         },
         "threshold": repr(float(spec.threshold)),
     }
+    roi_shape = [sel[i].stop - sel[i].start for i in spatial]
+    block_shape, levels, align = spec.block_shape, None, None
+    if spec.pyramid:
+        levels, block_shape = pyramid.plan_pyramid(
+            spec.pyramid, spec.pyramid_factors, spec.pyramid_mode, geometry.shape, spatial,
+            geometry.chunks, unit, roi_shape, spec.block_shape, geometry.shards is not None,
+            meta.spatial_axes,
+        )  # fmt: skip
+        align = levels.align
+        identity["output"]["pyramid"] = levels.identity()
     plan = Plan.create(
         array_shape=[source.shape[i] for i in spatial],
         write_unit=unit,
         roi_begin=[sel[i].start for i in spatial],
-        roi_shape=[sel[i].stop - sel[i].start for i in spatial],
-        block_shape=spec.block_shape,
+        roi_shape=roi_shape,
+        block_shape=block_shape,
         fit=spec.fit,
         partitions=spec.partition_count,
         identity=identity,
         sharded=geometry.shards is not None,
-        unit_name="output shard shape" if geometry.shards else "output chunk shape",
+        unit_name=("output shard shape" if geometry.shards else "output chunk shape")
+        + (" and pyramid level chunk" if levels else ""),
+        align=align,
     )
     job = Job(
         spec=spec,
@@ -640,6 +686,7 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         roi=roi,
         plan=plan,
         output_attributes=existing.attrs.asdict() if existing is not None else None,
+        pyramid=levels,
     )
     if writing and (existing is not None or not is_local(output_path) or os.path.isdir(job.where)):
         retry(lambda: _check_owner(job, whole_job), "reading the output's owner", out_where)

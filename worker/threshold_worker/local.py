@@ -109,7 +109,7 @@ class Summary:
         fingerprint = sweep_fingerprint(self.jobs)
         lines = [
             f"output      {job.output_path}/{job.spec.output_dataset}"
-            + (f" (OME-Zarr image, mask at {ome.LEVEL})" if job.spec.ome_zarr else "")
+            + (f" (OME-Zarr image, mask at {ome.LEVEL}{_levels(job)})" if job.spec.ome_zarr else "")
             for job in self.jobs
         ]
         lines += [
@@ -133,6 +133,13 @@ class Summary:
                 lines.append(f"foreground  {above}: no block left to process")
         lines += [f"view        {view.hint(job)}" for job in self.jobs]
         return lines
+
+
+def _levels(job: Job) -> str:
+    if job.pyramid is None:
+        return ""
+    names = job.pyramid.names
+    return f", pyramid {names[0]}{'-' + names[-1] if len(names) > 1 else ''} ({job.pyramid.mode})"
 
 
 def _ranges(todo: list[Run], workers: int) -> Iterator[tuple[int, int]]:

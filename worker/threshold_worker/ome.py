@@ -15,8 +15,9 @@ downsampled level, 1.5 nm -> 1500 pm).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zarr
 import zarr.errors
@@ -24,6 +25,9 @@ from zarr.abc.store import Store
 
 from .errors import InputError
 from .metadata import AxisMetadata, geometry
+
+if TYPE_CHECKING:
+    from .pyramid import Pyramid
 
 #: The level an output image holds, named as ome-zarr-py and funlib.persistence name
 #: pyramid levels (s0 full resolution, s1, ...), so a pyramid can be added beside it.
@@ -257,8 +261,17 @@ def check_image(meta: AxisMetadata) -> None:
         raise InputError("ome_zarr", f"the input (axes {', '.join(meta.axis_names)}) {problem}")
 
 
-def image_metadata(meta: AxisMetadata, zarr_format: int, name: str) -> dict[str, Any]:
-    """The image group's attributes: OME-Zarr 0.4 for zarr v2, 0.5 for v3, one level."""
+def image_metadata(
+    meta: AxisMetadata, zarr_format: int, name: str, pyramid: Pyramid | None = None
+) -> dict[str, Any]:
+    """The image group's attributes: OME-Zarr 0.4 for zarr v2, 0.5 for v3; level s0, then
+    the pyramid's levels.
+
+    Level k's scale is s0's times F_k; its translation puts each level voxel's center at
+    the center of its window of s0 voxels, t0 + (F_k - 1) * v0 / 2, since OME-Zarr (RFC 5,
+    written down in 0.6; what ome-zarr-py writes and neuroglancer reads) takes a voxel's
+    center as its position: the levels then cover the same region of the world as s0.
+    """
     axes: list[dict[str, str]] = []
     scale: list[float] = []
     translation: list[float] = []
@@ -276,41 +289,76 @@ def image_metadata(meta: AxisMetadata, zarr_format: int, name: str) -> dict[str,
         axes.append(entry)
         scale.append(float(v))
         translation.append(float(o))
-    image: dict[str, Any] = {
-        "name": name,
-        "axes": axes,
-        "datasets": [
-            {
-                "path": LEVEL,
-                "coordinateTransformations": [
-                    {"type": "scale", "scale": scale},
-                    {"type": "translation", "translation": translation},
-                ],
-            }
-        ],
-    }
+    datasets = [_dataset(LEVEL, scale, translation)]
+    for k, level in enumerate(pyramid.names if pyramid else [], start=1):
+        assert pyramid is not None
+        factors = pyramid.array_scale(k)
+        datasets.append(
+            _dataset(
+                level,
+                [s * f for s, f in zip(scale, factors, strict=True)],
+                [t + (f - 1) * s / 2 for s, t, f in zip(scale, translation, factors, strict=True)],
+            )
+        )
+    image: dict[str, Any] = {"name": name, "axes": axes, "datasets": datasets}
+    if pyramid is not None and pyramid.levels:
+        image["type"] = pyramid.mode
+        image["metadata"] = {
+            "description": f"{pyramid.mode} of each window of the mask (threshold_worker)",
+            "method": "threshold_worker.pyramid.downsample",
+            "kwargs": {"factors": list(pyramid.factors), "mode": pyramid.mode},
+        }
     version = VERSIONS[zarr_format]
     if zarr_format == 2:
         return {"multiscales": [{"version": version, **image}]}
     return {"ome": {"version": version, "multiscales": [image]}}
 
 
+def _dataset(path: str, scale: list[float], translation: list[float]) -> dict[str, Any]:
+    return {
+        "path": path,
+        "coordinateTransformations": [
+            {"type": "scale", "scale": scale},
+            {"type": "translation", "translation": translation},
+        ],
+    }
+
+
 def write_image_group(
-    store: Store, group_path: str, meta: AxisMetadata, zarr_format: int, name: str
+    store: Store,
+    group_path: str,
+    meta: AxisMetadata,
+    zarr_format: int,
+    name: str,
+    pyramid: Pyramid | None = None,
 ) -> None:
     """Put the image's metadata on its group (created if need be); other attributes stay."""
     group = zarr.open_group(store, path=group_path, mode="a", zarr_format=zarr_format)
-    group.attrs.update(image_metadata(meta, zarr_format, name))
+    group.attrs.update(image_metadata(meta, zarr_format, name, pyramid))
+
+
+def listed_levels(store: Store, group_path: str) -> list[str]:
+    """The levels besides s0 that the group's own multiscales lists (pyramid levels this
+    tool wrote): part of the output, replaced with it."""
+    try:
+        group = zarr.open_group(store, path=group_path, mode="r")
+        datasets = multiscales_of(group.attrs.asdict())[0]["datasets"]
+        paths = [str(d["path"]).strip("/") for d in datasets]
+    except Exception:  # no group, not an image, or metadata of another shape: none
+        return []
+    return [p for p in paths if re.fullmatch(r"s[1-9][0-9]*", p)]
 
 
 def other_nodes(store: Store, group_path: str) -> list[str]:
-    """Nodes in an output's image group other than its level: an image group belongs to the
-    output whole, so these would be left beside (and described by) a mask they are not."""
+    """Nodes in an output's image group other than its levels: an image group belongs to
+    the output whole, so these would be left beside (and described by) a mask they are
+    not."""
     try:
         group = zarr.open_group(store, path=group_path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return []
-    return sorted(k for k in group if k != LEVEL)
+    ours = {LEVEL, *listed_levels(store, group_path)}
+    return sorted(k for k in group if k not in ours)
 
 
 def level_path(dataset: str) -> str:

@@ -32,6 +32,9 @@ ROI_AXES = "roiOffset and roiShape must have the same number of axes"
 #: The most thresholds of one sweep: each adds a mask per block in memory.
 MAX_THRESHOLDS = 64
 PLACEHOLDER = "{threshold}"
+#: The most pyramid levels: at factor 2 that is 1024x smaller per axis.
+MAX_LEVELS = 10
+PyramidMode = Literal["any", "mode"]
 ONE_THRESHOLD_FIELD = "threshold and thresholds: give one of them, not both"
 
 
@@ -149,6 +152,32 @@ class JobParameters(BaseModel):
         ),
         Option("--ome-zarr"),
     ] = False
+    pyramid: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_LEVELS,
+            description="Downsampled levels s1..sN of the mask, written in the same pass "
+            "(needs --ome-zarr: the levels are arrays of the image group)",
+        ),
+        Option("--pyramid"),
+    ] = 0
+    pyramid_factors: Annotated[
+        Shape | None,
+        Field(
+            description="Downsampling factor per spatial axis from one level to the next, "
+            "e.g. 1,2,2; default 2 on every axis"
+        ),
+        Option("--pyramid-factors"),
+    ] = None
+    pyramid_mode: Annotated[
+        PyramidMode,
+        Field(
+            description="any: a level voxel is 1 where any voxel of its window is (thin "
+            "structures survive); mode: where more than half are"
+        ),
+        Option("--pyramid-mode"),
+    ] = "any"
 
     @field_validator("input_dataset", "output_dataset")
     @classmethod
@@ -159,6 +188,24 @@ class JobParameters(BaseModel):
     def _roi_axes(self) -> JobParameters:
         if self.roi_offset and self.roi_shape and len(self.roi_offset) != len(self.roi_shape):
             raise ValueError(ROI_AXES)
+        return self
+
+    @model_validator(mode="after")
+    def _pyramid_in_an_image(self) -> JobParameters:
+        if self.pyramid and not self.ome_zarr:
+            raise ValueError(
+                "pyramid: its levels are arrays of an OME-Zarr image group: add --ome-zarr "
+                "(omeZarr: true)"
+            )
+        given = [name for name, default in (("pyramid_factors", None), ("pyramid_mode", "any"))
+                 if getattr(self, name) != default]  # fmt: skip
+        if not self.pyramid and given:
+            raise ValueError(f"{given[0]}: has no effect without pyramid (--pyramid N)")
+        if self.pyramid_factors is not None and max(self.pyramid_factors) < 2:
+            raise ValueError(
+                f"pyramid_factors: {self.pyramid_factors} downsamples no axis; give a factor "
+                "of 2 or more on at least one"
+            )
         return self
 
     @model_validator(mode="after")

@@ -69,7 +69,10 @@ class Plan:
         identity: Mapping[str, Any] | None = None,
         sharded: bool = False,
         unit_name: str = "output chunk shape",
+        align: Sequence[int] | None = None,
     ) -> Plan:
+        """`align`: the grid the block grid starts on (default the write unit); a pyramid
+        needs a coarser one (pyramid.py), a divisor of the block shape."""
         ndim = len(array_shape)
         if fit == "overhang":
             raise InputError(
@@ -100,13 +103,18 @@ class Plan:
             )
         if partitions < 1:
             raise InputError("partitions", f"{partitions} must be at least 1")
+        align = tuple(int(a) for a in (align or write_unit))
+        if any(b % a for b, a in zip(block_shape, align, strict=True)):
+            raise InputError(
+                "block_shape", f"{block_shape} is not a multiple of the grid {align} it starts on"
+            )
         roi_end = tuple(b + s for b, s in zip(roi_begin, roi_shape, strict=True))
         if fit == "valid":
-            misaligned = [b % u for b, u in zip(roi_begin, write_unit, strict=True)]
+            misaligned = [b % a for b, a in zip(roi_begin, align, strict=True)]
             if any(misaligned):
                 raise InputError(
                     "roi.offset",
-                    f"voxel {tuple(roi_begin)} is not on the {unit_name} grid {tuple(write_unit)}, "
+                    f"voxel {tuple(roi_begin)} is not on the {unit_name} grid {align}, "
                     "which fit=valid needs; use fit=shrink or an aligned offset",
                 )
             origin = tuple(roi_begin)
@@ -118,7 +126,7 @@ class Plan:
                     "fit=valid leaves no block; use fit=shrink or a smaller block shape",
                 )
         else:
-            origin = tuple(b - b % u for b, u in zip(roi_begin, write_unit, strict=True))
+            origin = tuple(b - b % a for b, a in zip(roi_begin, align, strict=True))
             grid = tuple(
                 math.ceil((e - o) / b) for e, o, b in zip(roi_end, origin, block_shape, strict=True)
             )

@@ -85,26 +85,40 @@ def make_sample(
     return array
 
 
+def _slice(array: zarr.Array, z: int) -> np.ndarray:
+    """One z slice, first channel."""
+    plane = np.asarray(array[..., z, :, :])
+    while plane.ndim > 2:
+        plane = plane[0]
+    return plane
+
+
 def preview(
     input_array: zarr.Array,
     mask_array: zarr.Array,
     path: Path | str,
     z: int | None = None,
     min_width: int = 768,
+    level: zarr.Array | None = None,
+    factors: Sequence[int] = (1, 1, 1),
 ) -> Path:
-    """Write a PNG of one z slice: input (grey) and mask (white on black) side by side."""
+    """Write a PNG of one z slice: input (grey) and mask (white on black) side by side, and
+    a pyramid level of the mask (`level`, `factors` s0 voxels per level voxel along z, y, x)
+    blown up to the same size, so that what the level keeps is seen against s0."""
     from PIL import Image
 
     z = input_array.shape[-3] // 2 if z is None else z
-    raw = np.asarray(input_array[..., z, :, :], dtype=np.float64)
-    mask = np.asarray(mask_array[..., z, :, :])
-    while raw.ndim > 2:  # first channel
-        raw, mask = raw[0], mask[0]
+    raw = _slice(input_array, z).astype(np.float64)
     lo, hi = np.nanmin(raw), np.nanmax(raw)
     grey = ((raw - lo) / (hi - lo or 1.0) * 255).astype(np.uint8)
     gap = np.full((grey.shape[0], 8), 128, dtype=np.uint8)
-    image = np.concatenate([grey, gap, (mask > 0).astype(np.uint8) * 255], axis=1)
-    img = Image.fromarray(image, mode="L")
+    panels = [grey, gap, (_slice(mask_array, z) > 0).astype(np.uint8) * 255]
+    if level is not None:
+        fz, fy, fx = factors[-3:]
+        coarse = (_slice(level, z // fz) > 0).astype(np.uint8) * 255
+        big = np.repeat(np.repeat(coarse, fy, axis=0), fx, axis=1)[: grey.shape[0], : grey.shape[1]]
+        panels += [gap, big]
+    img = Image.fromarray(np.concatenate(panels, axis=1), mode="L")
     if img.width < min_width:
         factor = int(np.ceil(min_width / img.width))
         img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)

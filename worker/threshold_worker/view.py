@@ -103,6 +103,20 @@ def hint(job: Any) -> str:
     return f"threshold-worker view {shlex.join(words)} --serve"
 
 
+def image_levels(container: UPath, dataset: str) -> list[tuple[str, list[float]]]:
+    """The levels of the OME-Zarr image group `dataset` names, with their scales, first
+    level first; [] where it names no image (an array, or nothing)."""
+    try:
+        group = zarr.open_group(open_store(container, read_only=True), path=dataset, mode="r")
+        datasets = ome.multiscales_of(group.attrs.asdict())[0]["datasets"]
+        return [
+            (str(d["path"]).strip("/"), list(d["coordinateTransformations"][0]["scale"]))
+            for d in datasets
+        ]
+    except Exception:  # not a group, or no image there: the caller opens it as an array
+        return []
+
+
 def _image_level(container: UPath, dataset: str) -> str | None:
     try:
         group = zarr.open_group(open_store(container, read_only=True), path=dataset, mode="r")

@@ -99,6 +99,10 @@ class BlockWorker:
             if fresh is not None and isinstance(store, CheckedStore):
                 store.check = fresh.check  # every chunk and marker write asks first
         self.output = self.outputs[0]
+        self.levels = [  # each output's pyramid (pyramid.py), or None
+            job.level_writer(fresh.check if fresh is not None else None)
+            for job, fresh in zip(self.jobs, self.freshness, strict=True)
+        ]
         self.values = [float(job.spec.threshold) for job in self.jobs]
         self.use_direct = direct
         if direct:
@@ -242,7 +246,8 @@ class BlockWorker:
         if direct is not None:
             return direct.threshold_block(selection, values)
         targets = [self.outputs[i] for i in which]
-        return threshold_block(self.job.input, targets, selection, values)
+        levels = [self.levels[i] for i in which]
+        return threshold_block(self.job.input, targets, selection, values, levels)
 
     @property
     def direct(self) -> DirectBlockIO | None:
@@ -258,7 +263,9 @@ class BlockWorker:
         if cache is None:
             cache = self._local.direct = {}
         if which not in cache:
-            cache[which] = DirectBlockIO.maybe(self.job.input, [self.outputs[i] for i in which])
+            cache[which] = DirectBlockIO.maybe(
+                self.job.input, [self.outputs[i] for i in which], [self.levels[i] for i in which]
+            )
         return cache[which]
 
 
