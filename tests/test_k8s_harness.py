@@ -158,7 +158,7 @@ def test_admission_sees_creates_and_merged_patches_and_may_refuse(cluster):
     assert code == 422 and body["reason"] == "Invalid"
     immutable = (
         "spec.threshold is immutable: it defines the plan; create a new ThresholdJob (only "
-        "parallelism and suspend may change)"
+        "parallelism, suspend, retry may change)"
     )
     assert body["message"] == (
         f'ThresholdJob.blockwise.dev "tj" is invalid: spec: Invalid value: "object": {immutable}'
