@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-data
 JOBS ?= 2
 
-.PHONY: demo test e2e lint format bench bench-s3 crds chart-files clean
+.PHONY: demo test e2e lint format bench bench-s3 bench-operator crds chart-files clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench: $(BIN)/.bench-installed
 
 bench-s3: $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/s3.py
+
+# Hundreds of ThresholdJobs against the operator tier's emulated API server (test extras only).
+bench-operator: $(BIN)/.installed
+	$(BIN)/python benchmarks/operator_scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

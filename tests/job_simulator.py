@@ -73,13 +73,52 @@ def intervals(indexes: set[int]) -> str:
     return format_runs(runs(indexes))
 
 
+class NoWorker:
+    """Pods that do not run the worker: each runs `seconds`, then exits 0, so that hundreds of
+    ThresholdJobs cost the machine little but the operator. A prepare pod still reports a real
+    plan: its arguments are parsed by the worker's own `prepare` command and planned by the
+    worker's planning (the input's metadata is read; no output is created or claimed), and its
+    termination message is what `prepare --termination-log` writes; input the worker refuses
+    ends the pod as the worker would (its exit code, "error: ..."). A work pod writes no
+    blocks and no message. Any other command is refused (ValueError): nothing else is emulated.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, container: dict[str, Any]) -> tuple[int, str]:
+        from threshold_worker import commands
+        from threshold_worker.errors import WorkerError
+        from threshold_worker.job import resolve_sweep
+
+        command, *args = container["args"]
+        if container["command"] != ["threshold-worker"] or command not in (
+            "prepare",
+            "start-worker",
+        ):
+            raise ValueError(f"NoWorker runs no {container['command']} {command}")
+        time.sleep(self.seconds)
+        if command == "start-worker":
+            return 0, ""
+        params = commands.prepare_command.make_context("prepare", list(args)).params
+        params.pop("termination_log", None)
+        try:
+            report = commands.plan_report(resolve_sweep(commands.parameters(**params)))
+        except WorkerError as e:
+            return e.exit_code, f"error: {e}"
+        return 0, commands.termination_report(report)[-TERMINATION_MESSAGE_BYTES:]
+
+
 class JobSimulator:
     """Plays the Job controller and kubelet for Jobs in one namespace (see module doc).
 
     `fail_once`: indexes whose first pod exits 1 without running (a crashed node);
     `unpullable`: images whose pods never start (ImagePullBackOff);
     `held`: names of Jobs left alone for now, as if no node had room (a test removes a name
-    to let its Job go on).
+    to let its Job go on);
+    `no_worker`: pods run for that many seconds and do not run the worker (`NoWorker`), for
+    the operator's benchmark with hundreds of ThresholdJobs;
+    `workers`: Jobs advanced at once in a round (1: one after another; a round waits for all).
     """
 
     def __init__(
@@ -89,6 +128,8 @@ class JobSimulator:
         fail_once: set[int] | None = None,
         poll: float = 0.05,
         unpullable: set[str] | None = None,
+        no_worker: float | None = None,
+        workers: int = 1,
     ) -> None:
         from kubernetes import client
 
@@ -99,6 +140,8 @@ class JobSimulator:
         self.poll = poll
         self.unpullable = set(unpullable or ())
         self.held: set[str] = set()
+        self.no_worker = None if no_worker is None else NoWorker(no_worker)
+        self.workers = workers
         self.pods_started: list[tuple[str, int | None]] = []
         self.deleted_by_ttl: list[str] = []
         self._attempts: dict[tuple[str, int], int] = {}
@@ -123,14 +166,22 @@ class JobSimulator:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                for job in self._jobs():
-                    if not self._expired(job):
-                        self._advance(job)
+                jobs = self._jobs()
+                if self.workers > 1 and len(jobs) > 1:
+                    with ThreadPoolExecutor(min(self.workers, len(jobs))) as pool:
+                        list(pool.map(self._step, jobs))
+                else:
+                    for job in jobs:
+                        self._step(job)
             except BaseException as e:  # surfaced by the tests
                 self.errors.append(e)
                 if len(self.errors) > 20:
                     return
             time.sleep(self.poll)
+
+    def _step(self, job: dict[str, Any]) -> None:
+        if not self._expired(job):
+            self._advance(job)
 
     @staticmethod
     def _finished(job: dict[str, Any]) -> bool:
@@ -259,6 +310,8 @@ class JobSimulator:
         started = now()
         if index in self.fail_once and self._attempts[key] == 1:
             code, message = 1, "simulated node failure"
+        elif self.no_worker is not None:
+            code, message = self.no_worker.run(container)
         else:
             code, message = self._exec(container, index)
         terminated = {

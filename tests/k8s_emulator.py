@@ -34,7 +34,8 @@ Not emulated: strategic merge patch semantics (applied as a JSON merge patch to 
 kinds; refused with 415 for custom resources, as kube does), server-side apply, foreground
 deletion (served as background), dry-run, PUT's required resourceVersion for custom
 resources (any PUT without one is unconditional), field selectors on watches, set-based
-label selectors, watch bookmarks and resourceVersion-based resumes (watches replay all objects),
+label selectors, watch bookmarks, the events a resumed watch missed (a watch from a
+resourceVersion gets each object changed since once, as MODIFIED, and no deletion),
 managedFields, reading namespaces over HTTP (kmock cannot route /api/v1/namespaces; they
 exist as the scope of other objects), namespace deletion, and validation itself (k8s_harness
 plugs kube_validation and crd_admission in as admission). The garbage collector runs right after the request that removed an owner,
@@ -55,6 +56,7 @@ import aiohttp.web
 import jsonpatch
 import kmock
 from kmock._internal import enums, rendering
+from kmock._internal.apps import RawHandler
 
 import kube_status as ks
 from rbac_authz import ANONYMOUS, Authorizer, RequestInfo, User, forbidden_reason, request_info
@@ -232,7 +234,18 @@ class _Request:
     body: bytes = b""
 
 
-class Emulator(kmock.KubernetesEmulator):
+class _RecentRequests(RawHandler):
+    """kmock finds a request's reaction by scanning views over every request it ever served:
+    each request costs time in proportion to all before it, and a run of hundreds of
+    ThresholdJobs slows to a crawl. Right before that match (nothing awaits in between) the
+    history is cut to the request at hand; `Emulator.calls` is the log tests read."""
+
+    async def _handle(self, request: Any) -> Any:
+        self._requests[:] = [request]
+        return await super()._handle(request)
+
+
+class Emulator(kmock.KubernetesEmulator, _RecentRequests):
     """See the module docstring. `users` maps bearer tokens to users; `authorizer` None
     allows everything; `admission` maps resource keys to plugs applied in order."""
 
@@ -559,7 +572,35 @@ class Emulator(kmock.KubernetesEmulator):
                     await self._buses[resource].put({"type": event, "object": obj.raw})
                     changed = True
 
-    # -- lists ------------------------------------------------------------------------------
+    # -- lists and watches ------------------------------------------------------------------
+
+    async def _serve_watch(self, request: Any) -> Any:
+        """kmock's watch, resumed as kube resumes one: from a resourceVersion (kopf's watch
+        after its listing, and each reconnection), only the objects changed since, each once
+        as MODIFIED, then the live events; not every object again."""
+        since = request.params.get("resourceVersion") or ""
+        if not since.isdigit() or since == "0":
+            async for item in super()._serve_watch(request):
+                yield item
+            return
+        yield b""  # the headers: the stream is open
+        async with self._lock:
+            objs = self._KubernetesEmulator__get_objs(request, strict=False)  # type: ignore[attr-defined]
+            changed = [
+                obj.raw
+                for obj in objs
+                if not obj.deleted
+                and int(obj.raw["metadata"].get("resourceVersion") or 0) > int(since)
+            ]
+        for raw in changed:
+            yield {"type": "MODIFIED", "object": raw}
+        check = self._KubernetesEmulator__check  # type: ignore[attr-defined]
+        async for event in self._buses[request.resource]:
+            meta = event.get("object", {}).get("metadata", {})
+            if check(
+                request, request.resource, meta.get("namespace"), meta.get("name"), strict=False
+            ):
+                yield event
 
     async def _serve_create(self, request: Any) -> Any:
         # Real API servers answer POST with 201 Created; the client reads a body only then.

@@ -367,3 +367,36 @@ def test_deleting_a_job_orphans_its_pods_unless_told_otherwise(cluster, policy, 
     assert len(pods) == left
     if pods:
         assert not pods[0].metadata.owner_references
+
+
+def watched(clients: Clients, **params: Any) -> list[tuple[str, str]]:
+    """(type, name) of the Job events a watch sends until it is quiet for a second."""
+    response = clients.batch.list_namespaced_job(
+        "default", watch=True, _preload_content=False, _request_timeout=(5, 1), **params
+    )
+    events: list[tuple[str, str]] = []
+    try:
+        for line in response.stream():
+            for text in line.decode().splitlines():
+                if text.strip():
+                    event = json.loads(text)
+                    events.append((event["type"], event["object"]["metadata"]["name"]))
+    except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
+        pass
+    finally:
+        response.release_conn()
+    return events
+
+
+def test_a_watch_from_a_resource_version_sends_only_what_changed_since(cluster):
+    """As kube resumes a watch (kopf's after its listing, and each reconnection): objects
+    changed after the resourceVersion, not every object again; without one, all of them."""
+    _, admin, _ = cluster
+    for name in ("a", "b"):
+        admin.batch.create_namespaced_job("default", job(name))
+    listed = raw(admin.batch.list_namespaced_job("default", _preload_content=False))
+    admin.batch.patch_namespaced_job("b", "default", {"metadata": {"labels": {"x": "y"}}})
+    assert watched(admin, resource_version=listed["metadata"]["resourceVersion"]) == [
+        ("MODIFIED", "b")
+    ]
+    assert sorted(watched(admin)) == [("ADDED", "a"), ("ADDED", "b")]

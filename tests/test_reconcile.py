@@ -453,6 +453,33 @@ def test_a_whole_life_pass_by_pass():
     assert [c for c, _ in kube.calls] == ["get_threshold_job"]  # no Job read, no write
 
 
+def test_only_pods_that_are_not_ready_bring_a_timed_pass():
+    """A pass asks to be run again after `interval` only while a Job has pods that are not
+    ready or none yet (they may never start, and that changes no Job); a Job whose pods all
+    run, a suspended ThresholdJob and a finished one wait for the next watch event."""
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+    key = ("default", "tj")
+    assert run.run(key) == 5.0  # the prepare Job was just made: no pod yet
+    kube.set_status("tj-prepare", active=1, ready=0)
+    assert run.run(key) == 5.0  # its pod is pending: it may be stuck on its image
+    kube.set_status("tj-prepare", active=1, ready=1)
+    assert run.run(key) is None  # it runs: its end is a Job event
+    kube.finish_pod("tj-prepare", 0, PLAN_REPORT)
+    kube.set_status("tj-prepare", "Complete", succeeded=1)
+    assert run.run(key) == 5.0  # the work Job was just made
+    kube.set_status("tj-work", active=2, ready=2, completedIndexes="0", succeeded=1)
+    assert run.run(key) is None
+    assert kube.objects["tj"]["status"]["phase"] == "Running"
+    kube.set_status("tj-work", active=2, ready=1, completedIndexes="0-1", succeeded=2)
+    assert run.run(key) == 5.0
+    kube.objects["tj"]["spec"]["suspend"] = True
+    assert run.run(key) is None  # the work Job is suspended now: nothing runs
+    assert kube.jobs["tj-work"]["spec"]["suspend"] is True
+    assert kube.objects["tj"]["status"]["phase"] == "Suspended"
+
+
 def test_suspended_creates_the_prepare_job_suspended_and_a_queue_holds_everything():
     kube = FakeKube()
     outcome = reconciler(kube).reconcile(body(kube, suspend=True), at=lambda: T0)

@@ -61,8 +61,9 @@ def cli() -> None:
     default=5.0,
     show_default=True,
     envvar="THRESHOLD_OPERATOR_INTERVAL",
-    help="Seconds between reconcile passes of a ThresholdJob that is not finished (Job "
-    "changes are followed at once).",
+    help="Seconds between reconcile passes of a ThresholdJob whose Job has pods that are not "
+    "ready, or none yet (a pod that cannot start changes no Job); everything else follows "
+    "watch events at once.",
 )
 @click.option(
     "--retry-backoff",

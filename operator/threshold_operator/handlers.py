@@ -10,8 +10,11 @@ How the operator is driven, and why:
   with the operator running or not. (kopf removes the finalizer that operator versions with a
   timer added, `FINALIZER`, when it next sees such a ThresholdJob.)
 - The Jobs (label blockwise.dev/threshold-job) are watched too; an event of a Job queues its
-  owner, so each change of a Job's status is followed by a pass. A ThresholdJob that is not
-  finished is also looked at every `interval` seconds: pods that cannot start change no Job.
+  owner, so each change of a Job's status is followed by a pass. The one timer: while a Job
+  has pods that are not ready, or none yet (`reconcile.pods_pending`), its ThresholdJob is
+  looked at again every `interval` seconds, since a pod that cannot start (an image that
+  cannot be pulled, a pod the API server refuses) changes no Job. A ThresholdJob whose pods
+  all run, that is suspended or that is finished costs no request until an event.
 - A pass that fails on an unexpected error (a bug) is retried with back-off, BUG_ATTEMPTS
   times in a row at most; then the ThresholdJob fails with the error as its message, and
   no pass follows until it changes.
@@ -67,7 +70,8 @@ class OperatorConfig:
 
     pools: dict[str, PoolSpec] = field(default_factory=lambda: load_catalog(None))
     settings: Settings = field(default_factory=Settings)
-    #: Seconds between passes over a ThresholdJob that is not finished.
+    #: Seconds between passes over a ThresholdJob whose Job has pods that are not ready (or
+    #: none yet): the only state no watch event tells of.
     interval: float = 5.0
     #: Seconds before the first retry after a transient error; doubled up to RETRY_CAP, and
     #: never sooner than the server's Retry-After.
@@ -182,7 +186,9 @@ class Passes:
             return self._give_up(key, body, e)
         self.attempts.pop(key, None)
         metrics.observe(namespace, name, dump(outcome.status))
-        return None if outcome.status.phase in FINAL_PHASES else self.config.interval
+        if outcome.status.phase in FINAL_PHASES or not outcome.recheck:
+            return None
+        return self.config.interval
 
     def _write(self, body: dict[str, Any], outcome: Outcome) -> None:
         """Tell the transitions, then write the status if it changed (only if the

@@ -96,6 +96,9 @@ class Outcome:
     status: ThresholdJobStatus
     events: list[Event] = field(default_factory=list)
     old: ThresholdJobStatus | None = None
+    #: A Job of it has pods that are not ready, or none yet (`pods_pending`): look again
+    #: after a while, as no watch event would tell that they cannot start.
+    recheck: bool = False
 
     @property
     def changed(self) -> bool:
@@ -137,7 +140,8 @@ class Reconciler:
         old = stored_status(body.get("status"))
         observed = self.observe(body, old)
         status = derive(observed, at())
-        return Outcome(status, transitions(old, status), old)
+        recheck = pods_pending(observed.prepare) or pods_pending(observed.work)
+        return Outcome(status, transitions(old, status), old, recheck)
 
     def give_up(self, body: dict[str, Any], message: str, at: Callable[[], str] = now) -> Outcome:
         """The ThresholdJob failed with `message`: what a pass ends in when the operator
@@ -413,8 +417,9 @@ class Reconciler:
         image or its configuration, or the Job controller's pod creation refused by the API
         server (its FailedCreate Event). Read only when the Job has pods that are not ready,
         or none at all."""
-        if job is None or finished(job) or suspended(job):
+        if not pods_pending(job):
             return ""
+        assert job is not None
         status = job.get("status") or {}
         active, ready = status.get("active") or 0, status.get("ready") or 0
         if active > ready:
@@ -529,6 +534,18 @@ def _usage(pods: list[dict[str, Any]]) -> Usage:
                 total += max(0.0, seconds(term["finishedAt"]) - seconds(term["startedAt"]))
                 ran += 1
     return Usage(pod_seconds=round(total), pods=ran)
+
+
+def pods_pending(job: Job | None) -> bool:
+    """A Job that runs (not finished, not suspended) with pods that are not ready, or none
+    yet. Only then can pods be stuck without the Job changing: an image that cannot be
+    pulled or a pod the API server refuses changes no Job status, so no watch event tells of
+    it. Every other change of a running ThresholdJob is an event of it or of its Jobs."""
+    if job is None or finished(job) or suspended(job):
+        return False
+    status = job.get("status") or {}
+    active, ready = status.get("active") or 0, status.get("ready") or 0
+    return active > ready or active == 0
 
 
 def _cannot_start(pod: dict[str, Any]) -> str:
