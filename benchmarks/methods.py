@@ -248,48 +248,65 @@ def tensorstore_loop(src: str, dst: str, t: float, n: int, scenario: str) -> Non
 _floor_codecs: tuple = ()
 
 
-def _floor_chunk(args: tuple[str, str, float]) -> None:
-    src, dst, t = args
+def _floor_chunk(args: tuple[str, list[tuple[str, float]]]) -> None:
+    """One input chunk read and decoded once, then a mask per (output file, threshold)."""
+    src, outputs = args
     decode, encode, dtype, buffers = _floor_codecs
     if buffers is None:
-        mask = np.greater(np.frombuffer(decode.decode(Path(src).read_bytes()), dtype=dtype), t)
-        mask = mask.view(np.uint8)
+        values = np.frombuffer(decode.decode(Path(src).read_bytes()), dtype=dtype)
+        mask = np.empty(values.shape, np.uint8)
     else:
         raw, values, mask = buffers
         with open(src, "rb", buffering=0) as f:
             decode.decode(raw[: f.readinto(raw)], out=values)
+    for dst, t in outputs:
         np.greater(values, t, out=mask.view(bool))
-    if mask.any():
-        Path(dst).write_bytes(encode.encode(mask))
+        if mask.any():
+            Path(dst).write_bytes(encode.encode(mask))
 
 
-def floor(src: str, dst: str, t: float, n: int, scenario: str, reuse: bool = False) -> None:
+def floor(
+    src: str,
+    dst: str,
+    t: float,
+    n: int,
+    scenario: str,
+    reuse: bool = False,
+    sweep: list[float] | None = None,
+) -> None:
     """The physical floor: read, decode, threshold, encode, write every chunk file, with
     nothing else. For a sharded output the floor is taken as the unsharded one (assembling
     a shard adds only an index). With `reuse`, decoded values and masks go into buffers kept
-    from chunk to chunk (a fresh megabyte per chunk costs page faults)."""
+    from chunk to chunk (a fresh megabyte per chunk costs page faults). With `sweep`, each
+    decoded chunk gives a mask per threshold, into `dst/threshold_<t>.zarr`."""
+    if sweep is not None:
+        _floor_pass(src, [(f"{dst}/threshold_{v!r}.zarr", v) for v in sweep], n, reuse)
+    else:
+        _floor_pass(src, [(dst, t)], n, reuse)
+
+
+def _floor_pass(src: str, outputs: list[tuple[str, float]], n: int, reuse: bool) -> None:
     global _floor_codecs
     inp = zarr.open_array(src, path="raw", mode="r")
     md = inp.metadata
-    if md.zarr_format == 2:
-        decode, dtype = md.compressor, np.dtype(md.dtype.to_native_dtype())
+    v2 = md.zarr_format == 2
+    for dst, _ in outputs:
         zarr.create_array(
             dst,
             name="mask",
             shape=inp.shape,
             chunks=inp.chunks,
             dtype="uint8",
-            zarr_format=2,
+            zarr_format=md.zarr_format,
             overwrite=True,
         )
-        root_in, root_out = Path(src) / "raw", Path(dst) / "mask"
+    if v2:
+        decode, dtype = md.compressor, np.dtype(md.dtype.to_native_dtype())
+        root_in, roots_out = Path(src) / "raw", [Path(d) / "mask" for d, _ in outputs]
         files = [f for f in root_in.iterdir() if not f.name.startswith(".")]
     else:
         decode, dtype = numcodecs.Zstd(), np.dtype("<f4")
-        zarr.create_array(
-            dst, name="mask", shape=inp.shape, chunks=inp.chunks, dtype="uint8", overwrite=True
-        )
-        root_in, root_out = Path(src) / "raw" / "c", Path(dst) / "mask" / "c"
+        root_in, roots_out = Path(src) / "raw" / "c", [Path(d) / "mask" / "c" for d, _ in outputs]
         files = [f for f in root_in.rglob("*") if f.is_file()]
     buffers = None
     if reuse:
@@ -298,9 +315,12 @@ def floor(src: str, dst: str, t: float, n: int, scenario: str, reuse: bool = Fal
     _floor_codecs = (decode, numcodecs.Zstd(level=0), dtype, buffers)
     jobs = []
     for f in files:
-        target = root_out / f.relative_to(root_in)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((str(f), str(target), t))
+        targets = []
+        for root_out, (_, t) in zip(roots_out, outputs, strict=True):
+            target = root_out / f.relative_to(root_in)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            targets.append((str(target), t))
+        jobs.append((str(f), targets))
     with get_context("fork").Pool(n) as pool:
         pool.map(_floor_chunk, jobs, chunksize=8)
 
@@ -321,6 +341,10 @@ METHODS: dict[str, Callable[[str, str, float, int, str], None]] = {
     "ome": functools.partial(this_worker, pyramid=0),
     "pyramid": functools.partial(this_worker, pyramid=PYRAMID_LEVELS),
     "sweep-daisy": sweep_daisy,
+    "sweep-floor": functools.partial(floor, reuse=True, sweep=SWEEP),
+    "sweep-floor-separate": lambda src, dst, t, n, scenario: [
+        floor(src, f"{dst}/threshold_{v!r}.zarr", v, n, scenario, reuse=True) for v in SWEEP
+    ],
 }
 #: Imported before the clock starts, so that no method is charged for its imports (dask and
 #: funlib.persistence take 0.25-0.35 s to import, this worker 0.09 s, tensorstore 0.01 s).
