@@ -159,6 +159,19 @@ def test_blocks_must_be_runs_of_the_plan(damaged, tmp_path):
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_empty_blocks_is_nothing_to_do(damaged, tmp_path):
+    """`run --blocks "$(status --failed)"` of a job where nothing failed: no block."""
+    container, _, good = damaged
+    for chunk, data in good.items():
+        chunk.write_bytes(data)
+    args = args_for(container, tmp_path / "out.zarr")
+    assert run_cli("run", *args, "-n", "1", "--no-progress").code == 0
+    assert run_cli("status", *args, "--failed").out.strip() == ""
+    again = run_cli("run", *args, "-n", "1", "--no-progress", "--blocks", "")
+    assert again.code == 0, again
+    assert "0 processed" in again.out
+
+
 def test_a_sweep_keeps_a_ledger_per_output(damaged, tmp_path):
     container, _, _ = damaged
     out = tmp_path / "out.zarr"

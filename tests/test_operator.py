@@ -528,7 +528,7 @@ def test_a_sweep_through_the_array_store_writes_dacapos_outputs(cluster: Cluster
     [
         ({"threshold": 0.5}, "threshold and thresholds: give one of them, not both"),
         ({"outputDataset": "mask"}, "must name each threshold's output with {threshold}"),
-        ({"thresholds": [0.3, 0.3]}, "name one threshold twice"),
+        ({"thresholds": [0.3, 0.3]}, "name 0.3 twice"),
     ],
 )
 def test_a_bad_sweep_is_refused_or_fails_naming_the_field(cluster: Cluster, data, extra, message):

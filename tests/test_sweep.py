@@ -155,7 +155,12 @@ def test_outputs_on_different_block_grids_are_refused(tmp_path):
     "args, message",
     [
         (["-od", "mask", "-th", "0.2,0.4"], "output_dataset: 'mask' must name each threshold"),
-        (["-od", "m_{threshold}", "-th", "0.2,0.2"], "thresholds: [0.2, 0.2] name one"),
+        (["-od", "m_{threshold}", "-th", "0.2,0.2"], "thresholds: [0.2, 0.2] name 0.2 twice"),
+        (["-od", "m_{threshold}", "-th", "0.0,-0.0"], "name 0.0 twice (0.0 and -0.0 are one"),
+        (
+            ["-od", "m_{threshold}", "-th", "0.1,0.2", "--thresholds", "0.3"],
+            "-th and --thresholds: give the values with one of them",
+        ),
         (["-od", "m_{threshold}", "-th", "0.2,nan"], "thresholds[1]: Input should be a finite"),
         (["-od", "m_{threshold}", "-th", "0.2,inf"], "thresholds[1]: Input should be a finite"),
         (["-od", "m_{threshold}", "-th", "0.2,x"], "'0.2,x' is not a number"),

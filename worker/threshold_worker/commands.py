@@ -129,7 +129,10 @@ def parameters(**kw: Any) -> Any:
             else:
                 given.pop(name)
                 if given.get(option.several) is not None:
-                    raise InputError(option.flags[0], f"and --{option.several} both give several")
+                    raise InputError(
+                        f"{option.flags[0]} and --{option.several}",
+                        f"give the values with one of them, e.g. {option.flags[0]} 0.3,0.5",
+                    )
                 given[option.several] = value
     try:
         return JobParameters(**given)

@@ -64,7 +64,9 @@ def normalise(items: Iterable[Run]) -> list[Run]:
 def parse_strict(text: str, what: str) -> list[Run]:
     """Runs a person typed ("29,40-47"), normalised; one line naming `what` for anything
     else, unlike `parse_runs`, which skips what is not a run (temporary files)."""
-    found = []
+    found: list[Run] = []
+    if not text.strip():  # `status --failed` of a job where nothing failed: nothing to do
+        return found
     for part in text.split(","):
         run = parse_run(part)
         if run is None or run[0] > run[1]:

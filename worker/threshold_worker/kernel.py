@@ -16,11 +16,30 @@ if TYPE_CHECKING:
 
 def threshold(data: np.ndarray, value: float, out: np.ndarray | None = None) -> np.ndarray:
     """`data > value` as uint8 0/1 (NaN gives 0), DaCapo's semantics; every path of the
-    worker thresholds through here. With `out` (uint8, any strides) it writes in place."""
+    worker thresholds through here. With `out` (uint8, any strides) it writes in place.
+
+    As numpy (and so DaCapo) does, the threshold is compared in the input's precision: on
+    float32, 0.3 is float32(0.3). A threshold beyond the type's range, which would round
+    to infinity there, is compared as what it is: only +inf exceeds 1e300."""
+    value = _in_range(data.dtype, value)
     if out is None:
         return np.greater(data, value).view(np.uint8)
     np.greater(data, value, out=out.view(bool))
     return out
+
+
+def _in_range(dtype: np.dtype, value: float) -> float:
+    """The type's largest finite value for a threshold above it, -inf for one below its
+    smallest: the same comparison (only +inf exceeds the one; all but -inf and NaN the
+    other), without rounding the threshold to an infinity."""
+    if dtype.kind != "f" or not np.isfinite(value):
+        return value
+    big = float(np.finfo(dtype).max)
+    if value >= big:
+        return big  # x > value only for +inf, and x > max is true for +inf alone
+    if value < -big:
+        return -np.inf
+    return value
 
 
 def threshold_block(

@@ -399,7 +399,10 @@ def blocks_failed(jobs: Sequence[Job], failures: Sequence[Failures], done: int) 
     """The one-line error a run ends with when blocks failed block-locally (exit 3)."""
     n = max((f.blocks for f in failures), default=0)
     i = next((k for k, f in enumerate(failures) if f), 0)
-    outputs = f"{jobs[i].where}" + (f" and {len(jobs) - 1} more outputs" if len(jobs) > 1 else "")
+    more = len(jobs) - 1
+    outputs = f"{jobs[i].where}" + (
+        f" and {more} more output{'s' if more > 1 else ''}" if more else ""
+    )
     were = "block failed and is" if n == 1 else "blocks failed and are"
     return BlocksFailed(
         "",

@@ -215,7 +215,13 @@ class JobParameters(BaseModel):
         if "threshold" in self.model_fields_set:
             raise ValueError(ONE_THRESHOLD_FIELD)
         if len(set(self.thresholds)) != len(self.thresholds):
-            raise ValueError(f"thresholds: {self.thresholds} name one threshold twice")
+            twice = sorted({t for t in self.thresholds if self.thresholds.count(t) > 1})
+            raise ValueError(
+                f"thresholds: {self.thresholds} name {', '.join(map(repr, twice))} twice "
+                "(0.0 and -0.0 are one threshold)"
+                if 0.0 in twice
+                else f"thresholds: {self.thresholds} name {', '.join(map(repr, twice))} twice"
+            )
         if (
             len(self.thresholds) > 1
             and self.output_dataset is not None

@@ -235,7 +235,10 @@ class BlockWorker:
         return stats
 
     def record(self, failures: Sequence[Failures]) -> None:
-        """Write each output's failures to its ledger (one object each, if any)."""
+        """Write each output's failures to its ledger (one object each, if any; none when
+        no block ran, e.g. `run --blocks ""`)."""
+        if not failures:
+            return
         for ledger, failed, job in zip(self.ledgers, failures, self.jobs, strict=True):
             if failed:
                 retry(lambda: ledger.write(failed, job), "the failure ledger", job.where)  # noqa: B023
