@@ -446,13 +446,19 @@ def test_deletion_collects_jobs_and_pods_and_leaves_the_data(cluster: Cluster, d
     assert (container / "raw" / "zarr.json").exists()
 
 
-def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
+def dacapo_prediction(tmp_path: Path, seed: int) -> tuple[Any, np.ndarray]:
+    """A 32^3 prediction where DaCapo's LocalArrayStore puts run1's iteration 100 on val."""
     from threshold_worker.store import LocalArrayStore
 
     store = LocalArrayStore(tmp_path / "runs")
     pred = store.validation_prediction_array("run1", 100, "val")
-    values = blobs((32, 32, 32), seed=42)
+    values = blobs((32, 32, 32), seed=seed)
     write_array(pred.container.path, pred.dataset, values, (16, 16, 16), voxel_size=(4, 4, 4))
+    return store, values
+
+
+def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
+    store, values = dacapo_prediction(tmp_path, seed=42)
     spec = {
         "arrayStore": {
             "basedir": str(tmp_path / "runs"),
@@ -489,12 +495,7 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
 def test_a_sweep_through_the_array_store_writes_dacapos_outputs(cluster: Cluster, tmp_path):
     """thresholds with arrayStore and no parameters: one output per threshold, named as
     DaCapo's validation names them (threshold_0.3, ...), every one from a single pass."""
-    from threshold_worker.store import LocalArrayStore
-
-    store = LocalArrayStore(tmp_path / "runs")
-    pred = store.validation_prediction_array("run1", 100, "val")
-    values = blobs((32, 32, 32), seed=43)
-    write_array(pred.container.path, pred.dataset, values, (16, 16, 16), voxel_size=(4, 4, 4))
+    store, values = dacapo_prediction(tmp_path, seed=43)
     sweep = [0.3, 0.5, 0.7]
     spec = {
         "arrayStore": {
