@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import blobs, io_args, marker_blocks, run_cli, write_array
+from conftest import blobs, expected, io_args, marker_blocks, run_cli, write_array
+from test_pyramid import check_levels
 from threshold_worker.markers import MARKER_DIR
 
 ARGS_EXTRA = ["--block-shape", "8,16,16"]
@@ -155,3 +156,211 @@ def test_unmark_takes_back_exactly_the_blocks_named():
         markers.unmark(wrong)
         blocks = range(3 * BUCKET)
         assert set(blocks) - set(markers.missing(blocks)) == done - wrong
+
+
+# -- pyramid levels ---------------------------------------------------------------------
+
+PYRAMID = ["--ome-zarr", "--pyramid", "2", "--block-shape", "16,16,32"]  # 3 x 3 x 2 blocks
+
+
+@pytest.fixture
+def swept(tmp_path: Path) -> tuple[list[str], Path, np.ndarray]:
+    """A finished sweep of two OME-Zarr outputs with levels s1 and s2 (18 blocks)."""
+    data = blobs((40, 48, 56), seed=1)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (8, 16, 16), voxel_size=(8, 4, 4), offset=(80, 40, 0))
+    args = [
+        "-ic", str(container), "-id", "raw", "-oc", str(tmp_path / "sw.zarr"),
+        "-od", "masks/t_{threshold}", "--thresholds", "0.3,0.5", *PYRAMID,
+    ]  # fmt: skip
+    assert run_cli("run", *args, "-n", "1").code == 0
+    return args, tmp_path / "sw.zarr" / "masks", data
+
+
+def damage_levels(images: Path) -> None:
+    """t_0.5: s1 voxels [8:16, 8:16, 16:32] flipped, which block (1, 1, 1) = 9 writes
+    (s0 [16:32, 16:32, 32:64]); t_0.3: s2's chunk (0, 0, 0), block 0's, deleted."""
+    s1 = zarr.open_array(str(images / "t_0.5"), path="s1", mode="r+")
+    s1[8:16, 8:16, 16:32] = 1 - s1[8:16, 8:16, 16:32]
+    (images / "t_0.3" / "s2" / "c" / "0" / "0" / "0").unlink()
+
+
+def test_verify_compares_every_pyramid_level_and_names_the_one_that_differs(swept):
+    args, images, _ = swept
+    assert run_cli("verify", *args).code == 0
+    damage_levels(images)
+    result = run_cli("verify", *args, "--json")
+    assert result.code == 1, result
+    low, high = json.loads(result.out)["outputs"]
+    assert [(w["blocks"], w["arrays"]) for w in low["wrong"]] == [("0", ["masks/t_0.3/s2"])]
+    assert [(w["blocks"], w["arrays"]) for w in high["wrong"]] == [("9", ["masks/t_0.5/s1"])]
+    assert not low["ok"] and not high["ok"] and low["complete"] and high["complete"]
+    text = run_cli("verify", *args).out
+    assert "checked     18 blocks against input > 0.5 and levels s1, s2: 1 differ" in text
+    assert "wrong       blocks 9 (s1): offset (208, 104, 128) shape (128, 64, 96)" in text
+    assert "wrong       blocks 0 (s2): offset (80, 40, 0) shape (128, 64, 128)" in text
+
+
+def test_a_lost_level_and_an_undecodable_level_chunk_are_wrong_where_written(swept):
+    args, images, _ = swept
+    shutil.rmtree(images / "t_0.3" / "s2")  # the whole level: every block's region differs
+    (images / "t_0.5" / "s1" / "c" / "0" / "0" / "0").write_bytes(b"not zstd")  # block 0's
+    low, high = json.loads(run_cli("verify", *args, "--json").out)["outputs"]
+    assert [(w["blocks"], w["arrays"]) for w in low["wrong"]] == [("0-17", ["masks/t_0.3/s2"])]
+    assert [(w["blocks"], w["arrays"]) for w in high["wrong"]] == [("0", ["masks/t_0.5/s1"])]
+
+
+def test_start_worker_verify_takes_back_a_block_whose_level_differs_and_the_retry_mends_it(
+    swept,
+):
+    args, images, data = swept
+    damage_levels(images)
+    failed = run_cli("start-worker", *args, "--verify")
+    assert failed.code == 1, failed
+    line = failed.err.strip().splitlines()[-1]
+    assert f"{images / 't_0.3' / 's0'}: 1 of 18 blocks checked differ" in line
+    assert "blocks 0 in s2 (offset (80, 40, 0)" in line and "1 more outputs" in line
+    assert marker_blocks(images / "t_0.3" / "s0") == set(range(18)) - {0}
+    assert marker_blocks(images / "t_0.5" / "s0") == set(range(18)) - {9}
+    again = run_cli("start-worker", *args, "--verify")
+    assert again.code == 0, again
+    assert again.out.startswith("2 blocks processed, 16 already done")
+    assert run_cli("verify", *args).code == 0
+    for t in (0.3, 0.5):
+        check_levels(images, f"t_{t}", expected(data, t), 2, (2, 2, 2), "any")
+
+
+# -- damaged input ----------------------------------------------------------------------
+
+
+def test_a_block_whose_input_is_damaged_is_named_unchecked_and_the_rest_is_checked(done):
+    args, out, _ = done
+    input_chunk = Path(args[1]) / "raw" / "c" / "1" / "1" / "2"  # block 1*12 + 1*4 + 2 = 18
+    input_chunk.write_bytes(b"not zstd")
+    (out / "c" / "0" / "0" / "0").unlink()  # block 0: still found wrong
+    result = run_cli("verify", *args, "--json")
+    assert result.code == 1, result
+    verdict = json.loads(result.out)
+    assert not verdict["ok"] and verdict["complete"]
+    assert verdict["checked_blocks"] == 59 and verdict["unchecked_blocks"] == 1
+    assert [w["blocks"] for w in verdict["wrong"]] == ["0"]
+    assert verdict["unchecked"] == [
+        {
+            "blocks": "18",
+            "rois": [{"offset": [144, 104, 128], "shape": [64, 64, 64]}],
+            "reason": "input damaged",
+            "chunk": "raw/c/1/1/2",
+        }
+    ]
+    text = run_cli("verify", *args)
+    assert text.code == 1
+    assert "checked     59 blocks against input > 0.5: 1 differ; 1 unchecked: input damaged" in (
+        text.out
+    )
+    assert (
+        "unchecked   blocks 18: input damaged, raw/c/1/1/2 cannot be decoded: "
+        "offset (144, 104, 128) shape (64, 64, 64)" in text.out
+    )
+    assert "verdict     NOT complete and right" in text.out
+
+
+def test_only_damaged_input_is_still_not_complete_and_right(done):
+    args, _, _ = done
+    (Path(args[1]) / "raw" / "c" / "1" / "1" / "2").write_bytes(b"not zstd")
+    result = run_cli("verify", *args)
+    assert result.code == 1, result
+    assert "1 unchecked" in result.out and "verdict     NOT complete and right" in result.out
+
+
+def test_start_worker_verify_records_a_done_block_whose_input_is_now_damaged(done):
+    """A block marked done whose input cannot be decoded any more cannot be verified: it
+    loses its marker and joins the failure ledger, as a run records such a block, and the
+    pod ends with exit 3 naming the chunk; the other blocks are verified."""
+    args, out, _ = done
+    (Path(args[1]) / "raw" / "c" / "1" / "1" / "2").write_bytes(b"not zstd")  # block 18
+    part = [*args, "--partitions", "2", "--partition", "0"]  # blocks 0-29
+    result = run_cli("start-worker", *part, "--verify")
+    assert result.code == 3, result
+    line = result.err.strip().splitlines()[-1]
+    assert "1 block failed and is recorded in the failure ledger" in line
+    assert "blocks 18" in line and "raw/c/1/1/2 cannot be decoded" in line
+    assert marker_blocks(out) == set(range(60)) - {18}
+    assert run_cli("status", *args, "--failed").out.strip() == "18"
+
+
+def test_start_worker_verify_checks_the_rest_when_the_run_met_damaged_input(volume, tmp_path):
+    """Blocks that failed in the run are in the ledger already and are not verified; the
+    others are, and a wrong one among them makes the pod exit 1 (the retry rewrites it,
+    then meets the damaged input again)."""
+    container, _ = volume
+    args = [*io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.5), *ARGS_EXTRA]
+    (container / "raw" / "c" / "1" / "1" / "2").write_bytes(b"not zstd")  # block 18
+    first = run_cli("start-worker", *args, "--verify")
+    assert first.code == 3, first
+    assert "blocks 18" in first.err and "raw/c/1/1/2 cannot be decoded" in first.err
+    (tmp_path / "out.zarr" / "mask" / "c" / "0" / "0" / "0").unlink()  # block 0: wrong
+    second = run_cli("start-worker", *args, "--verify")
+    assert second.code == 1, second
+    assert "blocks 0 (offset (80, 40, 0)" in second.err
+    assert marker_blocks(tmp_path / "out.zarr" / "mask") == set(range(60)) - {0, 18}
+
+
+# -- samples and wording ----------------------------------------------------------------
+
+
+def test_start_worker_verify_sample_is_drawn_afresh_each_run_and_logged(done, caplog, monkeypatch):
+    """Two runs with different random bytes check different blocks, each the sample its
+    logged seed draws; the log names the blocks, so a failure can be checked again."""
+    import threshold_worker.worker as worker_module
+    from threshold_worker.intervals import format_runs, runs
+    from threshold_worker.verify import sample_of
+
+    args, _, _ = done
+    part = [*args, "--partitions", "2", "--partition", "0"]  # blocks 0-29
+    seeds = iter([(7).to_bytes(4, "big"), (8).to_bytes(4, "big")])
+    monkeypatch.setattr(worker_module.os, "urandom", lambda n: next(seeds))
+    logged = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="threshold_worker.worker"):
+            assert run_cli("start-worker", *part, "--verify", "--verify-sample", "4").code == 0
+        logged += [r.getMessage() for r in caplog.records if r.getMessage().startswith("verifying")]
+    picks = [sample_of(range(30), 4, seed) for seed in (7, 8)]
+    assert picks[0] != picks[1]
+    assert logged == [
+        f"verifying blocks {format_runs(runs(pick))} (4 of 30, seed {seed})"
+        for pick, seed in zip(picks, (7, 8), strict=True)
+    ]
+
+
+def test_verify_sample_with_a_seed_is_reproducible(done):
+    args, _, _ = done
+    one = json.loads(run_cli("verify", *args, "--sample", "5", "--seed", "3", "--json").out)
+    two = json.loads(run_cli("verify", *args, "--sample", "5", "--seed", "3", "--json").out)
+    assert one == two and one["checked_blocks"] == 5
+
+
+def test_a_wrong_block_is_said_to_be_written_by_this_run_only_when_it_was(
+    volume, tmp_path, monkeypatch
+):
+    """A worker that writes a wrong mask is caught right after writing; a block marked done
+    before the run is not said to be written by it."""
+    import threshold_worker.kernel as kernel
+    import threshold_worker.verify  # noqa: F401 -- binds the right threshold before the patch
+
+    container, _ = volume
+    args = [*io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.5), *ARGS_EXTRA]
+    right = kernel.threshold
+    monkeypatch.setattr(kernel, "threshold", lambda data, value, out=None: right(data, value + 0.1))
+    wrong = run_cli("start-worker", *args, "--verify", env={"THRESHOLD_CHUNK_PATH": "zarr"})
+    assert wrong.code == 1, wrong
+    assert "60 of 60 blocks checked differ from input > 0.5 right after this run wrote them" in (
+        wrong.err
+    )
+    monkeypatch.setattr(kernel, "threshold", right)
+    assert run_cli("start-worker", *args, "--verify").code == 0
+    array = zarr.open_array(str(tmp_path / "out.zarr"), path="mask", mode="r+")
+    array[0:8, 0:16, 0:16] = 1 - array[0:8, 0:16, 0:16]  # block 0, marked before this run
+    stale = run_cli("start-worker", *args, "--verify")
+    assert stale.code == 1, stale
+    assert "though this run wrote none of them (they were marked done before it)" in stale.err

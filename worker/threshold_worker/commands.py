@@ -448,13 +448,15 @@ def spawn_command(**kw: Any) -> None:
     "--verify",
     "verify",
     is_flag=True,
-    help="Then recompute the partition's blocks and compare; wrong ones lose their "
-    "done-markers and the run fails (exit 1) so that a retry rewrites them.",
+    help="Then recompute the partition's blocks, s0 and every pyramid level, and compare; "
+    "wrong ones lose their done-markers and the run fails (exit 1) so that a retry "
+    "rewrites them. A block whose input cannot be decoded is recorded as failed (exit 3).",
 )
 @click.option(
     "--verify-sample",
     type=click.IntRange(min=1),
-    help="With --verify: check this many random blocks of the partition, not all.",
+    help="With --verify: check this many blocks of the partition, not all, drawn afresh "
+    "each run (a retry checks others); the log names the blocks and the seed.",
 )
 def start_worker_command(
     partition: int | None,
@@ -565,14 +567,17 @@ def status_command(
 
 @cli.command("verify")
 @job_options
-@click.option("--sample", type=click.IntRange(min=1), help="Check this many random blocks only.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Of the random sample.")
+@click.option("--sample", type=click.IntRange(min=1),
+              help="Check this many blocks only, drawn at random with --seed.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Of the sample: the same seed checks the same blocks.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="Regions to list (--json lists all).")  # fmt: skip
 def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **kw: Any) -> None:
     """Check that the output is complete (every block marked) and right (input > threshold
-    recomputed, on every block or a sample); exit 1, naming the regions, if it is not."""
+    recomputed, on every block or a sample, in s0 and every pyramid level); exit 1, naming
+    the regions, if it is not. Blocks whose input cannot be decoded are named unchecked."""
     from .job import resolve_sweep
     from .verify import verify
 

@@ -268,14 +268,21 @@ class LevelWriter:
     def levels(
         self, selection: Selection, mask: np.ndarray
     ) -> Iterator[tuple[zarr.Array, Selection, np.ndarray]]:
+        for k, level_selection, data in self.level_data(selection, mask):
+            yield self.arrays[k - 1], level_selection, data
+
+    def level_data(
+        self, selection: Selection, mask: np.ndarray
+    ) -> Iterator[tuple[int, Selection, np.ndarray]]:
+        """(level, selection in the level array, data) that the block at `selection`
+        (with s0 `mask` there) writes: what `verify` compares each level with."""
         start, stop, lo, hi = self._region(selection)
         if start == lo and stop == hi:
             region = mask
         else:
             region = np.zeros([b - a for a, b in zip(start, stop, strict=True)], np.uint8)
             region[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))] = mask
-        for k, level_selection, data in downsample(region, self.pyramid, start, stop):
-            yield self.arrays[k - 1], level_selection, data
+        yield from downsample(region, self.pyramid, start, stop)
 
     def write(self, selection: Selection, mask: np.ndarray) -> None:
         """Through zarr-python (the fallback path, kernel.py)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -311,9 +312,11 @@ def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:
 @dataclass(frozen=True)
 class Verify:
     """A verifying pass after the blocks are written: every block of the partition, or
-    `sample` of them (drawn with the partition as seed), recomputed and compared."""
+    `sample` of them drawn with `seed` (None: a fresh seed from os.urandom each run, so a
+    retry checks other blocks; the log names the seed and the blocks checked)."""
 
     sample: int | None = None
+    seed: int | None = None
 
 
 def run_partition(
@@ -343,13 +346,16 @@ def run_partition(
             "plan %s: blocks %d-%d of %d", planned, blocks.start, blocks.stop - 1, plan.total_blocks
         )
         worker = BlockWorker(jobs, freshness=[c.freshness for c in claims])
-        stats = worker.process(blocks)
+        written: set[int] = set()  # what the verifying pass tells apart from older blocks
+        stats = worker.process(
+            blocks, on_block=(lambda b, _: written.add(b)) if verify is not None else None
+        )
+        if verify is not None:
+            _verify(worker, blocks, verify, stats, written)
         if stats.failed:
             error = blocks_failed(jobs, stats.failures, stats.processed)
             error.stats = stats
             raise error
-        if verify is not None:
-            _verify(worker, blocks, verify, seed=partition or 0)
         if whole:
             for claim in claims:
                 claim.complete()
@@ -362,17 +368,54 @@ def run_partition(
     return stats
 
 
-def _verify(worker: BlockWorker, blocks: range, verify: Verify, seed: int) -> None:
-    """Check each output's blocks; take the markers of wrong ones back and fail (exit 1)."""
-    from .verify import output_wrong, sample_of, wrong_blocks
+def _verify(
+    worker: BlockWorker, blocks: range, verify: Verify, stats: Stats, written: set[int]
+) -> None:
+    """Check each output's done blocks (the failed ones are in the ledger already).
 
+    A wrong block loses its marker, and the pass fails (exit 1, `OutputWrong`) once every
+    output is checked, so the retry rewrites s0 and its levels there. A done block whose
+    input cannot be decoded now cannot be verified: it loses its marker and is recorded
+    in the failure ledger, as a run records such a block, and counts in `stats.failed`
+    (the run then ends with exit 3, `BlocksFailed`, naming the chunk).
+    """
+    from .intervals import format_runs, runs
+    from .verify import check_blocks, damaged, output_wrong, sample_of
+
+    seed = verify.seed if verify.seed is not None else int.from_bytes(os.urandom(4), "big")
     ids = sample_of(blocks, verify.sample, seed)
-    for job, markers in zip(worker.jobs, worker.all_markers, strict=True):
-        wrong = wrong_blocks(job, ids)
-        if wrong:
-            markers.unmark(wrong)
-            raise output_wrong(job, wrong, len(ids))
-        logger.info("verified %d blocks of %s", len(ids), job.where)
+    drawn = f"{len(ids)} of {len(blocks)}, seed {seed}" if len(ids) < len(blocks) else "all"
+    logger.info("verifying blocks %s (%s)", format_runs(runs(ids)), drawn)
+    found: list[tuple[Job, Any]] = []
+    unreadable: set[int] = set()
+    for i, (job, markers) in enumerate(zip(worker.jobs, worker.all_markers, strict=True)):
+        missing = set(markers.missing(blocks))  # failed in this run: nothing to verify
+        check = check_blocks(job, [b for b in ids if b not in missing])
+        if check.wrong:
+            markers.unmark(sorted(check.wrong))
+            found.append((job, check))
+        if check.unchecked:
+            markers.unmark(sorted(check.unchecked))
+            failures = Failures()
+            for block, error in damaged(check):
+                failures.add(block, error)
+            worker.record([failures if k == i else Failures() for k in range(len(worker.jobs))])
+            stats.failures = tuple(
+                f.merge(failures) if k == i else f for k, f in enumerate(stats.failures)
+            )
+            unreadable |= check.unchecked.keys()
+            logger.warning(
+                "%d blocks of %s cannot be verified, their input is damaged; recorded",
+                len(check.unchecked),
+                job.where,
+            )
+        logger.info(
+            "verified %d blocks of %s: %d wrong", check.checked, job.where, len(check.wrong)
+        )
+    stats.failed += len(unreadable)
+    if found:
+        job, check = found[0]
+        raise output_wrong(job, check, written, more_outputs=len(found) - 1)
 
 
 def start_worker_fn(
