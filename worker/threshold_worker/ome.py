@@ -14,9 +14,11 @@ downsampled level, 1.5 nm -> 1500 pm).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import zarr
@@ -370,3 +372,60 @@ def array_geometry(array: zarr.Array, where: str) -> AxisMetadata:
     (`metadata.geometry` says the order)."""
     ome = level_attributes(array.store_path.store, array.path, array.ndim, where)
     return geometry(array.attrs.asdict(), array.ndim, where, ome)
+
+
+# -- images around an output ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enclosing:
+    """The nearest OME-Zarr image group above a path, and what it lists."""
+
+    group: str
+    levels: tuple[str, ...]
+    #: The path's level in the image (its first component below the group), if listed.
+    level: str | None
+
+    def describe(self) -> str:
+        name = self.group or "/"
+        if self.level is None:
+            return f"lies inside the OME-Zarr image '{name}' (levels {span(self.levels)})"
+        others = [p for p in self.levels if p != self.level]
+        rest = f"with levels {span(others)}" if others else "its only level"
+        return f"is level {self.level} of the OME-Zarr image '{name}', {rest}"
+
+
+def span(levels: Sequence[str]) -> str:
+    """`s1-s3` for a run of numbered levels, else the names joined by commas."""
+    numbers = [int(p[1:]) if re.fullmatch(r"s[0-9]+", p) else None for p in levels]
+    if len(levels) > 1 and None not in numbers:
+        first = numbers[0]
+        assert first is not None
+        if numbers == list(range(first, first + len(levels))):
+            return f"{levels[0]}-{levels[-1]}"
+    return ", ".join(levels) if levels else "none"
+
+
+def enclosing_image(store: Store, dataset: str, skip: str | None = None) -> Enclosing | None:
+    """The nearest group above `dataset` with `multiscales` (`skip`: a group that is the
+    job's own image), or None. Metadata this tool cannot parse still makes it an image."""
+    for group_path, below in _parents(dataset):
+        if skip is not None and group_path == skip.strip("/"):
+            continue
+        try:
+            group = zarr.open_group(store, path=group_path, mode="r")
+        except Exception:  # no group there (nothing, or an array): look further up
+            continue
+        multiscales = multiscales_of(group.attrs.asdict())
+        if multiscales is None:
+            continue
+        paths: list[str] = []
+        with contextlib.suppress(Exception):
+            for image in multiscales:
+                paths += [str(d["path"]).strip("/") for d in image["datasets"]]
+        first = below.split("/", 1)[0]
+        level = below if below in paths else None
+        if level is None and first in paths:
+            level = first
+        return Enclosing(group_path, tuple(paths), level)
+    return None
