@@ -327,6 +327,24 @@ def test_a_level_of_an_image_is_written_only_through_the_image(tmp_path, uneven)
     check_levels(out, "mask", expected(data, 0.7), 2, (2, 2, 2), "any")
 
 
+def test_a_refusal_over_another_pyramid_names_the_pyramid(tmp_path, uneven):
+    container, _ = uneven
+    out = tmp_path / "out.zarr"
+    args = [*io_args(container, "raw", out, "mask", 0.5), "--ome-zarr", "--block-shape",
+            "32,32,32", "-n", "1"]  # fmt: skip
+    assert run_cli("run", *args, "--pyramid", "3").code == 0
+    refused = run_cli("run", *args, "--pyramid", "2")
+    assert refused.code == 2, refused
+    assert (
+        "the same input path and threshold, but the pyramid differs: the output has levels "
+        "s1-s3 (factors 2,2,2, mode any), this job asks for levels s1-s2 (factors 2,2,2, "
+        "mode any); pass --overwrite" in refused.err
+    )
+    assert "another parameter (roi, block shape, layout)" not in refused.err
+    none = run_cli("run", *args)
+    assert none.code == 2 and "this job asks for no pyramid" in none.err
+
+
 # -- refusals ---------------------------------------------------------------------------
 
 

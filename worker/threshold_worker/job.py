@@ -133,7 +133,32 @@ class Job:
             self.output.fits,
             self.where,
             (self.record()["input"], float(self.spec.threshold)),
+            self.differences(area.store),
         )
+
+    def differences(self, store: Any) -> list[str]:
+        """What the existing output says was done differently from this job: its pyramid
+        (the image group's levels and their method), roi, block shape, fit."""
+        found: list[str] = []
+        if self.spec.ome_zarr:
+            theirs = ome.written_pyramid(store, self.spec.output_dataset)
+            ours = (
+                (self.pyramid.levels, list(self.pyramid.factors), self.pyramid.mode)
+                if self.pyramid is not None
+                else (0, None, None)
+            )
+            if theirs is not None and theirs != ours:
+                found.append(
+                    f"the pyramid differs: the output has {_pyramid_words(theirs)}, this job "
+                    f"asks for {_pyramid_words(ours)}"
+                )
+        old = (self.output_attributes or {}).get(JOB_ATTRIBUTE)
+        if isinstance(old, dict):
+            mine = self.record()
+            for key, name in (("roi", "roi"), ("block_shape", "block shape"), ("fit", "fit")):
+                if key in old and old[key] != mine[key]:
+                    found.append(f"the {name} differs ({old[key]} there, {mine[key]} now)")
+        return found
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
@@ -283,6 +308,18 @@ class OutputClaim:
             self._lease.release()
         if self._area is not None and self._area.files is not None:
             self._area.files.close()
+
+
+def _pyramid_words(pyramid: tuple[int, Any, Any]) -> str:
+    levels, factors, mode = pyramid
+    if not levels:
+        return "no pyramid"
+    factors_text = f"factors {','.join(map(str, factors))}, " if factors else ""
+    return (
+        f"levels s1-s{levels} ({factors_text}mode {mode})"
+        if levels > 1
+        else (f"level s1 ({factors_text}mode {mode})")
+    )
 
 
 def _check_threshold(value: float) -> None:

@@ -351,6 +351,21 @@ def listed_levels(store: Store, group_path: str) -> list[str]:
     return [p for p in paths if re.fullmatch(r"s[1-9][0-9]*", p)]
 
 
+def written_pyramid(store: Store, group_path: str) -> tuple[int, Any, Any] | None:
+    """(levels, factors, mode) of the pyramid the image group's metadata describes, as
+    this tool writes it (`image_metadata`); None when there is no such group."""
+    try:
+        group = zarr.open_group(store, path=group_path, mode="r")
+        image = multiscales_of(group.attrs.asdict())[0]
+    except Exception:  # no group, or not an image
+        return None
+    levels = len(listed_levels(store, group_path))
+    if not levels:
+        return (0, None, None)
+    kwargs = (image.get("metadata") or {}).get("kwargs") or {}
+    return (levels, kwargs.get("factors"), kwargs.get("mode"))
+
+
 def other_nodes(store: Store, group_path: str) -> list[str]:
     """Nodes in an output's image group other than its levels: an image group belongs to
     the output whole, so these would be left beside (and described by) a mask they are
