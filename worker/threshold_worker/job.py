@@ -739,7 +739,7 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         levels, block_shape = pyramid.plan_pyramid(
             spec.pyramid, spec.pyramid_factors, spec.pyramid_mode, geometry.shape, spatial,
             geometry.chunks, unit, roi_shape, spec.block_shape, geometry.shards is not None,
-            meta.spatial_axes,
+            meta.spatial_axes, [meta.types[i] == "time" for i in spatial],
         )  # fmt: skip
         align = levels.align
         identity["output"]["pyramid"] = levels.identity()

@@ -9,7 +9,14 @@ world coordinate of voxel i is therefore `S * (s * i + t) + T` = `(S*s) * i + (S
 The worker addresses voxels in integer world units (`funlib.geometry`), so a level whose
 scale or translation is not a whole number of its unit is re-expressed in a smaller SI
 length unit in which it is (0.004 micrometer -> 4 nm; a half-voxel translation of a
-downsampled level, 1.5 nm -> 1500 pm).
+downsampled level, 1.5 nm -> 1500 pm), a time in a smaller SI time unit (down to ns), and
+an axis without a unit in 10^-k of its unnamed unit, the symbol `1e-k` (ome-zarr-py's
+default s1: scale 2, translation 0.5 -> 20 and 5 of `1e-1`); an output's metadata turns
+them back into the axis's own unit.
+
+A time axis is an axis of its own, neither space nor channel: blocked like space (a
+pointwise threshold does not care), kept whole in the output, never downsampled by a
+pyramid unless `--pyramid-factors` says so.
 """
 
 from __future__ import annotations
@@ -53,6 +60,11 @@ LENGTH_UNITS = {
 SYMBOLS = {3: "km", 0: "m", -3: "mm", -6: "um", -9: "nm", -12: "pm", -15: "fm"}
 SYMBOL_ALIASES = {"µm": -6, "μm": -6, "micron": -6, "A": -10, "Å": -10}
 TIME_UNITS = {"second": "s", "millisecond": "ms", "microsecond": "us", "nanosecond": "ns"}
+TIME_POWERS = {"second": 0, "millisecond": -3, "microsecond": -6, "nanosecond": -9}
+TIME_SYMBOLS = {0: "s", -3: "ms", -6: "us", -9: "ns"}
+#: An axis without a unit whose values are not whole is counted in 10^-k of that
+#: (unnamed) unit, k up to this: as far down as lengths go (meter to femtometer).
+UNITLESS_DIGITS = 15
 
 
 def multiscales_of(attrs: Mapping[str, Any]) -> Any:
@@ -213,8 +225,14 @@ def _whole(
         exponent = LENGTH_UNITS[unit]
         candidates = [(10.0 ** (exponent - p), SYMBOLS[p]) for p in sorted(SYMBOLS, reverse=True)
                       if p <= exponent]  # fmt: skip
-    else:  # no unit, a time unit, or one this tool does not convert
-        candidates = [(1.0, TIME_UNITS.get(unit, str(unit or "")))]
+    elif unit in TIME_POWERS:
+        exponent = TIME_POWERS[unit]
+        candidates = [(10.0 ** (exponent - p), TIME_SYMBOLS[p])
+                      for p in sorted(TIME_SYMBOLS, reverse=True) if p <= exponent]  # fmt: skip
+    elif unit is None:  # ome-zarr-py's default: 1 per s0 voxel, 0.5 for s1's centre
+        candidates = [(10.0**k, unitless(k)) for k in range(UNITLESS_DIGITS + 1)]
+    else:  # a unit this tool does not convert
+        candidates = [(1.0, str(unit))]
     for factor, sym in candidates:
         v, o = scale * factor, translation * factor
         if _is_whole(v) and _is_whole(o) and round(v) > 0:
@@ -222,9 +240,28 @@ def _whole(
     raise InputError(
         f"{where} attribute '{key}'",
         f"scale {scale:g} and translation {translation:g} {unit or '(no unit)'} are not whole "
-        "numbers of any length unit down to femtometers; the worker addresses voxels in "
-        "whole world units",
+        "numbers of any smaller unit (lengths down to femtometers, times to nanoseconds, "
+        f"no unit to 1e-{UNITLESS_DIGITS} of it); the worker addresses voxels in whole "
+        "world units",
     )
+
+
+def unitless(k: int) -> str:
+    """The symbol of 10^-k of an axis's unnamed unit: "" for the unit itself, else
+    `1e-k`; `unit_factor` turns it back into the unit."""
+    return "" if k == 0 else f"1e-{k}"
+
+
+def unit_factor(symbol: str) -> float:
+    """How many of the OME-Zarr unit `unit_name` names one `symbol` is: 10^-k for
+    `1e-k` (an axis without a unit, counted in finer steps), else 1."""
+    match = re.fullmatch(r"1e-([0-9]+)", symbol)
+    return 10.0 ** -int(match.group(1)) if match else 1.0
+
+
+def _exact(x: float) -> float:
+    """`x` without the binary noise of a decimal scaling (20 * 0.1)."""
+    return float(f"{x:.12g}")
 
 
 def _is_whole(x: float) -> bool:
@@ -246,19 +283,28 @@ def unit_name(symbol: str) -> str | None:
     return next((n for n, s in TIME_UNITS.items() if s == symbol), None)
 
 
+ORDER = {"time": 0, "channel": 1, "space": 2}
+
+
 def check_image(meta: AxisMetadata) -> None:
     """What OME-Zarr allows of an image's axes: 2 to 5 axes, 2 or 3 of them space, at most
-    one channel axis, channels before space axes. Else the output cannot be an image."""
-    kinds = ["channel" if t == "channel" else "space" for t in meta.types]
+    one time and one channel axis, in the order time, channel, space. Else the output
+    cannot be an image."""
+    kinds = [t if t in ("channel", "time") else "space" for t in meta.types]
     problem = None
     if not 2 <= len(kinds) <= 5:
         problem = f"has {len(kinds)} axes; OME-Zarr images have 2 to 5"
     elif kinds.count("space") not in (2, 3):
         problem = f"has {kinds.count('space')} spatial axes; OME-Zarr images have 2 or 3"
+    elif kinds.count("time") > 1:
+        problem = "has more than one time axis; OME-Zarr images have at most one"
     elif kinds.count("channel") > 1:
         problem = "has more than one channel axis; OME-Zarr images have at most one"
-    elif kinds != sorted(kinds):  # "channel" < "space"
-        problem = "has a channel axis after a spatial one; OME-Zarr wants channels first"
+    elif kinds != sorted(kinds, key=ORDER.__getitem__):
+        problem = (
+            f"has its axes in the order {', '.join(kinds)}; OME-Zarr wants time first, then "
+            "channels, then space"
+        )
     if problem:
         raise InputError("ome_zarr", f"the input (axes {', '.join(meta.axis_names)}) {problem}")
 
@@ -289,8 +335,9 @@ def image_metadata(
         if (unit := unit_name(u)) is not None:
             entry["unit"] = unit
         axes.append(entry)
-        scale.append(float(v))
-        translation.append(float(o))
+        factor = unit_factor(u)
+        scale.append(_exact(v * factor))
+        translation.append(_exact(o * factor))
     datasets = [_dataset(LEVEL, scale, translation)]
     for k, level in enumerate(pyramid.names if pyramid else [], start=1):
         assert pyramid is not None
@@ -298,8 +345,11 @@ def image_metadata(
         datasets.append(
             _dataset(
                 level,
-                [s * f for s, f in zip(scale, factors, strict=True)],
-                [t + (f - 1) * s / 2 for s, t, f in zip(scale, translation, factors, strict=True)],
+                [_exact(s * f) for s, f in zip(scale, factors, strict=True)],
+                [
+                    _exact(t + (f - 1) * s / 2)
+                    for s, t, f in zip(scale, translation, factors, strict=True)
+                ],
             )
         )
     image: dict[str, Any] = {"name": name, "axes": axes, "datasets": datasets}
