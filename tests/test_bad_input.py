@@ -67,11 +67,46 @@ def _existing_output(tmp: Path) -> None:
     )
 
 
+def _ome_image(tmp: Path) -> None:
+    """An OME-Zarr image 'img' in the container, levels s0-s2 (what --pyramid 2 writes)."""
+    root = zarr.open_group(str(tmp / "in.zarr"), mode="a")
+    image = root.require_group("img")
+    for k in range(3):
+        image.create_array(f"s{k}", shape=(32 >> k,) * 3, chunks=(8, 8, 8), dtype="u1")
+    datasets = [
+        {"path": f"s{k}", "coordinateTransformations": [{"type": "scale", "scale": [2.0**k] * 3}]}
+        for k in range(3)
+    ]
+    axes = [{"name": a, "type": "space"} for a in "zyx"]
+    image.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}
+
+
 def _options_env(tmp: Path) -> dict[str, str]:
     return {"THRESHOLD_OPTIONS_FILE": str(tmp / "threshold.yaml")}
 
 
 CASES = [
+    Case(
+        "zarr v2 output in a zarr v3 container",
+        lambda t: [*std(t), "--zarr-format", "2"],
+        ("output_container", "in.zarr is a zarr v3 group", "not --zarr-format 2"),
+    ),
+    Case(
+        "plain output into a level of an OME-Zarr image",
+        lambda t: [*std(t, od="img/s0"), "--overwrite"],
+        (
+            "output_dataset",
+            "is level s0 of the OME-Zarr image 'img', with levels s1-s2",
+            "--ome-zarr -od img",
+        ),
+        setup=_ome_image,
+    ),
+    Case(
+        "OME-Zarr output inside another OME-Zarr image",
+        lambda t: [*std(t, od="img/inner"), "--ome-zarr"],
+        ("output_dataset", "lies inside the OME-Zarr image 'img' (levels s0-s2)"),
+        setup=_ome_image,
+    ),
     Case(
         "missing container",
         lambda t: io_args(t / "nope.zarr", "raw", t / "o.zarr", "m", 0.5),

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import zarr
 
-from conftest import assert_thresholded, expected, io_args, run_cli, run_script
+from conftest import assert_thresholded, blobs, expected, io_args, run_cli, run_script, write_array
 from threshold_worker.commands import TERMINATION_REPORT
 from threshold_worker.markers import MARKER_DIR
 
@@ -138,3 +138,26 @@ def test_sample_and_preview(tmp_path):
     )
     image = Image.open(png)
     assert image.width >= 768 and image.height > 0
+
+
+def test_a_new_output_takes_the_format_of_the_group_it_is_made_in(tmp_path):
+    """A v2 input into a v3 container: the output is v3 (no .zgroup beside zarr.json);
+    into a v2 container it is v2; --zarr-format against the container is refused."""
+    data = blobs((8, 8, 8), seed=1)
+    write_array(tmp_path / "in.zarr", "raw", data, (8, 8, 8), voxel_size=(4, 4, 4), zarr_format=2)
+    for fmt in (3, 2):
+        out = tmp_path / f"v{fmt}.zarr"
+        zarr.open_group(str(out), mode="w", zarr_format=fmt)
+        result = run_cli(
+            "run", *io_args(tmp_path / "in.zarr", "raw", out, "a/mask", 0.5), "-n", "1"
+        )
+        assert result.code == 0, result
+        assert zarr.open_array(str(out), path="a/mask").metadata.zarr_format == fmt
+        assert sorted(p.name for p in out.iterdir() if p.is_file()) == (
+            ["zarr.json"] if fmt == 3 else [".zattrs", ".zgroup"]
+        )
+    refused = run_cli("run", *io_args(tmp_path / "in.zarr", "raw", tmp_path / "v2.zarr", "b", 0.5),
+                      "--zarr-format", "3")  # fmt: skip
+    assert refused.code == 2
+    assert "v2.zarr is a zarr v2 group" in refused.err and "--zarr-format 3" in refused.err
+    assert not (tmp_path / "v2.zarr" / "b").exists()

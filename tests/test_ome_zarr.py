@@ -127,6 +127,60 @@ def test_input_written_by_ome_zarr_py_defaults(tmp_path, fmt):
     assert s1.axes == ["z", "y", "x"]
 
 
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_unitless_half_voxel_translations_of_ome_zarr_py_levels(tmp_path, fmt):
+    """ome-zarr-py's default image has no units and puts s1 at translation 0.5 (its first
+    voxel's centre): counted in tenths of the unnamed unit, then written back as they were."""
+    root = zarr.open_group(str(tmp_path / "d.zarr"), mode="w", zarr_format=fmt)
+    data = blobs((16, 16, 16), seed=3)
+    ome_write_image(data, root, fmt=FORMATS[fmt], axes=["z", "y", "x"],
+                    scale_factors=[{"z": 2, "y": 2, "x": 2}],
+                    storage_options={"chunks": (8, 8, 8)})  # fmt: skip
+    s1 = ZarrArray(ZarrArrayConfig("s1", tmp_path / "d.zarr", "s1", mode="r"))
+    assert tuple(s1.voxel_size) == (20, 20, 20) and tuple(s1.roi.offset) == (5, 5, 5)
+    assert s1._metadata.units == ("1e-1",) * 3
+    s0 = ZarrArray(ZarrArrayConfig("s0", tmp_path / "d.zarr", "s0", mode="r"))
+    assert tuple(s0.voxel_size) == (1, 1, 1) and s0._metadata.units == ("",) * 3
+    out = tmp_path / "out.zarr"
+    result = run_cli("run", *io_args(tmp_path / "d.zarr", "s1", out, "mask", 0.5), "--ome-zarr",
+                     "--pyramid", "1", "-n", "1")  # fmt: skip
+    assert result.code == 0, result
+    image = validated(out, "mask", fmt).multiscales[0]
+    transforms = [[list(t.scale if t.type == "scale" else t.translation)
+                   for t in d.coordinateTransformations] for d in image.datasets]  # fmt: skip
+    assert transforms == [[[2.0] * 3, [0.5] * 3], [[4.0] * 3, [1.5] * 3]]
+    assert all(a.unit is None for a in image.axes)
+    mask = zarr.open_array(str(out), path="mask/s0", mode="r")
+    level = zarr.open_array(str(tmp_path / "d.zarr"), path="s1", mode="r")[...]
+    np.testing.assert_array_equal(mask[...], expected(level, 0.5))
+
+
+def test_a_time_axis_is_blocked_and_kept_but_not_downsampled(tmp_path):
+    """tczyx from ome-zarr-py: time is an axis of its own (not space, not a channel): the
+    mask keeps it, and a pyramid does not thin it unless --pyramid-factors says so."""
+    root = zarr.open_group(str(tmp_path / "t.zarr"), mode="w", zarr_format=2)
+    data = blobs((3, 2, 8, 16, 16), seed=5)
+    units = {"t": "second", "z": "nanometer", "y": "nanometer", "x": "nanometer"}
+    ome_write_image(data, root, fmt=FORMATS[2], axes="tczyx", axes_units=units,
+                    scale_factors=[], storage_options={"chunks": (1, 1, 8, 8, 8)})  # fmt: skip
+    out = tmp_path / "out.zarr"
+    result = run_cli("run", *io_args(tmp_path / "t.zarr", "s0", out, "mask", 0.5), "--ome-zarr",
+                     "--pyramid", "1", "--zarr-format", "2", "-n", "1")  # fmt: skip
+    assert result.code == 0, result
+    image = validated(out, "mask", 2).multiscales[0]
+    assert [(a.name, a.type, a.unit) for a in image.axes][:2] == [
+        ("t", "time", "second"),
+        ("c", "channel", None),
+    ]
+    assert list(image.datasets[1].coordinateTransformations[0].scale) == [1, 1, 2, 2, 2]
+    np.testing.assert_array_equal(zarr.open_array(str(out), path="mask/s0")[...],
+                                  expected(data, 0.5))  # fmt: skip
+    s1 = zarr.open_array(str(out), path="mask/s1", mode="r")
+    assert s1.shape == (3, 2, 4, 8, 8)
+    want = expected(data, 0.5).reshape(3, 2, 4, 2, 8, 2, 8, 2).max(axis=(3, 5, 7))
+    np.testing.assert_array_equal(s1[...], want)
+
+
 def test_multiscale_wide_transforms_compose_after_the_levels(image):
     path, _, fmt = image
 
@@ -334,8 +388,8 @@ def test_ome_output_refuses_inputs_it_cannot_describe(tmp_path):
                      "--ome-zarr")  # fmt: skip
     assert result.code == 2, result
     assert (
-        "ome_zarr: the input (axes z, y, x, c^) has a channel axis after a spatial one"
-        in result.err
+        "ome_zarr: the input (axes z, y, x, c^) has its axes in the order space, space, "
+        "space, channel; OME-Zarr wants time first, then channels, then space" in result.err
     )
 
 

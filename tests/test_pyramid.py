@@ -296,6 +296,55 @@ def test_overwrite_with_fewer_levels_removes_the_old_ones(tmp_path, uneven):
     assert sorted(zarr.open_group(str(out), path="mask")) == ["s0"]
 
 
+def test_a_level_of_an_image_is_written_only_through_the_image(tmp_path, uneven):
+    """A plain job into s0 (or s1) of an image would leave the other levels, which the
+    group still lists, showing another job's mask: refused, nothing written."""
+    container, data = uneven
+    out = tmp_path / "out.zarr"
+    ome = [*io_args(container, "raw", out, "mask", 0.5), "--ome-zarr", "--pyramid", "2", "-n", "1"]
+    assert run_cli("run", *ome).code == 0
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    for level, others in (("s0", "s1-s2"), ("s1", "s0, s2")):
+        plain = io_args(container, "raw", out, f"mask/{level}", 0.7)
+        refused = run_cli("run", *plain, "--overwrite", "-n", "1")
+        assert refused.code == 2, refused
+        assert refused.err.count("\n") == 1
+        assert (
+            f"output_dataset: {out}/mask/{level} is level {level} of the OME-Zarr image 'mask', "
+            f"with levels {others}; write the image with --ome-zarr -od mask" in refused.err
+        )
+    # the reverse: the image's group is no plain output, nor a place for another image
+    as_array = run_cli("run", *io_args(container, "raw", out, "mask", 0.7), "-n", "1")
+    assert as_array.code == 2 and "is a group" in as_array.err
+    inner = run_cli("run", *io_args(container, "raw", out, "mask/inner", 0.7), "--ome-zarr")
+    assert inner.code == 2 and "lies inside the OME-Zarr image 'mask'" in inner.err
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    # the image's own job still resumes, and replaces every level with --overwrite
+    again = run_cli("run", *ome)
+    assert again.code == 0 and "0 processed" in again.out, again
+    other = [*io_args(container, "raw", out, "mask", 0.7), "--ome-zarr", "--pyramid", "2"]
+    assert run_cli("run", *other, "--overwrite", "-n", "1").code == 0
+    check_levels(out, "mask", expected(data, 0.7), 2, (2, 2, 2), "any")
+
+
+def test_a_refusal_over_another_pyramid_names_the_pyramid(tmp_path, uneven):
+    container, _ = uneven
+    out = tmp_path / "out.zarr"
+    args = [*io_args(container, "raw", out, "mask", 0.5), "--ome-zarr", "--block-shape",
+            "32,32,32", "-n", "1"]  # fmt: skip
+    assert run_cli("run", *args, "--pyramid", "3").code == 0
+    refused = run_cli("run", *args, "--pyramid", "2")
+    assert refused.code == 2, refused
+    assert (
+        "the same input path and threshold, but the pyramid differs: the output has levels "
+        "s1-s3 (factors 2,2,2, mode any), this job asks for levels s1-s2 (factors 2,2,2, "
+        "mode any); pass --overwrite" in refused.err
+    )
+    assert "another parameter (roi, block shape, layout)" not in refused.err
+    none = run_cli("run", *args)
+    assert none.code == 2 and "this job asks for no pyramid" in none.err
+
+
 # -- refusals ---------------------------------------------------------------------------
 
 

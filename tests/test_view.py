@@ -57,21 +57,28 @@ def test_state_matches_the_arrays_geometry(job):
     image, mask = state["layers"]
     assert (image["type"], mask["type"]) == ("image", "segmentation")
     assert image["source"][0]["url"] == "zarr3://http://127.0.0.1:8123/input/pred/raw"
-    assert mask["source"][0]["url"] == "zarr2://http://127.0.0.1:8123/output/mask/s0"
+    # the mask is an OME-Zarr image: neuroglancer reads its group, so every pyramid level,
+    # with the geometry of its multiscales; a transform would replace that reading
+    assert mask["source"][0] == {"url": "zarr2://http://127.0.0.1:8123/output/mask"}
     assert mask["segments"] == ["1"]
-    for layer in (image, mask):
-        t = layer["source"][0]["transform"]
-        assert t["outputDimensions"] == {
-            "c0^": [1, ""],
-            "z": [8e-9, "m"],
-            "y": [4e-9, "m"],
-            "x": [4e-9, "m"],
-        }
-        assert [row[-1] for row in t["matrix"]] == [0, 10, 10, 0]  # offset in voxels
-        assert [row[:-1] for row in t["matrix"]] == np.eye(4).tolist()
+    t = image["source"][0]["transform"]
+    assert t["outputDimensions"] == {
+        "c0^": [1, ""],
+        "z": [8e-9, "m"],
+        "y": [4e-9, "m"],
+        "x": [4e-9, "m"],
+    }
+    # the offset in voxels, less half a voxel: beside an OME-Zarr layer, whose translation
+    # neuroglancer takes as voxel 0's centre, the funlib offset is read the same way
+    assert [row[-1] for row in t["matrix"]] == [0, 9.5, 9.5, -0.5]
+    assert [row[:-1] for row in t["matrix"]] == np.eye(4).tolist()
+    # what neuroglancer makes of the mask's group agrees with the view's dimensions
+    group = view.group_dimensions(UPath(out), "mask")
+    assert group == {"z": [8e-9, "m"], "y": [4e-9, "m"], "x": [4e-9, "m"]}
     # neuroglancer's own state model reads it back unchanged
     parsed = neuroglancer.ViewerState(state)
     assert parsed.layers["mask"].source[0].url.startswith("zarr2://")
+    assert parsed.layers["mask"].source[0].transform is None
     assert list(parsed.dimensions.scales) == [8e-9, 4e-9, 4e-9]
     assert parsed.layers["input"].source[0].transform.output_dimensions.names == (
         "c0^",
@@ -93,7 +100,11 @@ def test_serve_hands_out_chunks_with_cors(job):
         urls = view.base_urls(server, "127.0.0.1", 0, ["input", "output"])
         assert urls["input"].startswith("http://127.0.0.1:")
         state = view.state(image, mask, urls)
-        mask_url = state["layers"][1]["source"][0]["url"].removeprefix("zarr2://")
+        group_url = state["layers"][1]["source"][0]["url"].removeprefix("zarr2://")
+        with urllib.request.urlopen(f"{group_url}/.zattrs") as r:
+            paths = [d["path"] for d in json.load(r)["multiscales"][0]["datasets"]]
+        assert paths == ["s0"]
+        mask_url = f"{group_url}/s0"
         with urllib.request.urlopen(f"{mask_url}/.zarray") as r:
             meta = json.load(r)
             assert r.headers["Access-Control-Allow-Origin"] == "*"
@@ -149,6 +160,47 @@ def test_view_serve_command_serves_until_stopped(job):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_ome_levels_are_shown_through_their_image_groups(tmp_path):
+    """An input level s1 of an ome-zarr-py image without units, and its --pyramid mask:
+    both layers read their groups, in the view's unitless dimensions; no transform."""
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
+    write_image(blobs((16, 16, 16), seed=2), root, fmt=FormatV05(), axes=["z", "y", "x"],
+                scale_factors=[{"z": 2, "y": 2, "x": 2}],
+                storage_options={"chunks": (8, 8, 8)})  # fmt: skip
+    out = tmp_path / "out.zarr"
+    args = io_args(tmp_path / "in.zarr", "s1", out, "mask", 0.5)
+    assert run_cli("run", *args, "--ome-zarr", "--pyramid", "1", "-n", "1").code == 0
+    result = run_cli("view", *args[:-2], "--port", "8124", "--json")
+    assert result.code == 0, result
+    state = json.loads(result.out)
+    # s1: 20 of 1e-1 of the unnamed unit, neuroglancer's 2 (no unit)
+    assert state["dimensions"] == {"z": [2.0, ""], "y": [2.0, ""], "x": [2.0, ""]}
+    image, mask = (layer["source"][0] for layer in state["layers"])
+    assert image == {"url": "zarr3://http://127.0.0.1:8124/input"}  # the root is the image
+    assert mask == {"url": "zarr3://http://127.0.0.1:8124/output/mask"}
+    assert view.group_dimensions(UPath(out), "mask") == state["dimensions"]
+    neuroglancer.ViewerState(state)
+
+
+def test_a_group_in_other_units_falls_back_to_its_level(tmp_path):
+    """A DaCapo input without units (shown in nm) and its OME-Zarr mask, whose axes have
+    no unit: neuroglancer would read the group unitless, so the mask layer is s0 with the
+    transform, as the input is."""
+    write_array(tmp_path / "in.zarr", "raw", blobs((8, 8, 8), seed=1), (8, 8, 8))
+    out = tmp_path / "out.zarr"
+    args = io_args(tmp_path / "in.zarr", "raw", out, "mask", 0.5)
+    assert run_cli("run", *args, "--ome-zarr", "-n", "1").code == 0
+    state = json.loads(run_cli("view", *args[:-2], "--port", "8125", "--json").out)
+    assert state["dimensions"]["z"] == [1e-9, "m"]
+    assert view.group_dimensions(UPath(out), "mask")["z"] == [1.0, ""]
+    mask = state["layers"][1]["source"][0]
+    assert mask["url"] == "zarr3://http://127.0.0.1:8125/output/mask/s0"
+    assert [row[-1] for row in mask["transform"]["matrix"]] == [0, 0, 0]
 
 
 def _meta() -> AxisMetadata:

@@ -133,7 +133,32 @@ class Job:
             self.output.fits,
             self.where,
             (self.record()["input"], float(self.spec.threshold)),
+            self.differences(area.store),
         )
+
+    def differences(self, store: Any) -> list[str]:
+        """What the existing output says was done differently from this job: its pyramid
+        (the image group's levels and their method), roi, block shape, fit."""
+        found: list[str] = []
+        if self.spec.ome_zarr:
+            theirs = ome.written_pyramid(store, self.spec.output_dataset)
+            ours = (
+                (self.pyramid.levels, list(self.pyramid.factors), self.pyramid.mode)
+                if self.pyramid is not None
+                else (0, None, None)
+            )
+            if theirs is not None and theirs != ours:
+                found.append(
+                    f"the pyramid differs: the output has {_pyramid_words(theirs)}, this job "
+                    f"asks for {_pyramid_words(ours)}"
+                )
+        old = (self.output_attributes or {}).get(JOB_ATTRIBUTE)
+        if isinstance(old, dict):
+            mine = self.record()
+            for key, name in (("roi", "roi"), ("block_shape", "block shape"), ("fit", "fit")):
+                if key in old and old[key] != mine[key]:
+                    found.append(f"the {name} differs ({old[key]} there, {mine[key]} now)")
+        return found
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
@@ -285,6 +310,18 @@ class OutputClaim:
             self._area.files.close()
 
 
+def _pyramid_words(pyramid: tuple[int, Any, Any]) -> str:
+    levels, factors, mode = pyramid
+    if not levels:
+        return "no pyramid"
+    factors_text = f"factors {','.join(map(str, factors))}, " if factors else ""
+    return (
+        f"levels s1-s{levels} ({factors_text}mode {mode})"
+        if levels > 1
+        else (f"level s1 ({factors_text}mode {mode})")
+    )
+
+
 def _check_threshold(value: float) -> None:
     if not math.isfinite(value):
         raise InputError("threshold", f"{value} is not a finite number")
@@ -386,6 +423,24 @@ def _parent_array(path: UPath, dataset: str) -> str | None:
         except Exception:
             continue
         return f"{path}/{parent}" if parent else str(path)
+    return None
+
+
+def _enclosing_format(path: UPath, dataset: str) -> tuple[str, int] | None:
+    """The nearest existing group above `dataset` (the container's root at the latest)
+    and its zarr format; None when no group holds the output yet."""
+    try:
+        store = open_store(path, read_only=True)
+    except (FileNotFoundError, OSError):
+        return None
+    parts = dataset.strip("/").split("/")
+    for k in range(len(parts) - 1, -1, -1):
+        parent = "/".join(parts[:k])
+        try:
+            group = zarr.open_group(store, path=parent, mode="r")
+        except Exception:  # nothing there, or not a group: look further up
+            continue
+        return (f"{path}/{parent}" if parent else str(path)), group.metadata.zarr_format
     return None
 
 
@@ -525,7 +580,11 @@ def _output_geometry(
     meta: AxisMetadata,
     existing: zarr.Array | None,
     where: str,
+    around: tuple[str, int] | None = None,
 ) -> OutputGeometry:
+    """`around`: the nearest existing group above a new output, and its zarr format,
+    which the output takes (v2 metadata beside v3's, or v3 inside a v2 hierarchy, is a
+    hierarchy no zarr reader lists whole)."""
     shape = tuple(source.shape)
     spatial = meta.spatial_indices
     problems = _mismatches(existing, shape, meta, where) if existing is not None else []
@@ -558,9 +617,29 @@ def _output_geometry(
                 f"{tuple(spec.output_shards)} is not a multiple of the output chunk shape "
                 f"{tuple(chunks[i] for i in spatial)}",
             )
-    fmt = spec.zarr_format or (3 if shards else source.metadata.zarr_format)
-    if fmt not in (2, 3):
-        raise InputError("zarr_format", f"{fmt} is not 2 or 3")
+    if spec.zarr_format is not None and spec.zarr_format not in (2, 3):
+        raise InputError("zarr_format", f"{spec.zarr_format} is not 2 or 3")
+    if around is not None:
+        group, has = around
+        if spec.zarr_format is not None and spec.zarr_format != has:
+            raise InputError(
+                "output_container",
+                f"{group} is a zarr v{has} group, so an output below it must be v{has} too, "
+                f"not --zarr-format {spec.zarr_format} (v2 and v3 metadata side by side make "
+                f"a hierarchy no zarr reader lists whole); leave --zarr-format out or pass "
+                f"{has}, or choose another output_container",
+            )
+        if shards and has == 2:
+            raise InputError(
+                "output_shards",
+                f"sharding needs zarr format 3, and {group} is a zarr v2 group, so an output "
+                "below it is v2; leave --output-shards out, or choose another output_container",
+            )
+    fmt = (
+        spec.zarr_format
+        or (around[1] if around else None)
+        or (3 if shards else source.metadata.zarr_format)
+    )
     if shards and fmt == 2:
         raise InputError("output_shards", "sharding needs zarr format 3, not 2")
     layout = (tuple(chunks), tuple(shards) if shards else None, fmt)
@@ -615,6 +694,7 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
             f"{out_where} would lie inside the array {parent}, and zarr arrays hold no other "
             "nodes; choose a path outside it",
         )
+    _not_in_an_image(output_path, spec)
     existing = retry(
         lambda: _open_existing_output(output_path, array_dataset, spec.overwrite),
         "opening the output",
@@ -625,7 +705,8 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         _writable_location(output_path, array_dataset, existing is not None, "output_container")
     if spec.ome_zarr:
         _image_group_free(output_path, spec.output_dataset)
-    geometry = _output_geometry(spec, source, meta, existing, out_where)
+    around = _enclosing_format(output_path, array_dataset)
+    geometry = _output_geometry(spec, source, meta, existing, out_where, around)
 
     spatial = meta.spatial_indices
     unit_full = geometry.shards or geometry.chunks
@@ -658,7 +739,7 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         levels, block_shape = pyramid.plan_pyramid(
             spec.pyramid, spec.pyramid_factors, spec.pyramid_mode, geometry.shape, spatial,
             geometry.chunks, unit, roi_shape, spec.block_shape, geometry.shards is not None,
-            meta.spatial_axes,
+            meta.spatial_axes, [meta.types[i] == "time" for i in spatial],
         )  # fmt: skip
         align = levels.align
         identity["output"]["pyramid"] = levels.identity()
@@ -696,6 +777,29 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
 def output_array(spec: JobParameters) -> str:
     """Where a job's mask array is: `output_dataset`, or level s0 of the image it names."""
     return ome.level_path(spec.output_dataset) if spec.ome_zarr else spec.output_dataset
+
+
+def _not_in_an_image(path: UPath, spec: JobParameters) -> None:
+    """An output inside another OME-Zarr image's group (one of its levels, or beside
+    them) would change the image behind its metadata's back: a plain run into `s0` would
+    leave the other levels, which the group still lists, as another job's result."""
+    try:
+        store = open_store(path, read_only=True)
+    except (FileNotFoundError, OSError):
+        return
+    own = spec.output_dataset if spec.ome_zarr else None
+    found = ome.enclosing_image(store, output_array(spec), skip=own)
+    if found is None:
+        return
+    name = found.group or "/"
+    if found.level is not None:
+        how = (
+            f"write the image with --ome-zarr -od {name} (its levels are replaced with it), "
+            "or choose another output_dataset"
+        )
+    else:
+        how = "an OME-Zarr image group holds its levels alone: choose an output outside it"
+    raise InputError("output_dataset", f"{path}/{spec.output_dataset} {found.describe()}; {how}")
 
 
 def _image_group_free(path: UPath, dataset: str) -> None:

@@ -9,14 +9,23 @@ world coordinate of voxel i is therefore `S * (s * i + t) + T` = `(S*s) * i + (S
 The worker addresses voxels in integer world units (`funlib.geometry`), so a level whose
 scale or translation is not a whole number of its unit is re-expressed in a smaller SI
 length unit in which it is (0.004 micrometer -> 4 nm; a half-voxel translation of a
-downsampled level, 1.5 nm -> 1500 pm).
+downsampled level, 1.5 nm -> 1500 pm), a time in a smaller SI time unit (down to ns), and
+an axis without a unit in 10^-k of its unnamed unit, the symbol `1e-k` (ome-zarr-py's
+default s1: scale 2, translation 0.5 -> 20 and 5 of `1e-1`); an output's metadata turns
+them back into the axis's own unit.
+
+A time axis is an axis of its own, neither space nor channel: blocked like space (a
+pointwise threshold does not care), kept whole in the output, never downsampled by a
+pyramid unless `--pyramid-factors` says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import zarr
@@ -51,6 +60,11 @@ LENGTH_UNITS = {
 SYMBOLS = {3: "km", 0: "m", -3: "mm", -6: "um", -9: "nm", -12: "pm", -15: "fm"}
 SYMBOL_ALIASES = {"µm": -6, "μm": -6, "micron": -6, "A": -10, "Å": -10}
 TIME_UNITS = {"second": "s", "millisecond": "ms", "microsecond": "us", "nanosecond": "ns"}
+TIME_POWERS = {"second": 0, "millisecond": -3, "microsecond": -6, "nanosecond": -9}
+TIME_SYMBOLS = {0: "s", -3: "ms", -6: "us", -9: "ns"}
+#: An axis without a unit whose values are not whole is counted in 10^-k of that
+#: (unnamed) unit, k up to this: as far down as lengths go (meter to femtometer).
+UNITLESS_DIGITS = 15
 
 
 def multiscales_of(attrs: Mapping[str, Any]) -> Any:
@@ -211,8 +225,14 @@ def _whole(
         exponent = LENGTH_UNITS[unit]
         candidates = [(10.0 ** (exponent - p), SYMBOLS[p]) for p in sorted(SYMBOLS, reverse=True)
                       if p <= exponent]  # fmt: skip
-    else:  # no unit, a time unit, or one this tool does not convert
-        candidates = [(1.0, TIME_UNITS.get(unit, str(unit or "")))]
+    elif unit in TIME_POWERS:
+        exponent = TIME_POWERS[unit]
+        candidates = [(10.0 ** (exponent - p), TIME_SYMBOLS[p])
+                      for p in sorted(TIME_SYMBOLS, reverse=True) if p <= exponent]  # fmt: skip
+    elif unit is None:  # ome-zarr-py's default: 1 per s0 voxel, 0.5 for s1's centre
+        candidates = [(10.0**k, unitless(k)) for k in range(UNITLESS_DIGITS + 1)]
+    else:  # a unit this tool does not convert
+        candidates = [(1.0, str(unit))]
     for factor, sym in candidates:
         v, o = scale * factor, translation * factor
         if _is_whole(v) and _is_whole(o) and round(v) > 0:
@@ -220,9 +240,28 @@ def _whole(
     raise InputError(
         f"{where} attribute '{key}'",
         f"scale {scale:g} and translation {translation:g} {unit or '(no unit)'} are not whole "
-        "numbers of any length unit down to femtometers; the worker addresses voxels in "
-        "whole world units",
+        "numbers of any smaller unit (lengths down to femtometers, times to nanoseconds, "
+        f"no unit to 1e-{UNITLESS_DIGITS} of it); the worker addresses voxels in whole "
+        "world units",
     )
+
+
+def unitless(k: int) -> str:
+    """The symbol of 10^-k of an axis's unnamed unit: "" for the unit itself, else
+    `1e-k`; `unit_factor` turns it back into the unit."""
+    return "" if k == 0 else f"1e-{k}"
+
+
+def unit_factor(symbol: str) -> float:
+    """How many of the OME-Zarr unit `unit_name` names one `symbol` is: 10^-k for
+    `1e-k` (an axis without a unit, counted in finer steps), else 1."""
+    match = re.fullmatch(r"1e-([0-9]+)", symbol)
+    return 10.0 ** -int(match.group(1)) if match else 1.0
+
+
+def _exact(x: float) -> float:
+    """`x` without the binary noise of a decimal scaling (20 * 0.1)."""
+    return float(f"{x:.12g}")
 
 
 def _is_whole(x: float) -> bool:
@@ -244,19 +283,28 @@ def unit_name(symbol: str) -> str | None:
     return next((n for n, s in TIME_UNITS.items() if s == symbol), None)
 
 
+ORDER = {"time": 0, "channel": 1, "space": 2}
+
+
 def check_image(meta: AxisMetadata) -> None:
     """What OME-Zarr allows of an image's axes: 2 to 5 axes, 2 or 3 of them space, at most
-    one channel axis, channels before space axes. Else the output cannot be an image."""
-    kinds = ["channel" if t == "channel" else "space" for t in meta.types]
+    one time and one channel axis, in the order time, channel, space. Else the output
+    cannot be an image."""
+    kinds = [t if t in ("channel", "time") else "space" for t in meta.types]
     problem = None
     if not 2 <= len(kinds) <= 5:
         problem = f"has {len(kinds)} axes; OME-Zarr images have 2 to 5"
     elif kinds.count("space") not in (2, 3):
         problem = f"has {kinds.count('space')} spatial axes; OME-Zarr images have 2 or 3"
+    elif kinds.count("time") > 1:
+        problem = "has more than one time axis; OME-Zarr images have at most one"
     elif kinds.count("channel") > 1:
         problem = "has more than one channel axis; OME-Zarr images have at most one"
-    elif kinds != sorted(kinds):  # "channel" < "space"
-        problem = "has a channel axis after a spatial one; OME-Zarr wants channels first"
+    elif kinds != sorted(kinds, key=ORDER.__getitem__):
+        problem = (
+            f"has its axes in the order {', '.join(kinds)}; OME-Zarr wants time first, then "
+            "channels, then space"
+        )
     if problem:
         raise InputError("ome_zarr", f"the input (axes {', '.join(meta.axis_names)}) {problem}")
 
@@ -287,8 +335,9 @@ def image_metadata(
         if (unit := unit_name(u)) is not None:
             entry["unit"] = unit
         axes.append(entry)
-        scale.append(float(v))
-        translation.append(float(o))
+        factor = unit_factor(u)
+        scale.append(_exact(v * factor))
+        translation.append(_exact(o * factor))
     datasets = [_dataset(LEVEL, scale, translation)]
     for k, level in enumerate(pyramid.names if pyramid else [], start=1):
         assert pyramid is not None
@@ -296,8 +345,11 @@ def image_metadata(
         datasets.append(
             _dataset(
                 level,
-                [s * f for s, f in zip(scale, factors, strict=True)],
-                [t + (f - 1) * s / 2 for s, t, f in zip(scale, translation, factors, strict=True)],
+                [_exact(s * f) for s, f in zip(scale, factors, strict=True)],
+                [
+                    _exact(t + (f - 1) * s / 2)
+                    for s, t, f in zip(scale, translation, factors, strict=True)
+                ],
             )
         )
     image: dict[str, Any] = {"name": name, "axes": axes, "datasets": datasets}
@@ -349,6 +401,21 @@ def listed_levels(store: Store, group_path: str) -> list[str]:
     return [p for p in paths if re.fullmatch(r"s[1-9][0-9]*", p)]
 
 
+def written_pyramid(store: Store, group_path: str) -> tuple[int, Any, Any] | None:
+    """(levels, factors, mode) of the pyramid the image group's metadata describes, as
+    this tool writes it (`image_metadata`); None when there is no such group."""
+    try:
+        group = zarr.open_group(store, path=group_path, mode="r")
+        image = multiscales_of(group.attrs.asdict())[0]
+    except Exception:  # no group, or not an image
+        return None
+    levels = len(listed_levels(store, group_path))
+    if not levels:
+        return (0, None, None)
+    kwargs = (image.get("metadata") or {}).get("kwargs") or {}
+    return (levels, kwargs.get("factors"), kwargs.get("mode"))
+
+
 def other_nodes(store: Store, group_path: str) -> list[str]:
     """Nodes in an output's image group other than its levels: an image group belongs to
     the output whole, so these would be left beside (and described by) a mask they are
@@ -370,3 +437,60 @@ def array_geometry(array: zarr.Array, where: str) -> AxisMetadata:
     (`metadata.geometry` says the order)."""
     ome = level_attributes(array.store_path.store, array.path, array.ndim, where)
     return geometry(array.attrs.asdict(), array.ndim, where, ome)
+
+
+# -- images around an output ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enclosing:
+    """The nearest OME-Zarr image group above a path, and what it lists."""
+
+    group: str
+    levels: tuple[str, ...]
+    #: The path's level in the image (its first component below the group), if listed.
+    level: str | None
+
+    def describe(self) -> str:
+        name = self.group or "/"
+        if self.level is None:
+            return f"lies inside the OME-Zarr image '{name}' (levels {span(self.levels)})"
+        others = [p for p in self.levels if p != self.level]
+        rest = f"with levels {span(others)}" if others else "its only level"
+        return f"is level {self.level} of the OME-Zarr image '{name}', {rest}"
+
+
+def span(levels: Sequence[str]) -> str:
+    """`s1-s3` for a run of numbered levels, else the names joined by commas."""
+    numbers = [int(p[1:]) if re.fullmatch(r"s[0-9]+", p) else None for p in levels]
+    if len(levels) > 1 and None not in numbers:
+        first = numbers[0]
+        assert first is not None
+        if numbers == list(range(first, first + len(levels))):
+            return f"{levels[0]}-{levels[-1]}"
+    return ", ".join(levels) if levels else "none"
+
+
+def enclosing_image(store: Store, dataset: str, skip: str | None = None) -> Enclosing | None:
+    """The nearest group above `dataset` with `multiscales` (`skip`: a group that is the
+    job's own image), or None. Metadata this tool cannot parse still makes it an image."""
+    for group_path, below in _parents(dataset):
+        if skip is not None and group_path == skip.strip("/"):
+            continue
+        try:
+            group = zarr.open_group(store, path=group_path, mode="r")
+        except Exception:  # no group there (nothing, or an array): look further up
+            continue
+        multiscales = multiscales_of(group.attrs.asdict())
+        if multiscales is None:
+            continue
+        paths: list[str] = []
+        with contextlib.suppress(Exception):
+            for image in multiscales:
+                paths += [str(d["path"]).strip("/") for d in image["datasets"]]
+        first = below.split("/", 1)[0]
+        level = below if below in paths else None
+        if level is None and first in paths:
+            level = first
+        return Enclosing(group_path, tuple(paths), level)
+    return None

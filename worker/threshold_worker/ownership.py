@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any, Literal
@@ -103,10 +104,12 @@ def decide(
     fits: bool,
     where: str,
     mine: tuple[str, float] = ("", float("nan")),
+    differs: Sequence[str] = (),
 ) -> Action:
     """What a job may do with the output it found (see the table above); refuses with
     `OutputConflict`. `fits`: the existing array is what this job would create; `mine`:
-    this job's input and threshold, to explain a refusal of a job that looks the same."""
+    this job's input and threshold, and `differs`: the parameters known to differ from the
+    existing output's, to explain a refusal of a job that looks the same."""
     if isinstance(found, OwnerRecord) and found.fingerprint == fingerprint:
         if found.state == "clearing" or (overwrite and (found.state == "complete" or not fits)):
             if not whole_job:
@@ -119,7 +122,9 @@ def decide(
         if isinstance(found, OwnerRecord):
             done = "complete " if found.state == "complete" else ""  # shards never know
             what = f"the {done}result of another job: {found.describe()}"
-            if (found.input, found.threshold) == mine:
+            if (found.input, found.threshold) == mine and differs:
+                what += f" -- the same input path and threshold, but {'; '.join(differs)}"
+            elif (found.input, found.threshold) == mine:
                 what += (
                     " -- the same input path and threshold, so the input was re-created "
                     "since, or another parameter (roi, block shape, layout) differs"

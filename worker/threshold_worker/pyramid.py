@@ -1,7 +1,8 @@
 """A multiscale pyramid of the mask, written block by block in the pass that thresholds.
 
 Levels s1..sN of an OME-Zarr output (`--pyramid N`): level k downsamples s0 by F_k = f^k
-on each spatial axis (f: `--pyramid-factors`, 2 by default; channel axes keep their size).
+on each spatial axis (f: `--pyramid-factors`, 2 by default, 1 on a time axis; channel axes
+keep their size).
 A level-k voxel j stands for the window of s0 voxels [j*F_k, (j+1)*F_k), cut at the
 array's end, and is
 
@@ -108,12 +109,15 @@ def plan_pyramid(
     block_shape: Sequence[int] | None,
     sharded: bool,
     axes: Sequence[str],
+    timed: Sequence[bool] | None = None,
 ) -> tuple[Pyramid, tuple[int, ...]]:
     """The pyramid and the block shape that carries it (`chunks` in array axes, `unit`,
-    `roi_shape`, `block_shape` in spatial ones); `InputError` naming --block-shape where
-    a block cannot hold whole chunks of every level."""
+    `roi_shape`, `block_shape`, `timed` (which axes are time) in spatial ones);
+    `InputError` naming --block-shape where a block cannot hold whole chunks of every
+    level. A time axis is not downsampled unless `factors` says so."""
     n = len(spatial)
-    f = tuple(factors) if factors is not None else (DEFAULT_FACTOR,) * n
+    timed = list(timed) if timed is not None else [False] * n
+    f = tuple(factors) if factors is not None else tuple(1 if t else DEFAULT_FACTOR for t in timed)
     if len(f) != n:
         raise InputError(
             "pyramid_factors",

@@ -1,12 +1,24 @@
 """A neuroglancer link to a job's input and mask, and a small HTTP server for local data.
 
 The state holds the input as an image layer and the mask as a segmentation layer (segment
-1 shown). Each layer's source is the array itself (`zarr2://` or `zarr3://` and a URL
-neuroglancer reads: `s3://bucket/key`, `s3+http(s)://endpoint/bucket/key` for another S3
-server, `gs://bucket/key`, or `http://127.0.0.1:PORT/...` from `serve`), with a
-`transform` whose output dimensions carry the voxel size in meters and whose last column
-the offset in voxels: the geometry comes from this tool's metadata (OME-Zarr, funlib or
-DaCapo attributes), not from what neuroglancer would guess from the array alone.
+1 shown). A layer's source is `zarr2://` or `zarr3://` and a URL neuroglancer reads
+(`s3://bucket/key`, `s3+http(s)://endpoint/bucket/key` for another S3 server,
+`gs://bucket/key`, or `http://127.0.0.1:PORT/...` from `serve`) of:
+
+- the OME-Zarr image group, when the array is a level of one (an `--ome-zarr` mask, or
+  an input level such as `s1`): neuroglancer reads the group's `multiscales` itself (axes,
+  units, each level's scale and translation, a voxel's position at its centre) and uses
+  every level of the pyramid, so the source has no `transform`: one would replace
+  neuroglancer's reading of the metadata, not add to it;
+- else the array, with a `transform` whose output dimensions carry the voxel size in
+  meters and whose last column the offset in voxels: the geometry comes from this tool's
+  metadata (funlib or DaCapo attributes), not from what neuroglancer would guess from the
+  array alone. Beside an image group layer, the offset is a voxel's centre, as the tool
+  reads OME-Zarr translations (half a voxel less), so the layers overlay.
+
+A group whose axes neuroglancer would read in other units than the view's dimensions (a
+mask of an input without units, which this tool shows in nm, as DaCapo's arrays are)
+falls back to its first level with a transform.
 
 `serve` answers GET, HEAD (with byte ranges: neuroglancer reads shard indexes so) and CORS
 preflights with `Access-Control-Allow-Origin: *`, for neuroglancer in a browser; it binds
@@ -58,6 +70,8 @@ class ViewArray:
     zarr_format: int
     shape: tuple[int, ...]
     meta: AxisMetadata
+    #: The OME-Zarr image group the array is a level of (None: a plain array).
+    group: str | None = None
 
     @classmethod
     def open(cls, container: str, dataset: str, field_prefix: str) -> ViewArray:
@@ -69,7 +83,9 @@ class ViewArray:
             dataset = f"{dataset}/{level}" if dataset else level
         array = open_zarr(path, dataset, "r", field_prefix)
         meta = ome.array_geometry(array, f"{path}/{dataset}")
-        return cls(path, dataset, array.metadata.zarr_format, tuple(array.shape), meta)
+        shape = tuple(array.shape)
+        group = image_group(path, dataset)
+        return cls(path, dataset, array.metadata.zarr_format, shape, meta, group)
 
 
 def job_arrays(job: Any) -> tuple[ViewArray, ViewArray]:
@@ -80,6 +96,7 @@ def job_arrays(job: Any) -> tuple[ViewArray, ViewArray]:
         job.input.metadata.zarr_format,
         tuple(job.input.shape),
         job.input_meta,
+        image_group(job.input_path, job.spec.input_dataset),
     )
     mask = ViewArray(
         job.output_path,
@@ -87,6 +104,7 @@ def job_arrays(job: Any) -> tuple[ViewArray, ViewArray]:
         job.output.zarr_format,
         job.output.shape,
         job.output_meta,
+        job.spec.output_dataset.strip("/") if job.spec.ome_zarr else None,
     )
     return image, mask
 
@@ -117,6 +135,54 @@ def image_levels(container: UPath, dataset: str) -> list[tuple[str, list[float]]
         return []
 
 
+def image_group(container: UPath, dataset: str) -> str | None:
+    """The OME-Zarr image group whose `multiscales` lists the array `dataset` as a level."""
+    try:
+        found = ome.enclosing_image(open_store(container, read_only=True), dataset)
+    except Exception:  # unreadable: shown as a plain array
+        return None
+    if found is None or found.level != dataset.strip("/")[len(found.group) :].strip("/"):
+        return None
+    return found.group
+
+
+def group_dimensions(container: UPath, group: str) -> dict[str, list[Any]] | None:
+    """The non-channel dimensions neuroglancer makes of an image group: each axis's name,
+    and its first level's scale (the multiscale-wide one applied) in SI base units, as
+    [scale, unit]; "" for an axis without a unit. None where neuroglancer would not read
+    the group (no image, a unit it does not know)."""
+    try:
+        root = zarr.open_group(open_store(container, read_only=True), path=group, mode="r")
+        image = ome.multiscales_of(root.attrs.asdict())[0]
+        axes = image["axes"]
+        n = len(axes)
+        where = f"{container}/{group}"
+        scale, _ = ome._transforms(image["datasets"][0]["coordinateTransformations"], n, where, "")
+        if image.get("coordinateTransformations") is not None:
+            wide, _ = ome._transforms(image["coordinateTransformations"], n, where, "")
+            scale = [a * b for a, b in zip(wide, scale, strict=True)]
+    except Exception:  # not an image this tool or neuroglancer reads
+        return None
+    dims: dict[str, list[Any]] = {}
+    for axis, s in zip(axes, scale, strict=True):
+        if axis.get("type") == "channel":
+            continue
+        unit = axis.get("unit")
+        if unit is None:
+            dims[axis["name"]] = [s, ""]
+        elif unit in ome.LENGTH_UNITS:
+            dims[axis["name"]] = [_si(s, ome.LENGTH_UNITS[unit]), "m"]
+        elif unit in ome.TIME_POWERS:
+            dims[axis["name"]] = [_si(s, ome.TIME_POWERS[unit]), "s"]
+        else:
+            return None
+    return dims
+
+
+def _si(size: float, power: int) -> float:
+    return float(f"{size * 10.0**power:.12g}")
+
+
 def _image_level(container: UPath, dataset: str) -> str | None:
     try:
         group = zarr.open_group(open_store(container, read_only=True), path=dataset, mode="r")
@@ -128,23 +194,30 @@ def _image_level(container: UPath, dataset: str) -> str | None:
     return None
 
 
-def unit_scale(size: float, unit: str) -> list[Any]:
-    """A neuroglancer dimension: [scale in SI base units, base unit]; no unit means nm, as
-    DaCapo's arrays are in nm."""
-    unit = unit or "nm"
+def unit_scale(size: float, unit: str, unitless: str = "nm") -> list[Any]:
+    """A neuroglancer dimension: [scale in SI base units, base unit]; no unit means
+    `unitless`: nm, as DaCapo's arrays are in nm, or "" (no unit) as neuroglancer reads an
+    OME-Zarr axis without one; `1e-k` is 10^-k of an OME-Zarr axis without a unit."""
+    factor = ome.unit_factor(unit)
+    if factor != 1.0:
+        return [_si(size * factor, 0), ""]
+    unit = unit or unitless
+    if not unit:
+        return [float(size), ""]
     power = PREFIXES.get(unit)
     if power is None:
         return [float(size), unit]
     base = "s" if unit.endswith("s") else "m"
-    return [float(f"{size * 10.0**power:.12g}"), base]
+    return [_si(size, power), base]
 
 
 def _channel_name(name: str) -> str:
     return name if name.endswith("^") else f"{name}^"
 
 
-def transform(array: ViewArray) -> dict[str, Any]:
-    """The layer source's transform: array axes -> named world axes (voxel size, offset)."""
+def transform(array: ViewArray, unitless: str = "nm", centred: bool = False) -> dict[str, Any]:
+    """The layer source's transform: array axes -> named world axes (voxel size, offset;
+    `centred`: the offset is voxel 0's centre, as OME-Zarr's translation is)."""
     m = array.meta
     ndim = len(m.axis_names)
     spatial = {axis: k for k, axis in enumerate(m.spatial_indices)}
@@ -155,24 +228,26 @@ def transform(array: ViewArray) -> dict[str, Any]:
         row[i] = 1.0
         if i in spatial:
             k = spatial[i]
-            outputs[name] = unit_scale(m.voxel_size[k], m.units[k])
-            row[ndim] = m.offset[k] / m.voxel_size[k]
+            outputs[name] = unit_scale(m.voxel_size[k], m.units[k], unitless)
+            row[ndim] = m.offset[k] / m.voxel_size[k] - (0.5 if centred else 0.0)
         else:
             outputs[_channel_name(name)] = [1, ""]
         matrix.append(row)
     return {"outputDimensions": outputs, "matrix": matrix}
 
 
-def source_url(array: ViewArray, base_url: str | None = None) -> str:
-    """Where neuroglancer reads the array: `zarr2://` or `zarr3://` and the array's URL."""
+def source_url(array: ViewArray, base_url: str | None = None, group: bool = False) -> str:
+    """Where neuroglancer reads the array (`group`: its OME-Zarr image group): `zarr2://`
+    or `zarr3://` and the node's URL."""
     scheme = f"zarr{array.zarr_format}://"
     container = array.container
+    node = array.group if group and array.group is not None else array.dataset
     if is_local(container):
         if base_url is None:
             raise InputError("container", f"{container} is local: serve it (view --serve)")
-        return f"{scheme}{base_url.rstrip('/')}/{urllib.parse.quote(array.dataset)}"
+        return f"{scheme}{base_url.rstrip('/')}/{urllib.parse.quote(node)}".rstrip("/")
     protocol = PROTOCOL_ALIASES.get(container.protocol, container.protocol)
-    bucket_key = str(container).split("://", 1)[1].strip("/") + "/" + array.dataset
+    bucket_key = (str(container).split("://", 1)[1].strip("/") + "/" + node).rstrip("/")
     if protocol == "s3":
         options = container.storage_options
         endpoint = (
@@ -186,7 +261,7 @@ def source_url(array: ViewArray, base_url: str | None = None) -> str:
     if protocol == "gs":
         return f"{scheme}gs://{bucket_key}"
     if protocol in ("http", "https"):
-        return f"{scheme}{str(container).rstrip('/')}/{array.dataset}"
+        return f"{scheme}{str(container).rstrip('/')}/{node}".rstrip("/")
     raise InputError("container", f"{protocol}:// is not a store neuroglancer can read")
 
 
@@ -200,12 +275,26 @@ def state(
     """Neuroglancer's JSON state: world axes at the input's voxel size, centred on it."""
     base_urls = base_urls or {}
     m = image.meta
+    # An input shown through its image group: its axes without a unit are neuroglancer's
+    # unitless ones, not DaCapo's nm.
+    unitless = "" if _group_dims(image) is not None else "nm"
     dims = {
-        m.axis_names[i]: unit_scale(m.voxel_size[k], m.units[k])
+        m.axis_names[i]: unit_scale(m.voxel_size[k], m.units[k], unitless)
         for k, i in enumerate(m.spatial_indices)
     }
+    groups = {id(a): _reads_group(a, dims) for a in (image, mask)}
+    any_group = any(groups.values())
     shape = m.spatial_shape(image.shape)
     centre = [m.offset[k] / m.voxel_size[k] + shape[k] / 2 for k in range(len(m.spatial_indices))]
+
+    def source(array: ViewArray, base_url: str | None) -> dict[str, Any]:
+        if groups[id(array)]:
+            return {"url": source_url(array, base_url, group=True)}
+        return {
+            "url": source_url(array, base_url),
+            "transform": transform(array, unitless, centred=any_group),
+        }
+
     return {
         "dimensions": dims,
         "position": centre,
@@ -214,25 +303,32 @@ def state(
             {
                 "type": "image",
                 "name": "input",
-                "source": [
-                    {
-                        "url": source_url(image, base_urls.get("input")),
-                        "transform": transform(image),
-                    }
-                ],
+                "source": [source(image, base_urls.get("input"))],
             },
             {
                 "type": "segmentation",
                 "name": "mask",
-                "source": [
-                    {"url": source_url(mask, base_urls.get("output")), "transform": transform(mask)}
-                ],
+                "source": [source(mask, base_urls.get("output"))],
                 "segments": ["1"],
             },
         ],
         "selectedLayer": {"layer": "mask"},
         "layout": "4panel",
     }
+
+
+def _group_dims(array: ViewArray) -> dict[str, list[Any]] | None:
+    return group_dimensions(array.container, array.group) if array.group is not None else None
+
+
+def _reads_group(array: ViewArray, dims: dict[str, list[Any]]) -> bool:
+    """Whether the layer can show `array`'s image group: neuroglancer reads it in the
+    view's dimensions (the same axes, each in the same unit; the scales may differ, as
+    an input level s1's from its group's s0)."""
+    found = _group_dims(array)
+    if found is None or set(found) != set(dims):
+        return False
+    return all(found[name][1] == dims[name][1] for name in dims)
 
 
 def link(view_state: dict[str, Any]) -> str:
