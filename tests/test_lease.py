@@ -211,7 +211,9 @@ def test_a_writer_paused_past_its_lease_on_s3_writes_nothing_after_it_wakes(
     container = tmp_path / "in.zarr"
     write_array(container, "raw", data, (16, 16, 16))
     url = f"s3://lab-data/{request.node.name}/out.zarr"
-    env = {**os.environ, **s3_server, "THRESHOLD_LEASE_TTL": "2"}
+    # A TTL of 4 s: short for a quick test, long enough that the second run renews its
+    # own lease in time on a CI machine busy with the rest of the suite.
+    env = {**os.environ, **s3_server, "THRESHOLD_LEASE_TTL": "4"}
     common = ["--output-chunks", "8,8,8", "--block-shape", "8,8,8", "-n", "1"]
     first = subprocess.Popen(
         [str(BIN / "threshold-worker"), "run", *io_args(container, "raw", url, "m", 0.3), *common],
@@ -229,7 +231,7 @@ def test_a_writer_paused_past_its_lease_on_s3_writes_nothing_after_it_wakes(
         time.sleep(0.05)
     assert first.poll() is None, "the first run ended before it could be paused"
     first.send_signal(signal.SIGSTOP)
-    time.sleep(3.5)  # past the TTL: the first run's heartbeat object goes stale
+    time.sleep(6)  # past the TTL: the first run's heartbeat object goes stale
     second = subprocess.run(
         [str(BIN / "threshold-worker"), "run", *io_args(container, "raw", url, "m", 0.7), *common,
          "--overwrite"],
