@@ -248,15 +248,16 @@ class Retries(Model):
 
 
 class VerifySpec(Model):
-    """A verifying pass in each work pod once its partition is written: the blocks are
-    recomputed from the input and compared; a wrong block loses its done-marker and the pod
-    fails (exit 1), so that the pod's retry rewrites it."""
+    """A verifying pass in each work pod once its partition is written: the blocks (and
+    their pyramid levels) are recomputed from the input and compared; a wrong block loses
+    its done-marker and the pod fails (exit 1), so that the pod's retry rewrites it."""
 
     sample: int | None = Field(
         default=None,
         ge=1,
         le=INT32_MAX,
-        description="Check this many random blocks of each partition; default: every block",
+        description="Check this many blocks of each partition, drawn afresh by each pod "
+        "attempt; default: every block",
     )
 
 
