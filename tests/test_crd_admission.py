@@ -835,3 +835,27 @@ def test_what_the_double_does_not_emulate_is_refused_when_it_is_built(schema, er
 )
 def test_floats_print_as_go_prints_them(value, printed):
     assert go_float(value) == printed
+
+
+def test_a_sweep_must_name_each_output_with_the_placeholder():
+    """Several thresholds need {threshold} in the output's name (outputDataset, or
+    arrayStore.parameters, which defaults to DaCapo's threshold_{threshold}); one does not."""
+    sweep = {"thresholds": [0.3, 0.4]}
+    assert refused(API.create, manifest(**sweep, outputDataset="mask")) == [
+        'spec.outputDataset: Invalid value: "object": must name each threshold\'s output with '
+        "{threshold}, e.g. threshold_{threshold}"
+    ]
+    API.create(manifest(**sweep, outputDataset="out/t_{threshold}"))
+    API.create(manifest(thresholds=[0.3], outputDataset="mask"))
+    store = {"basedir": "/d", "run": "r", "iteration": 1, "dataset": "v"}
+    assert (
+        API.create(manifest(source={"arrayStore": store}, **sweep))["spec"]["arrayStore"][
+            "parameters"
+        ]
+        == "threshold_{threshold}"
+    )
+    fixed = {"arrayStore": {**store, "parameters": "threshold_0.5"}}
+    assert refused(API.create, manifest(source=fixed, **sweep)) == [
+        'spec.arrayStore.parameters: Invalid value: "object": must name each threshold\'s '
+        "output with {threshold}, e.g. threshold_{threshold} (or leave it out)"
+    ]

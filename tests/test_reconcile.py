@@ -719,8 +719,8 @@ def test_a_retry_leaves_failed_only_by_the_retry_and_says_why_else():
     assert [(e.reason, e.message) for e in told_after] == [
         (
             "Retrying",
-            "spec.retry 1: work Job tj-work-2 runs the 1 partitions that did not complete (1); "
-            "done blocks are skipped",
+            "spec.retry 1: work Job tj-work-2 runs 1 partition (1), the ones that did not "
+            "complete; done blocks are skipped",
         ),
         ("Running", "3/4 partitions done, 1 running"),
     ]
@@ -871,18 +871,31 @@ def test_a_failed_job_is_retried_in_place_running_only_what_did_not_complete():
     assert kube.events[-1]["reason"] == "RetryIgnored"
 
 
-def test_a_retry_whose_job_is_gone_runs_all_its_partitions_again():
-    """The TTL controller took the failed Job: what it ran is run again (done blocks are
-    skipped by the worker), never less."""
+def test_a_retry_whose_job_is_gone_runs_what_the_status_says_did_not_complete():
+    """The TTL controller took the failed Job: the partitions the status recorded as done
+    (0, 2-3) are left out; only 1 runs again."""
     kube = FakeKube()
     body(kube)
     run = passes(kube)
     failed_run(kube, run)
+    assert kube.objects["tj"]["status"]["partitions"]["completedIndexes"] == "0,2-3"
     del kube.jobs["tj-work"]
     kube.objects["tj"]["spec"]["retry"] = 1
     run.run(("default", "tj"))
-    assert kube.jobs["tj-work-2"]["spec"]["completions"] == 4
-    assert kube.objects["tj"]["status"]["attempt"]["partitions"] == "0-3"
+    assert kube.jobs["tj-work-2"]["spec"]["completions"] == 1
+    assert kube.objects["tj"]["status"]["attempt"]["partitions"] == "1"
+
+
+def test_a_retry_whose_job_is_gone_and_whose_record_was_cut_runs_all_it_ran():
+    """A completedIndexes too long for the status was cut ("..."): not trusted, what the
+    last Job ran is run again (done blocks are skipped by the worker), never less."""
+    from threshold_operator.api import Attempt
+    from threshold_operator.attempts import next_attempt
+
+    cut = "0,2,4,6,8..."
+    again = next_attempt(Attempt(), 10, None, 1, cut)
+    assert again.partitions == "0-9"
+    assert next_attempt(Attempt(), 10, None, 1, "0,2-9").partitions == "1"
 
 
 def test_a_retry_refused_by_the_server_leaves_the_job_failed_saying_why():

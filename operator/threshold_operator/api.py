@@ -283,6 +283,20 @@ class ThresholdJobSpec(JobParameters):
             "message": ROI_AXES,
         },
         {"rule": "!has(self.threshold) || !has(self.thresholds)", "message": ONE_THRESHOLD_FIELD},
+        {
+            "rule": "!has(self.thresholds) || size(self.thresholds) < 2 || "
+            f"!has(self.outputDataset) || self.outputDataset.contains('{PLACEHOLDER}')",
+            "fieldPath": ".outputDataset",
+            "message": f"must name each threshold's output with {PLACEHOLDER}, e.g. "
+            f"{DACAPO_PARAMETERS}",
+        },
+        {
+            "rule": "!has(self.thresholds) || size(self.thresholds) < 2 || "
+            f"!has(self.arrayStore) || self.arrayStore.parameters.contains('{PLACEHOLDER}')",
+            "fieldPath": ".arrayStore.parameters",
+            "message": f"must name each threshold's output with {PLACEHOLDER}, e.g. "
+            f"{DACAPO_PARAMETERS} (or leave it out)",
+        },
     )
 
     # No default in the CRD: a defaulted threshold could not be told from one a user gave

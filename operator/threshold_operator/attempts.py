@@ -113,11 +113,24 @@ def _fill(runs: list[Run], width: int) -> list[Run]:
     return out
 
 
-def next_attempt(attempt: Attempt, partitions: int, completed: str | None, retry: int) -> Attempt:
+def next_attempt(
+    attempt: Attempt,
+    partitions: int,
+    completed: str | None,
+    retry: int,
+    done: str | None = None,
+) -> Attempt:
     """The attempt after `attempt`, whose Job completed the indexes `completed` (its
-    completedIndexes; None when the Job is gone: then what it ran is run again)."""
+    completedIndexes). When that Job is gone (None; its TTL, or a user deleted it), the
+    partitions the status recorded as done (`done`, status.partitions.completedIndexes,
+    unless it was cut short) are left out; without either, what it ran is run again."""
     runs = todo(attempt, partitions)
-    left = subtract(runs, to_partitions(parse_runs(completed), runs)) if completed else runs
+    if completed is not None:
+        left = subtract(runs, to_partitions(parse_runs(completed), runs)) if completed else runs
+    elif done and not done.endswith("..."):
+        left = subtract(runs, parse_runs(done))
+    else:
+        left = runs
     left = coarsen(left or runs)
     return Attempt(number=attempt.number + 1, retry=retry, partitions=format_runs(left))
 

@@ -59,7 +59,7 @@ from .status import (
     suspended,
     transitions,
 )
-from .wording import in_spec_terms
+from .wording import in_spec_terms, spec_error
 
 logger = logging.getLogger(__name__)
 #: The label the Job controller puts on each pod of an Indexed Job.
@@ -162,7 +162,7 @@ class Reconciler:
         except ValidationError as e:
             if old is not None and old.phase in FINAL_PHASES:
                 return base
-            return _failed(base, "InvalidSpec", first_error(e, "spec"))
+            return _failed(base, "InvalidSpec", spec_error(first_error(e, "spec")))
         seen = Observed(name=base.name, generation=base.generation, spec=spec, old=old)
         try:
             if old is not None and old.phase in FINAL_PHASES:
@@ -216,7 +216,8 @@ class Reconciler:
 
     def _retry(self, body: dict[str, Any], spec: ThresholdJobSpec, seen: Observed) -> Observed:
         """Retry a Failed ThresholdJob in place: the next attempt's work Job runs the
-        partitions the last one did not complete (all it ran, if it is gone)."""
+        partitions the last one did not complete (as the status recorded them, if it is
+        gone)."""
         old = seen.old
         assert old is not None and old.plan is not None
         namespace = body["metadata"]["namespace"]
@@ -225,7 +226,8 @@ class Reconciler:
         completed = None
         if job is not None and self._owned(body, job):
             completed = (job.get("status") or {}).get("completedIndexes") or ""
-        attempt = next_attempt(old.attempt, old.plan.partitions, completed, spec.retry or 0)
+        done = old.partitions.completed_indexes
+        attempt = next_attempt(old.attempt, old.plan.partitions, completed, spec.retry or 0, done)
         work = self._work(body, spec, old.plan, None, attempt)
         return Observed(
             name=seen.name,
@@ -454,7 +456,7 @@ def _attempts_message(ended: list[tuple[int | None, str]]) -> str:
     code, message = ended[0]
     line = in_spec_terms(worker_report(message)[0])
     if code == BAD_INPUT_EXIT:
-        return f"failed: {line} (exit code 2: not retried, no retry can fix it)"
+        return f"failed: {line} (exit code 2: not retried, the pod would fail the same way)"
     if code == FAILED_BLOCKS_EXIT:
         return f"failed: {line} (exit code 3: the partition's other blocks are done)"
     tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"

@@ -521,7 +521,7 @@ def _succeeded(s: ThresholdJobStatus, o: Observed, total: int, at: str) -> Thres
         o,
         at,
         "Succeeded",
-        f"all {total} blocks done",
+        f"all {total} blocks done" if total != 1 else "the block is done",
         Succeeded=(True, "Complete"),
         Failed=(False, "Complete"),
     )
@@ -543,9 +543,9 @@ def transitions(old: ThresholdJobStatus | None, new: ThresholdJobStatus) -> list
             Event(
                 "Normal",
                 "Retrying",
-                f"spec.retry {new.attempt.retry}: work Job {new.jobs.work} runs the {left} "
-                f"partitions that did not complete ({clip(new.attempt.partitions)}); done "
-                "blocks are skipped",
+                f"spec.retry {new.attempt.retry}: work Job {new.jobs.work} runs {left} "
+                f"partition{'s' if left != 1 else ''} ({clip(new.attempt.partitions)}), the "
+                "ones that did not complete; done blocks are skipped",
             )
         )
     elif old is not None and new.attempt.retry > old.attempt.retry:

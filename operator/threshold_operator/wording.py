@@ -46,3 +46,14 @@ def in_spec_terms(message: str) -> str:
     text = re.sub(_FLAG, lambda m: _field(m.group(1)) or m.group(0), text)
     text = text.replace(f"; {RERUN}", "")  # the status says how to retry a ThresholdJob
     return text.replace("leave the option out", "leave the field out")
+
+
+def spec_error(message: str) -> str:
+    """`spec: output_dataset: ...` (a model-wide check that names its field itself) as
+    `spec.outputDataset: ...`."""
+    head, sep, rest = message.partition(": ")
+    name, colon, detail = rest.partition(": ")
+    info = JobParameters.model_fields.get(name)
+    if head != "spec" or not sep or not colon or info is None:
+        return message
+    return f"spec.{info.alias or name}: {detail}"
