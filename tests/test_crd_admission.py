@@ -352,7 +352,10 @@ CHANGES = {  # field: (spec it is created with, the change an update tries)
         {"arrayStore": {**ARRAY_STORE, "iteration": 200000}},
     ),
     "threshold": ({}, {"threshold": 0.6}),
-    "thresholds": ({"thresholds": [0.3, 0.4]}, {"thresholds": [0.3, 0.5]}),
+    "thresholds": (
+        {"thresholds": [0.3, 0.4], "outputDataset": "m_{threshold}"},
+        {"thresholds": [0.3, 0.5]},
+    ),
     "roiOffset": ({"roiOffset": [0, 0, 0]}, {"roiOffset": [0, 0, 8]}),
     "roiShape": ({"roiShape": [10, 10, 10]}, {"roiShape": [10, 10, 11]}),
     "blockShape": ({"blockShape": [64, 64, 64]}, {"blockShape": [64, 64, 128]}),

@@ -42,14 +42,23 @@ class Workqueue:
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="threshold-operator workqueue")
 
+    #: How long `stop` waits for the passes under way: well inside the 30 s a pod gets
+    #: between SIGTERM and SIGKILL.
+    STOP_SECONDS = 10.0
+
     async def stop(self) -> None:
-        """Stop taking keys, and wait for the passes under way (they are short)."""
+        """Stop taking keys, and wait for the passes under way (they are short), at most
+        STOP_SECONDS: a pass stuck on a slow API server is abandoned, which is safe, since
+        every pass reads its ThresholdJob afresh and the next operator redoes it."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         if self._tasks:
-            await asyncio.wait(self._tasks)
+            _, late = await asyncio.wait(self._tasks, timeout=self.STOP_SECONDS)
+            for task in late:
+                logger.warning("stopping with a reconcile pass still under way: %s", task)
+                task.cancel()
 
     @property
     def idle(self) -> bool:
