@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,16 +237,72 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_s3_outage_in_the_middle_of_a_run_is_ridden_out(s3_server, request):
-    """The server goes away for 6 s while blocks are being written (longer than botocore's
-    own retries last), then comes back on the same port: the worker says it is retrying
-    and finishes with a correct mask."""
-    from moto.server import ThreadedMotoServer
+class Outage:
+    """A TCP proxy in front of the S3 server that can go down: `down()` closes its port and
+    every connection through it (what a restarting endpoint does to its clients; stopping
+    moto's threaded server would leave kept-alive connections served), `up()` listens on
+    the same port again."""
 
-    port = _port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {**s3_server, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = _port()
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.up()
+
+    def up(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.listener.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def down(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.listener.close()
+        with self.lock:
+            for conn in self.conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self.conns.clear()
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def test_an_s3_outage_in_the_middle_of_a_run_is_ridden_out(s3_server, request):
+    """The endpoint goes away for 6 s while blocks are being written (longer than botocore's
+    own retries last, with AWS_MAX_ATTEMPTS=1): its port closes and every open connection
+    drops. Then it comes back
+    on the same port: the worker says it is retrying and finishes with a correct mask."""
+    upstream = int(s3_server["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    proxy = Outage(upstream)
+    # botocore's own retries (AWS_MAX_ATTEMPTS) kept short, so that it is the worker's that
+    # ride the outage out: left at their default they sometimes outlast it unseen.
+    env = {
+        **s3_server,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
     url = f"s3://lab-data/{request.node.name}/in.zarr"
     data = blobs((128, 128, 128), seed=9)  # 512 blocks: seconds of writes, even on a busy CI
     write_array(None, "raw", data, (16, 16, 16), store=open_store(UPath(url)))
@@ -255,25 +312,24 @@ def test_an_s3_outage_in_the_middle_of_a_run_is_ridden_out(s3_server, request):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **env},
     )  # fmt: skip
-    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    s3 = boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"])  # not through the proxy
     prefix = f"{request.node.name}/in.zarr/mask/c/"  # the first chunk written
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if s3.list_objects_v2(Bucket="lab-data", Prefix=prefix).get("KeyCount", 0):
             break
         time.sleep(0.05)
+    proxy.down()
     written = s3.list_objects_v2(Bucket="lab-data", Prefix=prefix).get("KeyCount", 0)
     assert proc.poll() is None and written < 100, (
         f"the run wrote {written} chunks before the outage"
     )
-    server.stop()
     time.sleep(6)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
+    proxy.up()
     try:
         _, err = proc.communicate(timeout=120)
     finally:
-        server.stop()
+        proxy.down()
     assert proc.returncode == 0, err
     assert "retrying in" in err and "Traceback" not in err and "ERROR" not in err, err
     out = zarr.open_array(open_store(UPath(url), read_only=True), path="mask", mode="r")
