@@ -446,27 +446,23 @@ def test_deletion_collects_jobs_and_pods_and_leaves_the_data(cluster: Cluster, d
     assert (container / "raw" / "zarr.json").exists()
 
 
-def dacapo_prediction(tmp_path: Path, seed: int) -> tuple[Any, np.ndarray]:
-    """A 32^3 prediction where DaCapo's LocalArrayStore puts run1's iteration 100 on val."""
+def dacapo_prediction(tmp_path: Path, seed: int) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """A 32^3 prediction where DaCapo's LocalArrayStore puts run1's iteration 100 on val,
+    and the spec's arrayStore that names it."""
     from threshold_worker.store import LocalArrayStore
 
     store = LocalArrayStore(tmp_path / "runs")
     pred = store.validation_prediction_array("run1", 100, "val")
     values = blobs((32, 32, 32), seed=seed)
     write_array(pred.container.path, pred.dataset, values, (16, 16, 16), voxel_size=(4, 4, 4))
-    return store, values
+    ref = {"basedir": str(tmp_path / "runs"), "run": "run1", "iteration": 100, "dataset": "val"}
+    return store, values, ref
 
 
 def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
-    store, values = dacapo_prediction(tmp_path, seed=42)
+    store, values, ref = dacapo_prediction(tmp_path, seed=42)
     spec = {
-        "arrayStore": {
-            "basedir": str(tmp_path / "runs"),
-            "run": "run1",
-            "iteration": 100,
-            "dataset": "val",
-            "parameters": "threshold_0.3",
-        },
+        "arrayStore": {**ref, "parameters": "threshold_0.3"},
         "threshold": 0.3,
         "pool": "gpu",
         "parallelism": 1,
@@ -495,15 +491,10 @@ def test_array_store_and_gpu_context(cluster: Cluster, tmp_path):
 def test_a_sweep_through_the_array_store_writes_dacapos_outputs(cluster: Cluster, tmp_path):
     """thresholds with arrayStore and no parameters: one output per threshold, named as
     DaCapo's validation names them (threshold_0.3, ...), every one from a single pass."""
-    store, values = dacapo_prediction(tmp_path, seed=43)
+    store, values, ref = dacapo_prediction(tmp_path, seed=43)
     sweep = [0.3, 0.5, 0.7]
     spec = {
-        "arrayStore": {
-            "basedir": str(tmp_path / "runs"),
-            "run": "run1",
-            "iteration": 100,
-            "dataset": "val",
-        },
+        "arrayStore": ref,
         "thresholds": sweep,
         "blockShape": [16, 16, 16],
         "partitions": 2,
