@@ -996,3 +996,19 @@ def test_the_metrics_export_the_rate_of_a_running_job():
     assert sample("threshold_job_blocks_per_second") == 0.0
     metrics.forget("default", "rated")
     assert sample("threshold_job_blocks_per_second") is None
+
+
+def test_the_prepare_pods_viewer_link_is_in_the_status_plan():
+    """For data on object stores the prepare pod reports a neuroglancer link; kubectl
+    describe shows it in status.plan.viewer (the operator reads no storage itself)."""
+    kube = FakeKube()
+    body(kube)
+    run = passes(kube)
+    key = ("default", "tj")
+    run.run(key)
+    link = "https://neuroglancer-demo.appspot.com/#!%7B%22layers%22%3A%5B%5D%7D"
+    report = json.loads(PLAN_REPORT) | {"viewer": link}
+    kube.finish_pod("tj-prepare", 0, json.dumps(report))
+    kube.set_status("tj-prepare", "Complete", succeeded=1)
+    run.run(key)
+    assert kube.objects["tj"]["status"]["plan"]["viewer"] == link

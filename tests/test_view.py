@@ -269,3 +269,38 @@ def test_run_summary_hints_at_view_serve_for_local_outputs(job):
     line = next(x for x in result.out.splitlines() if x.startswith("view"))
     assert line.endswith(f"-oc {out} -od mask --serve")
     assert "threshold-worker view -ic" in line
+
+
+def test_the_prepare_pod_reports_the_link_for_object_stores(s3_server, tmp_path):
+    """What a ThresholdJob's status.plan.viewer comes from: the prepare pod's termination
+    message carries the link when neuroglancer can read both arrays (object stores), and
+    stays within Kubernetes' 4096 bytes; for local data there is no link to give."""
+    options = {
+        "endpoint_url": s3_server["AWS_ENDPOINT_URL"],
+        "key": s3_server["AWS_ACCESS_KEY_ID"],
+        "secret": s3_server["AWS_SECRET_ACCESS_KEY"],
+        "asynchronous": True,
+    }
+    container = "s3://lab-data/prepared.zarr"
+    store = zarr.storage.FsspecStore.from_url(container, storage_options=options)
+    write_array(None, "raw", blobs((8, 8, 8), seed=2), (8, 8, 8), voxel_size=(4, 4, 4), store=store)
+    log = tmp_path / "termination-log"
+    args = io_args(container, "raw", container, "mask", 0.5)
+    result = run_cli("prepare", *args, "--termination-log", str(log), env=s3_server)
+    assert result.code == 0, result
+    report = json.loads(log.read_text())
+    assert len(log.read_bytes()) <= 4096
+    state = decode(report["viewer"])
+    endpoint = s3_server["AWS_ENDPOINT_URL"]
+    assert state["layers"][1]["source"][0]["url"] == (
+        f"zarr3://s3+{endpoint}/lab-data/prepared.zarr/mask"
+    )
+    assert json.loads(result.out)["viewer"] == report["viewer"]
+
+
+def test_the_prepare_pod_reports_no_link_for_local_data(job, tmp_path):
+    src, _, _ = job
+    log = tmp_path / "termination-log"
+    args = io_args(src, "pred/raw", tmp_path / "new.zarr", "mask", 0.5)
+    assert run_cli("prepare", *args, "--termination-log", str(log)).code == 0
+    assert "viewer" not in json.loads(log.read_text())

@@ -524,6 +524,11 @@ class PlanStatus(Model):
     roi_voxels: VoxelBox | None = None
     voxel_size: list[float] | None = None
     voxels: int | None = Field(default=None, description="Voxels processed (per channel)")
+    viewer: str | None = Field(
+        default=None,
+        description="A neuroglancer link to the input and the mask, for data on object "
+        "stores (for local data: threshold-worker view --serve)",
+    )
 
 
 class BlockCounts(Model):

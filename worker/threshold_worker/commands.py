@@ -214,8 +214,10 @@ TERMINATION_MESSAGE_BYTES = 4096
 
 
 def termination_report(report: dict[str, Any]) -> str:
-    """The plan as the operator reads it from the prepare pod's termination message."""
-    text = json.dumps({key: report[key] for key in TERMINATION_REPORT}, separators=(",", ":"))
+    """The plan as the operator reads it from the prepare pod's termination message, with
+    the viewer link when there is one."""
+    keys = [*TERMINATION_REPORT, *(["viewer"] if report.get("viewer") else [])]
+    text = json.dumps({key: report[key] for key in keys}, separators=(",", ":"))
     if len(text.encode()) > TERMINATION_MESSAGE_BYTES:  # cannot happen: a few bounded numbers
         raise AssertionError(f"termination report of {len(text.encode())} bytes: {text[:80]}")
     return text
@@ -360,9 +362,28 @@ def prepare_command(termination_log: str | None, **kw: Any) -> None:
     with claim_all(jobs):  # each output created or claimed, then let go
         pass
     report = plan_report(jobs)
+    report["viewer"] = viewer_link(jobs[0])
     if termination_log:
         Path(termination_log).write_text(termination_report(report))
     click.echo(json.dumps(report))
+
+
+#: The longest viewer link a prepare pod reports (the rest of its report is a few hundred
+#: bytes of the 4096 Kubernetes keeps).
+VIEWER_CHARS = 2048
+
+
+def viewer_link(job: Any) -> str | None:
+    """The neuroglancer link to the input and the (first) mask, when neuroglancer can read
+    both from where they are (object stores); None for local data, which needs
+    `threshold-worker view --serve` on a machine that sees it, or a link too long to report."""
+    from . import view
+
+    image, mask = view.job_arrays(job)
+    if view.needs_server(image, mask):
+        return None
+    link = view.link(view.state(image, mask))
+    return link if len(link) <= VIEWER_CHARS else None
 
 
 @cli.command("run")
