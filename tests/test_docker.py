@@ -211,10 +211,17 @@ def test_operator_container_creates_the_prepare_job(image, tmp_path):
             container = job["spec"]["template"]["spec"]["containers"][0]
             assert container["image"] == "threshold-operator:test"
             assert container["args"][0] == "prepare"
-            status = client.CustomObjectsApi(api).get_namespaced_custom_object(
-                GROUP, VERSION, "default", PLURAL, "dock"
-            )["status"]
-            assert status["phase"] == "Preparing"
+            custom = client.CustomObjectsApi(api)
+
+            def phase() -> str | None:  # the pass writes the status just after the Job
+                body = custom.get_namespaced_custom_object(
+                    GROUP, VERSION, "default", PLURAL, "dock"
+                )
+                return (body.get("status") or {}).get("phase")
+
+            assert wait_for(phase, 60, "the status of the operator container's pass") == (
+                "Preparing"
+            )
         finally:
             subprocess.run(["docker", "stop", "-t", "5", name], capture_output=True)
             out, _ = proc.communicate(timeout=60)
