@@ -745,6 +745,11 @@ def test_rate_and_eta_come_from_the_blocks_done_over_time():
         Observed("tj", 2, spec(suspend=True), status, GEOMETRY, work=job(suspend=True)), t[2]
     )
     assert paused.eta is None and paused.rate is not None and paused.rate.samples == []
+    # Stalled past it (pods pending: the timer's pass sees no progress): no ETA in the past.
+    stalled = derive(
+        Observed("tj", 1, spec(), status, GEOMETRY, work=after), "2025-01-01T00:05:00Z"
+    )
+    assert stalled.eta is None and stalled.rate == status.rate
 
 
 def test_usage_adds_up_the_pods_of_each_finished_work_job():

@@ -510,8 +510,9 @@ def _measure(
     rate.voxels_per_second = round(gained / span * per_block, 1)
     rate.window_seconds = int(span)
     left = plan.total_blocks - s.blocks.done
-    if left > 0:
-        s.eta = timestamp(last + left * span / gained)
+    eta = last + left * span / gained
+    if left > 0 and eta >= seconds(at):  # one already past (pods stalled) is no estimate
+        s.eta = timestamp(eta)
 
 
 def _succeeded(s: ThresholdJobStatus, o: Observed, total: int, at: str) -> ThresholdJobStatus:
