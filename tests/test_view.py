@@ -20,6 +20,7 @@ from upath import UPath
 from conftest import BIN, blobs, io_args, run_cli, write_array
 from threshold_worker import view
 from threshold_worker.metadata import AxisMetadata
+from threshold_worker.storage import open_store
 
 PREFIX = "https://neuroglancer-demo.appspot.com/#!"
 
@@ -229,14 +230,8 @@ def test_object_store_urls_need_no_server(monkeypatch, container, env, url):
 
 
 def test_run_summary_prints_the_link_for_object_stores(s3_server):
-    options = {
-        "endpoint_url": s3_server["AWS_ENDPOINT_URL"],
-        "key": s3_server["AWS_ACCESS_KEY_ID"],
-        "secret": s3_server["AWS_SECRET_ACCESS_KEY"],
-        "asynchronous": True,
-    }
     container = "s3://lab-data/view.zarr"
-    store = zarr.storage.FsspecStore.from_url(container, storage_options=options)
+    store = open_store(UPath(container))  # s3_server put its endpoint and keys in the env
     data = blobs((8, 8, 8), seed=1)
     write_array(None, "raw", data, (8, 8, 8), voxel_size=(4, 4, 4), store=store)
     result = run_cli("run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1",
@@ -275,14 +270,8 @@ def test_the_prepare_pod_reports_the_link_for_object_stores(s3_server, tmp_path)
     """What a ThresholdJob's status.plan.viewer comes from: the prepare pod's termination
     message carries the link when neuroglancer can read both arrays (object stores), and
     stays within Kubernetes' 4096 bytes; for local data there is no link to give."""
-    options = {
-        "endpoint_url": s3_server["AWS_ENDPOINT_URL"],
-        "key": s3_server["AWS_ACCESS_KEY_ID"],
-        "secret": s3_server["AWS_SECRET_ACCESS_KEY"],
-        "asynchronous": True,
-    }
     container = "s3://lab-data/prepared.zarr"
-    store = zarr.storage.FsspecStore.from_url(container, storage_options=options)
+    store = open_store(UPath(container))  # s3_server put its endpoint and keys in the env
     write_array(None, "raw", blobs((8, 8, 8), seed=2), (8, 8, 8), voxel_size=(4, 4, 4), store=store)
     log = tmp_path / "termination-log"
     args = io_args(container, "raw", container, "mask", 0.5)
