@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +38,14 @@ def params(inp, out, **kw) -> JobParameters:
         "thresholds": VALUES,
     }
     return JobParameters(**{**base, **kw})
+
+
+def an_input(tmp_path: Path, shape: tuple[int, int, int], seed: int = 0) -> tuple[Path, np.ndarray]:
+    """`in.zarr/raw`: random floats in 8^3 chunks, the input most tests here sweep."""
+    inp = tmp_path / "in.zarr"
+    data = blobs(shape, seed=seed)
+    write_array(inp, "raw", data, (8, 8, 8))
+    return inp, data
 
 
 LAYOUTS = {
@@ -68,9 +77,7 @@ def test_each_output_of_a_sweep_is_its_threshold_of_the_input(tmp_path, monkeypa
 def test_a_sweeps_outputs_are_the_outputs_single_runs_make(tmp_path):
     """Chunk for chunk, marker for marker, and a single run of one threshold finds its
     output complete (nothing to redo) and verifies it."""
-    data = blobs((24, 24, 24), seed=12)
-    write_array(tmp_path / "in.zarr", "raw", data, (8, 8, 8))
-    inp = tmp_path / "in.zarr"
+    inp, _ = an_input(tmp_path, (24, 24, 24), seed=12)
     assert run_cli("run", *sweep_args(inp, tmp_path / "a.zarr")).code == 0
     for t in VALUES:
         assert run_cli("run", *io_args(inp, "raw", tmp_path / "b.zarr", f"mask_{t!r}", t)).code == 0
@@ -99,9 +106,7 @@ def test_a_sweeps_outputs_are_the_outputs_single_runs_make(tmp_path):
 def test_a_sweep_reads_each_block_once_for_the_outputs_that_lack_it(tmp_path):
     """Outputs that progressed unevenly (one had three blocks done, one is complete from an
     earlier sweep): each block is processed once, and written only where it is missing."""
-    data = blobs((16, 16, 16), seed=13)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, data = an_input(tmp_path, (16, 16, 16), seed=13)
     out = tmp_path / "out.zarr"
     blocks = ["--block-shape", "8,8,8"]
     assert run_cli("run", *sweep_args(inp, out, values=[0.5]), *blocks).code == 0  # complete
@@ -121,9 +126,7 @@ def test_a_sweep_reads_each_block_once_for_the_outputs_that_lack_it(tmp_path):
 
 
 def test_a_sweep_that_one_output_refuses_writes_nothing(tmp_path):
-    data = blobs((16, 16, 16), seed=14)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, data = an_input(tmp_path, (16, 16, 16), seed=14)
     out = tmp_path / "out.zarr"
     other = run_cli("run", *io_args(inp, "raw", out, "mask_0.5", 0.5), "--roi-shape", "8,8,8")
     assert other.code == 0  # another job's output where the sweep's 0.5 would go
@@ -139,9 +142,7 @@ def test_a_sweep_that_one_output_refuses_writes_nothing(tmp_path):
 
 
 def test_outputs_on_different_block_grids_are_refused(tmp_path):
-    data = blobs((32, 32, 32), seed=15)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, _ = an_input(tmp_path, (32, 32, 32), seed=15)
     out = tmp_path / "out.zarr"
     made = run_cli("run", *io_args(inp, "raw", out, "mask_0.5", 0.5), "--output-chunks", "16,16,16")
     assert made.code == 0
@@ -172,8 +173,7 @@ def test_outputs_on_different_block_grids_are_refused(tmp_path):
     ],
 )
 def test_a_bad_sweep_is_one_line_naming_the_field(tmp_path, args, message):
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", blobs((8, 8, 8)), (8, 8, 8))
+    inp, _ = an_input(tmp_path, (8, 8, 8))
     result = run_cli("run", "-ic", str(inp), "-id", "raw", "-oc", str(tmp_path / "o"), *args)
     assert result.code == 2, result
     assert message in result.err
@@ -182,9 +182,7 @@ def test_a_bad_sweep_is_one_line_naming_the_field(tmp_path, args, message):
 
 
 def test_a_single_threshold_fills_the_placeholder_too(tmp_path):
-    data = blobs((8, 8, 8), seed=16)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, data = an_input(tmp_path, (8, 8, 8), seed=16)
     assert run_cli("run", *io_args(inp, "raw", tmp_path / "o.zarr", "m_{threshold}", 0.5)).code == 0
     assert_thresholded(tmp_path / "o.zarr", "m_0.5", data, 0.5)
 
@@ -192,9 +190,7 @@ def test_a_single_threshold_fills_the_placeholder_too(tmp_path):
 def test_a_sweep_in_partitions_matches_its_prepare_step(tmp_path):
     """The cluster's route: prepare prints the sweep's fingerprint, each partition checks
     it, and together they complete every output; a changed sweep is refused."""
-    data = blobs((24, 16, 16), seed=17)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, data = an_input(tmp_path, (24, 16, 16), seed=17)
     args = [*sweep_args(inp, tmp_path / "o.zarr"), "--partitions", "2"]
     prepared = run_cli("prepare", *args)
     assert prepared.code == 0, prepared
@@ -225,9 +221,7 @@ def test_a_sweep_in_partitions_matches_its_prepare_step(tmp_path):
 
 
 def test_the_seed_api_sweeps_with_thresholds(tmp_path):
-    data = blobs((16, 16, 16), seed=18)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, data = an_input(tmp_path, (16, 16, 16), seed=18)
     stats = start_worker_fn(inp, "raw", tmp_path / "o.zarr", "m_{threshold}", thresholds=[0.1, 0.9])
     assert stats.processed == 1 and len(stats.foreground) == 2  # one 16^3 block
     for t in (0.1, 0.9):
@@ -243,9 +237,7 @@ def test_spawn_worker_sweeps_on_the_local_context(tmp_path, monkeypatch):
     options = tmp_path / "threshold.yaml"
     options.write_text("compute_context: {type: Local, num_workers: 1}\n")
     monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(options))
-    data = blobs((16, 16, 16), seed=19)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, data = an_input(tmp_path, (16, 16, 16), seed=19)
     src = LocalArrayIdentifier(inp, "raw")
     dst = LocalArrayIdentifier(tmp_path / "o.zarr", "m_{threshold}")
     spawn_worker(src, dst, thresholds=[0.2, 0.6])()
@@ -256,8 +248,7 @@ def test_spawn_worker_sweeps_on_the_local_context(tmp_path, monkeypatch):
 
 
 def test_sweep_fingerprint_is_a_single_jobs_own(tmp_path):
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", blobs((8, 8, 8)), (8, 8, 8))
+    inp, _ = an_input(tmp_path, (8, 8, 8))
     one = resolve_sweep(params(inp, tmp_path / "o", thresholds=[0.5]))
     assert sweep_fingerprint(one) == one[0].plan.fingerprint
     many = resolve_sweep(params(inp, tmp_path / "o"))
