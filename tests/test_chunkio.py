@@ -20,16 +20,16 @@ from conftest import assert_thresholded, blobs, expected, io_args, run_cli, writ
 from threshold_worker.chunk_path import pipeline_survives_fork
 from threshold_worker.chunkio import ChunkStore, DirectBlockIO
 from threshold_worker.errors import JobError
-from threshold_worker.job import resolve
+from threshold_worker.job import Job, resolve
 from threshold_worker.params import JobParameters
 from threshold_worker.worker import BlockWorker
 
 
-def threshold_with(container: Path, dataset: str, direct: bool, **spec) -> BlockWorker:
-    """Threshold into `dataset`, writing over the chunks it holds (as a resumed or
-    rewritten block does), without the output's ownership rules: those are tested in
-    test_ownership.py; here only the chunk-level result matters."""
-    job = resolve(
+def rewrite_job(container: Path, dataset: str, **spec) -> Job:
+    """The job thresholding `raw` into `dataset` of the same container, allowed to write
+    over what it holds (`overwrite`), without the output's ownership rules: those are
+    tested in test_ownership.py; here only the chunk-level result matters."""
+    return resolve(
         JobParameters(
             input_container=str(container),
             input_dataset="raw",
@@ -39,6 +39,12 @@ def threshold_with(container: Path, dataset: str, direct: bool, **spec) -> Block
             **spec,
         )
     )
+
+
+def threshold_with(container: Path, dataset: str, direct: bool, **spec) -> BlockWorker:
+    """Threshold into `dataset`, writing over the chunks it holds (as a resumed or
+    rewritten block does)."""
+    job = rewrite_job(container, dataset, **spec)
     if not (container / dataset).exists():
         job.prepare()
     worker = BlockWorker(job, direct=direct)
@@ -343,16 +349,7 @@ ZARRS = "zarrs.ZarrsCodecPipeline"
 
 def default_worker(container: Path, dataset: str, **spec) -> BlockWorker:
     """A worker as every run makes it (`direct=True`): the knob alone decides."""
-    job = resolve(
-        JobParameters(
-            input_container=str(container),
-            input_dataset="raw",
-            output_container=str(container),
-            output_dataset=dataset,
-            overwrite=True,
-            **spec,
-        )
-    )
+    job = rewrite_job(container, dataset, **spec)
     job.prepare()
     return BlockWorker(job)
 
