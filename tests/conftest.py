@@ -14,15 +14,32 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import pytest
 import zarr
+from zarr.codecs import BloscCodec, BytesCodec, GzipCodec
 
 from threshold_worker.commands import main
 from threshold_worker.markers import MARKER_DIR
 from threshold_worker.metadata import AxisMetadata
 
 BIN = Path(sys.executable).parent
+
+# zarr.create_array options of the chunk layouts both the direct chunk path (test_chunkio)
+# and the chunk format read from metadata JSON (test_chunk_format) are checked on; each
+# file adds the layouts only it needs.
+ZARR_LAYOUTS: dict[str, dict[str, Any]] = {
+    "v3 zstd": dict(zarr_format=3),
+    "v3 raw": dict(zarr_format=3, compressors=None),
+    "v3 blosc": dict(zarr_format=3, compressors=BloscCodec(cname="lz4", clevel=5)),
+    "v3 gzip": dict(zarr_format=3, compressors=GzipCodec(level=3)),
+    "v3 big-endian": dict(zarr_format=3, serializer=BytesCodec(endian="big")),
+    "v3 v2-keys": dict(zarr_format=3, chunk_key_encoding={"name": "v2", "separator": "."}),
+    "v2 zstd": dict(zarr_format=2, compressors=numcodecs.Zstd(level=1)),
+    "v2 none": dict(zarr_format=2, compressors=None),
+    "v2 big-endian": dict(zarr_format=2, dtype=">f4"),
+}
 
 
 def write_array(

@@ -16,27 +16,20 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ShardingCodec, TransposeCodec
+from zarr.codecs import ShardingCodec, TransposeCodec
 
+from conftest import ZARR_LAYOUTS
 from threshold_worker import chunkio
 from threshold_worker.chunk_format import chunk_format, shard_layout
 
 LAYOUTS = {
-    "v3 zstd": dict(zarr_format=3),
-    "v3 raw": dict(zarr_format=3, compressors=None),
-    "v3 blosc": dict(zarr_format=3, compressors=BloscCodec(cname="lz4", clevel=5)),
-    "v3 gzip": dict(zarr_format=3, compressors=GzipCodec(level=3)),
-    "v3 big-endian": dict(zarr_format=3, serializer=BytesCodec(endian="big")),
-    "v3 v2-keys": dict(zarr_format=3, chunk_key_encoding={"name": "v2", "separator": "."}),
+    **ZARR_LAYOUTS,
     "v3 NaN fill": dict(zarr_format=3, fill_value=float("nan")),
     "v3 uint16": dict(zarr_format=3, dtype="u2", fill_value=7),
     "v2 blosc": dict(zarr_format=2, compressors=numcodecs.Blosc(cname="zstd", shuffle=2)),
-    "v2 zstd": dict(zarr_format=2, compressors=numcodecs.Zstd(level=1)),
     "v2 gzip": dict(zarr_format=2, compressors=numcodecs.GZip(level=1)),
-    "v2 none": dict(zarr_format=2, compressors=None),
     "v2 null fill": dict(zarr_format=2, fill_value=None),
     "v2 slash keys": dict(zarr_format=2, chunk_key_encoding={"name": "v2", "separator": "/"}),
-    "v2 big-endian": dict(zarr_format=2, dtype=">f4"),
 }
 
 

@@ -13,10 +13,18 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ShardingCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BytesCodec, GzipCodec, ShardingCodec, TransposeCodec, ZstdCodec
 from zarr.storage import LocalStore
 
-from conftest import assert_thresholded, blobs, expected, io_args, run_cli, write_array
+from conftest import (
+    ZARR_LAYOUTS,
+    assert_thresholded,
+    blobs,
+    expected,
+    io_args,
+    run_cli,
+    write_array,
+)
 from threshold_worker.chunk_path import pipeline_survives_fork
 from threshold_worker.chunkio import ChunkStore, DirectBlockIO
 from threshold_worker.errors import JobError
@@ -64,17 +72,9 @@ def chunks_of(array_dir: Path) -> dict[str, bytes]:
 
 
 INPUTS = {
-    "v3 zstd": dict(zarr_format=3),
-    "v3 raw": dict(zarr_format=3, compressors=None),
-    "v3 blosc": dict(zarr_format=3, compressors=BloscCodec(cname="lz4", clevel=5)),
-    "v3 gzip": dict(zarr_format=3, compressors=GzipCodec(level=3)),
-    "v3 big-endian": dict(zarr_format=3, serializer=BytesCodec(endian="big")),
-    "v3 v2-keys": dict(zarr_format=3, chunk_key_encoding={"name": "v2", "separator": "."}),
+    **ZARR_LAYOUTS,
     "v2 blosc": dict(zarr_format=2, compressors=numcodecs.Blosc(cname="zstd", clevel=3, shuffle=2)),
-    "v2 zstd": dict(zarr_format=2, compressors=numcodecs.Zstd(level=1)),
     "v2 lz4": dict(zarr_format=2, compressors=numcodecs.LZ4()),
-    "v2 none": dict(zarr_format=2, compressors=None),
-    "v2 big-endian": dict(zarr_format=2, dtype=">f4"),
 }
 
 
