@@ -339,17 +339,16 @@ def test_ome_output_sweep_writes_one_image_per_threshold(tmp_path):
     data = blobs((16, 16, 16), seed=6)
     write_array(tmp_path / "in.zarr", "raw", data, (8, 8, 8), voxel_size=(4, 4, 4))
     out = tmp_path / "out.zarr"
-    result = run_cli("run", "-ic", str(tmp_path / "in.zarr"), "-id", "raw", "-oc", str(out),
-                     "-od", "sweep/t_{threshold}", "--thresholds", "0.3,0.6", "--ome-zarr",
-                     "-n", "1")  # fmt: skip
+    args = ["-ic", str(tmp_path / "in.zarr"), "-id", "raw", "-oc", str(out),
+            "-od", "sweep/t_{threshold}", "--thresholds", "0.3,0.6", "--ome-zarr",
+            "-n", "1"]  # fmt: skip
+    result = run_cli("run", *args)
     assert result.code == 0, result
     for t in (0.3, 0.6):
         validated(out, f"sweep/t_{t}", 3)
         mask = zarr.open_array(str(out), path=f"sweep/t_{t}/s0", mode="r")
         np.testing.assert_array_equal(mask[...], expected(data, t))
-    again = run_cli("run", "-ic", str(tmp_path / "in.zarr"), "-id", "raw", "-oc", str(out),
-                    "-od", "sweep/t_{threshold}", "--thresholds", "0.3,0.6", "--ome-zarr",
-                    "-n", "1")  # fmt: skip
+    again = run_cli("run", *args)  # the same run again: all done
     assert again.code == 0, again
     assert "0 processed" in again.out
 
