@@ -15,7 +15,7 @@ from ome_zarr.format import FormatV04, FormatV05
 from ome_zarr.writer import write_image as ome_write_image
 from ome_zarr.writer import write_multiscale
 
-from conftest import blobs, expected, io_args, run_cli, write_array
+from conftest import assert_thresholded, blobs, expected, io_args, run_cli, write_array
 from threshold_worker import ome
 from threshold_worker.arrays import ZarrArray, ZarrArrayConfig
 from threshold_worker.errors import InputError
@@ -150,9 +150,8 @@ def test_unitless_half_voxel_translations_of_ome_zarr_py_levels(tmp_path, fmt):
                    for t in d.coordinateTransformations] for d in image.datasets]  # fmt: skip
     assert transforms == [[[2.0] * 3, [0.5] * 3], [[4.0] * 3, [1.5] * 3]]
     assert all(a.unit is None for a in image.axes)
-    mask = zarr.open_array(str(out), path="mask/s0", mode="r")
     level = zarr.open_array(str(tmp_path / "d.zarr"), path="s1", mode="r")[...]
-    np.testing.assert_array_equal(mask[...], expected(level, 0.5))
+    assert_thresholded(out, "mask/s0", level, 0.5)
 
 
 def test_a_time_axis_is_blocked_and_kept_but_not_downsampled(tmp_path):
@@ -173,8 +172,7 @@ def test_a_time_axis_is_blocked_and_kept_but_not_downsampled(tmp_path):
         ("c", "channel", None),
     ]
     assert list(image.datasets[1].coordinateTransformations[0].scale) == [1, 1, 2, 2, 2]
-    np.testing.assert_array_equal(zarr.open_array(str(out), path="mask/s0")[...],
-                                  expected(data, 0.5))  # fmt: skip
+    assert_thresholded(out, "mask/s0", data, 0.5)
     s1 = zarr.open_array(str(out), path="mask/s1", mode="r")
     assert s1.shape == (3, 2, 4, 8, 8)
     want = expected(data, 0.5).reshape(3, 2, 4, 2, 8, 2, 8, 2).max(axis=(3, 5, 7))
@@ -331,8 +329,7 @@ def test_ome_in_ome_out_round_trip(image, tmp_path):
     assert list(scale.scale) == [1, 16, 8, 8]
     assert list(translation.translation) == [0, 84, 42, 2]
     assert [a.name for a in image_attrs.axes] == ["c", "z", "y", "x"]
-    mask = zarr.open_array(str(out), path="pred/mask/s0", mode="r")
-    np.testing.assert_array_equal(mask[...], expected(data[:, ::2, ::2, ::2], 0.5))
+    assert_thresholded(out, "pred/mask/s0", data[:, ::2, ::2, ::2], 0.5)
 
 
 def test_ome_output_sweep_writes_one_image_per_threshold(tmp_path):
@@ -346,8 +343,7 @@ def test_ome_output_sweep_writes_one_image_per_threshold(tmp_path):
     assert result.code == 0, result
     for t in (0.3, 0.6):
         validated(out, f"sweep/t_{t}", 3)
-        mask = zarr.open_array(str(out), path=f"sweep/t_{t}/s0", mode="r")
-        np.testing.assert_array_equal(mask[...], expected(data, t))
+        assert_thresholded(out, f"sweep/t_{t}/s0", data, t)
     again = run_cli("run", *args)  # the same run again: all done
     assert again.code == 0, again
     assert "0 processed" in again.out
