@@ -600,9 +600,9 @@ def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **k
     recomputed, on every block or a sample, in s0 and every pyramid level); exit 1, naming
     the regions, if it is not. Blocks whose input cannot be decoded are named unchecked."""
     from .job import resolve_sweep
-    from .verify import verify
+    from .verify import verify_all
 
-    verdicts = [verify(j, sample, seed) for j in resolve_sweep(parameters(**kw), writing=False)]
+    verdicts = verify_all(resolve_sweep(parameters(**kw), writing=False), sample, seed)
     if as_json:
         dicts = [v.to_dict() for v in verdicts]
         click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))
