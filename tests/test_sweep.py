@@ -125,6 +125,35 @@ def test_a_sweep_reads_each_block_once_for_the_outputs_that_lack_it(tmp_path):
         assert marker_blocks(out / f"mask_{t!r}") == set(range(8))
 
 
+def test_verifying_a_sweep_reads_each_block_of_the_input_once_for_all_outputs(tmp_path):
+    from threshold_worker.verify import verify_all
+
+    data = blobs((16, 16, 16), seed=13)
+    inp = tmp_path / "in.zarr"
+    write_array(inp, "raw", data, (8, 8, 8))
+    out = tmp_path / "out.zarr"
+    assert run_cli("run", *sweep_args(inp, out), "--block-shape", "8,8,8").code == 0
+    jobs = resolve_sweep(params(inp, out, block_shape=[8, 8, 8]), writing=False)
+    reads: list[tuple[slice, ...]] = []
+
+    class Counted:
+        """The first job's input, its reads counted; the others' inputs refuse reads."""
+
+        def __init__(self, array: zarr.Array) -> None:
+            self.array, self.shape = array, array.shape
+
+        def __getitem__(self, selection: tuple[slice, ...]) -> np.ndarray:
+            reads.append(selection)
+            return self.array[selection]
+
+    jobs[0].input = Counted(jobs[0].input)
+    for job in jobs[1:]:
+        job.input = None
+    verdicts = verify_all(jobs)
+    assert [v.checked for v in verdicts] == [8, 8, 8] and all(v.ok for v in verdicts)
+    assert sorted(map(str, reads)) == sorted(str(jobs[0].block_selection(b)) for b in range(8))
+
+
 def test_a_sweep_that_one_output_refuses_writes_nothing(tmp_path):
     inp, data = an_input(tmp_path, (16, 16, 16), seed=14)
     out = tmp_path / "out.zarr"

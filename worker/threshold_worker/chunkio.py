@@ -233,6 +233,12 @@ class DirectBlockIO:
         #: their layout allows (`_level_target`).
         self.levels = list(levels) or [None] * len(self.targets)
         self._level_targets: dict[int, Target | None] = {}
+        # Fixed for the arrays: whether a block of whole input chunks goes chunk by chunk
+        # (`_chunkwise`), and whether any target has levels.
+        self._pyramids = any(w is not None for w in self.levels)
+        self._chunk_grid = all(
+            t.shards is None and t.fmt.chunks == src.chunks for t in self.targets
+        ) and all(w is None or w.stepwise(src.chunks) for w in self.levels)
         self.src_store = ChunkStore(source.store_path.store)
         # Buffers reused from block to block: decoded input, block masks.
         self._decoded = np.empty(src.chunks, dtype=src.dtype)
@@ -262,9 +268,7 @@ class DirectBlockIO:
         target; returns the foreground voxels of each."""
         lo = [s.indices(n)[0] for s, n in zip(selection, self.src.shape, strict=True)]
         hi = [s.indices(n)[1] for s, n in zip(selection, self.src.shape, strict=True)]
-        pyramids = any(w is not None for w in self.levels)
-        stepwise = all(w is None or w.stepwise(self.src.chunks) for w in self.levels)
-        if stepwise and self._chunkwise(lo, hi):
+        if self._chunkwise(lo, hi):
             return self._threshold_chunks(lo, hi, values, selection)
         shape = tuple(b - a for a, b in zip(lo, hi, strict=True))
         masks = self._masks.get(shape)
@@ -277,7 +281,7 @@ class DirectBlockIO:
             elif not self._write_shards(target, lo, hi, mask):
                 # A shard cut by the roi: zarr merges it with what the shard already holds.
                 target.array[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = mask
-        if pyramids:
+        if self._pyramids:
             self._write_levels(selection, masks)
         return [int(np.count_nonzero(mask)) for mask in masks]
 
@@ -313,11 +317,10 @@ class DirectBlockIO:
         return self._level_targets[key]
 
     def _chunkwise(self, lo: list[int], hi: list[int]) -> bool:
-        """Same chunk grid in and out, and the block made of whole chunks: then each chunk
-        goes straight from decode to encode, with no block-sized mask in between."""
-        if any(t.shards is not None or t.fmt.chunks != self.src.chunks for t in self.targets):
-            return False
-        return all(
+        """Same chunk grid in and out (each level made chunk by chunk), and the block made
+        of whole chunks: then each chunk goes straight from decode to encode, with no
+        block-sized mask in between."""
+        return self._chunk_grid and all(
             a % c == 0 and (b % c == 0 or b == n)
             for a, b, c, n in zip(lo, hi, self.src.chunks, self.src.shape, strict=True)
         )

@@ -27,18 +27,20 @@ from .errors import InputError, Terminated, WorkerError
 logger = logging.getLogger("threshold_worker")
 
 
-class IntList(click.ParamType):
-    """Comma-separated integers in axis order, e.g. `64,128,128`."""
+class CommaList(click.ParamType):
+    """Comma-separated values in order, each made by `cast`, e.g. `64,128,128`; `refusal`
+    ends the one-line error for a value that is not that."""
 
-    name = "INTS"
+    def __init__(self, name: str, cast: Callable[[str], Any], refusal: str) -> None:
+        self.name, self.cast, self.refusal = name, cast, refusal
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, (tuple, list)):
             return list(value)
         try:
-            return [int(v) for v in str(value).replace(" ", "").split(",")]
+            return [self.cast(v) for v in str(value).replace(" ", "").split(",")]
         except ValueError:
-            self.fail(f"{value!r} is not comma-separated integers, e.g. 64,128,128", param, ctx)
+            self.fail(f"{value!r} {self.refusal}", param, ctx)
 
 
 class Number(click.ParamType):
@@ -49,20 +51,6 @@ class Number(click.ParamType):
             return float(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not a number", param, ctx)
-
-
-class NumberList(click.ParamType):
-    """Comma-separated numbers, e.g. `0.3,0.4,0.5`."""
-
-    name = "FLOATS"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, (tuple, list)):
-            return list(value)
-        try:
-            return [float(v) for v in str(value).replace(" ", "").split(",")]
-        except ValueError:
-            self.fail(f"{value!r} is not a number or comma-separated numbers", param, ctx)
 
 
 class OneOf(click.Choice):
@@ -76,12 +64,11 @@ class OneOf(click.Choice):
         return self.values[super().convert(str(value), param, ctx)]
 
 
-INTS = IntList()
+INTS = CommaList("INTS", int, "is not comma-separated integers, e.g. 64,128,128")
 KINDS: dict[str, Any] = {
     "ints": INTS,
-    "floats": NumberList(),
+    "floats": CommaList("FLOATS", float, "is not a number or comma-separated numbers"),
     "float": Number(),
-    "int": click.IntRange(min=1),
 }
 
 
@@ -600,9 +587,9 @@ def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **k
     recomputed, on every block or a sample, in s0 and every pyramid level); exit 1, naming
     the regions, if it is not. Blocks whose input cannot be decoded are named unchecked."""
     from .job import resolve_sweep
-    from .verify import verify
+    from .verify import verify_all
 
-    verdicts = [verify(j, sample, seed) for j in resolve_sweep(parameters(**kw), writing=False)]
+    verdicts = verify_all(resolve_sweep(parameters(**kw), writing=False), sample, seed)
     if as_json:
         dicts = [v.to_dict() for v in verdicts]
         click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))

@@ -147,15 +147,18 @@ class SafeDir:
             return f.read()
 
     def exists(self, rel: str) -> bool:
+        return self._lstat(rel) is not None
+
+    def _lstat(self, rel: str) -> os.stat_result | None:
+        """`rel` itself (a link is not followed), or None if it or a folder above is missing."""
         head, _, name = rel.rpartition("/")
         dfd = self.dir_fd(head)
         if dfd is None:
-            return False
+            return None
         try:
-            os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            return os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
-            return False
-        return True
+            return None
 
     def write(self, rel: str, data: bytes | memoryview) -> None:
         """Atomically replace (or create) file `rel` with `data`."""
@@ -317,14 +320,8 @@ class SafeDir:
 
     def _is_dir(self, rel: str) -> bool:
         """Whether `rel` is a real folder (not a link to one); True if it is missing."""
-        head, _, name = rel.rpartition("/")
-        dfd = self.dir_fd(head)
-        if dfd is None:
-            return True
-        try:
-            return stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
-        except FileNotFoundError:
-            return True
+        found = self._lstat(rel)
+        return found is None or stat.S_ISDIR(found.st_mode)
 
     def _forget(self, rel: str) -> None:
         for key in [k for k in self._fds if k == rel or k.startswith(rel + "/")]:

@@ -131,17 +131,20 @@ class Verdict:
         return out
 
 
-def verify(
-    job: Job,
+def verify_all(
+    jobs: Sequence[Job],
     sample: int | None = None,
     seed: int = 0,
     on_block: Callable[[int], None] | None = None,
-) -> Verdict:
-    """Compare every block (or `sample` blocks drawn with `seed`) with `input > threshold`."""
-    status = job_status(job)
-    ids = sample_of(range(job.plan.total_blocks), sample, seed)
-    check = check_blocks(job, ids, on_block)
-    return Verdict(status, check.checked, *findings(job, check))
+) -> list[Verdict]:
+    """Compare every block (or `sample` blocks drawn with `seed`) of each output of a sweep
+    (one block grid) with `input > threshold`; each block's input is read once for all."""
+    ids = sample_of(range(jobs[0].plan.total_blocks), sample, seed)
+    checks = check_outputs(jobs, [ids] * len(jobs), on_block)
+    return [
+        Verdict(job_status(job), check.checked, *findings(job, check))
+        for job, check in zip(jobs, checks, strict=True)
+    ]
 
 
 def sample_of(blocks: range, sample: int | None, seed: int) -> range | list[int]:
@@ -151,41 +154,66 @@ def sample_of(blocks: range, sample: int | None, seed: int) -> range | list[int]
     return sorted(random.Random(seed).sample(blocks, sample))
 
 
-def check_blocks(
-    job: Job, ids: Sequence[int], on_block: Callable[[int], None] | None = None
-) -> Check:
-    """Each block of `ids` recomputed and compared: s0, and each level region it writes."""
-    store = open_store(job.output_path, read_only=True)
-    output = zarr.open_array(store, path=job.array_dataset, mode="r")
-    levels: list[zarr.Array | None] = []
-    writer = None
-    if job.pyramid is not None:
-        plan = job.plan
-        writer = LevelWriter(
-            job.pyramid, [], job.output.shape, plan.grid_origin, plan.block_shape
-        )  # its regions only: nothing is written
-        levels = [_open_level(store, job, name) for name in job.pyramid.names]
-    names = array_paths(job)
-    check = Check()
-    for block in ids:
-        selection = job.block_selection(block)
+class _Output:
+    """One job's arrays opened for comparing: s0 and each pyramid level (None if gone)."""
+
+    def __init__(self, job: Job) -> None:
+        store = open_store(job.output_path, read_only=True)
+        self.job = job
+        self.names = array_paths(job)
+        self.arrays: list[zarr.Array | None] = [
+            zarr.open_array(store, path=job.array_dataset, mode="r")
+        ]
+        self.writer: LevelWriter | None = None
+        if job.pyramid is not None:
+            plan = job.plan
+            self.writer = LevelWriter(
+                job.pyramid, [], job.output.shape, plan.grid_origin, plan.block_shape
+            )  # its regions only: nothing is written
+            self.arrays += [_open_level(store, job, name) for name in job.pyramid.names]
+
+    def differ(self, selection: tuple[slice, ...], data: np.ndarray) -> tuple[str, ...]:
+        """The arrays whose region of the block differs from `data > threshold`."""
+        expected = threshold(data, self.job.spec.threshold)
+        differ = [] if _same(self.arrays[0], selection, expected) else [self.names[0]]
+        if self.writer is not None:
+            for k, level_selection, want in self.writer.level_data(selection, expected):
+                if not _same(self.arrays[k], level_selection, want):
+                    differ.append(self.names[k])
+        return tuple(differ)
+
+
+def check_outputs(
+    jobs: Sequence[Job],
+    ids: Sequence[Sequence[int]],
+    on_block: Callable[[int], None] | None = None,
+) -> list[Check]:
+    """Each job's blocks of `ids` (one list per job, in order) recomputed and compared: s0,
+    and each level region it writes. The jobs are one sweep's, on one block grid, so a
+    block's input is read once for all the jobs that check it."""
+    outputs = [_Output(job) for job in jobs]
+    wanted = [set(i) for i in ids]
+    checks = [Check() for _ in jobs]
+    source = jobs[0]
+    for block in sorted(set().union(*wanted)):
+        selection = source.block_selection(block)
         try:
-            data = job.input[selection]
+            data = source.input[selection]
         except CODEC_ERRORS as e:
-            check.unchecked[block] = Unreadable(damaged_chunk(job.input, selection), e)
+            unreadable = Unreadable(damaged_chunk(source.input, selection), e)
+            for want, check in zip(wanted, checks, strict=True):
+                if block in want:
+                    check.unchecked[block] = unreadable
         else:
-            expected = threshold(data, job.spec.threshold)
-            differ = [] if _same(output, selection, expected) else [names[0]]
-            if writer is not None:
-                for k, level_selection, want in writer.level_data(selection, expected):
-                    if not _same(levels[k - 1], level_selection, want):
-                        differ.append(names[k])
-            if differ:
-                check.wrong[block] = tuple(differ)
-            check.checked += 1
+            for output, want, check in zip(outputs, wanted, checks, strict=True):
+                if block in want:
+                    differ = output.differ(selection, data)
+                    if differ:
+                        check.wrong[block] = differ
+                    check.checked += 1
         if on_block is not None:
             on_block(block)
-    return check
+    return checks
 
 
 def array_paths(job: Job) -> list[str]:

@@ -380,7 +380,7 @@ def _verify(
     (the run then ends with exit 3, `BlocksFailed`, naming the chunk).
     """
     from .intervals import format_runs, runs
-    from .verify import check_blocks, damaged, output_wrong, sample_of
+    from .verify import check_outputs, damaged, output_wrong, sample_of
 
     seed = verify.seed if verify.seed is not None else int.from_bytes(os.urandom(4), "big")
     ids = sample_of(blocks, verify.sample, seed)
@@ -388,9 +388,12 @@ def _verify(
     logger.info("verifying blocks %s (%s)", format_runs(runs(ids)), drawn)
     found: list[tuple[Job, Any]] = []
     unreadable: set[int] = set()
-    for i, (job, markers) in enumerate(zip(worker.jobs, worker.all_markers, strict=True)):
-        missing = set(markers.missing(blocks))  # failed in this run: nothing to verify
-        check = check_blocks(job, [b for b in ids if b not in missing])
+    # a block that failed in this run has nothing to verify; the jobs share one read
+    missing = [set(markers.missing(blocks)) for markers in worker.all_markers]
+    checks = check_outputs(worker.jobs, [[b for b in ids if b not in m] for m in missing])
+    for i, (job, markers, check) in enumerate(
+        zip(worker.jobs, worker.all_markers, checks, strict=True)
+    ):
         if check.wrong:
             markers.unmark(sorted(check.wrong))
             found.append((job, check))
