@@ -358,7 +358,7 @@ class Reconciler:
 
     def _plan(self, namespace: str, job: Job) -> PlanStatus | None:
         """The plan the prepare pod reported in its termination message (None: no report)."""
-        for code, message in terminations(self.kube, namespace, job["metadata"]["name"]):
+        for code, message in terminations(self.kube.job_pods(namespace, job["metadata"]["name"])):
             if code != 0:
                 continue
             try:
@@ -375,7 +375,7 @@ class Reconciler:
 
     def _prepare_failure(self, namespace: str, job: Job) -> str:
         """The worker's own one-line message, from the prepare pod's termination message."""
-        for code, message in terminations(self.kube, namespace, job["metadata"]["name"]):
+        for code, message in terminations(self.kube.job_pods(namespace, job["metadata"]["name"])):
             line = in_spec_terms(_last_line(message))
             return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
         cond = job_condition(job, "Failed") or {}
@@ -397,11 +397,7 @@ class Reconciler:
             for index in range(first, min(last, first + MAX_REGIONS) + 1):
                 if len(failed) >= MAX_REGIONS:
                     break
-                ended = [
-                    (code, message)
-                    for code, message in map(termination, reversed(by_index.get(str(index), [])))
-                    if message
-                ]
+                ended = terminations(by_index.get(str(index), []))
                 if not ended:
                     continue
                 partition = nth(runs, index)
