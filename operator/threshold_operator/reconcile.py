@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -163,7 +163,7 @@ class Reconciler:
             if old is not None and old.phase in FINAL_PHASES:
                 return base
             return _failed(base, "InvalidSpec", spec_error(first_error(e, "spec")))
-        seen = Observed(name=base.name, generation=base.generation, spec=spec, old=old)
+        seen = replace(base, spec=spec)
         try:
             if old is not None and old.phase in FINAL_PHASES:
                 if retry_due(spec, old):
@@ -210,9 +210,7 @@ class Reconciler:
                 found.update(self._finished(namespace, work, attempt, plan))
             else:
                 found["blocked"] = self._blocked(namespace, work)
-        return Observed(
-            name=seen.name, generation=seen.generation, spec=spec, old=old, plan=plan, **found
-        )
+        return replace(seen, plan=plan, **found)
 
     def _retry(self, body: dict[str, Any], spec: ThresholdJobSpec, seen: Observed) -> Observed:
         """Retry a Failed ThresholdJob in place: the next attempt's work Job runs the
@@ -229,15 +227,7 @@ class Reconciler:
         done = old.partitions.completed_indexes
         attempt = next_attempt(old.attempt, old.plan.partitions, completed, spec.retry or 0, done)
         work = self._work(body, spec, old.plan, None, attempt)
-        return Observed(
-            name=seen.name,
-            generation=seen.generation,
-            spec=spec,
-            old=old,
-            plan=old.plan,
-            work=work,
-            retry=attempt,
-        )
+        return replace(seen, plan=old.plan, work=work, retry=attempt)
 
     # -- acting: the Jobs --------------------------------------------------------------------
 
@@ -558,10 +548,5 @@ def _cannot_start(pod: dict[str, Any]) -> str:
 
 
 def _failed(seen: Observed, reason: str, message: str) -> Observed:
-    return Observed(
-        name=seen.name,
-        generation=seen.generation,
-        spec=seen.spec,
-        old=seen.old,
-        failure=Failure(reason, message),
-    )
+    """`seen` (only what the pass read before it acted) failing with the reason."""
+    return replace(seen, failure=Failure(reason, message))
