@@ -59,13 +59,6 @@ def _append(out: list[Run], lo: int, hi: int) -> None:
         out.append((lo, hi))
 
 
-def union(*sources: Iterable[Run]) -> list[Run]:
-    out: list[Run] = []
-    for lo, hi in sorted(r for source in sources for r in source):
-        _append(out, lo, hi)
-    return out
-
-
 def subtract(runs: Iterable[Run], minus: Sequence[Run]) -> list[Run]:
     """`runs` without `minus` (both sorted and disjoint)."""
     out: list[Run] = []

@@ -47,7 +47,7 @@ from .jobs import Settings
 from .kube import Conflict, Kube, Transient, load_config
 from .names import LABEL_JOB, child_base
 from .reconcile import Outcome, Reconciler, dump
-from .status import Event
+from .status import TIME_FORMAT, Event
 from .workqueue import Workqueue
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def event_object(body: dict[str, Any], event: Event, after: str = "") -> dict[st
     the same transition again, from a pass done over, is a 409 and not a second Event."""
     meta = body["metadata"]
     when = dt.datetime.now(dt.UTC)
+    stamp = when.strftime(TIME_FORMAT)
     identity = "\n".join(
         (meta["uid"], str(meta.get("generation")), after, event.reason, event.message)
     )
@@ -144,8 +145,8 @@ def event_object(body: dict[str, Any], event: Event, after: str = "") -> dict[st
         "reportingComponent": COMPONENT,
         "reportingInstance": socket.gethostname()[:128] or COMPONENT,
         "action": "Reconcile",
-        "firstTimestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "lastTimestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
         "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "count": 1,
     }

@@ -219,15 +219,12 @@ class Kube:
         return sorted(items.get("items", []), key=_event_time)
 
     @uses("", "pods", "list")
-    def job_pods(self, namespace: str, job: str, index: int | None = None) -> list[dict[str, Any]]:
-        """Pods of a Job (of one completion index), oldest first."""
-        selector = f"job-name={job}"
-        if index is not None:
-            selector += f",batch.kubernetes.io/job-completion-index={index}"
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """Pods of a Job, oldest first."""
         with _answers(f"list the pods of Job {namespace}/{job}"):
             items = _raw(
                 self.core.list_namespaced_pod(
-                    namespace, label_selector=selector, _preload_content=False
+                    namespace, label_selector=f"job-name={job}", _preload_content=False
                 )
             )
         return sorted(
@@ -239,14 +236,10 @@ def _event_time(event: dict[str, Any]) -> str:
     return event.get("lastTimestamp") or event.get("eventTime") or ""
 
 
-def terminations(
-    kube: Kube, namespace: str, job: str, index: int | None = None
-) -> Iterator[tuple[int | None, str]]:
-    """(exit code, termination message) of the Job's terminated pods, newest first."""
-    for pod in reversed(kube.job_pods(namespace, job, index)):
-        code, message = termination(pod)
-        if message:
-            yield code, message
+def terminations(pods: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
+    """(exit code, termination message) of the terminated ones of `pods` (oldest first, as
+    `Kube.job_pods` lists them), newest first."""
+    return [(code, message) for code, message in map(termination, reversed(pods)) if message]
 
 
 def termination(pod: dict[str, Any]) -> tuple[int | None, str]:

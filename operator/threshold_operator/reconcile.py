@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -163,7 +163,7 @@ class Reconciler:
             if old is not None and old.phase in FINAL_PHASES:
                 return base
             return _failed(base, "InvalidSpec", spec_error(first_error(e, "spec")))
-        seen = Observed(name=base.name, generation=base.generation, spec=spec, old=old)
+        seen = replace(base, spec=spec)
         try:
             if old is not None and old.phase in FINAL_PHASES:
                 if retry_due(spec, old):
@@ -210,9 +210,7 @@ class Reconciler:
                 found.update(self._finished(namespace, work, attempt, plan))
             else:
                 found["blocked"] = self._blocked(namespace, work)
-        return Observed(
-            name=seen.name, generation=seen.generation, spec=spec, old=old, plan=plan, **found
-        )
+        return replace(seen, plan=plan, **found)
 
     def _retry(self, body: dict[str, Any], spec: ThresholdJobSpec, seen: Observed) -> Observed:
         """Retry a Failed ThresholdJob in place: the next attempt's work Job runs the
@@ -229,15 +227,7 @@ class Reconciler:
         done = old.partitions.completed_indexes
         attempt = next_attempt(old.attempt, old.plan.partitions, completed, spec.retry or 0, done)
         work = self._work(body, spec, old.plan, None, attempt)
-        return Observed(
-            name=seen.name,
-            generation=seen.generation,
-            spec=spec,
-            old=old,
-            plan=old.plan,
-            work=work,
-            retry=attempt,
-        )
+        return replace(seen, plan=old.plan, work=work, retry=attempt)
 
     # -- acting: the Jobs --------------------------------------------------------------------
 
@@ -358,7 +348,7 @@ class Reconciler:
 
     def _plan(self, namespace: str, job: Job) -> PlanStatus | None:
         """The plan the prepare pod reported in its termination message (None: no report)."""
-        for code, message in terminations(self.kube, namespace, job["metadata"]["name"]):
+        for code, message in terminations(self.kube.job_pods(namespace, job["metadata"]["name"])):
             if code != 0:
                 continue
             try:
@@ -375,7 +365,7 @@ class Reconciler:
 
     def _prepare_failure(self, namespace: str, job: Job) -> str:
         """The worker's own one-line message, from the prepare pod's termination message."""
-        for code, message in terminations(self.kube, namespace, job["metadata"]["name"]):
+        for code, message in terminations(self.kube.job_pods(namespace, job["metadata"]["name"])):
             line = in_spec_terms(_last_line(message))
             return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
         cond = job_condition(job, "Failed") or {}
@@ -397,11 +387,7 @@ class Reconciler:
             for index in range(first, min(last, first + MAX_REGIONS) + 1):
                 if len(failed) >= MAX_REGIONS:
                     break
-                ended = [
-                    (code, message)
-                    for code, message in map(termination, reversed(by_index.get(str(index), [])))
-                    if message
-                ]
+                ended = terminations(by_index.get(str(index), []))
                 if not ended:
                     continue
                 partition = nth(runs, index)
@@ -562,10 +548,5 @@ def _cannot_start(pod: dict[str, Any]) -> str:
 
 
 def _failed(seen: Observed, reason: str, message: str) -> Observed:
-    return Observed(
-        name=seen.name,
-        generation=seen.generation,
-        spec=seen.spec,
-        old=seen.old,
-        failure=Failure(reason, message),
-    )
+    """`seen` (only what the pass read before it acted) failing with the reason."""
+    return replace(seen, failure=Failure(reason, message))

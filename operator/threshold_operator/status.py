@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from threshold_worker.intervals import Run, count, format_runs, parse_runs
+from threshold_worker.intervals import Run, count, format_runs, normalise, parse_runs
 from threshold_worker.plan import Plan, partition_range
 
 from . import attempts
@@ -150,7 +150,7 @@ def work_progress(
     ran = attempts.to_partitions(parse_runs(status.get("completedIndexes")), runs)
     failed = attempts.to_partitions(parse_runs(status.get("failedIndexes")), runs)
     before = attempts.subtract([(0, partitions - 1)], runs) if partitions else []
-    done = attempts.union(before, ran)
+    done = normalise([*before, *ran])
     return {
         "blocks": {
             "total": total_blocks,
