@@ -43,7 +43,7 @@ import kopf
 from . import metrics
 from .api import API_VERSION, FINAL_PHASES, GROUP, KIND, PLURAL, VERSION
 from .catalog import PoolSpec, load_catalog
-from .jobs import Settings
+from .jobs import Settings, controller_of
 from .kube import Conflict, Kube, Transient, load_config
 from .names import LABEL_JOB, child_base
 from .reconcile import Outcome, Reconciler, dump
@@ -285,10 +285,6 @@ async def threshold_job_event(
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})
 async def job_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     """An event of one of our Jobs queues a pass over the ThresholdJob that owns it."""
-    for ref in body.metadata.get("ownerReferences") or []:
-        if (
-            ref.get("controller")
-            and ref.get("kind") == KIND
-            and ref.get("apiVersion") == API_VERSION
-        ):
-            memo.queue.add((namespace, ref["name"]))
+    ref = controller_of(body)
+    if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION:
+        memo.queue.add((namespace, ref["name"]))

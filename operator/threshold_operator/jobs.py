@@ -55,6 +55,13 @@ def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def controller_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The owner reference that controls `obj` (empty if none): the one reference that says
+    whose an object is, here and for Kubernetes' garbage collector."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), {})
+
+
 def _labels(name: str, component: str, spec: ThresholdJobSpec) -> dict[str, str]:
     labels = {
         "app.kubernetes.io/name": "threshold-operator",

@@ -22,6 +22,8 @@ import re
 
 from threshold_worker.params import MAX_PARTITIONS
 
+from .api import DNS_LABEL
+
 LABEL_JOB = "blockwise.dev/threshold-job"
 ANNOTATION_NAME = "blockwise.dev/threshold-job-name"
 ROLES = ("prepare", "work")
@@ -33,7 +35,6 @@ MAX_COMPLETIONS = MAX_PARTITIONS
 INDEX_SUFFIX = len(f"-{MAX_COMPLETIONS - 1}")
 #: Longest base so that `<base>-<role>-<index>` fits in a DNS label for every role.
 MAX_BASE = MAX_LABEL - INDEX_SUFFIX - max(len(f"-{role}") for role in ROLES)
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def _digest(name: str) -> str:
@@ -48,7 +49,7 @@ def _shortened(text: str, limit: int, name: str) -> str:
 
 def child_base(name: str) -> str:
     """A DNS-1123 label of at most MAX_BASE characters, unique per ThresholdJob name."""
-    if len(name) <= MAX_BASE and DNS_LABEL.fullmatch(name):
+    if len(name) <= MAX_BASE and re.fullmatch(DNS_LABEL, name):
         return name
     return _shortened(re.sub(r"[^a-z0-9-]", "-", name.lower()), MAX_BASE, name)
 

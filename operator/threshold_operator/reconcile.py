@@ -39,7 +39,14 @@ from .api import (
 )
 from .attempts import next_attempt
 from .catalog import PoolSpec
-from .jobs import BAD_INPUT_EXIT, FAILED_BLOCKS_EXIT, Settings, prepare_job, work_job
+from .jobs import (
+    BAD_INPUT_EXIT,
+    FAILED_BLOCKS_EXIT,
+    Settings,
+    controller_of,
+    prepare_job,
+    work_job,
+)
 from .kube import ApiRejected, Kube, Transient, termination, terminations
 from .names import MAX_ATTEMPTS, job_name, work_job_name
 from .status import (
@@ -295,9 +302,7 @@ class Reconciler:
             if spec.queue_name and spec.suspend:
                 return None
             job = self.kube.create_job(namespace, build())
-        owner = next(
-            (r for r in job["metadata"].get("ownerReferences") or [] if r.get("controller")), {}
-        )
+        owner = controller_of(job)
         if owner.get("uid") == body["metadata"]["uid"]:
             return job
         if owner.get("kind") == KIND and owner.get("name") == body["metadata"]["name"]:
@@ -341,8 +346,8 @@ class Reconciler:
 
     @staticmethod
     def _owned(body: dict[str, Any], job: Job) -> bool:
-        refs = job["metadata"].get("ownerReferences") or []
-        return any(r.get("uid") == body["metadata"]["uid"] for r in refs)
+        """This ThresholdJob controls the Job (as `_child` requires of the Jobs it uses)."""
+        return controller_of(job).get("uid") == body["metadata"]["uid"]
 
     # -- reading pods ------------------------------------------------------------------------
 
