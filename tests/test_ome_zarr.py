@@ -375,6 +375,44 @@ def test_ome_output_ownership_and_overwrite(tmp_path):
     assert crowded.code == 2 and "holds labels beside s0" in crowded.err
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_an_output_image_that_holds_the_input_is_named_as_given(tmp_path):
+    """The input is level s1 of image 'img': writing 'img' with --ome-zarr is refused naming
+    the image (not its s0, which does not contain s1), and a plain run into img/s0 is not
+    told to write the image instead. One line each, exit 2, nothing written."""
+    data = blobs((16, 16, 16), seed=10)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (8, 8, 8), voxel_size=(4, 4, 4))
+    made = run_cli("run", *io_args(container, "raw", container, "img", 0.5), "--ome-zarr",
+                   "--pyramid", "1", "-n", "1")  # fmt: skip
+    assert made.code == 0, made
+    before = _tree(container)
+    image = run_cli("run", *io_args(container, "img/s1", container, "img", 0.5), "--ome-zarr",
+                    "--overwrite")  # fmt: skip
+    assert image.code == 2
+    assert image.err == (
+        f"error: output_dataset: {container}/img (the OME-Zarr image --ome-zarr writes, every "
+        f"level of it) contains the input array {container}/img/s1 (compared as files, after "
+        "links); choose an output apart from the input\n"
+    )
+    level = run_cli("run", *io_args(container, "img/s1", container, "img/s0", 0.5),
+                    "--overwrite")  # fmt: skip
+    assert level.code == 2
+    assert level.err == (
+        f"error: output_dataset: {container}/img/s0 is level s0 of the OME-Zarr image 'img', "
+        f"with levels s1; the input {container}/img/s1 lies in that image too, which is "
+        "replaced whole or not at all: choose an output_dataset outside it\n"
+    )
+    plain = run_cli("run", *io_args(container, "img/s0", container, "img", 0.5), "--overwrite")
+    assert plain.code == 2 and plain.err.startswith(
+        f"error: output_dataset: {container}/img contains the input array {container}/img/s0 "
+    )
+    assert _tree(container) == before
+
+
 def test_ome_output_refuses_inputs_it_cannot_describe(tmp_path):
     data = blobs((8, 8, 8, 2), seed=8)
     write_array(tmp_path / "in.zarr", "raw", data, (8, 8, 8, 2), voxel_size=(4, 4, 4),

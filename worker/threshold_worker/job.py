@@ -683,9 +683,13 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
             "inside": "lies inside the input array",
             "contains": "contains the input array",
         }[relation]
+        # What the user named: an OME-Zarr output is its image group, levels and all, not s0.
+        named = f"{output_path}/{spec.output_dataset}"
+        if spec.ome_zarr:
+            named += " (the OME-Zarr image --ome-zarr writes, every level of it)"
         raise InputError(
             "output_dataset",
-            f"{out_where} {how} {where} (compared as files, after links); choose an output "
+            f"{named} {how} {where} (compared as files, after links); choose an output "
             "apart from the input",
         )
     if (parent := _parent_array(output_path, array_dataset)) is not None:
@@ -694,7 +698,7 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
             f"{out_where} would lie inside the array {parent}, and zarr arrays hold no other "
             "nodes; choose a path outside it",
         )
-    _not_in_an_image(output_path, spec)
+    _not_in_an_image(output_path, spec, input_path)
     existing = retry(
         lambda: _open_existing_output(output_path, array_dataset, spec.overwrite),
         "opening the output",
@@ -779,10 +783,11 @@ def output_array(spec: JobParameters) -> str:
     return ome.level_path(spec.output_dataset) if spec.ome_zarr else spec.output_dataset
 
 
-def _not_in_an_image(path: UPath, spec: JobParameters) -> None:
+def _not_in_an_image(path: UPath, spec: JobParameters, input_path: UPath) -> None:
     """An output inside another OME-Zarr image's group (one of its levels, or beside
     them) would change the image behind its metadata's back: a plain run into `s0` would
-    leave the other levels, which the group still lists, as another job's result."""
+    leave the other levels, which the group still lists, as another job's result. Writing
+    the image whole is no way out when the input is one of its levels."""
     try:
         store = open_store(path, read_only=True)
     except (FileNotFoundError, OSError):
@@ -792,7 +797,12 @@ def _not_in_an_image(path: UPath, spec: JobParameters) -> None:
     if found is None:
         return
     name = found.group or "/"
-    if found.level is not None:
+    if overlap(input_path, spec.input_dataset, path, found.group) == "contains":
+        how = (
+            f"the input {input_path}/{spec.input_dataset} lies in that image too, which is "
+            "replaced whole or not at all: choose an output_dataset outside it"
+        )
+    elif found.level is not None:
         how = (
             f"write the image with --ome-zarr -od {name} (its levels are replaced with it), "
             "or choose another output_dataset"
