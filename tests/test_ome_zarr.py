@@ -413,6 +413,21 @@ def test_an_output_image_that_holds_the_input_is_named_as_given(tmp_path):
     assert _tree(container) == before
 
 
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_other_nodes_in_an_image_group_are_its_arrays_and_groups_only(tmp_path, fmt):
+    """What `other_nodes` lists without opening the image's own levels: arrays and groups
+    of either zarr format; a folder without metadata is no node (s0 half-replaced is one)."""
+    root = zarr.open_group(str(tmp_path / "o.zarr"), mode="w", zarr_format=fmt)
+    image = root.create_group("img")
+    image.create_array("s0", shape=(4,), dtype="u1")
+    image.create_array("labels", shape=(4,), dtype="u1")
+    image.create_group("extra")
+    (tmp_path / "o.zarr" / "img" / "notes").mkdir()
+    store = zarr.storage.LocalStore(str(tmp_path / "o.zarr"), read_only=True)
+    assert ome.other_nodes(store, "img") == ["extra", "labels"]
+    assert ome.other_nodes(store, "nothing") == []
+
+
 def test_ome_output_refuses_inputs_it_cannot_describe(tmp_path):
     data = blobs((8, 8, 8, 2), seed=8)
     write_array(tmp_path / "in.zarr", "raw", data, (8, 8, 8, 2), voxel_size=(4, 4, 4),
