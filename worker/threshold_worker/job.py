@@ -121,8 +121,11 @@ class Job:
         """The output's store, guarded: nothing below the array is reached through a link."""
         return open_store(self.output_path, guard=self.array_dataset)
 
-    def decide(self, area: OutputArea, found: Found, whole_job: bool) -> Action:
-        """What this job may do with the output it found (`ownership.decide`)."""
+    def decide(
+        self, area: OutputArea, found: Found, whole_job: bool, fits: bool | None = None
+    ) -> Action:
+        """What this job may do with the output it found (`ownership.decide`); `fits`:
+        whether the array there now is what this job creates (None: as `resolve` saw it)."""
         has_data = found is None and area.has_data()
         return decide(
             found,
@@ -130,7 +133,7 @@ class Job:
             self.plan.fingerprint,
             self.spec.overwrite,
             whole_job,
-            self.output.fits,
+            self.output.fits if fits is None else fits,
             self.where,
             (self.record()["input"], float(self.spec.threshold)),
             self.differences(area.store),
@@ -159,6 +162,17 @@ class Job:
                 if key in old and old[key] != mine[key]:
                     found.append(f"the {name} differs ({old[key]} there, {mine[key]} now)")
         return found
+
+    def fits_now(self) -> bool:
+        """Whether the output array, as it is now, is what this job creates. The claim asks
+        under the lease: what `resolve` saw may be gone, e.g. an array that a run of this
+        same job was replacing (cleared, then made anew) and now writes."""
+        existing = _open_existing_output(self.output_path, self.array_dataset, overwrite=True)
+        if existing is None:
+            return False
+        layout = (tuple(self.output.chunks), self.output.shards, self.output.zarr_format)
+        problems = _mismatches(existing, self.output.shape, self.input_meta, self.where)
+        return not problems and _layout(existing) == layout
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
@@ -243,7 +257,8 @@ class OutputClaim:
         job, area = self.job, self._area
         assert area is not None
         found = area.read_owner(job.output_attributes)
-        action = job.decide(area, found, self.whole_job)
+        fits = job.fits_now() if job.spec.overwrite else None  # as it is, under the lease
+        action = job.decide(area, found, self.whole_job, fits)
         if area.files is not None:
             area.files.clean_temporaries()
         if action is Action.RESUME:
