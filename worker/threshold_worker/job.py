@@ -513,6 +513,13 @@ def _open_existing_output(path: UPath, dataset: str, overwrite: bool) -> zarr.Ar
     except (FileNotFoundError, zarr.errors.ArrayNotFoundError):
         return None
     except zarr.errors.NodeTypeValidationError:
+        if _is_image(path, dataset):
+            raise InputError(
+                "output_dataset",
+                f"{where} is an OME-Zarr image group, and without --ome-zarr the output is a "
+                f"plain array in its place; {_SAME_KIND}: pass --ome-zarr, delete the image "
+                "first, or choose another output_dataset",
+            ) from None
         raise InputError(
             "output_dataset", f"'{dataset}' in {path} is a group; name a new or existing array"
         ) from None
@@ -533,6 +540,20 @@ def _open_existing_output(path: UPath, dataset: str, overwrite: bool) -> zarr.Ar
             f"{where} exists but its zarr metadata is unreadable ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); repair it, or pass --overwrite to replace it",
         ) from None
+
+
+#: Why an output of the other kind (plain array, OME-Zarr image) is refused. Plain outputs
+#: keep their lease, owner record and markers in the array, images in their s0: the two
+#: kinds of one name share no lease, so no job may replace one with the other.
+_SAME_KIND = "--overwrite replaces an output with one of its own kind only"
+
+
+def _is_image(path: UPath, dataset: str) -> bool:
+    try:
+        group = zarr.open_group(open_store(path, read_only=True), path=dataset, mode="r")
+    except Exception:  # not a readable group: not an image
+        return False
+    return ome.multiscales_of(group.attrs.asdict()) is not None
 
 
 def _positive(name: str, value: Sequence[int] | None, n: int) -> None:
@@ -708,6 +729,13 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
             "apart from the input",
         )
     if (parent := _parent_array(output_path, array_dataset)) is not None:
+        if spec.ome_zarr and parent == f"{output_path}/{spec.output_dataset}":
+            raise InputError(
+                "output_dataset",
+                f"{parent} is a plain zarr array, and --ome-zarr writes an OME-Zarr image "
+                f"group in its place; {_SAME_KIND}: delete the array first, leave out "
+                "--ome-zarr, or choose another output_dataset",
+            )
         raise InputError(
             "output_dataset",
             f"{out_where} would lie inside the array {parent}, and zarr arrays hold no other "
