@@ -18,10 +18,12 @@ import pytest
 import zarr
 from upath import UPath
 
-from conftest import BIN, blobs, expected, io_args, write_array
+from conftest import BIN, blobs, expected, io_args, run_cli, run_script, write_array
 from threshold_worker.errors import OutputConflict
+from threshold_worker.job import resolve
 from threshold_worker.lease import Holder, LocalLease, RemoteLease
-from threshold_worker.ownership import OWNER_FILE
+from threshold_worker.ownership import OWNER_FILE, OutputArea
+from threshold_worker.params import JobParameters
 from threshold_worker.safefiles import SafeDir
 from threshold_worker.storage import open_store
 
@@ -134,6 +136,36 @@ def test_two_jobs_with_different_thresholds_raced_into_one_output(race_volume):
         got = zarr.open_array(str(container), path="mask")[...]
         np.testing.assert_array_equal(got, expected(data, record["threshold"]), f"round {round_}")
         assert record["state"] == "complete"
+
+
+def test_a_job_refused_while_another_replaces_an_ome_zarr_image_prints_one_line(race_volume):
+    """While a job replaces an image, its s0 is for a moment a folder without metadata (the
+    data cleared, the array not yet made). Another job that looks then is refused by the
+    lease with one line, exit 2, and no warning of zarr's about that folder before it."""
+    container, _ = race_volume
+    given = ["--ome-zarr", "--overwrite", "-n", "1"]
+    assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), *given).code == 0
+    spec = JobParameters(
+        input_container=str(container),
+        input_dataset="raw",
+        output_container=str(container),
+        output_dataset="mask",
+        threshold=0.3,
+        ome_zarr=True,
+        overwrite=True,
+    )
+    job = resolve(spec)
+    with job.claim():  # the replacing job, holding the lease
+        area = OutputArea(job.output_store(), job.array_dataset)
+        area.clear_data()  # what its claim does before it makes the array anew
+        assert not (container / "mask" / "s0" / "zarr.json").exists()
+        loser = run_script("run", *io_args(container, "raw", container, "mask", 0.7), *given)
+    assert loser.code == 2, loser
+    assert loser.err.startswith(
+        f"error: output_dataset: {container}/mask/s0 is being written by another job right "
+        "now (threshold 0.3, plan "
+    )
+    assert loser.err.count("\n") == 1, loser.err
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 from zarr.storage import LocalStore
@@ -121,6 +123,88 @@ def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
     assert rerun.code == 0, rerun
     assert f"{total - len(done)} processed, {len(done)} already done" in rerun.out
     assert_thresholded(tmp_path / "out.zarr", "mask", data, 0.6)
+
+
+def _console_script(hook: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`threshold-worker ARGS` as its console script runs it (`sys.exit(console())`), with
+    `hook` (Python source) run first: a SIGTERM sent at an exact point of the run."""
+    entry = "from threshold_worker.commands import console\nsys.exit(console())"
+    code = f"import os, signal, sys\n{hook}\n{entry}"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def verified_job(tmp_path: Path) -> tuple[list[str], Path, np.ndarray]:
+    """start-worker arguments of a 64-block job with --verify, its output folder, its input."""
+    data = blobs((16, 32, 64), seed=43)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    args = [
+        *io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.5),
+        "--block-shape",
+        "8,8,8",
+        "--verify",
+    ]
+    return args, tmp_path / "out.zarr" / "mask", data
+
+
+def test_sigterm_during_verify_exits_143_and_the_rerun_verifies_every_block(verified_job, caplog):
+    """SIGTERM as the verifying pass begins (every block written and marked): exit 143 after
+    unwinding, no marker taken back, and the rerun processes nothing and verifies all."""
+    args, out_dir, data = verified_job
+    hook = (
+        "import threshold_worker.verify as v\n"
+        "real = v.check_outputs\n"
+        "def check_outputs(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "v.check_outputs = check_outputs"
+    )
+    proc = _console_script(hook, "--log-level", "INFO", "start-worker", *args)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert "verifying blocks 0-63 (all)" in proc.stderr and "verified" not in proc.stderr
+    assert proc.stderr.endswith("terminated; rerun to resume\n")
+    assert marker_blocks(out_dir) == set(range(64))
+
+    with caplog.at_level("INFO", logger="threshold_worker.worker"):
+        rerun = run_cli("start-worker", *args)
+    assert rerun.code == 0, rerun
+    assert "0 blocks processed, 64 already done" in rerun.out
+    assert any(r.getMessage().endswith("mask: 0 wrong") for r in caplog.records)
+    assert_thresholded(out_dir.parent, "mask", data, 0.5)
+
+
+@pytest.mark.parametrize("outcome", ["verified", "terminated"])
+def test_sigterm_while_the_process_exits_does_not_kill_it_by_the_signal(verified_job, outcome):
+    """A SIGTERM after the command has unwound (here: from the last exit handler, the
+    process's last Python code) finds the outcome decided. It once killed the process by the
+    signal (returncode -15), though every block was written, marked and verified."""
+    args, out_dir, data = verified_job
+    late = "import atexit\natexit.register(os.kill, os.getpid(), signal.SIGTERM)"
+    if outcome == "terminated":  # the exit after an earlier SIGTERM's unwinding
+        late += (
+            "\nimport threshold_worker.worker as w"
+            "\nw._verify = lambda *a: os.kill(os.getpid(), signal.SIGTERM)"
+        )
+    proc = _console_script(late, "start-worker", *args)
+    if outcome == "verified":
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("64 blocks processed, 0 already done")
+    else:
+        assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+        assert proc.stderr == "terminated; rerun to resume\n"
+    assert marker_blocks(out_dir) == set(range(64))
+    assert_thresholded(out_dir.parent, "mask", data, 0.5)
+
+
+def test_an_in_process_call_restores_the_sigterm_handler_it_found(verified_job):
+    """Only the console script, which ends with the command, ignores a late SIGTERM."""
+    args, _, _ = verified_job
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_cli("start-worker", *args).code == 0
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def _alive_with(text: str) -> list[int]:

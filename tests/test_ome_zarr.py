@@ -369,10 +369,100 @@ def test_ome_output_ownership_and_overwrite(tmp_path):
     plain = io_args(tmp_path / "in.zarr", "raw", tmp_path / "out.zarr", "plain", 0.5)
     assert run_cli("run", *plain, "-n", "1").code == 0
     into_array = run_cli("plan", *plain, "--ome-zarr")
-    assert into_array.code == 2 and "inside the array" in into_array.err
+    assert into_array.code == 2 and "plain is a plain zarr array, and --ome-zarr" in into_array.err
     zarr.create_array(str(tmp_path / "out.zarr"), name="mask/labels", shape=(2,), dtype="u1")
     crowded = run_cli("plan", *other, "--ome-zarr")
     assert crowded.code == 2 and "holds labels beside s0" in crowded.err
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_an_output_image_that_holds_the_input_is_named_as_given(tmp_path):
+    """The input is level s1 of image 'img': writing 'img' with --ome-zarr is refused naming
+    the image (not its s0, which does not contain s1), and a plain run into img/s0 is not
+    told to write the image instead. One line each, exit 2, nothing written."""
+    data = blobs((16, 16, 16), seed=10)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (8, 8, 8), voxel_size=(4, 4, 4))
+    made = run_cli("run", *io_args(container, "raw", container, "img", 0.5), "--ome-zarr",
+                   "--pyramid", "1", "-n", "1")  # fmt: skip
+    assert made.code == 0, made
+    before = _tree(container)
+    image = run_cli("run", *io_args(container, "img/s1", container, "img", 0.5), "--ome-zarr",
+                    "--overwrite")  # fmt: skip
+    assert image.code == 2
+    assert image.err == (
+        f"error: output_dataset: {container}/img (the OME-Zarr image --ome-zarr writes, every "
+        f"level of it) contains the input array {container}/img/s1 (compared as files, after "
+        "links); choose an output apart from the input\n"
+    )
+    level = run_cli("run", *io_args(container, "img/s1", container, "img/s0", 0.5),
+                    "--overwrite")  # fmt: skip
+    assert level.code == 2
+    assert level.err == (
+        f"error: output_dataset: {container}/img/s0 is level s0 of the OME-Zarr image 'img', "
+        f"with levels s1; the input {container}/img/s1 lies in that image too, which is "
+        "replaced whole or not at all: choose an output_dataset outside it\n"
+    )
+    plain = run_cli("run", *io_args(container, "img/s0", container, "img", 0.5), "--overwrite")
+    assert plain.code == 2 and plain.err.startswith(
+        f"error: output_dataset: {container}/img contains the input array {container}/img/s0 "
+    )
+    assert _tree(container) == before
+
+
+@pytest.mark.parametrize("whose", ["this tool's", "foreign"])
+@pytest.mark.parametrize("switch", ["plain to image", "image to plain"])
+def test_overwrite_does_not_switch_an_output_between_plain_and_image(tmp_path, switch, whose):
+    """Plain outputs keep their lease in the array, images in s0: the two kinds of one
+    name share no lease, so --overwrite replaces an output of its own kind only. The
+    refusal says what is there and what to do, in one line, and nothing is written."""
+    data = blobs((16, 16, 16), seed=11)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (8, 8, 8), voxel_size=(4, 4, 4))
+    to_image = switch == "plain to image"
+    if whose == "foreign":  # written with zarr: no owner record
+        if to_image:
+            write_array(container, "mask", (data > 0.2).astype("u1"), (8, 8, 8))
+        else:
+            image = zarr.open_group(str(container), path="mask", mode="a")
+            image.create_array("s0", shape=data.shape, chunks=(8, 8, 8), dtype="u1")[...] = 1
+            axes = [{"name": a, "type": "space"} for a in "zyx"]
+            scale = [{"type": "scale", "scale": [4.0] * 3}]
+            datasets = [{"path": "s0", "coordinateTransformations": scale}]
+            image.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes,
+                                                                     "datasets": datasets}]}  # fmt: skip
+    else:
+        old = [] if to_image else ["--ome-zarr", "--pyramid", "1"]
+        made = run_cli("run", *io_args(container, "raw", container, "mask", 0.5), *old)
+        assert made.code == 0, made
+    before = _tree(container)
+    new = ["--ome-zarr"] if to_image else []
+    refused = run_cli("run", *io_args(container, "raw", container, "mask", 0.5), *new,
+                      "--overwrite", "-n", "1")  # fmt: skip
+    assert refused.code == 2, refused
+    kind = "a plain zarr array" if to_image else "an OME-Zarr image group"
+    assert refused.err.startswith(f"error: output_dataset: {container}/mask is {kind}, and ")
+    assert "--overwrite replaces an output with one of its own kind only: " in refused.err
+    assert refused.err.count("\n") == 1
+    assert _tree(container) == before
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_other_nodes_in_an_image_group_are_its_arrays_and_groups_only(tmp_path, fmt):
+    """What `other_nodes` lists without opening the image's own levels: arrays and groups
+    of either zarr format; a folder without metadata is no node (s0 half-replaced is one)."""
+    root = zarr.open_group(str(tmp_path / "o.zarr"), mode="w", zarr_format=fmt)
+    image = root.create_group("img")
+    image.create_array("s0", shape=(4,), dtype="u1")
+    image.create_array("labels", shape=(4,), dtype="u1")
+    image.create_group("extra")
+    (tmp_path / "o.zarr" / "img" / "notes").mkdir()
+    store = zarr.storage.LocalStore(str(tmp_path / "o.zarr"), read_only=True)
+    assert ome.other_nodes(store, "img") == ["extra", "labels"]
+    assert ome.other_nodes(store, "nothing") == []
 
 
 def test_ome_output_refuses_inputs_it_cannot_describe(tmp_path):

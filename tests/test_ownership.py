@@ -25,7 +25,9 @@ from conftest import (
     run_cli,
     write_array,
 )
+from threshold_worker.job import resolve
 from threshold_worker.ownership import OWNER_FILE, OutputArea
+from threshold_worker.params import JobParameters
 
 
 def owner(array_dir: Path) -> dict:
@@ -263,6 +265,44 @@ def test_overwrite_replaces_an_output_of_the_same_job_that_no_longer_fits(volume
     assert refused.code == 2 and "exists with shape (8, 48, 56)" in refused.err, refused
     again = run_cli("run", *args, "-n", "1", "--overwrite")
     assert again.code == 0 and counts(again.out)[1] == 0, again
+    assert_thresholded(container, "mask", data, 0.5)
+
+
+def test_an_overwrite_that_looked_while_its_twin_replaced_the_output_joins_it(volume):
+    """Two identical `run --overwrite` at once: the second resolved while the first had
+    cleared the array (no metadata: "does not fit"), then claims when the first writes. It
+    must decide on the array as it is then, and join its own job's writing: clearing it
+    deleted the first run's chunks and markers under it (exit 1, or a marked block whose
+    chunk was gone)."""
+    container, data = volume
+    args = [*io_args(container, "raw", container, "mask", 0.5), "--block-shape", "8,16,16"]
+    assert run_cli("prepare", *args, "--overwrite").code == 0
+    first = run_cli("start-worker", *args, "--partitions", "2", "--partition", "0")
+    assert first.code == 0, first  # the first run, half-way through its blocks
+    done = marker_blocks(container / "mask")
+    chunks = sorted(p for p in (container / "mask" / "c").rglob("*") if p.is_file())
+    assert done and chunks
+    metadata = container / "mask" / "zarr.json"
+    kept = metadata.read_bytes()
+    metadata.unlink()  # as the first run's claim left it for a moment: cleared, not yet made
+    spec = JobParameters(
+        input_container=str(container),
+        input_dataset="raw",
+        output_container=str(container),
+        output_dataset="mask",
+        threshold=0.5,
+        block_shape=(8, 16, 16),
+        overwrite=True,
+    )
+    twin = resolve(spec)
+    assert not twin.output.fits
+    metadata.write_bytes(kept)  # the first run made the array again, and writes
+    with twin.claim():
+        assert owner(container / "mask")["state"] == "writing"
+        assert marker_blocks(container / "mask") == done
+        assert sorted(p for p in (container / "mask" / "c").rglob("*") if p.is_file()) == chunks
+    rest = run_cli("run", *args, "-n", "1")
+    assert rest.code == 0 and counts(rest.out)[1] == len(done), rest
     assert_thresholded(container, "mask", data, 0.5)
 
 

@@ -315,7 +315,7 @@ def test_a_level_of_an_image_is_written_only_through_the_image(tmp_path, uneven)
         )
     # the reverse: the image's group is no plain output, nor a place for another image
     as_array = run_cli("run", *io_args(container, "raw", out, "mask", 0.7), "-n", "1")
-    assert as_array.code == 2 and "is a group" in as_array.err
+    assert as_array.code == 2 and "mask is an OME-Zarr image group, and" in as_array.err
     inner = run_cli("run", *io_args(container, "raw", out, "mask/inner", 0.7), "--ome-zarr")
     assert inner.code == 2 and "lies inside the OME-Zarr image 'mask'" in inner.err
     assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before

@@ -1,5 +1,6 @@
 """The threshold at the edges of float types: compared in the input's precision, as numpy
-and DaCapo compare, except where the threshold itself would round to an infinity."""
+and DaCapo compare, except where the threshold itself would round to an infinity; and
+64-bit integers, which numpy compares with a float threshold in float64."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
+import zarr
 
+from conftest import io_args, run_cli
 from threshold_worker.kernel import threshold
 
 SPECIAL = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0, -1.0]
@@ -31,3 +34,27 @@ def test_within_range_the_comparison_is_numpys_in_the_inputs_precision():
     """0.3 on float32 is float32(0.3): a voxel holding it is not above it (DaCapo's result)."""
     data = np.array([0.3, 0.31, 0.29], np.float32)
     assert list(threshold(data, 0.3)) == list((data > 0.3).view(np.uint8)) == [0, 1, 0]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64"])
+@pytest.mark.parametrize("given", ["9007199254740992", "9007199254740993"])
+def test_64_bit_integers_beyond_2_to_the_53_are_compared_in_float64(tmp_path, dtype, given):
+    """What the README says: the threshold is a float64 (2^53 + 1 reads as 2^53), and numpy
+    compares an int64 or uint64 input with it in float64, where 2^53 + 1 is 2^53: so
+    2^53 + 1 > 2^53 is false, though 2^53 + 2 and 2^53 + 3 (which rounds up) are above."""
+    t = 2**53
+    values = [t - 1, t, t + 1, t + 2, t + 3, 2**62, 2**63 - 1, 0]
+    data = np.array(values, dtype).reshape(2, 2, 2)
+    zarr.create_array(str(tmp_path / "in.zarr"), name="raw", shape=data.shape, chunks=(2, 2, 2),
+                      dtype=dtype)[...] = data  # fmt: skip
+    result = run_cli("run", *io_args(tmp_path / "in.zarr", "raw", tmp_path / "o.zarr", "m", given))
+    assert result.code == 0, result
+    got = zarr.open_array(str(tmp_path / "o.zarr"), path="m")[...].ravel().tolist()
+    assert got == [0, 0, 0, 1, 1, 1, 1, 0]
+    assert got != [int(v > t) for v in values]  # not the exact integer comparison
+
+
+def test_integers_of_32_bits_compare_exactly():
+    top = np.iinfo(np.int32).max
+    data = np.array([top, top - 1, -top - 1], np.int32)
+    assert threshold(data, float(top - 1)).tolist() == [1, 0, 0]

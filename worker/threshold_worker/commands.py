@@ -746,9 +746,10 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
+def _sigterm_unwinds(after: Any = None) -> Iterator[None]:
     """As PID 1 of a container the default would ignore SIGTERM until Kubernetes kills the
-    pod 30 s later; unwinding instead records the blocks finished so far, then exits."""
+    pod 30 s later; unwinding instead records the blocks finished so far, then exits.
+    `after`: the disposition left behind (None: the one found)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -756,7 +757,7 @@ def _sigterm_unwinds() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if after is None else after)
 
 
 def _quiet_unraisable(unraisable: Any) -> None:
@@ -769,10 +770,16 @@ def _quiet_unraisable(unraisable: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: bad input is one line on stderr and exit code 2."""
+    """Console entry point: bad input is one line on stderr and exit code 2.
+
+    Without `argv` this is the process's own command (the console script), which ends with
+    this call: once the command has unwound, its outcome (the markers, the exit code) is
+    decided, so a SIGTERM while the process exits is ignored instead of killing it by the
+    signal half-way through its exit (after a verifying pass, a run, or the message of an
+    earlier SIGTERM). With `argv` (in-process callers) the handler found is restored."""
     sys.unraisablehook = _quiet_unraisable
     try:
-        with _sigterm_unwinds():
+        with _sigterm_unwinds(signal.SIG_IGN if argv is None else None):
             cli.main(args=argv, prog_name="threshold-worker", standalone_mode=False)
     except Terminated:
         click.echo("terminated; rerun to resume", err=True)

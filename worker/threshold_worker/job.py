@@ -121,8 +121,11 @@ class Job:
         """The output's store, guarded: nothing below the array is reached through a link."""
         return open_store(self.output_path, guard=self.array_dataset)
 
-    def decide(self, area: OutputArea, found: Found, whole_job: bool) -> Action:
-        """What this job may do with the output it found (`ownership.decide`)."""
+    def decide(
+        self, area: OutputArea, found: Found, whole_job: bool, fits: bool | None = None
+    ) -> Action:
+        """What this job may do with the output it found (`ownership.decide`); `fits`:
+        whether the array there now is what this job creates (None: as `resolve` saw it)."""
         has_data = found is None and area.has_data()
         return decide(
             found,
@@ -130,7 +133,7 @@ class Job:
             self.plan.fingerprint,
             self.spec.overwrite,
             whole_job,
-            self.output.fits,
+            self.output.fits if fits is None else fits,
             self.where,
             (self.record()["input"], float(self.spec.threshold)),
             self.differences(area.store),
@@ -159,6 +162,17 @@ class Job:
                 if key in old and old[key] != mine[key]:
                     found.append(f"the {name} differs ({old[key]} there, {mine[key]} now)")
         return found
+
+    def fits_now(self) -> bool:
+        """Whether the output array, as it is now, is what this job creates. The claim asks
+        under the lease: what `resolve` saw may be gone, e.g. an array that a run of this
+        same job was replacing (cleared, then made anew) and now writes."""
+        existing = _open_existing_output(self.output_path, self.array_dataset, overwrite=True)
+        if existing is None:
+            return False
+        layout = (tuple(self.output.chunks), self.output.shards, self.output.zarr_format)
+        problems = _mismatches(existing, self.output.shape, self.input_meta, self.where)
+        return not problems and _layout(existing) == layout
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
@@ -243,7 +257,8 @@ class OutputClaim:
         job, area = self.job, self._area
         assert area is not None
         found = area.read_owner(job.output_attributes)
-        action = job.decide(area, found, self.whole_job)
+        fits = job.fits_now() if job.spec.overwrite else None  # as it is, under the lease
+        action = job.decide(area, found, self.whole_job, fits)
         if area.files is not None:
             area.files.clean_temporaries()
         if action is Action.RESUME:
@@ -498,6 +513,13 @@ def _open_existing_output(path: UPath, dataset: str, overwrite: bool) -> zarr.Ar
     except (FileNotFoundError, zarr.errors.ArrayNotFoundError):
         return None
     except zarr.errors.NodeTypeValidationError:
+        if _is_image(path, dataset):
+            raise InputError(
+                "output_dataset",
+                f"{where} is an OME-Zarr image group, and without --ome-zarr the output is a "
+                f"plain array in its place; {_SAME_KIND}: pass --ome-zarr, delete the image "
+                "first, or choose another output_dataset",
+            ) from None
         raise InputError(
             "output_dataset", f"'{dataset}' in {path} is a group; name a new or existing array"
         ) from None
@@ -518,6 +540,20 @@ def _open_existing_output(path: UPath, dataset: str, overwrite: bool) -> zarr.Ar
             f"{where} exists but its zarr metadata is unreadable ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); repair it, or pass --overwrite to replace it",
         ) from None
+
+
+#: Why an output of the other kind (plain array, OME-Zarr image) is refused. Plain outputs
+#: keep their lease, owner record and markers in the array, images in their s0: the two
+#: kinds of one name share no lease, so no job may replace one with the other.
+_SAME_KIND = "--overwrite replaces an output with one of its own kind only"
+
+
+def _is_image(path: UPath, dataset: str) -> bool:
+    try:
+        group = zarr.open_group(open_store(path, read_only=True), path=dataset, mode="r")
+    except Exception:  # not a readable group: not an image
+        return False
+    return ome.multiscales_of(group.attrs.asdict()) is not None
 
 
 def _positive(name: str, value: Sequence[int] | None, n: int) -> None:
@@ -683,18 +719,29 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
             "inside": "lies inside the input array",
             "contains": "contains the input array",
         }[relation]
+        # What the user named: an OME-Zarr output is its image group, levels and all, not s0.
+        named = f"{output_path}/{spec.output_dataset}"
+        if spec.ome_zarr:
+            named += " (the OME-Zarr image --ome-zarr writes, every level of it)"
         raise InputError(
             "output_dataset",
-            f"{out_where} {how} {where} (compared as files, after links); choose an output "
+            f"{named} {how} {where} (compared as files, after links); choose an output "
             "apart from the input",
         )
     if (parent := _parent_array(output_path, array_dataset)) is not None:
+        if spec.ome_zarr and parent == f"{output_path}/{spec.output_dataset}":
+            raise InputError(
+                "output_dataset",
+                f"{parent} is a plain zarr array, and --ome-zarr writes an OME-Zarr image "
+                f"group in its place; {_SAME_KIND}: delete the array first, leave out "
+                "--ome-zarr, or choose another output_dataset",
+            )
         raise InputError(
             "output_dataset",
             f"{out_where} would lie inside the array {parent}, and zarr arrays hold no other "
             "nodes; choose a path outside it",
         )
-    _not_in_an_image(output_path, spec)
+    _not_in_an_image(output_path, spec, input_path)
     existing = retry(
         lambda: _open_existing_output(output_path, array_dataset, spec.overwrite),
         "opening the output",
@@ -779,10 +826,11 @@ def output_array(spec: JobParameters) -> str:
     return ome.level_path(spec.output_dataset) if spec.ome_zarr else spec.output_dataset
 
 
-def _not_in_an_image(path: UPath, spec: JobParameters) -> None:
+def _not_in_an_image(path: UPath, spec: JobParameters, input_path: UPath) -> None:
     """An output inside another OME-Zarr image's group (one of its levels, or beside
     them) would change the image behind its metadata's back: a plain run into `s0` would
-    leave the other levels, which the group still lists, as another job's result."""
+    leave the other levels, which the group still lists, as another job's result. Writing
+    the image whole is no way out when the input is one of its levels."""
     try:
         store = open_store(path, read_only=True)
     except (FileNotFoundError, OSError):
@@ -792,7 +840,12 @@ def _not_in_an_image(path: UPath, spec: JobParameters) -> None:
     if found is None:
         return
     name = found.group or "/"
-    if found.level is not None:
+    if overlap(input_path, spec.input_dataset, path, found.group) == "contains":
+        how = (
+            f"the input {input_path}/{spec.input_dataset} lies in that image too, which is "
+            "replaced whole or not at all: choose an output_dataset outside it"
+        )
+    elif found.level is not None:
         how = (
             f"write the image with --ome-zarr -od {name} (its levels are replaced with it), "
             "or choose another output_dataset"

@@ -34,6 +34,7 @@ from zarr.abc.store import Store
 
 from .errors import InputError
 from .metadata import AxisMetadata, geometry
+from .zarr_internals import run
 
 if TYPE_CHECKING:
     from .pyramid import Pyramid
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 #: The level an output image holds, named as ome-zarr-py and funlib.persistence name
 #: pyramid levels (s0 full resolution, s1, ...), so a pyramid can be added beside it.
 LEVEL = "s0"
+#: The documents that make a folder a zarr node: v3, v2 array, v2 group.
+NODE_DOCUMENTS = ("zarr.json", ".zarray", ".zgroup")
 VERSIONS = {2: "0.4", 3: "0.5"}
 
 #: OME-Zarr (UDUNITS-2) length units -> power of ten of a meter.
@@ -419,13 +422,30 @@ def written_pyramid(store: Store, group_path: str) -> tuple[int, Any, Any] | Non
 def other_nodes(store: Store, group_path: str) -> list[str]:
     """Nodes in an output's image group other than its levels: an image group belongs to
     the output whole, so these would be left beside (and described by) a mask they are
-    not."""
+    not.
+
+    The group's entries are listed by name and only the others are asked for metadata;
+    its own levels are never opened. Iterating the group would open each as a node, and
+    zarr warns on stderr about a folder without metadata: an s0 that a concurrent
+    `--overwrite` is replacing, whose refusal by the lease follows.
+    """
     try:
-        group = zarr.open_group(store, path=group_path, mode="r")
+        zarr.open_group(store, path=group_path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return []
     ours = {LEVEL, *listed_levels(store, group_path)}
-    return sorted(k for k in group if k not in ours)
+    prefix = f"{group_path.strip('/')}/".lstrip("/")
+
+    async def names() -> list[str]:
+        return [n.rstrip("/") async for n in store.list_dir(prefix)]
+
+    async def is_node(name: str) -> bool:
+        for document in NODE_DOCUMENTS:
+            if await store.exists(f"{prefix}{name}/{document}"):
+                return True
+        return False
+
+    return sorted(n for n in run(names()) if n not in ours and run(is_node(n)))
 
 
 def level_path(dataset: str) -> str:
