@@ -23,6 +23,7 @@ from zarr.codecs import BloscCodec, BytesCodec, GzipCodec
 from threshold_worker.commands import main
 from threshold_worker.markers import MARKER_DIR
 from threshold_worker.metadata import AxisMetadata
+from threshold_worker.params import JobParameters
 
 BIN = Path(sys.executable).parent
 
@@ -151,6 +152,19 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 1
         timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def job_parameters(container: Path, **kw: Any) -> JobParameters:
+    """The job most tests run: `raw` of `container` into its `mask`, threshold 0.5, unless
+    `kw` says otherwise."""
+    fields: dict[str, Any] = {
+        "input_container": str(container),
+        "input_dataset": "raw",
+        "output_container": str(container),
+        "output_dataset": "mask",
+        "threshold": 0.5,
+    }
+    return JobParameters(**{**fields, **kw})
 
 
 def io_args(ic: Any, id_: str, oc: Any, od: str, th: float | str) -> list[str]:

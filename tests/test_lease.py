@@ -18,12 +18,20 @@ import pytest
 import zarr
 from upath import UPath
 
-from conftest import BIN, blobs, expected, io_args, run_cli, run_script, write_array
+from conftest import (
+    BIN,
+    blobs,
+    expected,
+    io_args,
+    job_parameters,
+    run_cli,
+    run_script,
+    write_array,
+)
 from threshold_worker.errors import OutputConflict
 from threshold_worker.job import resolve
 from threshold_worker.lease import Holder, LocalLease, RemoteLease
 from threshold_worker.ownership import OWNER_FILE, OutputArea
-from threshold_worker.params import JobParameters
 from threshold_worker.safefiles import SafeDir
 from threshold_worker.storage import open_store
 
@@ -145,15 +153,7 @@ def test_a_job_refused_while_another_replaces_an_ome_zarr_image_prints_one_line(
     container, _ = race_volume
     given = ["--ome-zarr", "--overwrite", "-n", "1"]
     assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), *given).code == 0
-    spec = JobParameters(
-        input_container=str(container),
-        input_dataset="raw",
-        output_container=str(container),
-        output_dataset="mask",
-        threshold=0.3,
-        ome_zarr=True,
-        overwrite=True,
-    )
+    spec = job_parameters(container, threshold=0.3, ome_zarr=True, overwrite=True)
     job = resolve(spec)
     with job.claim():  # the replacing job, holding the lease
         area = OutputArea(job.output_store(), job.array_dataset)

@@ -14,7 +14,15 @@ import zarr
 from upath import UPath
 from zarr.buffer import default_buffer_prototype
 
-from conftest import assert_thresholded, blobs, io_args, marker_blocks, run_cli, write_array
+from conftest import (
+    assert_thresholded,
+    blobs,
+    io_args,
+    job_parameters,
+    marker_blocks,
+    run_cli,
+    write_array,
+)
 from threshold_worker.errors import DamagedInput, StorageUnavailable
 from threshold_worker.job import resolve
 from threshold_worker.ledger import (
@@ -24,7 +32,6 @@ from threshold_worker.ledger import (
     Failures,
     termination_summary,
 )
-from threshold_worker.params import JobParameters
 from threshold_worker.storage import open_store
 from threshold_worker.worker import BlockWorker
 from threshold_worker.zarr_internals import run
@@ -192,7 +199,7 @@ def test_a_storage_outage_stops_the_run_and_records_the_block_it_was_on(tmp_path
     data = blobs(SHAPE, seed=8)
     container = tmp_path / "in.zarr"
     write_array(container, "raw", data, CHUNK, voxel_size=VOXEL, offset=OFFSET)
-    job = resolve(params(container, block_shape=(16, 16, 16)))
+    job = resolve(job_parameters(container, block_shape=(16, 16, 16)))
     job.prepare()
     real = BlockWorker._threshold
 
@@ -211,17 +218,6 @@ def test_a_storage_outage_stops_the_run_and_records_the_block_it_was_on(tmp_path
     assert record["kind"] == "StorageUnavailable"
 
 
-def params(container: Path, **kw: object) -> JobParameters:
-    return JobParameters(
-        input_container=str(container),
-        input_dataset="raw",
-        output_container=str(container),
-        output_dataset="mask",
-        threshold=0.5,
-        **kw,
-    )
-
-
 class OtherDamage(DamagedInput):
     """Another kind of block-local failure, so that neighbours do not merge."""
 
@@ -233,7 +229,7 @@ def test_1e5_failures_write_one_bounded_object_per_run(tmp_path, monkeypatch):
     zarr.create_array(
         str(container), name="raw", shape=(100, 100, 100), chunks=(1, 1, 10), dtype="float32"
     )  # fmt: skip  -- no chunk written: all fill value
-    job = resolve(params(container, block_shape=(1, 1, 10)))
+    job = resolve(job_parameters(container, block_shape=(1, 1, 10)))
     total = job.plan.total_blocks
     assert total == 10**5
     job.prepare()

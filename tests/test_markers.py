@@ -22,13 +22,13 @@ from conftest import (
     assert_thresholded,
     blobs,
     io_args,
+    job_parameters,
     marker_blocks,
     run_cli,
     write_array,
 )
 from threshold_worker.job import resolve
 from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
-from threshold_worker.params import JobParameters
 from threshold_worker.worker import BlockWorker
 
 
@@ -60,14 +60,7 @@ def test_a_damaged_block_is_recorded_and_the_others_are_done(tmp_path):
     data = blobs((32, 8, 8), seed=41)
     container = tmp_path / "a.zarr"
     write_array(container, "raw", data, (8, 8, 8))
-    spec = JobParameters(
-        input_container=str(container),
-        input_dataset="raw",
-        output_container=str(container),
-        output_dataset="mask",
-        threshold=0.5,
-        block_shape=(8, 8, 8),
-    )
+    spec = job_parameters(container, block_shape=(8, 8, 8))
     job = resolve(spec)
     job.prepare()
     chunk = container / "raw" / "c" / "2" / "0" / "0"  # the input of block 2 of 4

@@ -21,13 +21,13 @@ from conftest import (
     blobs,
     expected,
     io_args,
+    job_parameters,
     marker_blocks,
     run_cli,
     write_array,
 )
 from threshold_worker.job import resolve
 from threshold_worker.ownership import OWNER_FILE, OutputArea
-from threshold_worker.params import JobParameters
 
 
 def owner(array_dir: Path) -> dict:
@@ -285,15 +285,7 @@ def test_an_overwrite_that_looked_while_its_twin_replaced_the_output_joins_it(vo
     metadata = container / "mask" / "zarr.json"
     kept = metadata.read_bytes()
     metadata.unlink()  # as the first run's claim left it for a moment: cleared, not yet made
-    spec = JobParameters(
-        input_container=str(container),
-        input_dataset="raw",
-        output_container=str(container),
-        output_dataset="mask",
-        threshold=0.5,
-        block_shape=(8, 16, 16),
-        overwrite=True,
-    )
+    spec = job_parameters(container, block_shape=(8, 16, 16), overwrite=True)
     twin = resolve(spec)
     assert not twin.output.fits
     metadata.write_bytes(kept)  # the first run made the array again, and writes
