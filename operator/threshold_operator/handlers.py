@@ -40,7 +40,7 @@ from typing import Any
 
 import kopf
 
-from . import metrics
+from . import metrics, outputs
 from .api import API_VERSION, FINAL_PHASES, GROUP, KIND, PLURAL, VERSION
 from .catalog import PoolSpec, load_catalog
 from .jobs import Settings, controller_of
@@ -258,7 +258,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     configure(settings)
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     kube = Kube(load_config())
-    passes = Passes(kube, Reconciler(kube, config.pools, config.settings), config)
+    memo.outputs = outputs.Registry()
+    reconciler = Reconciler(kube, config.pools, config.settings, memo.outputs)
+    passes = Passes(kube, reconciler, config)
     memo.queue = Workqueue(passes, config.concurrency)
     memo.queue.start()
 
@@ -269,11 +271,25 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await memo.queue.stop()
 
 
+@kopf.index(*RESOURCE)
+def output_writers(body: kopf.Body, **_: Any) -> dict[outputs.Storage, outputs.Writer]:
+    """Where each ThresholdJob writes, and how far it is (outputs.py). kopf fills the index
+    from its first listing before any other handler runs, so that no pass starts a
+    ThresholdJob without knowing of the others."""
+    return outputs.index_entries(body)
+
+
 @kopf.on.event(*RESOURCE)
 async def threshold_job_event(
-    type: str | None, name: str, namespace: str, memo: kopf.Memo, **_: Any
+    type: str | None,
+    name: str,
+    namespace: str,
+    memo: kopf.Memo,
+    output_writers: kopf.Index[outputs.Storage, outputs.Writer],
+    **_: Any,
 ) -> None:
     """Any event of a ThresholdJob (the listing at start too) queues a pass over it."""
+    memo.outputs.attach(output_writers)
     key = (namespace, name)
     if type == "DELETED":
         memo.queue.forget(key)
