@@ -13,8 +13,9 @@ How the operator is driven, and why:
   owner, so each change of a Job's status is followed by a pass. The one timer: while a Job
   has pods that are not ready, or none yet (`reconcile.pods_pending`), its ThresholdJob is
   looked at again every `interval` seconds, since a pod that cannot start (an image that
-  cannot be pulled, a pod the API server refuses) changes no Job. A ThresholdJob whose pods
-  all run, that is suspended or that is finished costs no request until an event.
+  cannot be pulled, a pod the API server refuses) changes no Job; and while a ThresholdJob
+  waits for another one that writes its output (`outputs`). A ThresholdJob whose pods all
+  run, that is suspended or that is finished costs no request until an event.
 - A pass that fails on an unexpected error (a bug) is retried with back-off, BUG_ATTEMPTS
   times in a row at most; then the ThresholdJob fails with the error as its message, and
   no pass follows until it changes.
