@@ -262,6 +262,35 @@ def test_another_jobs_output_fails_the_threshold_job_until_overwrite(cluster: Cl
     assert_thresholded(container, "mask", values, 0.7)
 
 
+def test_a_job_on_a_running_jobs_output_waits_for_it_even_with_overwrite(cluster: Cluster, data):
+    """A worker holds the output's lease only while a pod runs; between pods, or while they
+    wait for a node, a second ThresholdJob with spec.overwrite would replace the output of a
+    job that is still running. The operator makes it wait (kopf's index of outputs)."""
+    container, values = data
+    with JobSimulator(cluster.api) as sim, running_operator():
+        sim.held.add("first-work")  # its pods wait, as for room on a node
+        cluster.create("first", spec_for(container))
+        wait_for(lambda: cluster.job("first-work"), what="the work Job")
+        cluster.create("second", spec_for(container, threshold=0.7, overwrite=True))
+        cluster.wait_phase("second", "Pending")
+        wait_for(lambda: "waiting for" in (cluster.get("second").get("status") or {}).get(
+            "message", ""), what="the waiting message")  # fmt: skip
+        waiting = cluster.get("second")["status"]
+        assert cluster.job("second-prepare") is None
+        sim.held.clear()
+        first = cluster.wait_phase("first", "Succeeded", "Failed")
+        second = cluster.wait_phase("second", "Succeeded", "Failed")
+    assert not sim.errors, sim.errors
+    assert waiting["message"].startswith(
+        "waiting for ThresholdJob first, which writes pred.zarr/mask on PersistentVolumeClaim "
+        "lab-data too"
+    )
+    assert {c["type"]: c["reason"] for c in waiting["conditions"]}["Waiting"] == "OutputInUse"
+    assert first["phase"] == "Succeeded" and second["phase"] == "Succeeded", (first, second)
+    assert [n for n, _ in sim.pods_started].count("second-prepare") == 1
+    assert_thresholded(container, "mask", values, 0.7)
+
+
 def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):
     container, _ = data
     with running_operator():

@@ -13,8 +13,9 @@ How the operator is driven, and why:
   owner, so each change of a Job's status is followed by a pass. The one timer: while a Job
   has pods that are not ready, or none yet (`reconcile.pods_pending`), its ThresholdJob is
   looked at again every `interval` seconds, since a pod that cannot start (an image that
-  cannot be pulled, a pod the API server refuses) changes no Job. A ThresholdJob whose pods
-  all run, that is suspended or that is finished costs no request until an event.
+  cannot be pulled, a pod the API server refuses) changes no Job; and while a ThresholdJob
+  waits for another one that writes its output (`outputs`). A ThresholdJob whose pods all
+  run, that is suspended or that is finished costs no request until an event.
 - A pass that fails on an unexpected error (a bug) is retried with back-off, BUG_ATTEMPTS
   times in a row at most; then the ThresholdJob fails with the error as its message, and
   no pass follows until it changes.
@@ -40,7 +41,7 @@ from typing import Any
 
 import kopf
 
-from . import metrics
+from . import metrics, outputs
 from .api import API_VERSION, FINAL_PHASES, GROUP, KIND, PLURAL, VERSION
 from .catalog import PoolSpec, load_catalog
 from .jobs import Settings, controller_of
@@ -258,7 +259,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     configure(settings)
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     kube = Kube(load_config())
-    passes = Passes(kube, Reconciler(kube, config.pools, config.settings), config)
+    memo.outputs = outputs.Registry()
+    reconciler = Reconciler(kube, config.pools, config.settings, memo.outputs)
+    passes = Passes(kube, reconciler, config)
     memo.queue = Workqueue(passes, config.concurrency)
     memo.queue.start()
 
@@ -269,11 +272,25 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await memo.queue.stop()
 
 
+@kopf.index(*RESOURCE)
+def output_writers(body: kopf.Body, **_: Any) -> dict[outputs.Storage, outputs.Writer]:
+    """Where each ThresholdJob writes, and how far it is (outputs.py). kopf fills the index
+    from its first listing before any other handler runs, so that no pass starts a
+    ThresholdJob without knowing of the others."""
+    return outputs.index_entries(body)
+
+
 @kopf.on.event(*RESOURCE)
 async def threshold_job_event(
-    type: str | None, name: str, namespace: str, memo: kopf.Memo, **_: Any
+    type: str | None,
+    name: str,
+    namespace: str,
+    memo: kopf.Memo,
+    output_writers: kopf.Index[outputs.Storage, outputs.Writer],
+    **_: Any,
 ) -> None:
     """Any event of a ThresholdJob (the listing at start too) queues a pass over it."""
+    memo.outputs.attach(output_writers)
     key = (namespace, name)
     if type == "DELETED":
         memo.queue.forget(key)

@@ -49,6 +49,7 @@ from .jobs import (
 )
 from .kube import ApiRejected, Kube, Transient, termination, terminations
 from .names import MAX_ATTEMPTS, job_name, work_job_name
+from .outputs import Registry, waiting_message, writer
 from .status import (
     MAX_REGIONS,
     RETRY_FAILED,
@@ -86,6 +87,10 @@ CANNOT_START = (
 
 class NameTaken(Exception):
     """A child's name is held by an object that is not this ThresholdJob's: never retried."""
+
+
+class OutputInUse(Exception):
+    """Another ThresholdJob writes there and goes first (`outputs`): wait, creating nothing."""
 
 
 class Unworkable(Exception):
@@ -137,17 +142,27 @@ def _last_line(message: str) -> str:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, catalog: dict[str, PoolSpec], settings: Settings) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        catalog: dict[str, PoolSpec],
+        settings: Settings,
+        outputs: Registry | None = None,
+    ) -> None:
         self.kube = kube
         self.catalog = catalog
         self.settings = settings
+        #: The outputs of every ThresholdJob: who waits for whom (outputs.py).
+        self.outputs = outputs or Registry()
 
     def reconcile(self, body: dict[str, Any], at: Callable[[], str] = now) -> Outcome:
         """One pass over a ThresholdJob as read from the API server."""
         old = stored_status(body.get("status"))
         observed = self.observe(body, old)
         status = derive(observed, at())
-        recheck = pods_pending(observed.prepare) or pods_pending(observed.work)
+        recheck = (
+            pods_pending(observed.prepare) or pods_pending(observed.work) or bool(observed.waiting)
+        )
         return Outcome(status, transitions(old, status), old, recheck)
 
     def give_up(self, body: dict[str, Any], message: str, at: Callable[[], str] = now) -> Outcome:
@@ -198,7 +213,10 @@ class Reconciler:
         plan = old.plan if old is not None else None
         found: dict[str, Any] = {}
         if plan is None:
-            prepare = self._prepare(body, spec)
+            try:
+                prepare = self._prepare(body, spec)
+            except OutputInUse as e:  # nothing created: looked at again after a while
+                return replace(seen, waiting=str(e))
             found["prepare"] = prepare
             if job_condition(prepare, "Complete"):
                 plan = self._plan(namespace, prepare)
@@ -225,6 +243,10 @@ class Reconciler:
         gone)."""
         old = seen.old
         assert old is not None and old.plan is not None
+        try:
+            self._wait_for_others(body)
+        except OutputInUse as e:
+            raise Unworkable(RETRY_FAILED, f"{e}; bump spec.retry again then") from None
         namespace = body["metadata"]["namespace"]
         last = work_job_name(seen.name, old.attempt.number)
         job = self.kube.get_job(namespace, last)
@@ -237,6 +259,14 @@ class Reconciler:
         return replace(seen, plan=old.plan, work=work, retry=attempt)
 
     # -- acting: the Jobs --------------------------------------------------------------------
+
+    def _wait_for_others(self, body: dict[str, Any]) -> None:
+        """OutputInUse if another ThresholdJob writing where this one writes goes first."""
+        me = writer(body)
+        other = self.outputs.ahead(me) if me is not None else None
+        if other is not None:
+            assert me is not None
+            raise OutputInUse(waiting_message(me, other))
 
     def _pool(self, spec: ThresholdJobSpec) -> PoolSpec:
         """The node pool, looked up only when a Job is built: a catalog changed under a
@@ -252,9 +282,12 @@ class Reconciler:
 
     def _prepare(self, body: dict[str, Any], spec: ThresholdJobSpec) -> Job | None:
         name = job_name(body["metadata"]["name"], "prepare")
-        job = self._child(
-            body, spec, name, lambda: prepare_job(body, spec, self._pool(spec), self.settings)
-        )
+
+        def build() -> Job:
+            self._wait_for_others(body)
+            return prepare_job(body, spec, self._pool(spec), self.settings)
+
+        job = self._child(body, spec, name, build)
         if job is not None:
             self._sync(body, spec, job, {})
         return job

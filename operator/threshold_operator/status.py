@@ -40,6 +40,7 @@ from .api import (
     Usage,
 )
 from .names import MAX_ATTEMPTS, job_name, selector, work_job_name
+from .outputs import WAITING, WAITING_REASON
 
 MAX_INTERVAL_CHARS = 512
 #: Failed regions listed in status.failures (the rest are counted).
@@ -281,7 +282,8 @@ class Observed:
     how the first failed partition failed; `blocked` why pods of the running Job cannot start;
     `retry` the attempt a retry of a Failed ThresholdJob starts (its Job created this pass);
     `failed_partitions` how the first few failed partitions failed, and `usage` what the
-    finished work Job's pods used, both read once the work Job finished.
+    finished work Job's pods used, both read once the work Job finished; `waiting` whom
+    the ThresholdJob waits for before it starts (outputs.py).
     """
 
     name: str
@@ -298,6 +300,7 @@ class Observed:
     retry: Attempt | None = None
     failed_partitions: dict[int, PartitionFailure] | None = None
     usage: Usage | None = None
+    waiting: str = ""
 
 
 @dataclass(frozen=True)
@@ -416,6 +419,12 @@ def _preparing(s: ThresholdJobStatus, o: Observed, at: str) -> ThresholdJobStatu
         return _failed(s, o, "PrepareFailed", message, at)
     if _held(s, o, prep, at, "the prepare Job") is not None:
         return s
+    if o.waiting:
+        return _set(s, o, at, "Pending", o.waiting, Waiting=(True, WAITING_REASON))
+    if condition(s, WAITING) is not None:
+        s.conditions = set_condition(
+            s.conditions, WAITING, False, "OutputFree", "", o.generation, at
+        )
     if prep is None:
         return _set(s, o, at, "Pending", "creating the prepare Job")
     message = _with_blocked("validating the input and planning blocks", o)
