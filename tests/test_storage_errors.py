@@ -10,6 +10,7 @@ a real S3 server (moto) stopped and started again in the middle of a run.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ import zarr
 from upath import UPath
 
 from conftest import BIN, assert_thresholded, blobs, expected, io_args, write_array
+from threshold_worker.local import Progress
 from threshold_worker.storage import open_store
 
 WORKER = str(BIN / "threshold-worker")
@@ -190,8 +192,11 @@ def test_an_options_file_this_user_cannot_read_is_skipped(shared_dir):
     assert f"options file {options} cannot be read (Permission denied); skipped" in result.stderr
 
 
-def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path):
-    """A worker process killed (the out-of-memory killer, say): exit 1, resumable."""
+@pytest.mark.parametrize("after", [0.0, 0.3, 1.0])
+def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path, after):
+    """A worker process killed (the out-of-memory killer, say), at any moment of its work:
+    exit 1, resumable. The parent never waits on a lock a killed process may hold: once
+    the progress counter's lock could stay held, and the run hung."""
     container = tmp_path / "in.zarr"
     zarr.create_array(
         str(container), name="raw", shape=(512,) * 3, chunks=(16,) * 3, dtype="f4", fill_value=1
@@ -209,11 +214,26 @@ def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path):
         with contextlib.suppress(FileNotFoundError):
             children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     assert children, "no worker process appeared"
-    time.sleep(0.3)
+    time.sleep(after)
     os.kill(int(children[0]), signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert one_line(err).startswith("error: a worker process was killed (out of memory?")
+
+
+def test_the_progress_count_shares_no_lock_with_the_parent():
+    """The worker processes count their blocks in slots of their own; the parent's sum
+    takes no lock, so a process killed at any moment cannot leave the parent waiting. The
+    one lock, taken once by each process as it starts, may stay held by a dead one."""
+    progress = Progress(mp.get_context("fork"), 2)
+    first, second = progress.claim(), progress.claim()
+    assert (first, second, progress.claim()) == (0, 1, -1)  # no third process, no slot
+    progress.add(first, 10)
+    progress.add(second, 5)
+    progress.add(second, 5)
+    progress.add(-1, 7)  # counted nowhere
+    assert progress.handed_out.get_lock().acquire(timeout=1)  # as a process killed starting
+    assert progress.totals() == (3, 20)
 
 
 def test_an_existing_output_this_user_cannot_write(shared_dir):

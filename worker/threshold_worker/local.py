@@ -37,7 +37,36 @@ from .worker import BlockWorker, Stats
 logger = logging.getLogger(__name__)
 
 _worker: BlockWorker | None = None
-_progress: Any = None
+_progress: Progress | None = None
+_slot = -1
+
+
+class Progress:
+    """Blocks and voxels done, counted by the worker processes for the progress bar.
+
+    Each process adds to a slot of its own and the parent sums the slots: no lock is shared
+    with the parent, since a process killed in the middle of an update (the out-of-memory
+    killer) would leave it held, and the parent waiting on it forever. The slot is handed
+    out once, when a process starts (a lock only the starting processes take)."""
+
+    def __init__(self, ctx: Any, workers: int) -> None:
+        self.slots = ctx.Array("q", 2 * workers, lock=False)
+        self.handed_out = ctx.Value("i", 0)
+
+    def claim(self) -> int:
+        with self.handed_out.get_lock():
+            slot = self.handed_out.value
+            self.handed_out.value += 1
+        return slot if 2 * slot < len(self.slots) else -1
+
+    def add(self, slot: int, voxels: int) -> None:
+        if slot >= 0:
+            self.slots[2 * slot] += 1
+            self.slots[2 * slot + 1] += voxels
+
+    def totals(self) -> tuple[int, int]:
+        values = self.slots[:]
+        return sum(values[0::2]), sum(values[1::2])
 
 
 def _die_with_parent() -> None:
@@ -46,21 +75,23 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _init(spec: JobParameters | None, progress: Any, freshness: list[Freshness | None]) -> None:
+def _init(
+    spec: JobParameters | None, progress: Progress, freshness: list[Freshness | None]
+) -> None:
     """Set up a worker process; `spec` is None when it was forked with `_worker` set."""
-    global _worker, _progress
+    global _worker, _progress, _slot
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler
     if spec is not None:
         _worker = BlockWorker(resolve_sweep(spec), freshness=freshness)
     _progress = progress
+    _slot = progress.claim()
 
 
 def _count(_block: int, voxels: int) -> None:
-    with _progress.get_lock():
-        _progress[0] += 1
-        _progress[1] += voxels
+    assert _progress is not None
+    _progress.add(_slot, voxels)
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -264,7 +295,7 @@ def _run_pool(
     global _worker
     fork = sys.platform.startswith("linux") and chunk_path.pipeline_survives_fork()
     ctx = mp.get_context("fork" if fork else "spawn")
-    counter = ctx.Array("q", 2)
+    counter = Progress(ctx, workers)
     job = worker.job
     inherit = fork and not job.remote
     if inherit:
@@ -314,7 +345,7 @@ def _drain(
     pool: ProcessPoolExecutor,
     todo: list[Run],
     workers: int,
-    counter: Any,
+    counter: Progress,
     bar: tqdm,
     start: float,
     acc: list[Stats],
@@ -338,8 +369,7 @@ def _drain(
             inflight.discard(fut)
             acc[0] = acc[0] + fut.result()
         fill()
-        with counter.get_lock():
-            blocks, voxels = counter[0], counter[1]
+        blocks, voxels = counter.totals()
         bar.update(blocks - seen)
         seen = blocks
         bar.set_postfix_str(_rate(voxels, start), refresh=False)
