@@ -208,7 +208,7 @@ def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, d
         events = cluster.events("bad")
     assert status["phase"] == "Failed"
     assert status["message"].startswith(
-        "block_shape: (10, 32, 32) is not a multiple of the output chunk shape"
+        "spec.blockShape: (10, 32, 32) is not a multiple of the output chunk shape"
     )
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "PrepareFailed"
     assert [n for n, i in sim.pods_started] == ["bad-prepare"]  # exit code 2: never retried
@@ -351,7 +351,7 @@ def test_a_failed_partition_fixed_and_retried_in_place_runs_only_what_failed(
     # 7 and 8, are done): block 6 of the 3x2x2 grid, in world units (voxel size 8, 4, 4).
     assert failed["failures"]["partitions"] == 1 and failed["failures"]["blocks"] == 1
     assert (region["partition"], region["blocks"], region["exitCode"]) == (2, "6", 2)
-    assert region["error"].startswith("input_dataset: raw/c/1/1/0 cannot be decoded")
+    assert region["error"].startswith("spec.inputDataset: raw/c/1/1/0 cannot be decoded")
     assert region["rois"] == [{"offset": [128.0, 128.0, 0.0], "shape": [128.0, 128.0, 128.0]}]
     assert failed["usage"]["pods"] == 4 and failed["usage"]["podSeconds"] >= 0
     assert sim.pods_started.count(("fixme-work", 2)) == 1  # exit 3: no retry of the pod
@@ -597,7 +597,7 @@ def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path
         bad = spawn_worker(
             LocalArrayIdentifier(container, "nope"), LocalArrayIdentifier(container, "m2"), 0.7
         )
-        with pytest.raises(ThresholdJobFailed, match="input_dataset: no array 'nope'"):
+        with pytest.raises(ThresholdJobFailed, match=r"spec\.inputDataset: no array 'nope'"):
             bad()
 
 

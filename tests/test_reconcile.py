@@ -513,6 +513,23 @@ def test_a_child_name_held_by_another_owner_fails_the_job():
     )
 
 
+def test_a_failed_prepare_pod_is_told_in_the_specs_fields():
+    """The prepare pod's one line names the worker's field (input_dataset); the status names
+    the spec's (inputDataset), whose value the user wrote."""
+    kube = FakeKube()
+    body(kube, inputDataset="nope")
+    run = passes(kube)
+    run.run(("default", "tj"))
+    kube.finish_pod(
+        "tj-prepare", 2, "error: input_dataset: no array 'nope' in container /data/a.zarr"
+    )
+    kube.set_status("tj-prepare", "Failed", failed=1)
+    run.run(("default", "tj"))
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"] == "spec.inputDataset: no array 'nope' in container /data/a.zarr"
+
+
 def test_a_refused_create_fails_the_job_with_the_servers_message():
     kube = FakeKube()
     kube.refuse_create = "exceeded quota"
@@ -844,7 +861,7 @@ def test_a_failed_job_is_retried_in_place_running_only_what_did_not_complete():
             "blocks": "4",
             "rois": [{"offset": [16.0, 32.0, 0.0], "shape": [16.0, 32.0, 32.0]}],
             "exitCode": 3,
-            "error": "input_dataset: raw/c/1/0/0 cannot be decoded",
+            "error": "spec.inputDataset: raw/c/1/0/0 cannot be decoded",  # in spec terms
         }
     ]
     assert status["usage"] == {"podSeconds": 35, "pods": 4}
