@@ -480,6 +480,31 @@ def test_only_pods_that_are_not_ready_bring_a_timed_pass():
     assert kube.objects["tj"]["status"]["phase"] == "Suspended"
 
 
+def test_a_pod_that_cannot_pull_its_image_says_what_to_do():
+    """spec.image is immutable: the remedy for an image the nodes cannot pull is a new
+    ThresholdJob, and the status says so."""
+    kube = FakeKube()
+    body(kube, image="bad/image:1")
+    run = passes(kube)
+    run.run(("default", "tj"))
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "bad/image:1"'}
+    kube.pods["tj-prepare"] = [
+        {
+            "metadata": {"name": "tj-prepare-x7k2p", "labels": {"job-name": "tj-prepare"}},
+            "status": {"containerStatuses": [{"state": {"waiting": waiting}}]},
+        }
+    ]
+    kube.set_status("tj-prepare", active=1, ready=0)
+    assert run.run(("default", "tj")) == 5.0
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Preparing"
+    assert status["message"].endswith(
+        "pod tj-prepare-x7k2p cannot start: ImagePullBackOff: Back-off pulling image "
+        '"bad/image:1"; the image cannot be changed on an existing ThresholdJob: delete it '
+        "and create it again with an image the nodes can pull (spec.image)"
+    )
+
+
 def test_suspended_creates_the_prepare_job_suspended_and_a_queue_holds_everything():
     kube = FakeKube()
     outcome = reconciler(kube).reconcile(body(kube, suspend=True), at=lambda: T0)
