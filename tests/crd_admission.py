@@ -21,16 +21,22 @@ and does to a create or an update what apiextensions-apiserver 1.30-1.33 does, i
    kind; ObjectMeta (kube_validation's `object_meta`, `object_meta_update`); the OpenAPI v3
    schema with kube-openapi's rules and messages (type with JSON number semantics, enum,
    minimum/maximum, minLength/maxLength in characters, pattern as RE2, minItems/maxItems,
-   required); `x-kubernetes-list-type: map` key uniqueness; then, unless a type, required, enum
-   or size error already stands, the `x-kubernetes-validations` rules run on cel-python with
-   `self` typed by the schema at the rule's node and `oldSelf` the correlated old value (object
-   fields by name, map-list items by key), transition rules only on update and only where the
-   old value exists, honouring `message` and `fieldPath`.
+   required); `x-kubernetes-list-type` uniqueness: a `map`'s keys, a `set`'s items (scalars,
+   compared as Go compares the decoded values: 0.1 and 0.1000000000000000055 are one float64,
+   so are 0.0 and -0.0, while 1 (an int64) and 1.0 (a float64) differ), each repeated value
+   reported once, at its second place; then, unless a type, required, enum or size error
+   already stands, the `x-kubernetes-validations` rules run on cel-python with `self` typed by
+   the schema at the rule's node and `oldSelf` the correlated old value (object fields by name,
+   map-list items by key), transition rules only on update and only where the old value
+   exists, honouring `message` and `fieldPath`. A `map` or `set` list compares with `==`
+   regardless of order, as kube's CEL values do; a `set` looks the other list's CEL values up
+   among its own decoded ones, so a whole number of a `number` set (an int64, once decoded)
+   is not equal to itself in CEL.
 
 The schema keywords are those the committed CRD uses (SCHEMA_KEYWORDS); a CRD with any other
-(`additionalProperties`, `nullable`, `multipleOf`, `format`, `allOf`, list-type `set`, a rule's
-`messageExpression` or `reason`...) or a CEL function cel-python lacks is refused when the
-double is built, never half-checked. Not emulated either: the CRD's own admission (structural
+(`additionalProperties`, `nullable`, `multipleOf`, `format`, `allOf`, list-type `set` of
+objects or lists, a rule's `messageExpression` or `reason`...) or a CEL function cel-python
+lacks is refused when the double is built, never half-checked. Not emulated either: the CRD's own admission (structural
 schema, CEL type checking and cost), validation ratcheting (kube 1.30+ forgives unchanged
 invalid fields on update; here an update must be valid as a whole, list types excepted),
 server-side apply and managedFields, `fieldValidation=Strict`, resourceVersion conflicts
@@ -141,6 +147,44 @@ class UnorderedList(celtypes.ListType):
         return not self.__eq__(other)
 
 
+class SetList(celtypes.ListType):
+    """A `list-type: set` list, as kube's CEL value of one (unstructuredSetList): `==` ignores
+    order and looks each CEL value of the other list up among this list's decoded items by
+    Go's map-key equality. A whole number of a `number` set is decoded as an int64 and seen
+    as a double, so such a set is not `==` to an equal one, not even to itself."""
+
+    def __init__(self, items: list[Any], decoded: list[Any]) -> None:
+        super().__init__(items)
+        self.keys = {go_key(x) for x in decoded}
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, list) or len(self) != len(other):
+            return False
+        return all(go_key(_native(x)) in self.keys for x in other)
+
+    def __ne__(self, other: Any) -> bool:
+        return not self.__eq__(other)
+
+
+def go_key(value: Any) -> tuple[str, Any]:
+    """A decoded JSON scalar as a Go map key: its Go type and value (0.0 and -0.0 are one
+    key, 1 (int64) and 1.0 (float64) two)."""
+    return json_type(value), value
+
+
+def _native(value: Any) -> Any:
+    """A CEL value's Go value (ref.Val.Value()): a double is a float64, an int an int64."""
+    if isinstance(value, celtypes.BoolType):
+        return bool(value)
+    if isinstance(value, celtypes.DoubleType):
+        return float(value)
+    if isinstance(value, (celtypes.IntType, celtypes.UintType)):
+        return int(value)
+    if isinstance(value, celtypes.StringType):
+        return str(value)
+    return value
+
+
 def _cel_eq(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
@@ -208,8 +252,11 @@ def to_cel(value: Any, schema: dict[str, Any] | None, root: bool = False) -> Any
                 out[celtypes.StringType(k)] = celpy.json_to_cel(v)
         return celtypes.MapType(out)
     if isinstance(value, list):
+        items = [to_cel(x, schema.get("items")) for x in value]
+        if schema.get("x-kubernetes-list-type") == "set":
+            return SetList(items, value)
         kind = UnorderedList if schema.get("x-kubernetes-list-type") == "map" else celtypes.ListType
-        return kind([to_cel(x, schema.get("items")) for x in value])
+        return kind(items)
     if isinstance(value, bool):
         return celtypes.BoolType(value)
     if typ == "number":
@@ -268,8 +315,15 @@ class CustomResourceAdmission:
     def _prepare(self, schema: dict[str, Any], where: str) -> None:
         """Refuse what is not emulated; compile patterns and rules (as the CRD's admission would)."""
         unknown = set(schema) - SCHEMA_KEYWORDS
-        if schema.get("x-kubernetes-list-type") not in (None, "atomic", "map"):
-            unknown.add("x-kubernetes-list-type: " + schema["x-kubernetes-list-type"])
+        list_type = schema.get("x-kubernetes-list-type")
+        if list_type not in (None, "atomic", "map", "set"):
+            unknown.add("x-kubernetes-list-type: " + list_type)
+        if list_type == "set" and (schema.get("items") or {}).get("type") in (
+            None,
+            "object",
+            "array",
+        ):
+            unknown.add("x-kubernetes-list-type: set of objects or lists")
         if unknown:
             raise NotImplementedError(f"{where or '<root>'}: {sorted(unknown)} not emulated")
         if "pattern" in schema:
@@ -508,7 +562,7 @@ class CustomResourceAdmission:
                 if key not in value:
                     e.required(f"{path}.{key}".lstrip("."))
 
-    # --- x-kubernetes-list-type: map ---
+    # --- x-kubernetes-list-type: map and set ---
 
     def _list_types(self, value: Any, s: dict[str, Any] | None, path: str, e: Errors) -> None:
         if s is None:
@@ -520,6 +574,8 @@ class CustomResourceAdmission:
         elif isinstance(value, list):
             if s.get("x-kubernetes-list-type") == "map":
                 e += _map_list_errors(value, s.get("x-kubernetes-list-map-keys", []), path)
+            if s.get("x-kubernetes-list-type") == "set":
+                e += _set_list_errors(value, path)
             for i, item in enumerate(value):
                 self._list_types(item, s.get("items"), f"{path}[{i}]", e)
 
@@ -701,4 +757,16 @@ def _map_list_errors(items: list[Any], keys: list[str], path: str) -> list[Cause
         if seen[key] == 2:  # each key's second appearance, as kube reports it
             found = {k: item[k] for k in keys if k in item} if item else {}
             causes.append(field_error(ks.DUPLICATE, f"{path}[{i}]", found))
+    return causes
+
+
+def _set_list_errors(items: list[Any], path: str) -> list[Cause]:
+    """listtype.validateListSet on scalars: each repeated value once, at its second place."""
+    seen: dict[tuple[str, Any], int] = {}
+    causes = []
+    for i, item in enumerate(items):
+        key = go_key(item)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] == 2:
+            causes.append(field_error(ks.DUPLICATE, f"{path}[{i}]", item))
     return causes

@@ -128,12 +128,20 @@ CASES = [
     Case(
         "block not a multiple of chunk",
         lambda t: [*std(t), "--block-shape", "12,16,16"],
-        ("block_shape", "not a multiple of the output chunk shape (8, 16, 16)"),
+        (
+            "block_shape",
+            "not a multiple of the output chunk shape (8, 16, 16)",
+            "use --block-shape 16,16,16",
+        ),
     ),
     Case(
         "roi outside the array",
         lambda t: [*std(t), "--roi-offset", "0,0,0", "--roi-shape", "512,128,256"],
-        ("roi", "outside"),
+        (
+            "roi",
+            "outside",
+            "; use --roi-offset 0,0,0 --roi-shape 128,128,192 (the voxels it covers)",
+        ),
     ),
     Case(
         "zero roi shape",
@@ -153,12 +161,43 @@ CASES = [
     Case(
         "roi off the voxel grid",
         lambda t: [*std(t), "--roi-offset", "3,0,0", "--roi-shape", "64,64,64"],
-        ("roi", "voxel grid"),
+        (
+            "roi",
+            "voxel grid",
+            "; use --roi-offset 0,0,0 --roi-shape 68,64,64 (the voxels it covers)",
+        ),
     ),
     Case(
         "roi with wrong arity",
         lambda t: [*std(t), "--roi-shape", "64,64"],
         ("roi_shape", "3 spatial axes"),
+    ),
+    Case(
+        "roi offset alone with wrong arity",
+        lambda t: [*std(t), "--roi-offset", "0,0"],
+        ("roi_offset: (0, 0) has 2 values; the input has 3 spatial axes",),
+    ),
+    Case(
+        "roi offset alone beyond the array",
+        lambda t: [*std(t), "--roi-offset", "512,0,0"],
+        ("roi_offset: (512, 0, 0) lies outside", "whose roi is [0:128, 0:128, 0:192]"),
+    ),
+    Case(
+        "roi off the chunk grid with fit valid",
+        lambda t: [
+            *std(t),
+            "--roi-offset",
+            "4,0,0",
+            "--roi-shape",
+            "124,128,192",
+            "--fit",
+            "valid",
+        ],
+        (
+            "roi.offset: voxel (1, 0, 0) is not on the output chunk shape grid (8, 16, 16), which "
+            "fit=valid needs; use fit=shrink or an aligned offset, e.g. --roi-offset 32,0,0 "
+            "--roi-shape 96,128,192",
+        ),
     ),
     Case(
         "malformed integer list",
@@ -268,7 +307,7 @@ CASES = [
     Case(
         "shards not a multiple of chunks",
         lambda t: [*std(t), "--output-shards", "12,16,16"],
-        ("output_shards", "multiple"),
+        ("output_shards", "multiple", "use --output-shards 16,16,16"),
     ),
     Case(
         "broken voxel_size attribute",

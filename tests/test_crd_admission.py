@@ -352,9 +352,10 @@ CHANGES = {  # field: (spec it is created with, the change an update tries)
         {"arrayStore": {**ARRAY_STORE, "iteration": 200000}},
     ),
     "threshold": ({}, {"threshold": 0.6}),
+    # A set to kube-apiserver, still pinned in order (whole numbers too: see SETS below).
     "thresholds": (
-        {"thresholds": [0.3, 0.4], "outputDataset": "m_{threshold}"},
-        {"thresholds": [0.3, 0.5]},
+        {"thresholds": [0, 0.4], "outputDataset": "m_{threshold}"},
+        {"thresholds": [0.4, 0]},
     ),
     "roiOffset": ({"roiOffset": [0, 0, 0]}, {"roiOffset": [0, 0, 8]}),
     "roiShape": ({"roiShape": [10, 10, 10]}, {"roiShape": [10, 10, 11]}),
@@ -500,6 +501,60 @@ def test_with_a_queue_suspend_may_be_lifted_but_not_set():
     assert API.update(edited(old, parallelism=9), old)["spec"]["parallelism"] == 9
     plain = stored()
     assert API.update(edited(plain, suspend=True), plain)["spec"]["suspend"] is True
+
+
+# --- thresholds are a set: a value given twice is refused at admission ---
+
+SWEEP = {"outputDataset": "m_{threshold}"}
+
+
+@pytest.mark.parametrize(
+    "thresholds, causes",
+    [
+        ([0.5, 0.5], ["spec.thresholds[1]: Duplicate value: 0.5"]),
+        (
+            [0.3, 0.5, 0.5, 0.5, 0.3],  # each value once, at its second place
+            [
+                "spec.thresholds[2]: Duplicate value: 0.5",
+                "spec.thresholds[4]: Duplicate value: 0.3",
+            ],
+        ),
+        ([0.0, -0.0], ["spec.thresholds[1]: Duplicate value: -0"]),  # Go's 0.0 == -0.0
+        ([1e-300, 1e-300], ["spec.thresholds[1]: Duplicate value: 1e-300"]),
+    ],
+    ids=["twice", "each-once", "signed-zero", "tiny"],
+)
+def test_a_threshold_given_twice_is_refused(thresholds, causes):
+    assert refused(API.create, manifest(thresholds=thresholds, **SWEEP)) == causes
+    with pytest.raises(ValidationError, match="twice"):
+        ThresholdJobSpec.model_validate({**ARRAYS, **SWEEP, "thresholds": thresholds})
+
+
+def test_equal_float64s_written_differently_are_one_threshold():
+    """kube compares the decoded values: 0.1000000000000000055511151231257827 is the float64
+    0.1, as Go's decoder (and Python's) reads it."""
+    body = json.dumps(manifest(**SWEEP)).replace(
+        '"spec": {', '"spec": {"thresholds": [0.1, 0.1000000000000000055511151231257827], '
+    )
+    assert refused(API.create, API.decode(body)) == ["spec.thresholds[1]: Duplicate value: 0.1"]
+
+
+def test_an_integer_and_a_float_of_one_value_are_two_to_kube():
+    """Go keeps 1 (an int64) and 1.0 (a float64) apart in a set, so the server admits them;
+    the model refuses them when the operator reads the spec (InvalidSpec, nothing runs)."""
+    out = API.create(manifest(thresholds=[1, 1.0], **SWEEP))
+    with pytest.raises(ValidationError, match=r"name 1\.0 twice"):
+        ThresholdJobSpec.model_validate(out["spec"])
+
+
+def test_a_sweep_with_whole_numbers_takes_updates_and_status_writes():
+    """A whole number in a number set decodes as an int64, which kube's CEL `==` on a set
+    does not find among the doubles it compares with: the CRD's rule compares the values."""
+    old = stored(thresholds=[0, 0.5, 1], **SWEEP)
+    assert API.update(edited(old, parallelism=2), old)["spec"]["thresholds"] == [0, 0.5, 1]
+    new = copy.deepcopy(old)
+    new["status"] = {"phase": "Running"}
+    assert API.update(new, old, subresource="status")["status"]["phase"] == "Running"
 
 
 # --- the status subresource ---
@@ -786,6 +841,62 @@ def test_transition_rules_run_on_update_where_an_old_value_correlates():
     ]
 
 
+SETS = CustomResourceAdmission(
+    toy_crd(
+        {
+            "properties": {
+                "tags": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "set",
+                    "items": {"type": "string"},
+                    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "same"}],
+                },
+                "levels": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "set",
+                    "items": {"type": "number"},
+                    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "same"}],
+                },
+                "values": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "set",
+                    "items": {"type": "number"},
+                    "x-kubernetes-validations": [
+                        {"rule": "self.map(x, x) == oldSelf.map(x, x)", "message": "same"}
+                    ],
+                },
+            }
+        }
+    ),
+    version="v1",
+)
+
+
+def test_a_set_list_refuses_a_repeated_item_and_compares_regardless_of_order():
+    assert refused(SETS.create, toy(tags=["a", "b", "a"])) == ['spec.tags[2]: Duplicate value: "a"']
+    old = SETS.create(toy(tags=["a", "b"]))
+    assert SETS.update(toy(tags=["b", "a"]), old)["spec"]["tags"] == ["b", "a"]
+    assert refused(SETS.update, toy(tags=["a", "c"]), old) == [
+        'spec.tags: Invalid value: "array": same'
+    ]
+
+
+def test_a_whole_number_in_a_number_set_is_not_equal_to_itself_in_cel():
+    """kube's CEL `==` on a set looks the other list's values (doubles) up among its own
+    decoded items, where a whole number is an int64: not found. Its values, mapped into a
+    plain list, compare as numbers (and in order)."""
+    old = SETS.create(toy(levels=[0.5, 0.25], values=[0.5, 0.25]))
+    assert SETS.update(toy(levels=[0.25, 0.5], values=[0.5, 0.25]), old)  # floats: found
+    old = SETS.create(toy(levels=[1, 0.5], values=[1, 0.5]))
+    assert refused(SETS.update, toy(levels=[1, 0.5], values=[1, 0.5]), old) == [
+        'spec.levels: Invalid value: "array": same'
+    ]
+    assert SETS.update(toy(values=[1, 0.5]), old)["spec"]["values"] == [1, 0.5]
+    assert refused(SETS.update, toy(values=[0.5, 1]), old) == [
+        'spec.values: Invalid value: "array": same'
+    ]
+
+
 @pytest.mark.parametrize(
     "schema, error",
     [
@@ -794,7 +905,15 @@ def test_transition_rules_run_on_update_where_an_old_value_correlates():
         ({"properties": {"n": {"type": "integer", "multipleOf": 2}}}, NotImplementedError),
         ({"properties": {"s": {"type": "string", "nullable": True}}}, NotImplementedError),
         (
-            {"properties": {"t": {"type": "array", "x-kubernetes-list-type": "set"}}},
+            {
+                "properties": {
+                    "t": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "set",
+                        "items": {"type": "object"},
+                    }
+                }
+            },
             NotImplementedError,
         ),
         ({"x-kubernetes-validations": [{"rule": "self.split('/') == []"}]}, NotImplementedError),
@@ -813,7 +932,7 @@ def test_transition_rules_run_on_update_where_an_old_value_correlates():
         "additional-properties",
         "multiple-of",
         "nullable",
-        "list-type-set",
+        "list-type-set-of-objects",
         "cel-function",
         "message-expression",
         "field-path",

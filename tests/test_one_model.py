@@ -1,9 +1,11 @@
 """One model of a job: every door into it (the CLI, start_worker_fn, a ThresholdJob's
 manifest and the pods the operator makes of it, spawn_worker on both compute contexts)
-builds the same JobParameters, and so the same plan fingerprint."""
+builds the same JobParameters, and so the same plan fingerprint, for one threshold and for a
+sweep: a door that drops or doubles a field fails here."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -11,28 +13,38 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import blobs, run_cli, write_array
+from crd_admission import CustomResourceAdmission
+from k8s_harness import CRD_FILE
+from threshold_operator import compute
 from threshold_operator.api import IMMUTABLE, PLAN_FIELDS, ThresholdJobSpec
 from threshold_operator.catalog import PoolSpec
-from threshold_operator.compute import KubernetesComputeContext
 from threshold_operator.jobs import Settings, prepare_job, work_job
 from threshold_worker import LocalArrayIdentifier, spawn_worker, start_worker_fn
 from threshold_worker.commands import cli
+from threshold_worker.job import sweep_fingerprint
 from threshold_worker.ownership import OWNER_FILE
 from threshold_worker.params import JobParameters, options
 
+CRD = CustomResourceAdmission.from_file(CRD_FILE)
 BODY = {"metadata": {"name": "tj", "namespace": "lab", "uid": "1234"}}
 
 
-@pytest.fixture
-def job(tmp_path: Path) -> JobParameters:
+#: One threshold, or a sweep (whose threshold is left at its default beside thresholds).
+THRESHOLDS = {
+    "single": {"output_dataset": "mask", "threshold": 0.3},
+    "sweep": {"output_dataset": "mask_{threshold}", "thresholds": [0.11, 0.22]},
+}
+
+
+@pytest.fixture(params=list(THRESHOLDS))
+def job(request: pytest.FixtureRequest, tmp_path: Path) -> JobParameters:
     container = tmp_path / "in.zarr"
     write_array(container, "raw", blobs((32, 32, 48), seed=9), (8, 16, 16), voxel_size=(4, 4, 4))
     return JobParameters(
         input_container=str(container),
         input_dataset="raw",
         output_container=str(tmp_path / "out.zarr"),
-        output_dataset="mask",
-        threshold=0.3,
+        **THRESHOLDS[request.param],
         roi_offset=[0, 0, 64],
         roi_shape=[96, 128, 128],
         block_shape=[8, 16, 32],
@@ -96,24 +108,40 @@ def test_the_same_job_through_every_door_has_one_fingerprint(job, tmp_path, monk
         **extras,
     )
     assert stats.processed > 0
-    record = json.loads((Path(job.output_container) / "mask" / OWNER_FILE).read_text())
-    assert record["fingerprint"] == fingerprint
+    owners = [
+        json.loads((Path(job.output_container) / one.output_dataset / OWNER_FILE).read_text())
+        for one in job.sweep()
+    ]
 
-    # spawn_worker on the Local context: the same job finds the output its own, all done.
-    monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(tmp_path / "threshold.yaml"))
-    (tmp_path / "threshold.yaml").write_text("compute_context: {type: Local}\n")
-    summary = spawn_worker(
+    # spawn_worker on the Local context: the same job finds the outputs its own, all done.
+    options = tmp_path / "threshold.yaml"
+    monkeypatch.setenv("THRESHOLD_OPTIONS_FILE", str(options))
+    options.write_text("compute_context: {type: Local}\n")
+    spawn = functools.partial(
+        spawn_worker,
         LocalArrayIdentifier(job.input_container, job.input_dataset),
         LocalArrayIdentifier(job.output_container, job.output_dataset),
         job.threshold,
         **extras,
-    )()
-    assert summary.job.plan.fingerprint == fingerprint and summary.stats.processed == 0
+    )
+    summary = spawn()()
+    assert sweep_fingerprint(summary.jobs) == fingerprint and summary.stats.processed == 0
+    assert [o["fingerprint"] for o in owners] == [one.plan.fingerprint for one in summary.jobs]
 
-    # spawn_worker on the Kubernetes context: the ThresholdJob it would submit...
-    context = KubernetesComputeContext(namespace="lab", pool="gpu")
-    manifest = context.manifest(job)
-    spec = ThresholdJobSpec.model_validate(manifest["spec"])
+    # spawn_worker on the Kubernetes context: the ThresholdJob it submits, as the API server
+    # admits it (pruned, defaulted)...
+    options.write_text("compute_context: {type: Kubernetes, config: {namespace: lab, pool: gpu}}")
+    submitted: list[dict] = []
+
+    class Api:
+        def create_namespaced_custom_object(self, *path: str) -> dict:
+            *_, namespace, _, body = path
+            submitted.append(CRD.create(body, namespace=namespace))
+            return submitted[-1]
+
+    monkeypatch.setattr(compute, "_api", Api)
+    spawn()
+    spec = ThresholdJobSpec.model_validate(submitted[0]["spec"])
     assert spec.parameters() == job and spec.pool == "gpu"
 
     # ...and the pods the operator makes of it run exactly that job.
@@ -130,7 +158,9 @@ def test_the_same_job_through_every_door_has_one_fingerprint(job, tmp_path, monk
 
 
 def test_the_operators_default_partitions_are_written_into_the_pods(job):
-    spec = ThresholdJobSpec(**job.model_dump(exclude={"partitions"}), parallelism=5)
+    spec = ThresholdJobSpec(
+        **job.model_dump(exclude={"partitions"}, exclude_unset=True), parallelism=5
+    )
     args = prepare_job(BODY, spec, PoolSpec(), Settings())["spec"]["template"]["spec"][
         "containers"
     ][0]["args"]

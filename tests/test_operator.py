@@ -208,7 +208,7 @@ def test_bad_input_fails_in_prepare_with_the_workers_message(cluster: Cluster, d
         events = cluster.events("bad")
     assert status["phase"] == "Failed"
     assert status["message"].startswith(
-        "block_shape: (10, 32, 32) is not a multiple of the output chunk shape"
+        "spec.blockShape: (10, 32, 32) is not a multiple of the output chunk shape"
     )
     assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "PrepareFailed"
     assert [n for n, i in sim.pods_started] == ["bad-prepare"]  # exit code 2: never retried
@@ -380,7 +380,7 @@ def test_a_failed_partition_fixed_and_retried_in_place_runs_only_what_failed(
     # 7 and 8, are done): block 6 of the 3x2x2 grid, in world units (voxel size 8, 4, 4).
     assert failed["failures"]["partitions"] == 1 and failed["failures"]["blocks"] == 1
     assert (region["partition"], region["blocks"], region["exitCode"]) == (2, "6", 2)
-    assert region["error"].startswith("input_dataset: raw/c/1/1/0 cannot be decoded")
+    assert region["error"].startswith("spec.inputDataset: raw/c/1/1/0 cannot be decoded")
     assert region["rois"] == [{"offset": [128.0, 128.0, 0.0], "shape": [128.0, 128.0, 128.0]}]
     assert failed["usage"]["pods"] == 4 and failed["usage"]["podSeconds"] >= 0
     assert sim.pods_started.count(("fixme-work", 2)) == 1  # exit 3: no retry of the pod
@@ -549,12 +549,14 @@ def test_a_sweep_through_the_array_store_writes_dacapos_outputs(cluster: Cluster
     [
         ({"threshold": 0.5}, "threshold and thresholds: give one of them, not both"),
         ({"outputDataset": "mask"}, "must name each threshold's output with {threshold}"),
-        ({"thresholds": [0.3, 0.3]}, "name 0.3 twice"),
+        ({"thresholds": [0.3, 0.3]}, "spec.thresholds[1]: Duplicate value: 0.3"),  # a set
+        ({"thresholds": [1, 1.0]}, "spec.thresholds: [1.0, 1.0] name 1.0 twice"),
     ],
 )
 def test_a_bad_sweep_is_refused_or_fails_naming_the_field(cluster: Cluster, data, extra, message):
-    """The API server refuses what its CEL rules can see; the rest fails the ThresholdJob
-    with the worker's one-line message, before any pod writes."""
+    """The API server refuses what its schema and CEL rules can see; the rest (1 and 1.0, an
+    int64 and a float64, two items of a set to Go) fails the ThresholdJob with the model's
+    one-line message, before any pod writes."""
     container, _ = data
     spec = {**spec_for(container, thresholds=[0.3, 0.4]), **extra}
     if "threshold" not in extra:
@@ -566,7 +568,6 @@ def test_a_bad_sweep_is_refused_or_fails_naming_the_field(cluster: Cluster, data
             cluster.create("badsweep", spec)
         except Exception as e:  # refused at admission, with the rule's message
             assert message in str(getattr(e, "body", e)), e
-            assert "thresholds" not in extra  # CEL cannot see duplicates: that one fails later
             operator = cluster.emulated.operator_user.name
             wait_for(  # the fixture checks, at the end, that the operator ran
                 lambda: any(c.user == operator for c in cluster.emulated.calls),
@@ -626,7 +627,7 @@ def test_spawn_worker_on_the_kubernetes_context(cluster: Cluster, data, tmp_path
         bad = spawn_worker(
             LocalArrayIdentifier(container, "nope"), LocalArrayIdentifier(container, "m2"), 0.7
         )
-        with pytest.raises(ThresholdJobFailed, match="input_dataset: no array 'nope'"):
+        with pytest.raises(ThresholdJobFailed, match=r"spec\.inputDataset: no array 'nope'"):
             bad()
 
 

@@ -149,14 +149,33 @@ def test_default_block_holds_about_eight_chunks():
 @pytest.mark.parametrize(
     "kw,field,words",
     [
-        (dict(block_shape=(15, 20, 30)), "block_shape", "not a multiple of the output chunk shape"),
+        (
+            dict(block_shape=(15, 20, 30)),
+            "block_shape",
+            "not a multiple of the output chunk shape (10, 10, 10); blocks that split a chunk "
+            "would race on it; use --block-shape 20,20,30",
+        ),
+        (
+            dict(block_shape=(10, 20, 30), align=(20, 20, 20)),
+            "block_shape",
+            "not a multiple of the grid (20, 20, 20) it starts on; use --block-shape 20,20,40",
+        ),
         (dict(block_shape=(0, 20, 30)), "block_shape", "positive"),
         (dict(block_shape=(20, 20)), "block_shape", "expected 3"),
         (dict(fit="overhang"), "fit", "outside the roi"),
         (dict(fit="bogus"), "fit", "not one of"),
         (dict(roi_shape=(0, 10, 10)), "roi.shape", "positive"),
         (dict(fit="valid", roi_begin=(5, 0, 0), roi_shape=(90, 70, 90)), "roi.offset", "chunk"),
-        (dict(fit="valid", roi_shape=(10, 70, 90)), "block_shape", "no block"),
+        (
+            dict(fit="valid", roi_shape=(10, 70, 90)),
+            "block_shape",
+            "no block; use fit=shrink or --block-shape 10,20,30",
+        ),
+        (
+            dict(fit="valid", roi_shape=(5, 70, 90)),
+            "block_shape",
+            "no block; use fit=shrink or a larger roi: a block holds at least (10, 10, 10) voxels",
+        ),
         (dict(partitions=0), "partitions", "at least 1"),
     ],
 )

@@ -480,6 +480,31 @@ def test_only_pods_that_are_not_ready_bring_a_timed_pass():
     assert kube.objects["tj"]["status"]["phase"] == "Suspended"
 
 
+def test_a_pod_that_cannot_pull_its_image_says_what_to_do():
+    """spec.image is immutable: the remedy for an image the nodes cannot pull is a new
+    ThresholdJob, and the status says so."""
+    kube = FakeKube()
+    body(kube, image="bad/image:1")
+    run = passes(kube)
+    run.run(("default", "tj"))
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "bad/image:1"'}
+    kube.pods["tj-prepare"] = [
+        {
+            "metadata": {"name": "tj-prepare-x7k2p", "labels": {"job-name": "tj-prepare"}},
+            "status": {"containerStatuses": [{"state": {"waiting": waiting}}]},
+        }
+    ]
+    kube.set_status("tj-prepare", active=1, ready=0)
+    assert run.run(("default", "tj")) == 5.0
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Preparing"
+    assert status["message"].endswith(
+        "pod tj-prepare-x7k2p cannot start: ImagePullBackOff: Back-off pulling image "
+        '"bad/image:1"; the image cannot be changed on an existing ThresholdJob: delete it '
+        "and create it again with an image the nodes can pull (spec.image)"
+    )
+
+
 def test_suspended_creates_the_prepare_job_suspended_and_a_queue_holds_everything():
     kube = FakeKube()
     outcome = reconciler(kube).reconcile(body(kube, suspend=True), at=lambda: T0)
@@ -511,6 +536,23 @@ def test_a_child_name_held_by_another_owner_fails_the_job():
     assert outcome.status.message == (
         "Job default/tj-prepare already exists and is not this ThresholdJob's"
     )
+
+
+def test_a_failed_prepare_pod_is_told_in_the_specs_fields():
+    """The prepare pod's one line names the worker's field (input_dataset); the status names
+    the spec's (inputDataset), whose value the user wrote."""
+    kube = FakeKube()
+    body(kube, inputDataset="nope")
+    run = passes(kube)
+    run.run(("default", "tj"))
+    kube.finish_pod(
+        "tj-prepare", 2, "error: input_dataset: no array 'nope' in container /data/a.zarr"
+    )
+    kube.set_status("tj-prepare", "Failed", failed=1)
+    run.run(("default", "tj"))
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"] == "spec.inputDataset: no array 'nope' in container /data/a.zarr"
 
 
 def test_a_refused_create_fails_the_job_with_the_servers_message():
@@ -844,7 +886,7 @@ def test_a_failed_job_is_retried_in_place_running_only_what_did_not_complete():
             "blocks": "4",
             "rois": [{"offset": [16.0, 32.0, 0.0], "shape": [16.0, 32.0, 32.0]}],
             "exitCode": 3,
-            "error": "input_dataset: raw/c/1/0/0 cannot be decoded",
+            "error": "spec.inputDataset: raw/c/1/0/0 cannot be decoded",  # in spec terms
         }
     ]
     assert status["usage"] == {"podSeconds": 35, "pods": 4}

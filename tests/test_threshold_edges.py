@@ -1,6 +1,7 @@
 """The threshold at the edges of float types: compared in the input's precision, as numpy
-and DaCapo compare, except where the threshold itself would round to an infinity; and
-64-bit integers, which numpy compares with a float threshold in float64."""
+and DaCapo compare, except where the threshold itself would round to an infinity (but not
+where it rounds to a zero); and 64-bit integers, which numpy compares with a float threshold
+in float64."""
 
 from __future__ import annotations
 
@@ -34,6 +35,32 @@ def test_within_range_the_comparison_is_numpys_in_the_inputs_precision():
     """0.3 on float32 is float32(0.3): a voxel holding it is not above it (DaCapo's result)."""
     data = np.array([0.3, 0.31, 0.29], np.float32)
     assert list(threshold(data, 0.3)) == list((data > 0.3).view(np.uint8)) == [0, 1, 0]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_threshold_too_small_for_the_type_is_a_zero_of_its_sign(tmp_path, dtype):
+    """What the README says: a threshold of at most half the type's smallest subnormal in
+    magnitude rounds to a zero of its sign, and -0.0 equals 0.0, so a voxel holding 0 (or
+    -0) is not above -1e-300 on float32 (it is in float64); the smallest subnormal itself,
+    negated, counts the zeros."""
+    sub = float(np.finfo(dtype).smallest_subnormal)
+    values = [0.0, -0.0, sub, -sub, 1.0, -1.0, 2 * sub, -2 * sub]
+    data = np.array(values, dtype).reshape(2, 2, 2)
+    zarr.create_array(str(tmp_path / "in.zarr"), name="raw", shape=data.shape, chunks=(2, 2, 2),
+                      dtype=dtype)[...] = data  # fmt: skip
+    masks = {}
+    for given in ("-1e-300", repr(-sub / 2), repr(-sub), "-1e-45", "-1e-400"):
+        out = f"m{given}"
+        args = io_args(tmp_path / "in.zarr", "raw", tmp_path / "o.zarr", out, given)
+        assert run_cli("run", *args).code == 0
+        masks[given] = zarr.open_array(str(tmp_path / "o.zarr"), path=out)[...].ravel().tolist()
+    zeros_not_above = [0, 0, 1, 0, 1, 0, 1, 0]
+    assert masks["-1e-300"] == masks[repr(-sub / 2)] == zeros_not_above
+    assert masks[repr(-sub)] == [1, 1, 1, 0, 1, 0, 1, 0]
+    assert masks["-1e-400"] == zeros_not_above  # read as -0.0 whatever the input
+    assert masks["-1e-45"] == (zeros_not_above if dtype == "float16" else masks[repr(-sub)])
+    assert [int(v > -1e-300) for v in values] != zeros_not_above  # not float64's answer
+    assert (data > -1e-300).ravel().astype(int).tolist() == zeros_not_above  # numpy's
 
 
 @pytest.mark.parametrize("dtype", ["int64", "uint64"])

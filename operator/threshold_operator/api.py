@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from threshold_worker.environment import PARTITION_INDEX, SETTINGS_PREFIX, reserved
 from threshold_worker.params import (
     MAX_PARTITIONS,
+    MAX_THRESHOLDS,
     ONE_THRESHOLD_FIELD,
     PLACEHOLDER,
     ROI_AXES,
@@ -305,6 +306,15 @@ class ThresholdJobSpec(JobParameters):
         default=None,
         allow_inf_nan=False,
         description="Voxels strictly greater become 1 (NaN: 0); default 0, or give thresholds",
+    )
+    # A set to kube-apiserver: a threshold given twice (0.5 and 0.5, or 0.1 and
+    # 0.1000000000000000055, one float64) is refused at admission as a "Duplicate value".
+    thresholds: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(  # type: ignore[assignment]
+        default=None,
+        min_length=1,
+        max_length=MAX_THRESHOLDS,
+        description=JobParameters.model_fields["thresholds"].description,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     input_container: str | None = _optional("input_container")  # type: ignore[assignment]
     input_dataset: str | None = _optional("input_dataset")  # type: ignore[assignment]

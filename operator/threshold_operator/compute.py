@@ -53,7 +53,9 @@ class KubernetesComputeContext(ComputeContext):
 
         cluster = {name: getattr(self, name) for name in CLUSTER_FIELDS}
         cluster = {k: v for k, v in cluster.items() if v not in (None, [])}
-        spec = ThresholdJobSpec(**params.model_dump(), **cluster)
+        # The fields the caller gave: a sweep's threshold is JobParameters' default, which
+        # the spec (where threshold and thresholds exclude each other) must not be given.
+        spec = ThresholdJobSpec(**params.model_dump(exclude_unset=True), **cluster)
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,

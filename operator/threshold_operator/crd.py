@@ -71,7 +71,17 @@ def _model_schema(model: type) -> dict[str, Any]:
     return _structural(raw, raw.get("$defs", {}))
 
 
-def _spec_rules() -> list[dict[str, str]]:
+def _unchanged(field: str, schema: dict[str, Any]) -> str:
+    """CEL for "spec.<field> is as it was". A list-type set compares as a list of its CEL
+    values, in order: kube's `==` on a set ignores order, and finds a whole number of a
+    number set (decoded as an int64) unequal to itself, which would refuse every update,
+    the operator's status writes too."""
+    if schema.get("x-kubernetes-list-type") == "set":
+        return f"self.{field}.map(x, x) == oldSelf.{field}.map(x, x)"
+    return f"self.{field} == oldSelf.{field}"
+
+
+def _spec_rules(properties: dict[str, Any]) -> list[dict[str, str]]:
     """Transition rules that pin every field but parallelism, suspend and retry, Kueue's
     rule on suspend, retry's (it only grows), then the one-source rules."""
     may_change = ", ".join(MUTABLE)
@@ -81,7 +91,7 @@ def _spec_rules() -> list[dict[str, str]]:
         rules.append(
             {
                 "rule": f"has(self.{field}) == has(oldSelf.{field}) && "
-                f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
+                f"(!has(self.{field}) || {_unchanged(field, properties[field])})",
                 "message": f"spec.{field} is immutable: {why}; create a new ThresholdJob "
                 f"(only {may_change} may change)",
             }
@@ -95,7 +105,10 @@ def _spec_rules() -> list[dict[str, str]]:
 def crd() -> dict[str, Any]:
     spec = _model_schema(ThresholdJobSpec)
     spec["description"] = "What to threshold, and how to run it"
-    spec["x-kubernetes-validations"] = [*spec.get("x-kubernetes-validations", []), *_spec_rules()]
+    spec["x-kubernetes-validations"] = [
+        *spec.get("x-kubernetes-validations", []),
+        *_spec_rules(spec["properties"]),
+    ]
     status = _model_schema(ThresholdJobStatus)  # strict: kopf keeps nothing in it (handlers.py)
     schema = {
         "type": "object",

@@ -451,6 +451,17 @@ class Reconciler:
         if active > ready:
             for pod in self.kube.job_pods(namespace, job["metadata"]["name"]):
                 if reason := _cannot_start(pod):
+                    image = (
+                        "ErrImagePull",
+                        "ImagePullBackOff",
+                        "InvalidImageName",
+                        "ErrImageNeverPull",
+                    )
+                    if reason.startswith(image):  # spec.image is immutable
+                        reason += (
+                            "; the image cannot be changed on an existing ThresholdJob: delete "
+                            "it and create it again with an image the nodes can pull (spec.image)"
+                        )
                     return f"pod {pod['metadata']['name']} cannot start: {reason}"
         elif active == 0:
             refused = self.kube.job_events(namespace, job, "FailedCreate")

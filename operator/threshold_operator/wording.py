@@ -1,59 +1,190 @@
 """The worker's messages, told in a ThresholdJob's terms.
 
-The worker says what to do with its command-line options ("pass --overwrite to replace it",
-"run `threshold-worker prepare --overwrite` first"); in a ThresholdJob's status the user acts
-on spec fields instead, and the fields of the job are immutable, so the remedy is a new
-ThresholdJob with the field set. Options map to fields through `JobParameters`, the one model
-of a job, so an option added there is told right without a change here.
+The worker names what a message is about by its JobParameters field (`input_dataset: no array
+'nope' ...`, or a part of one: `roi.offset: ...`, `roi: ...` for roi_offset and roi_shape
+together) and says what to do with its command-line options ("pass --overwrite to replace
+it", "use --block-shape 16,16,16"). In a ThresholdJob's status the user acts on spec fields
+instead, and the fields of the job are immutable, so the remedy is a new ThresholdJob with the
+field set. Names and options map to fields through `JobParameters`, the one model of a job,
+and, for a ThresholdJob that names its arrays with arrayStore, through
+`ThresholdJobSpec.parameters`, which lays a DaCapo run out: a field or an option added there
+is told right without a change here.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 from threshold_worker.errors import RERUN
 from threshold_worker.params import JobParameters, options, value_kind
 
-#: Every spelling of every option -> (spec field, whether it is an on/off flag).
-_FIELDS = {
-    flag: (info.alias or name, value_kind(info)[0] == "flag")
-    for name, info, option in options(JobParameters)
-    for flag in option.flags
-    if flag.startswith("--")
+from .api import ARRAY_FIELDS, ArrayStoreRef, ThresholdJobSpec
+
+#: Every spelling of every option -> the field it sets.
+_OPTIONS = {flag: name for name, _, option in options(JobParameters) for flag in option.flags}
+_FLAG = "(" + "|".join(map(re.escape, sorted(_OPTIONS, key=len, reverse=True))) + r")(?![\w-])"
+_OPTION = r"(?<![\w-])" + _FLAG
+#: A worker's field name at the head of its message: `input_dataset: `, `roi.offset: `.
+_HEAD = re.compile(r"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*): ")
+#: A field named inside a message ("choose another output_dataset"): names with an
+#: underscore only, the others ("threshold", "fit") being words too.
+_NAMED = re.compile(
+    r"(?<![\w.'/-])("
+    + "|".join(n for n in sorted(JobParameters.model_fields, key=len, reverse=True) if "_" in n)
+    + r")(?![\w'/-])"
+)
+#: A value given after an option, by what the field holds: a placeholder such as N, or
+#: numbers, a choice, a name.
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+_VALUES = {
+    "ints": rf"{_NUMBER}(?:,{_NUMBER})*",
+    "floats": rf"{_NUMBER}(?:,{_NUMBER})*",
+    "int": _NUMBER,
+    "float": _NUMBER,
+    "text": r"[^\s,;()'\"-][^\s,;()'\"]*",
 }
-_FLAG = r"(--[A-Za-z][-_A-Za-z]*)"
+_PLACEHOLDER = r"[A-Z]"
 
 
-def _field(flag: str) -> str | None:
-    known = _FIELDS.get(flag)
-    if known is None:
+def _alias(name: str) -> str:
+    return JobParameters.model_fields[name].alias or name
+
+
+def _job_fields(name: str) -> tuple[str, ...]:
+    """The JobParameters fields a worker's name stands for: itself, a part of one
+    (`roi.offset` is roi_offset) or a group (`roi` is roi_offset and roi_shape)."""
+    fields = JobParameters.model_fields
+    if name in fields:
+        return (name,)
+    if name.replace(".", "_") in fields:
+        return (name.replace(".", "_"),)
+    return tuple(n for n in fields if n.startswith(f"{name}_"))
+
+
+@functools.cache
+def array_store_sources() -> dict[str, tuple[str, ...]]:
+    """Array field -> the arrayStore fields that make it, found by changing each in turn:
+    those that make it alone (parameters: the output dataset), else all of them (iteration
+    and dataset make the input dataset, and the output's too)."""
+    one = {"basedir": "/a", "run": "r", "iteration": 1, "dataset": "d", "parameters": "p"}
+    two = {"basedir": "/b", "run": "s", "iteration": 2, "dataset": "e", "parameters": "q"}
+    assert set(one) == set(ArrayStoreRef.model_fields)
+
+    def made(store: dict[str, Any]) -> JobParameters:
+        return ThresholdJobSpec(array_store=store).parameters()
+
+    base = made(one)
+    makes = {
+        name: [
+            f
+            for f in ARRAY_FIELDS
+            if getattr(made({**one, name: two[name]}), f) != getattr(base, f)
+        ]
+        for name in one
+    }
+    sources = {}
+    for field in ARRAY_FIELDS:
+        every = [_store_alias(n) for n, fields in makes.items() if field in fields]
+        alone = [_store_alias(n) for n, fields in makes.items() if fields == [field]]
+        sources[field] = tuple(alone or every)
+    return sources
+
+
+def _store_alias(name: str) -> str:
+    return ArrayStoreRef.model_fields[name].alias or name
+
+
+def spec_fields(name: str, spec: ThresholdJobSpec | None = None) -> str | None:
+    """A worker's field name as the spec field(s) that gave it: `spec.inputDataset`,
+    `spec.roiOffset/spec.roiShape`, or arrayStore's fields for a spec that uses it. Without
+    the spec, a group names all of its fields, and the arrays their own fields."""
+    fields = _job_fields(name)
+    if not fields:
         return None
-    alias, is_flag = known
-    return f"spec.{alias}: true" if is_flag else f"spec.{alias}"
+    if spec is not None and len(fields) > 1:
+        fields = tuple(f for f in fields if f in spec.model_fields_set) or fields
+    paths: list[str] = []
+    for field in fields:
+        if spec is not None and spec.array_store is not None and field in ARRAY_FIELDS:
+            paths += [f"spec.arrayStore.{a}" for a in array_store_sources()[field]]
+        else:
+            paths.append(f"spec.{_alias(field)}")
+    return "/".join(dict.fromkeys(paths))
 
 
-def _again(match: re.Match[str]) -> str:
-    field = _field(match.group(1))
-    return f"create the ThresholdJob again with {field}" if field else match.group(0)
+def _field(flag: str, spec: ThresholdJobSpec | None, value: str | None = None) -> str | None:
+    """An option as its spec field: `spec.omeZarr: true`, `spec.blockShape: [16, 16, 16]`."""
+    name = _OPTIONS.get(flag)
+    if name is None:
+        return None
+    field = spec_fields(name, spec)
+    kind = value_kind(JobParameters.model_fields[name])[0]
+    if kind == "flag":
+        return f"{field}: true"
+    if value is None:
+        return field
+    if kind in ("ints", "floats") and not re.fullmatch(_PLACEHOLDER, value):
+        value = "[" + ", ".join(value.split(",")) + "]"
+    return f"{field}: {value}"
 
 
-def in_spec_terms(message: str) -> str:
-    """The message with options replaced by the spec fields that say the same."""
-    text = re.sub(
-        rf"run `threshold-worker \w+ {_FLAG}`(?: \(or `\w+ \1`\))? first", _again, message
-    )
-    text = re.sub(rf"pass {_FLAG}", _again, text)
-    text = re.sub(_FLAG, lambda m: _field(m.group(1)) or m.group(0), text)
+def _value(flag: str, token: str) -> str | None:
+    """The start of `token` that is a value of the option's field, if one is."""
+    kind, choices = value_kind(JobParameters.model_fields[_OPTIONS[flag]])
+    if kind == "flag":
+        return None
+    for pattern in (_PLACEHOLDER, *map(re.escape, map(str, choices)), _VALUES.get(kind)):
+        found = re.match(rf"(?:{pattern})(?!\w)", token) if pattern else None
+        if found:
+            return found.group(0)
+    return None
+
+
+def _options(text: str, spec: ThresholdJobSpec | None) -> str:
+    def again(match: re.Match[str]) -> str:
+        field = _field(match.group(1), spec)
+        return f"create the ThresholdJob again with {field}" if field else match.group(0)
+
+    def told(match: re.Match[str]) -> str:  # "--ome-zarr (omeZarr: true)": the field says it
+        name = _OPTIONS[match.group(1)]
+        same = match.group(2) == _alias(name)
+        return f"{spec_fields(name, spec)}: {match.group(3)}" if same else match.group(0)
+
+    def with_value(match: re.Match[str]) -> str:  # the bare option is told below
+        value = _value(match.group(1), match.group(2))
+        if value is None:
+            return match.group(0)
+        return f"{_field(match.group(1), spec, value)}{match.group(2)[len(value) :]}"
+
+    text = re.sub(rf"run `threshold-worker \w+ {_FLAG}`(?: \(or `\w+ \1`\))? first", again, text)
+    text = re.sub(rf"pass {_FLAG}", again, text)
+    text = re.sub(rf"{_OPTION} \((\w+): ([^)]*)\)", told, text)
+    text = re.sub(rf"{_OPTION} ((?:-\d|[^\s-])\S*)", with_value, text)
+    text = re.sub(_OPTION, lambda m: _field(m.group(1), spec) or m.group(0), text)
+    # "--ome-zarr -od img": two fields to set, said as such
+    return re.sub(r"(spec\.\S+: (?:\[[^]]*\]|[^\s,;]+)) (?=spec\.)", r"\1 and ", text)
+
+
+def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:
+    """The message with the worker's field names and options replaced by the spec fields
+    that say the same; `spec`, when known, says which fields of a group were given and
+    whether the arrays came from arrayStore."""
+    head = _HEAD.match(message)
+    if head and (field := spec_fields(head.group(1), spec)):
+        message = f"{field}: {message[head.end() :]}"
+    text = _NAMED.sub(lambda m: spec_fields(m.group(1), spec) or m.group(0), message)
+    text = _options(text, spec)
     text = text.replace(f"; {RERUN}", "")  # the status says how to retry a ThresholdJob
     return text.replace("leave the option out", "leave the field out")
 
 
-def spec_error(message: str) -> str:
+def spec_error(message: str, spec: ThresholdJobSpec | None = None) -> str:
     """`spec: output_dataset: ...` (a model-wide check that names its field itself) as
-    `spec.outputDataset: ...`."""
+    `spec.outputDataset: ...`, its options as fields too."""
     head, sep, rest = message.partition(": ")
-    name, colon, detail = rest.partition(": ")
-    info = JobParameters.model_fields.get(name)
-    if head != "spec" or not sep or not colon or info is None:
+    if head != "spec" or not sep or not _HEAD.match(rest):
         return message
-    return f"spec.{info.alias or name}: {detail}"
+    told = in_spec_terms(rest, spec)
+    return told if told.startswith("spec.") else message

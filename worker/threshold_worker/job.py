@@ -354,20 +354,61 @@ def _roi(spec: JobParameters, meta: AxisMetadata, shape: Sequence[int], where: s
     full = meta.roi(shape)
     if spec.roi_offset is None and spec.roi_shape is None:
         return full
-    offset = Coordinate(spec.roi_offset) if spec.roi_offset is not None else full.offset
-    rshape = Coordinate(spec.roi_shape) if spec.roi_shape is not None else full.end - offset
-    for name, value in (("roi_offset", offset), ("roi_shape", rshape)):
-        if value.dims != full.dims:
+    for name, value in (("roi_offset", spec.roi_offset), ("roi_shape", spec.roi_shape)):
+        if value is not None and len(value) != full.dims:
             raise InputError(
                 name,
-                f"{tuple(value)} has {value.dims} values; the input has {full.dims} spatial axes "
-                f"({', '.join(meta.spatial_axes)})",
+                f"{tuple(value)} has {len(value)} values; the input has {full.dims} spatial "
+                f"axes ({', '.join(meta.spatial_axes)})",
             )
+    offset = Coordinate(spec.roi_offset) if spec.roi_offset is not None else full.offset
+    rshape = Coordinate(spec.roi_shape) if spec.roi_shape is not None else full.end - offset
+    if spec.roi_shape is None and any(s <= 0 for s in rshape):
+        raise InputError("roi_offset", f"{tuple(offset)} lies outside {where}, whose roi is {full}")
     if any(s <= 0 for s in rshape):
         raise InputError("roi_shape", f"{tuple(rshape)} must be positive on every axis")
     roi = Roi(offset, rshape)
-    roi_to_selection(meta, shape, roi, where)  # grid and bounds checks
+    try:
+        roi_to_selection(meta, shape, roi, where)  # grid and bounds checks
+    except InputError as e:
+        nearest = (roi - full.offset).snap_to_grid(meta.voxel_size, mode="grow") + full.offset
+        nearest = nearest.intersect(full)
+        if nearest.empty or nearest == roi:
+            raise
+        hint = _roi_options(spec, full, nearest.offset, nearest.end)
+        raise InputError(e.field, f"{e.problem}; use {hint} (the voxels it covers)") from None
     return roi
+
+
+def _roi_options(spec: JobParameters, full: Roi, begin: Coordinate, end: Coordinate) -> str:
+    """The ROI options that give [begin, end): each one the job gave, or one that would
+    differ from its default (the array's offset, its end)."""
+    given = []
+    if spec.roi_offset is not None or begin != full.offset:
+        given.append(f"--roi-offset {','.join(map(str, begin))}")
+    if spec.roi_shape is not None or end != full.end:
+        given.append(f"--roi-shape {','.join(map(str, end - begin))}")
+    return " ".join(given)
+
+
+def _aligned_roi(
+    spec: JobParameters,
+    meta: AxisMetadata,
+    shape: Sequence[int],
+    roi: Roi,
+    first: Sequence[int],
+    grid: Sequence[int],
+    block: Sequence[int] | None,
+) -> str:
+    """For fit=valid: the ROI options that start `roi` on the next point of the block grid
+    (`first`: its first voxel, per spatial axis), if a block still fits in what is left."""
+    voxel = meta.voxel_size
+    start = [-(-int(v) // g) * g for v, g in zip(first, grid, strict=True)]
+    begin = meta.offset + Coordinate(start) * voxel
+    left = (roi.end - begin) / voxel
+    if any(n < b for n, b in zip(left, block or grid, strict=True)):
+        return ""
+    return f", e.g. {_roi_options(spec, meta.roi(shape), begin, roi.end)}"
 
 
 #: Names zarr gives its own documents: never a node's name.
@@ -648,10 +689,12 @@ def _output_geometry(
         for k, i in enumerate(spatial):
             shards[i] = spec.output_shards[k]
         if any(s % c for s, c in zip(shards, chunks, strict=True)):
+            inner = [chunks[i] for i in spatial]
+            grown = [-(-s // c) * c for s, c in zip(spec.output_shards, inner, strict=True)]
             raise InputError(
                 "output_shards",
                 f"{tuple(spec.output_shards)} is not a multiple of the output chunk shape "
-                f"{tuple(chunks[i] for i in spatial)}",
+                f"{tuple(inner)}; use --output-shards {','.join(map(str, grown))}",
             )
     if spec.zarr_format is not None and spec.zarr_format not in (2, 3):
         raise InputError("zarr_format", f"{spec.zarr_format} is not 2 or 3")
@@ -790,20 +833,27 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         )  # fmt: skip
         align = levels.align
         identity["output"]["pyramid"] = levels.identity()
-    plan = Plan.create(
-        array_shape=[source.shape[i] for i in spatial],
-        write_unit=unit,
-        roi_begin=[sel[i].start for i in spatial],
-        roi_shape=roi_shape,
-        block_shape=block_shape,
-        fit=spec.fit,
-        partitions=spec.partition_count,
-        identity=identity,
-        sharded=geometry.shards is not None,
-        unit_name=("output shard shape" if geometry.shards else "output chunk shape")
-        + (" and pyramid level chunk" if levels else ""),
-        align=align,
-    )
+    try:
+        plan = Plan.create(
+            array_shape=[source.shape[i] for i in spatial],
+            write_unit=unit,
+            roi_begin=[sel[i].start for i in spatial],
+            roi_shape=roi_shape,
+            block_shape=block_shape,
+            fit=spec.fit,
+            partitions=spec.partition_count,
+            identity=identity,
+            sharded=geometry.shards is not None,
+            unit_name=("output shard shape" if geometry.shards else "output chunk shape")
+            + (" and pyramid level chunk" if levels else ""),
+            align=align,
+        )
+    except InputError as e:  # said in voxels: the job's ROI options are in world units
+        if e.field != "roi.offset":
+            raise
+        first = [sel[i].start for i in spatial]
+        hint = _aligned_roi(spec, meta, source.shape, roi, first, align or unit, block_shape)
+        raise InputError(e.field, f"{e.problem}{hint}") from None
     job = Job(
         spec=spec,
         input=source,

@@ -42,6 +42,16 @@ def default_block_shape(
     return tuple(shape)
 
 
+def _round_up(shape: Sequence[int], step: Sequence[int]) -> tuple[int, ...]:
+    """The smallest multiple of `step` at least `shape`, per axis."""
+    return tuple(-(-int(x) // s) * s for x, s in zip(shape, step, strict=True))
+
+
+def _listed(values: Sequence[int]) -> str:
+    """Values as a list option takes them: 16,16,16."""
+    return ",".join(map(str, values))
+
+
 @dataclass(frozen=True)
 class Plan:
     """Blocks over `roi_begin`/`roi_shape` (voxel indices of the spatial axes)."""
@@ -95,18 +105,22 @@ class Plan:
             )
         if any(b <= 0 for b in block_shape):
             raise InputError("block_shape", f"{block_shape} must be positive on every axis")
+        align = tuple(int(a) for a in (align or write_unit))
+        step = tuple(math.lcm(int(u), a) for u, a in zip(write_unit, align, strict=True))
         if any(b % u for b, u in zip(block_shape, write_unit, strict=True)):
             raise InputError(
                 "block_shape",
                 f"{block_shape} is not a multiple of the {unit_name} {tuple(write_unit)}; "
-                "blocks that split a chunk would race on it",
+                "blocks that split a chunk would race on it; use --block-shape "
+                + _listed(_round_up(block_shape, step)),
             )
         if partitions < 1:
             raise InputError("partitions", f"{partitions} must be at least 1")
-        align = tuple(int(a) for a in (align or write_unit))
         if any(b % a for b, a in zip(block_shape, align, strict=True)):
             raise InputError(
-                "block_shape", f"{block_shape} is not a multiple of the grid {align} it starts on"
+                "block_shape",
+                f"{block_shape} is not a multiple of the grid {align} it starts on; use "
+                f"--block-shape {_listed(_round_up(block_shape, step))}",
             )
         roi_end = tuple(b + s for b, s in zip(roi_begin, roi_shape, strict=True))
         if fit == "valid":
@@ -120,10 +134,18 @@ class Plan:
             origin = tuple(roi_begin)
             grid = tuple(s // b for s, b in zip(roi_shape, block_shape, strict=True))
             if 0 in grid:
+                smaller = tuple(
+                    min(b, r // s * s) for b, r, s in zip(block_shape, roi_shape, step, strict=True)
+                )
                 raise InputError(
                     "block_shape",
                     f"{block_shape} is larger than the roi {tuple(roi_shape)} on some axis, so "
-                    "fit=valid leaves no block; use fit=shrink or a smaller block shape",
+                    "fit=valid leaves no block; use fit=shrink or "
+                    + (
+                        f"--block-shape {_listed(smaller)}"
+                        if all(smaller)
+                        else f"a larger roi: a block holds at least {step} voxels"
+                    ),
                 )
         else:
             origin = tuple(b - b % a for b, a in zip(roi_begin, align, strict=True))

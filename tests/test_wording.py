@@ -1,0 +1,166 @@
+"""The worker's messages told in a ThresholdJob's terms (threshold_operator.wording): the
+field a message names and the options it suggests become the spec's fields, while the worker
+itself keeps its command-line wording."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from conftest import blobs, run_cli, write_array
+from threshold_operator.api import ThresholdJobSpec
+from threshold_operator.wording import array_store_sources, in_spec_terms, spec_error
+from threshold_worker.compute import first_error
+from threshold_worker.params import JobParameters
+
+ARRAYS = {"inputDataset": "raw", "outputContainer": "/out.zarr", "outputDataset": "mask"}
+
+
+def spec(container: Path | str = "/in.zarr", **fields: object) -> ThresholdJobSpec:
+    return ThresholdJobSpec.model_validate({"inputContainer": str(container), **ARRAYS, **fields})
+
+
+@pytest.mark.parametrize("name", list(JobParameters.model_fields))
+def test_every_field_the_worker_names_is_told_as_the_spec_field(name):
+    alias = JobParameters.model_fields[name].alias
+    assert in_spec_terms(f"{name}: is wrong") == f"spec.{alias}: is wrong"
+
+
+#: (worker options beyond the arrays, the worker's message, what the status says). The
+#: array is 32 x 32 x 48 voxels of 4 nm in chunks of 8 x 16 x 16.
+CASES = [
+    (
+        ["--block-shape", "10,16,16"],
+        "block_shape: (10, 16, 16) is not a multiple of the output chunk shape (8, 16, 16); "
+        "blocks that split a chunk would race on it; use --block-shape 16,16,16",
+        "spec.blockShape: (10, 16, 16) is not a multiple of the output chunk shape (8, 16, 16); "
+        "blocks that split a chunk would race on it; use spec.blockShape: [16, 16, 16]",
+    ),
+    (
+        ["--roi-offset", "0,0"],
+        "roi_offset: (0, 0) has 2 values; the input has 3 spatial axes (z, y, x)",
+        "spec.roiOffset: (0, 0) has 2 values; the input has 3 spatial axes (z, y, x)",
+    ),
+    (
+        ["--roi-offset", "200,0,0", "--roi-shape", "16,16,16"],
+        "roi: [200:216, 0:16, 0:16] (16, 16, 16) lies outside {where}, whose roi is "
+        "[0:128, 0:128, 0:192] (128, 128, 192)",
+        "spec.roiOffset/spec.roiShape: [200:216, 0:16, 0:16] (16, 16, 16) lies outside "
+        "{where}, whose roi is [0:128, 0:128, 0:192] (128, 128, 192)",
+    ),
+    (
+        ["--roi-offset", "2,0,0", "--roi-shape", "16,16,16"],
+        "roi: [2:18, 0:16, 0:16] (16, 16, 16) is not on the voxel grid of {where} (voxel size "
+        "(4, 4, 4)); use --roi-offset 0,0,0 --roi-shape 20,16,16 (the voxels it covers)",
+        "spec.roiOffset/spec.roiShape: [2:18, 0:16, 0:16] (16, 16, 16) is not on the voxel "
+        "grid of {where} (voxel size (4, 4, 4)); use spec.roiOffset: [0, 0, 0] and "
+        "spec.roiShape: [20, 16, 16] (the voxels it covers)",
+    ),
+    (
+        ["--roi-offset", "4,0,0", "--roi-shape", "124,128,192", "--fit", "valid"],
+        "roi.offset: voxel (1, 0, 0) is not on the output chunk shape grid (8, 16, 16), which "
+        "fit=valid needs; use fit=shrink or an aligned offset, e.g. --roi-offset 32,0,0 "
+        "--roi-shape 96,128,192",
+        "spec.roiOffset: voxel (1, 0, 0) is not on the output chunk shape grid (8, 16, 16), "
+        "which fit=valid needs; use fit=shrink or an aligned offset, e.g. spec.roiOffset: "
+        "[32, 0, 0] and spec.roiShape: [96, 128, 192]",
+    ),
+]
+
+
+@pytest.mark.parametrize("options,worker,status", CASES)
+def test_the_workers_messages_in_spec_terms(tmp_path, options, worker, status):
+    """The worker's own line (the CLI's words), and the same line in a ThresholdJob's status."""
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", blobs((32, 32, 48)), (8, 16, 16), voxel_size=(4, 4, 4))
+    args = ["-ic", str(container), "-id", "raw", "-oc", str(tmp_path / "o.zarr"), "-od", "m"]
+    result = run_cli("plan", *args, *options)
+    where = f"{container}/raw"
+    assert result.code == 2 and result.err.strip() == f"error: {worker.format(where=where)}"
+    assert in_spec_terms(worker.format(where=where)) == status.format(where=where)
+
+
+def test_an_roi_is_told_as_the_fields_that_gave_it():
+    line = "roi: [0:400, 0:16, 0:16] (400, 16, 16) lies outside /in.zarr/raw"
+    told = line.removeprefix("roi: ")
+    assert in_spec_terms(line, spec(roiShape=[400, 16, 16])) == f"spec.roiShape: {told}"
+    assert in_spec_terms(line, spec(roiOffset=[0, 0, 0])) == f"spec.roiOffset: {told}"
+    both = spec(roiOffset=[0, 0, 0], roiShape=[400, 16, 16])
+    assert in_spec_terms(line, both) == f"spec.roiOffset/spec.roiShape: {told}"
+
+
+def test_the_array_store_fields_are_found_from_the_model():
+    """Each array field as the arrayStore fields that make it: the output dataset is
+    parameters' alone; iteration and dataset make the input dataset (and the output's)."""
+    assert array_store_sources() == {
+        "input_container": ("basedir", "run"),
+        "input_dataset": ("iteration", "dataset"),
+        "output_container": ("basedir", "run"),
+        "output_dataset": ("parameters",),
+    }
+
+
+def test_a_job_of_an_array_store_is_told_in_array_store_fields(tmp_path):
+    """An output path that arrayStore made is told as arrayStore's field, not as the
+    outputDataset the ThresholdJob never set."""
+    store = {"basedir": str(tmp_path), "run": "run1", "iteration": 100000, "dataset": "val"}
+    job = ThresholdJobSpec.model_validate(
+        {"arrayStore": {**store, "parameters": "../../escape_{threshold}"}, "threshold": 0.9}
+    )
+    result = run_cli("plan", *job.parameters().to_args())
+    line = result.err.strip().removeprefix("error: ")
+    assert result.code == 2 and line.startswith("output_dataset: '100000/val/output/../../esc")
+    assert in_spec_terms(line, job) == line.replace("output_dataset", "spec.arrayStore.parameters")
+    missing = f"input_dataset: no array '100000/val/prediction' in container {tmp_path}"
+    assert in_spec_terms(missing, job) == missing.replace(
+        "input_dataset", "spec.arrayStore.iteration/spec.arrayStore.dataset"
+    )
+    assert in_spec_terms("output_container: cannot write", job) == (
+        "spec.arrayStore.basedir/spec.arrayStore.run: cannot write"
+    )
+    # without the spec (or with one that names its arrays itself): the spec's array fields
+    assert in_spec_terms(line).startswith("spec.outputDataset: ")
+    assert in_spec_terms(line, spec()).startswith("spec.outputDataset: ")
+
+
+@pytest.mark.parametrize(
+    "worker,status",
+    [
+        ("use --block-shape 16,16,16", "use spec.blockShape: [16, 16, 16]"),
+        ("add --ome-zarr (omeZarr: true)", "add spec.omeZarr: true"),
+        ("has no effect without pyramid (--pyramid N)", "(spec.pyramid: N)"),
+        ("not --zarr-format 3 (v2 and v3", "not spec.zarrFormat: 3 (v2 and v3"),
+        ("leave --zarr-format out or pass 2", "leave spec.zarrFormat out or pass 2"),
+        ("leave --output-shards out, or", "leave spec.outputShards out, or"),
+        (
+            "write the image with --ome-zarr -od img (its levels",
+            "write the image with spec.omeZarr: true and spec.outputDataset: img (its levels",
+        ),
+        ("out with --roi-offset/--roi-shape", "out with spec.roiOffset/spec.roiShape"),
+        ("choose another output_dataset", "choose another spec.outputDataset"),
+        (
+            "pass --overwrite to replace it",
+            "create the ThresholdJob again with spec.overwrite: true to replace it",
+        ),
+        ("add --serve to serve them", "add --serve to serve them"),  # not a job's option
+        ("'output_dataset' in /a.zarr", "'output_dataset' in /a.zarr"),  # a name, quoted
+    ],
+)
+def test_options_become_the_fields_that_say_the_same(worker, status):
+    assert status in in_spec_terms(f"x: {worker}")
+
+
+def test_a_spec_the_operator_refuses_names_its_fields():
+    """The model's own checks (spec: pyramid: ...) say the field, and the remedy as a field."""
+    with pytest.raises(ValidationError) as refused:
+        spec(pyramid=2)
+    message = first_error(refused.value, "spec")
+    assert message.startswith("spec: pyramid: ") and "--ome-zarr" in message  # the CLI's words
+    assert spec_error(message) == (
+        "spec.pyramid: its levels are arrays of an OME-Zarr image group: add spec.omeZarr: true"
+    )
+    assert (
+        spec_error("spec: roiOffset and roiShape differ") == "spec: roiOffset and roiShape differ"
+    )
