@@ -1059,3 +1059,22 @@ def test_the_prepare_pods_viewer_link_is_in_the_status_plan():
     kube.set_status("tj-prepare", "Complete", succeeded=1)
     run.run(key)
     assert kube.objects["tj"]["status"]["plan"]["viewer"] == link
+
+
+def test_an_array_store_jobs_failure_names_the_array_store_field():
+    """The prepare pod's line names the worker's output_dataset; a ThresholdJob that set
+    arrayStore, not outputDataset, is told which of its own fields made that path."""
+    kube = FakeKube()
+    obj = body(kube)
+    store = {"basedir": "/runs", "run": "run1", "iteration": 100000, "dataset": "val"}
+    obj["spec"] = {"arrayStore": {**store, "parameters": "../../escape_{threshold}"},
+                   "threshold": 0.9}  # fmt: skip
+    run = passes(kube)
+    run.run(("default", "tj"))
+    line = "output_dataset: '100000/val/output/../../escape_0.9' has a '..' segment"
+    kube.finish_pod("tj-prepare", 2, f"error: {line}")
+    kube.set_status("tj-prepare", "Failed")
+    run.run(("default", "tj"))
+    status = kube.objects["tj"]["status"]
+    assert status["phase"] == "Failed"
+    assert status["message"] == line.replace("output_dataset", "spec.arrayStore.parameters")

@@ -221,7 +221,7 @@ class Reconciler:
             if job_condition(prepare, "Complete"):
                 plan = self._plan(namespace, prepare)
             elif job_condition(prepare, "Failed"):
-                found["prepare_error"] = self._prepare_failure(namespace, prepare)
+                found["prepare_error"] = self._prepare_failure(namespace, prepare, spec)
             else:
                 found["blocked"] = self._blocked(namespace, prepare)
         else:
@@ -232,7 +232,7 @@ class Reconciler:
             found["work"] = work
             if finished(work):
                 assert work is not None
-                found.update(self._finished(namespace, work, attempt, plan))
+                found.update(self._finished(namespace, work, attempt, plan, spec))
             else:
                 found["blocked"] = self._blocked(namespace, work)
         return replace(seen, plan=plan, **found)
@@ -401,16 +401,16 @@ class Reconciler:
                 ) from None
         return None
 
-    def _prepare_failure(self, namespace: str, job: Job) -> str:
+    def _prepare_failure(self, namespace: str, job: Job, spec: ThresholdJobSpec) -> str:
         """The worker's own one-line message, from the prepare pod's termination message."""
         for code, message in terminations(self.kube.job_pods(namespace, job["metadata"]["name"])):
-            line = in_spec_terms(_last_line(message))
+            line = in_spec_terms(_last_line(message), spec)
             return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
         cond = job_condition(job, "Failed") or {}
         return cond.get("message") or "the prepare Job failed"
 
     def _finished(
-        self, namespace: str, job: Job, attempt: Attempt, plan: PlanStatus
+        self, namespace: str, job: Job, attempt: Attempt, plan: PlanStatus, spec: ThresholdJobSpec
     ) -> dict[str, Any]:
         """What a finished work Job's pods tell, from one list of them: the compute they
         used, and how the first few failed partitions failed."""
@@ -429,9 +429,9 @@ class Reconciler:
                 if not ended:
                     continue
                 partition = nth(runs, index)
-                failed[partition] = _partition_failure(partition, ended[0], plan)
+                failed[partition] = _partition_failure(partition, ended[0], plan, spec)
                 if not error:
-                    error = _attempts_message(ended)
+                    error = _attempts_message(ended, spec)
         return {
             "failed_partitions": failed,
             "partition_error": error or "failed",
@@ -485,11 +485,11 @@ def _index(pod: dict[str, Any]) -> str:
     return (pod["metadata"].get("labels") or {}).get(INDEX_LABEL, "")
 
 
-def _attempts_message(ended: list[tuple[int | None, str]]) -> str:
+def _attempts_message(ended: list[tuple[int | None, str]], spec: ThresholdJobSpec) -> str:
     """How a partition failed: its attempts and the worker's last line. Exit code 2 is never
     retried (the pod failure policy fails the index at once): say so, not "attempts"."""
     code, message = ended[0]
-    line = in_spec_terms(worker_report(message)[0])
+    line = in_spec_terms(worker_report(message)[0], spec)
     if code == BAD_INPUT_EXIT:
         return f"failed: {line} (exit code 2: not retried, the pod would fail the same way)"
     if code == FAILED_BLOCKS_EXIT:
@@ -519,24 +519,26 @@ def worker_report(message: str) -> tuple[str, dict[str, Any] | None]:
 
 
 def _partition_failure(
-    partition: int, ended: tuple[int | None, str], plan: PlanStatus
+    partition: int, ended: tuple[int | None, str], plan: PlanStatus, spec: ThresholdJobSpec
 ) -> PartitionFailure:
     """A failed partition as its newest pod tells it. Records the worker reports are read
     leniently (both `exitCode` and `exit_code`, `roi` or `rois`, `blocks` as runs or
     `first`/`last`); one that makes no sense is left out, never fails the pass."""
     code, message = ended
     line, report = worker_report(message)
-    line = in_spec_terms(line)[:MAX_ERROR_CHARS]
+    line = in_spec_terms(line, spec)[:MAX_ERROR_CHARS]
     regions = []
     for record in (report or {}).get("records") or []:
-        region = _region(partition, record, code, plan)
+        region = _region(partition, record, code, plan, spec)
         if region is not None:
             regions.append(region)
     blocks = (report or {}).get("count", (report or {}).get("failed_blocks"))
     return PartitionFailure(code, line, tuple(regions), blocks if isinstance(blocks, int) else None)
 
 
-def _region(partition: int, record: Any, code: int | None, plan: PlanStatus) -> FailedRegion | None:
+def _region(
+    partition: int, record: Any, code: int | None, plan: PlanStatus, spec: ThresholdJobSpec
+) -> FailedRegion | None:
     if not isinstance(record, dict):
         return None
     try:
@@ -554,7 +556,7 @@ def _region(partition: int, record: Any, code: int | None, plan: PlanStatus) -> 
             blocks=format_runs(runs),
             rois=rois or block_rois(plan, runs[0][0], runs[-1][1]),
             exit_code=int(exit_code) if exit_code is not None else None,
-            error=in_spec_terms(_last_line(str(record.get("error") or "")))[:MAX_ERROR_CHARS],
+            error=in_spec_terms(_last_line(str(record.get("error") or "")), spec)[:MAX_ERROR_CHARS],
         )
     except (KeyError, TypeError, ValueError, ValidationError):
         return None
