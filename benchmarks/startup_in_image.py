@@ -19,6 +19,7 @@ from threshold_worker.sample import make_sample
 ROUNDS = 21
 JOB = ["-ic", "/tmp/in.zarr", "-id", "raw", "-oc", "/tmp/out.zarr", "-od", "mask", "-th", "0.5",
        "--partitions", "1"]  # fmt: skip
+ONE_BLOCK = ["threshold-worker", "start-worker", *JOB, "--partition", "0"]
 FROZEN = "; import gc; gc.freeze()"
 LIBRARIES = "import numpy, numcodecs.zstd, click, pydantic, threshold_worker.params"
 COMMANDS = {
@@ -26,8 +27,7 @@ COMMANDS = {
     "libraries without zarr": ["python", "-c", LIBRARIES + FROZEN],
     "libraries with zarr and upath": ["python", "-c", LIBRARIES + ", zarr, upath" + FROZEN],
     "threshold-worker start-worker --help": ["threshold-worker", "start-worker", "--help"],
-    "threshold-worker start-worker, 1-block job": ["threshold-worker", "start-worker", *JOB,
-                                                   "--partition", "0"],  # fmt: skip
+    "threshold-worker start-worker, 1-block job": ONE_BLOCK,
 }
 
 
