@@ -33,6 +33,8 @@ BODY = {"metadata": {"name": "tj", "namespace": "lab", "uid": "1234"}}
 THRESHOLDS = {
     "single": {"output_dataset": "mask", "threshold": 0.3},
     "sweep": {"output_dataset": "mask_{threshold}", "thresholds": [0.11, 0.22]},
+    # -0.0 comes back from the API server as 0: one name, one fingerprint through each door
+    "signed zero": {"output_dataset": "mask_{threshold}", "thresholds": [-0.0, 0.22]},
 }
 
 

@@ -111,3 +111,19 @@ def test_rbac_command_prints_the_rules():
     assert verbs[("", "pods")] == {"list"}
     assert verbs[("", "events")] == {"create", "list"}
     assert ("", "secrets") not in verbs  # the operator never touches user secrets
+
+
+def test_python_dash_m_runs_each_command():
+    """`python -m threshold_operator` and `python -m threshold_worker`, where no script is on
+    PATH: the same commands, the same exit codes."""
+    crd = subprocess.run(
+        [sys.executable, "-m", "threshold_operator", "crd"], capture_output=True, text=True
+    )
+    assert crd.returncode == 0 and yaml.safe_load(crd.stdout)["kind"] == "CustomResourceDefinition"
+    plan = subprocess.run(
+        [sys.executable, "-m", "threshold_worker", "plan", "-ic", "/nonexistent", "-id", "x",
+         "-oc", "/tmp/o.zarr", "-od", "m", "-th", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert plan.returncode == 2
+    assert plan.stderr == "error: input_container: /nonexistent does not exist\n"

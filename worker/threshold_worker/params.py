@@ -184,6 +184,18 @@ class JobParameters(BaseModel):
     def _strip(cls, value: str | None) -> str | None:
         return value.strip("/") if value is not None else None
 
+    @field_validator("threshold")
+    @classmethod
+    def _unsigned_zero(cls, value: float) -> float:
+        """-0.0 gives the mask 0.0 gives; as 0.0 it also gives one output name and one plan
+        fingerprint whichever door the job came through (a ThresholdJob's -0 is stored as 0)."""
+        return value + 0.0
+
+    @field_validator("thresholds")
+    @classmethod
+    def _unsigned_zeros(cls, values: list[float] | None) -> list[float] | None:
+        return None if values is None else [v + 0.0 for v in values]
+
     @model_validator(mode="after")
     def _roi_axes(self) -> JobParameters:
         if self.roi_offset and self.roi_shape and len(self.roi_offset) != len(self.roi_shape):
