@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -197,4 +198,75 @@ def test_a_retry_waits_for_a_job_that_took_the_output_meanwhile():
     a = status(kube, "a")
     assert a["phase"] == "Failed" and kube.jobs == before
     assert a["message"].startswith("the retry could not start: waiting for ThresholdJob b, ")
-    assert a["message"].endswith("; bump spec.retry again then")
+    assert a["message"].endswith("; bump spec.retry again once that one has finished")
+
+
+def stored(phase: str | None, *conditions: tuple[str, str, str]) -> dict[str, Any]:
+    status = {"conditions": [{"type": t, "status": v, "reason": r} for t, v, r in conditions]}
+    return {
+        "metadata": {"name": "x", "namespace": "ns", "uid": "u", "creationTimestamp": "T"},
+        "spec": SPEC,
+        "status": {"phase": phase, **status} if phase else {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "started", "indexed"),
+    [
+        (stored(None), False, True),  # not looked at yet
+        (stored("Pending", ("Waiting", "True", "OutputInUse")), False, True),
+        (stored("Suspended"), False, True),  # suspended before it ever made a Job
+        (stored("Suspended", ("Waiting", "False", "OutputHeld")), True, True),
+        (stored("Pending", ("Waiting", "False", "OutputHeld")), True, True),  # queued in Kueue
+        (stored("Preparing"), True, True),
+        (stored("Running"), True, True),
+        (stored("Succeeded", ("Waiting", "False", "OutputHeld")), True, False),
+        (stored("Failed"), False, False),
+    ],
+)
+def test_a_job_has_started_once_its_output_was_free_and_leaves_the_index_when_done(
+    obj, started, indexed
+):
+    found = writer(obj)
+    assert found is not None and found.started is started
+    assert bool(index_entries(obj)) is indexed
+
+
+def test_a_suspended_job_that_must_wait_waits_and_does_not_hold_the_output():
+    """Suspended or not, a ThresholdJob that the gate holds back creates nothing and says
+    so; only one whose prepare Job exists holds the output (it made it while it was free)."""
+    kube = FakeKube()
+    run = passes(kube)
+    add(kube, "a", "2026-01-01T00:00:00Z")
+    add(kube, "b", "2026-01-01T00:00:05Z", suspend=True, overwrite=True)
+    run.run(("default", "a"))
+    run.run(("default", "b"))
+    assert "b-prepare" not in kube.jobs and status(kube, "b")["phase"] == "Pending"
+    assert waiting(kube, "b")["status"] == "True"  # type: ignore[index]
+    assert writer(kube.objects["b"]).started is False  # type: ignore[union-attr]
+    assert waiting(kube, "a") == {  # type: ignore[comparison-overlap]
+        **waiting(kube, "a"),  # type: ignore[dict-item]
+        "status": "False",
+        "reason": "OutputHeld",
+    }
+
+
+def test_a_sweeps_cost_is_one_look_up_per_place():
+    """The gate reads each storage once, however many places the sweeps have."""
+    reads: list[Any] = []
+
+    class Counting(dict):
+        def get(self, key: Any, default: Any = ()) -> Any:
+            reads.append(key)
+            return super().get(key, default)
+
+    def sweep(name: str, created: str, container: str, n: int) -> Writer:
+        paths = [Place(("s3", "b"), (container, f"t_{i}")) for i in range(n)]
+        return Writer("ns", name, f"uid-{name}", created, tuple(paths), True, False)
+
+    others = [sweep(f"o{i}", f"T{i}", f"o{i}.zarr", 64) for i in range(50)]
+    registry = Registry(Counting({("s3", "b"): others}))
+    me = replace(sweep("me", "T9", "me.zarr", 64), started=False)
+    assert registry.ahead(me) is None and reads == [("s3", "b")]
+    inside = Place(("s3", "b"), ("o7.zarr", "t_5", "s0"))  # inside o7's t_5
+    assert registry.ahead(replace(me, places=(*me.places, inside))).name == "o7"  # type: ignore[union-attr]

@@ -300,8 +300,15 @@ async def threshold_job_event(
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_JOB: kopf.PRESENT})
-async def job_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def job_event(
+    body: kopf.Body,
+    namespace: str,
+    memo: kopf.Memo,
+    output_writers: kopf.Index[outputs.Storage, outputs.Writer],
+    **_: Any,
+) -> None:
     """An event of one of our Jobs queues a pass over the ThresholdJob that owns it."""
+    memo.outputs.attach(output_writers)  # whichever handler queues the first pass
     ref = controller_of(body)
     if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION:
         memo.queue.add((namespace, ref["name"]))

@@ -30,9 +30,13 @@ from .api import FINAL_PHASES, ThresholdJobSpec
 
 #: A storage: ("pvc", namespace, claim) or (scheme, bucket) of an object store.
 Storage = tuple[str, ...]
-#: The condition a waiting ThresholdJob carries (True while it waits).
+#: The condition a waiting ThresholdJob carries: True (OutputInUse) while it waits, False
+#: (OutputHeld) once the output was free and it made its prepare Job: it has started.
 WAITING = "Waiting"
 WAITING_REASON = "OutputInUse"
+OUTPUT_HELD = "OutputHeld"
+#: Phases in which a ThresholdJob has its Jobs (made by an operator with or without this).
+WORKING = ("Preparing", "Running")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,10 @@ class Writer:
     @property
     def order(self) -> tuple[str, str, str, str]:
         return (self.created, self.namespace, self.name, self.uid)
+
+
+def _prefixes(path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return [path[:n] for n in range(len(path) + 1)]
 
 
 def places(namespace: str, spec: ThresholdJobSpec) -> tuple[Place, ...]:
@@ -111,8 +119,9 @@ def writer(body: Mapping[str, Any]) -> Writer | None:
     if not found:
         return None
     status = body.get("status") or {}
-    waiting = any(
-        c.get("type") == WAITING and c.get("status") == "True"
+    phase = status.get("phase")
+    held = any(
+        c.get("type") == WAITING and c.get("status") == "False" and c.get("reason") == OUTPUT_HELD
         for c in status.get("conditions") or []
     )
     return Writer(
@@ -121,15 +130,19 @@ def writer(body: Mapping[str, Any]) -> Writer | None:
         uid=meta.get("uid", ""),
         created=meta.get("creationTimestamp") or "",
         places=found,
-        started=bool(status.get("phase")) and not waiting,
-        final=status.get("phase") in FINAL_PHASES,
+        started=phase in WORKING or held,
+        final=phase in FINAL_PHASES,
     )
 
 
 def index_entries(body: Mapping[str, Any]) -> dict[Storage, Writer]:
-    """What the kopf index keeps of one ThresholdJob: its entry under each storage."""
+    """What the kopf index keeps of one ThresholdJob: its entry under each storage, while
+    it is not finished (so that the index holds the ThresholdJobs that may write, not every
+    one that ever ran)."""
     entry = writer(body)
-    return {} if entry is None else {p.storage: entry for p in entry.places}
+    if entry is None or entry.final:
+        return {}
+    return {p.storage: entry for p in entry.places}
 
 
 class Registry:
@@ -151,26 +164,38 @@ class Registry:
         """The ThresholdJob `me` must wait for, if any: another one that writes where `me`
         writes (the same place, or one inside or around it), is not finished, and has
         started, or was created earlier while `me` has not started either. A ThresholdJob
-        that has started (a retry of a failed one too) waits only for started ones."""
+        that has started (a retry of a failed one too) waits only for started ones.
+
+        Each storage is read once, and each place of the others is looked up in the
+        prefixes of `me`'s places: a pass costs O(depth) per place of the ThresholdJobs on
+        the same storage, whatever the size of the sweeps."""
         first: Writer | None = None
-        for place in me.places:
-            for other in self.writers(place.storage):
+        for storage in {p.storage for p in me.places}:
+            mine = {p.path for p in me.places if p.storage == storage}
+            around = {q for path in mine for q in _prefixes(path)}
+            for other in self.writers(storage):
                 if other.uid == me.uid or other.final:
-                    continue
-                if not any(place.meets(p) for p in other.places):
                     continue
                 if not (other.started or (not me.started and other.order < me.order)):
                     continue
-                if first is None or other.order < first.order:
+                if first is not None and first.order <= other.order:
+                    continue
+                if any(
+                    p.storage == storage
+                    and (p.path in around or any(q in mine for q in _prefixes(p.path)))
+                    for p in other.places
+                ):
                     first = other
         return first
 
 
-def waiting_message(me: Writer, other: Writer) -> str:
-    """What a waiting ThresholdJob says: for whom, why, and how it ends."""
+def waiting_message(me: Writer, other: Writer, then: str = "") -> str:
+    """What a waiting ThresholdJob says: for whom, why, and how it ends (`then`: what to
+    do once that one has finished, where nothing happens by itself)."""
     place = next((p for p in me.places for q in other.places if p.meets(q)), me.places[0])
     who = other.name if other.namespace == me.namespace else f"{other.namespace}/{other.name}"
+    ends = then or "this one starts when that one has finished or is deleted"
     return (
         f"waiting for ThresholdJob {who}, which writes {place} too (an output, or one "
-        "inside or around it); this one starts when that one has finished or is deleted"
+        f"inside or around it); {ends}"
     )

@@ -244,9 +244,9 @@ class Reconciler:
         old = seen.old
         assert old is not None and old.plan is not None
         try:
-            self._wait_for_others(body)
+            self._wait_for_others(body, "bump spec.retry again once that one has finished")
         except OutputInUse as e:
-            raise Unworkable(RETRY_FAILED, f"{e}; bump spec.retry again then") from None
+            raise Unworkable(RETRY_FAILED, str(e)) from None
         namespace = body["metadata"]["namespace"]
         last = work_job_name(seen.name, old.attempt.number)
         job = self.kube.get_job(namespace, last)
@@ -260,13 +260,13 @@ class Reconciler:
 
     # -- acting: the Jobs --------------------------------------------------------------------
 
-    def _wait_for_others(self, body: dict[str, Any]) -> None:
+    def _wait_for_others(self, body: dict[str, Any], then: str = "") -> None:
         """OutputInUse if another ThresholdJob writing where this one writes goes first."""
         me = writer(body)
         other = self.outputs.ahead(me) if me is not None else None
         if other is not None:
             assert me is not None
-            raise OutputInUse(waiting_message(me, other))
+            raise OutputInUse(waiting_message(me, other, then))
 
     def _pool(self, spec: ThresholdJobSpec) -> PoolSpec:
         """The node pool, looked up only when a Job is built: a catalog changed under a

@@ -40,7 +40,7 @@ from .api import (
     Usage,
 )
 from .names import MAX_ATTEMPTS, job_name, selector, work_job_name
-from .outputs import WAITING, WAITING_REASON
+from .outputs import OUTPUT_HELD, WAITING, WAITING_REASON
 
 MAX_INTERVAL_CHARS = 512
 #: Failed regions listed in status.failures (the rest are counted).
@@ -410,6 +410,16 @@ def _held(s: ThresholdJobStatus, o: Observed, job: Job | None, at: str, what: st
     return None
 
 
+def _output_held(s: ThresholdJobStatus, o: Observed, at: str) -> None:
+    """Its prepare Job exists, so the output was free when it was made (outputs.py): from
+    now on other ThresholdJobs on that output wait for this one, suspended or not."""
+    held = condition(s, WAITING)
+    if held is None or held.status != "False" or held.reason != OUTPUT_HELD:
+        s.conditions = set_condition(
+            s.conditions, WAITING, False, OUTPUT_HELD, "", o.generation, at
+        )
+
+
 def _preparing(s: ThresholdJobStatus, o: Observed, at: str) -> ThresholdJobStatus:
     prep = o.prepare
     if job_condition(prep, "Failed"):
@@ -417,14 +427,12 @@ def _preparing(s: ThresholdJobStatus, o: Observed, at: str) -> ThresholdJobStatu
     if job_condition(prep, "Complete"):
         message = "the prepare pod finished without reporting a plan"
         return _failed(s, o, "PrepareFailed", message, at)
+    if o.waiting:  # before anything else: a waiting ThresholdJob has created nothing
+        return _set(s, o, at, "Pending", o.waiting, Waiting=(True, WAITING_REASON))
+    if prep is not None:
+        _output_held(s, o, at)
     if _held(s, o, prep, at, "the prepare Job") is not None:
         return s
-    if o.waiting:
-        return _set(s, o, at, "Pending", o.waiting, Waiting=(True, WAITING_REASON))
-    if condition(s, WAITING) is not None:
-        s.conditions = set_condition(
-            s.conditions, WAITING, False, "OutputFree", "", o.generation, at
-        )
     if prep is None:
         return _set(s, o, at, "Pending", "creating the prepare Job")
     message = _with_blocked("validating the input and planning blocks", o)
