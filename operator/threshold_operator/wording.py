@@ -152,19 +152,29 @@ def _options(text: str, spec: ThresholdJobSpec | None) -> str:
         same = match.group(2) == _alias(name)
         return f"{spec_fields(name, spec)}: {match.group(3)}" if same else match.group(0)
 
-    def with_value(match: re.Match[str]) -> str:  # the bare option is told below
-        value = _value(match.group(1), match.group(2))
-        if value is None:
-            return match.group(0)
-        return f"{_field(match.group(1), spec, value)}{match.group(2)[len(value) :]}"
-
     text = re.sub(rf"run `threshold-worker \w+ {_FLAG}`(?: \(or `\w+ \1`\))? first", again, text)
     text = re.sub(rf"pass {_FLAG}", again, text)
     text = re.sub(rf"{_OPTION} \((\w+): ([^)]*)\)", told, text)
-    text = re.sub(rf"{_OPTION} ((?:-\d|[^\s-])\S*)", with_value, text)
-    text = re.sub(_OPTION, lambda m: _field(m.group(1), spec) or m.group(0), text)
-    # "--ome-zarr -od img": two fields to set, said as such
-    return re.sub(r"(spec\.\S+: (?:\[[^]]*\]|[^\s,;]+)) (?=spec\.)", r"\1 and ", text)
+    return _with_values(text, spec)
+
+
+def _with_values(text: str, spec: ThresholdJobSpec | None) -> str:
+    """Each option, with the value that follows it, as its field. Options that follow each
+    other ("--ome-zarr -od img") are fields to set together, said as such; an option after
+    any other word stands alone."""
+    told: list[str] = []
+    end = 0  # of the text told so far, which ends with an option (and its value) once any is
+    for match in re.finditer(_OPTION, text):
+        if match.start() < end:  # inside the value of the option before
+            continue
+        flag = match.group(1)
+        token = re.match(r" ((?:-\d|[^\s-])\S*)", text[match.end() :])
+        value = _value(flag, token.group(1)) if token else None
+        field = _field(flag, spec, value) or match.group(0)
+        gap = text[end : match.start()]
+        told += [" and " if told and gap == " " else gap, field]
+        end = match.end() + (0 if value is None else 1 + len(value))
+    return "".join([*told, text[end:]])
 
 
 def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:
