@@ -144,6 +144,33 @@ def test_a_job_of_an_array_store_is_told_in_array_store_fields(tmp_path):
     assert in_spec_terms(line, spec()).startswith("spec.outputDataset: ")
 
 
+def test_an_array_option_of_an_array_store_job_names_the_fields_without_a_value(tmp_path):
+    """`-od 100000/val/output/img` is a path arrayStore makes of several fields: the status
+    names the field(s) to change, never a whole path as the value of one of them."""
+    store = {"basedir": str(tmp_path), "run": "run1", "iteration": 100000, "dataset": "val"}
+    job = ThresholdJobSpec.model_validate(
+        {"arrayStore": {**store, "parameters": "img/s0"}, "threshold": 0.5}
+    )
+    params = job.parameters()
+    write_array(Path(params.input_container), params.input_dataset, blobs((16,) * 3), (8,) * 3)
+    image = params.model_copy(update={"output_dataset": "100000/val/output/img", "ome_zarr": True})
+    assert run_cli("run", *image.to_args(), "--pyramid", "1", "-n", "1").code == 0
+    result = run_cli("plan", *params.to_args(), "--overwrite")
+    level = f"{params.output_container}/100000/val/output/img/s0"
+    assert result.code == 2 and result.err == (
+        f"error: output_dataset: {level} is level s0 of the OME-Zarr image "
+        "'100000/val/output/img', with levels s1; write the image with --ome-zarr -od "
+        "100000/val/output/img (its levels are replaced with it), or choose another "
+        "output_dataset\n"
+    )
+    assert in_spec_terms(result.err.removeprefix("error: ").strip(), job) == (
+        f"spec.arrayStore.parameters: {level} is level s0 of the OME-Zarr image "
+        "'100000/val/output/img', with levels s1; write the image with spec.omeZarr: true and "
+        "spec.arrayStore.parameters (its levels are replaced with it), or choose another "
+        "spec.arrayStore.parameters"
+    )
+
+
 @pytest.mark.parametrize(
     "worker,status",
     [

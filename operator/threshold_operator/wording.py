@@ -107,15 +107,22 @@ def spec_fields(name: str, spec: ThresholdJobSpec | None = None) -> str | None:
         fields = tuple(f for f in fields if f in spec.model_fields_set) or fields
     paths: list[str] = []
     for field in fields:
-        if spec is not None and spec.array_store is not None and field in ARRAY_FIELDS:
+        if _from_array_store(field, spec):
             paths += [f"spec.arrayStore.{a}" for a in array_store_sources()[field]]
         else:
             paths.append(f"spec.{_alias(field)}")
     return "/".join(dict.fromkeys(paths))
 
 
+def _from_array_store(field: str, spec: ThresholdJobSpec | None) -> bool:
+    """Whether the job's `field` is a path that the spec's arrayStore made of its fields."""
+    return spec is not None and spec.array_store is not None and field in ARRAY_FIELDS
+
+
 def _field(flag: str, spec: ThresholdJobSpec | None, value: str | None = None) -> str | None:
-    """An option as its spec field: `spec.omeZarr: true`, `spec.blockShape: [16, 16, 16]`."""
+    """An option as its spec field: `spec.omeZarr: true`, `spec.blockShape: [16, 16, 16]`.
+    An array's path made by arrayStore is no value of the field(s) that make it (`-od
+    100000/val/output/img` is not what `parameters` holds): those are named alone."""
     name = _OPTIONS.get(flag)
     if name is None:
         return None
@@ -123,7 +130,7 @@ def _field(flag: str, spec: ThresholdJobSpec | None, value: str | None = None) -
     kind = value_kind(JobParameters.model_fields[name])[0]
     if kind == "flag":
         return f"{field}: true"
-    if value is None:
+    if value is None or _from_array_store(name, spec):
         return field
     if kind in ("ints", "floats") and not re.fullmatch(_PLACEHOLDER, value):
         value = "[" + ", ".join(value.split(",")) + "]"
