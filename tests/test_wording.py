@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from conftest import blobs, run_cli, write_array
 from threshold_operator.api import ThresholdJobSpec
-from threshold_operator.wording import array_store_sources, in_spec_terms, spec_error
+from threshold_operator.wording import GROUPS, array_store_sources, in_spec_terms, spec_error
 from threshold_worker.compute import first_error
 from threshold_worker.params import JobParameters
 
@@ -108,6 +108,14 @@ def test_an_roi_is_told_as_the_fields_that_gave_it():
     assert in_spec_terms(line, spec(roiOffset=[0, 0, 0])) == f"spec.roiOffset: {told}"
     both = spec(roiOffset=[0, 0, 0], roiShape=[400, 16, 16])
     assert in_spec_terms(line, both) == f"spec.roiOffset/spec.roiShape: {told}"
+    assert all(set(group) <= set(JobParameters.model_fields) for group in GROUPS.values())
+
+
+@pytest.mark.parametrize("head", ["output", "input", "zarr", "ome"])
+def test_a_word_that_starts_field_names_is_no_group_of_them(head):
+    """Only the groups the worker names (roi) stand for several fields: `output: ` is no
+    field, and is not told as outputContainer/outputDataset/outputChunks/outputShards."""
+    assert in_spec_terms(f"{head}: cannot be read") == f"{head}: cannot be read"
 
 
 def test_the_array_store_fields_are_found_from_the_model():

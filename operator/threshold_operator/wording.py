@@ -52,15 +52,19 @@ def _alias(name: str) -> str:
     return JobParameters.model_fields[name].alias or name
 
 
+#: The names the worker gives several fields at once (plan.py, arrays.py: `roi: ...`).
+GROUPS = {"roi": ("roi_offset", "roi_shape")}
+
+
 def _job_fields(name: str) -> tuple[str, ...]:
     """The JobParameters fields a worker's name stands for: itself, a part of one
-    (`roi.offset` is roi_offset) or a group (`roi` is roi_offset and roi_shape)."""
+    (`roi.offset` is roi_offset) or a group of GROUPS; any other word, none."""
     fields = JobParameters.model_fields
     if name in fields:
         return (name,)
     if name.replace(".", "_") in fields:
         return (name.replace(".", "_"),)
-    return tuple(n for n in fields if n.startswith(f"{name}_"))
+    return GROUPS.get(name, ())
 
 
 @functools.cache
