@@ -505,8 +505,8 @@ def _startup_table(work: Path, runs: int) -> list[str]:
 
     compileall.compile_dir(Path(threshold_worker.__file__).parent, quiet=1)
     exe = Path(sys.executable).with_name("threshold-worker")
-    main = "from threshold_worker.commands import main; main()"
-    worker = [str(exe)] if exe.exists() else [sys.executable, "-c", main]
+    script = "import sys; from threshold_worker.commands import console; sys.exit(console())"
+    worker = [str(exe)] if exe.exists() else [sys.executable, "-c", script]
     root = work / "startup.zarr"
     make_sample(root, "raw", (64,) * 3, (64,) * 3, (8, 4, 4))
     job = ["-ic", str(root), "-id", "raw", "-oc", str(root), "-od", "mask", "-th", "0.5",

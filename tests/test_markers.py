@@ -27,6 +27,7 @@ from conftest import (
     run_cli,
     write_array,
 )
+from threshold_worker.commands import main
 from threshold_worker.job import resolve
 from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
 from threshold_worker.worker import BlockWorker
@@ -198,6 +199,20 @@ def test_an_in_process_call_restores_the_sigterm_handler_it_found(verified_job):
     before = signal.getsignal(signal.SIGTERM)
     assert run_cli("start-worker", *args).code == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_in_process_call_without_argv_restores_the_sigterm_handler_too(
+    verified_job, monkeypatch, capsys
+):
+    """A program that calls `main()` on its own sys.argv goes on after it: only the console
+    script says that the process exits after the command (`exiting=True`)."""
+    args, out_dir, _ = verified_job
+    monkeypatch.setattr(sys, "argv", ["threshold-worker", "start-worker", *args])
+    before = signal.getsignal(signal.SIGTERM)
+    main()
+    assert capsys.readouterr().out.startswith("64 blocks processed, 0 already done")
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert marker_blocks(out_dir) == set(range(64))
 
 
 def _alive_with(text: str) -> list[int]:
