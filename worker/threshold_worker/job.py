@@ -38,7 +38,7 @@ from .ownership import (
 )
 from .params import JobParameters
 from .paths import as_upath, container_url, is_local, overlap
-from .plan import Plan, fingerprint
+from .plan import Plan, fingerprint, round_up
 from .pyramid import LevelWriter, Pyramid
 from .retry import fatal, retry, transient
 from .storage import CheckedStore, open_store
@@ -403,7 +403,7 @@ def _aligned_roi(
     """For fit=valid: the ROI options that start `roi` on the next point of the block grid
     (`first`: its first voxel, per spatial axis), if a block still fits in what is left."""
     voxel = meta.voxel_size
-    start = [-(-int(v) // g) * g for v, g in zip(first, grid, strict=True)]
+    start = round_up(first, grid)
     begin = meta.offset + Coordinate(start) * voxel
     left = (roi.end - begin) / voxel
     if any(n < b for n, b in zip(left, block or grid, strict=True)):
@@ -690,7 +690,7 @@ def _output_geometry(
             shards[i] = spec.output_shards[k]
         if any(s % c for s, c in zip(shards, chunks, strict=True)):
             inner = [chunks[i] for i in spatial]
-            grown = [-(-s // c) * c for s, c in zip(spec.output_shards, inner, strict=True)]
+            grown = round_up(spec.output_shards, inner)
             raise InputError(
                 "output_shards",
                 f"{tuple(spec.output_shards)} is not a multiple of the output chunk shape "
