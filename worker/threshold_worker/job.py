@@ -168,11 +168,8 @@ class Job:
         under the lease: what `resolve` saw may be gone, e.g. an array that a run of this
         same job was replacing (cleared, then made anew) and now writes."""
         existing = _open_existing_output(self.output_path, self.array_dataset, overwrite=True)
-        if existing is None:
-            return False
-        layout = (tuple(self.output.chunks), self.output.shards, self.output.zarr_format)
-        problems = _mismatches(existing, self.output.shape, self.input_meta, self.where)
-        return not problems and _layout(existing) == layout
+        layout = (self.output.chunks, self.output.shards, self.output.zarr_format)
+        return _fits(existing, layout, self.output.shape, self.input_meta, self.where)
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
@@ -651,6 +648,20 @@ def _layout(existing: zarr.Array) -> tuple[Any, ...]:
     return tuple(existing.chunks), shards, existing.metadata.zarr_format
 
 
+def _fits(
+    existing: zarr.Array | None,
+    layout: tuple[Any, ...],
+    shape: tuple[int, ...],
+    meta: AxisMetadata,
+    where: str,
+) -> bool:
+    """Whether an existing output is what the job creates: its shape, dtype and geometry
+    (`_mismatches`) and its `layout` (chunks, shards, zarr format, as `_layout` gives it)."""
+    if existing is None:
+        return False
+    return not _mismatches(existing, shape, meta, where) and _layout(existing) == layout
+
+
 def _output_geometry(
     spec: JobParameters,
     source: zarr.Array,
@@ -664,9 +675,8 @@ def _output_geometry(
     hierarchy no zarr reader lists whole)."""
     shape = tuple(source.shape)
     spatial = meta.spatial_indices
-    problems = _mismatches(existing, shape, meta, where) if existing is not None else []
     if existing is not None and not spec.overwrite:
-        if problems:
+        if problems := _mismatches(existing, shape, meta, where):
             raise InputError(
                 "output_dataset",
                 f"{where} exists with {'; '.join(problems)}; pass --overwrite to replace it",
@@ -722,7 +732,7 @@ def _output_geometry(
     if shards and fmt == 2:
         raise InputError("output_shards", "sharding needs zarr format 3, not 2")
     layout = (tuple(chunks), tuple(shards) if shards else None, fmt)
-    fits = existing is not None and not problems and _layout(existing) == layout
+    fits = _fits(existing, layout, shape, meta, where)
     return OutputGeometry(shape, *layout, exists=existing is not None, fits=fits)
 
 
