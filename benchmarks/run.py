@@ -505,8 +505,8 @@ def _startup_table(work: Path, runs: int) -> list[str]:
 
     compileall.compile_dir(Path(threshold_worker.__file__).parent, quiet=1)
     exe = Path(sys.executable).with_name("threshold-worker")
-    main = "from threshold_worker.commands import main; main()"
-    worker = [str(exe)] if exe.exists() else [sys.executable, "-c", main]
+    script = "import sys; from threshold_worker.commands import console; sys.exit(console())"
+    worker = [str(exe)] if exe.exists() else [sys.executable, "-c", script]
     root = work / "startup.zarr"
     make_sample(root, "raw", (64,) * 3, (64,) * 3, (8, 4, 4))
     job = ["-ic", str(root), "-id", "raw", "-oc", str(root), "-od", "mask", "-th", "0.5",
@@ -517,20 +517,19 @@ def _startup_table(work: Path, runs: int) -> list[str]:
     # its floor, and what it would be without zarr (and fsspec, which UPath loads).
     frozen = "; import gc; gc.freeze()"
     no_zarr = "import numpy, numcodecs.zstd, click, pydantic, threshold_worker.params"
+    numpy = "python -c 'import numpy'"
+    floor = "libraries: the above, zarr and upath (the floor of this worker)"
+    first_block = "threshold-worker start-worker, 1-block job (first block written, exit)"
     commands = {
-        "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
+        numpy: [sys.executable, "-c", "import numpy"],
         "libraries without zarr: numpy, numcodecs, click, pydantic, the job model": [
             sys.executable,
             "-c",
             no_zarr + frozen,
         ],
-        "libraries: the above, zarr and upath (the floor of this worker)": [
-            sys.executable,
-            "-c",
-            no_zarr + ", zarr, upath" + frozen,
-        ],
+        floor: [sys.executable, "-c", no_zarr + ", zarr, upath" + frozen],
         "threshold-worker start-worker --help": [*worker, "start-worker", "--help"],
-        "threshold-worker start-worker, 1-block job (first block written, exit)": one_block,
+        first_block: one_block,
     }
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "worker")}  # the floors' model
     times: dict[str, list[float]] = {name: [] for name in commands}
@@ -540,9 +539,9 @@ def _startup_table(work: Path, runs: int) -> list[str]:
             start = time.perf_counter()
             done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
             times[name].append(time.perf_counter() - start)
-            if "start-worker, 1-block" in name and not done.stdout.startswith("1 blocks processed"):
+            if name == first_block and not done.stdout.startswith("1 blocks processed"):
                 raise SystemExit(f"startup: the block was not processed: {done.stdout}")
-    numpy = times["python -c 'import numpy'"]
+    baseline = times[numpy]
     lines = [
         f"Startup: each command from exec to exit, {runs} rounds, medians; the ratio is to "
         "`python -c 'import numpy'` in the same round (target: the worker's first block "
@@ -552,16 +551,16 @@ def _startup_table(work: Path, runs: int) -> list[str]:
         "| --- | ---: | ---: |",
     ]
     for name, values in times.items():
-        ratio = statistics.median(v / n for v, n in zip(values, numpy, strict=True))
+        ratio = statistics.median(v / n for v, n in zip(values, baseline, strict=True))
         lines.append(f"| {name} | {statistics.median(values):.3f} | {ratio:.1f} |")
-    first = statistics.median(times[next(reversed(commands))])
-    floor = statistics.median(times[list(commands)[2]])
+    first = statistics.median(times[first_block])
+    above = first - statistics.median(times[floor])
     verdict = "met" if first <= STARTUP_TARGET else f"missed: {first:.3f} s"
     return [
         *lines,
         "",
         f"Startup target ({STARTUP_TARGET:g} s to the first block): {verdict}; "
-        f"{first - floor:.3f} s above the floor of the libraries it loads.",
+        f"{above:.3f} s above the floor of the libraries it loads.",
     ]
 
 

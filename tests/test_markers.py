@@ -27,6 +27,7 @@ from conftest import (
     run_cli,
     write_array,
 )
+from threshold_worker.commands import main
 from threshold_worker.job import resolve
 from threshold_worker.markers import BUCKET, MARKER_DIR, DoneMarkers, parse_name, runs
 from threshold_worker.worker import BlockWorker
@@ -77,16 +78,35 @@ def test_a_damaged_block_is_recorded_and_the_others_are_done(tmp_path):
     assert_thresholded(container, "mask", data, 0.5)
 
 
-def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
-    """What Kubernetes does to a pod it deletes or preempts: SIGTERM, then SIGKILL later."""
-    data = blobs((192, 192, 192), seed=42)
+def _start_worker_job(
+    tmp_path: Path, shape: tuple[int, ...], seed: int, side: int, threshold: float, *extra: str
+) -> tuple[list[str], Path, np.ndarray]:
+    """start-worker arguments of a job over `shape` in chunks and blocks of `side` voxels per
+    axis, its output folder, its input."""
+    data = blobs(shape, seed=seed)
     container = tmp_path / "in.zarr"
-    write_array(container, "raw", data, (16, 16, 16))
-    args = [
-        *io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.6),
-        "--block-shape",
-        "16,16,16",
-    ]
+    write_array(container, "raw", data, (side,) * 3)
+    out = tmp_path / "out.zarr"
+    block = ",".join([str(side)] * 3)
+    args = [*io_args(container, "raw", out, "mask", threshold), "--block-shape", block, *extra]
+    return args, out / "mask", data
+
+
+@pytest.fixture
+def long_job(tmp_path: Path) -> tuple[list[str], Path, np.ndarray]:
+    """A 1728-block job, long enough for one process to be stopped in the middle of it."""
+    return _start_worker_job(tmp_path, (192, 192, 192), 42, 16, 0.6)
+
+
+@pytest.fixture
+def verified_job(tmp_path: Path) -> tuple[list[str], Path, np.ndarray]:
+    """A 64-block job with --verify."""
+    return _start_worker_job(tmp_path, (16, 32, 64), 43, 8, 0.5, "--verify")
+
+
+def test_sigterm_records_finished_blocks_and_exits_143(long_job):
+    """What Kubernetes does to a pod it deletes or preempts: SIGTERM, then SIGKILL later."""
+    args, out_dir, data = long_job
     total = (192 // 16) ** 3
     assert run_cli("prepare", *args).code == 0
     proc = subprocess.Popen(
@@ -95,7 +115,6 @@ def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    out_dir = tmp_path / "out.zarr" / "mask"
 
     def chunks_written() -> int:
         return sum(1 for p in (out_dir / "c").rglob("*") if p.is_file())
@@ -115,7 +134,7 @@ def test_sigterm_records_finished_blocks_and_exits_143(tmp_path):
     rerun = run_cli("run", *args, "-n", "1")
     assert rerun.code == 0, rerun
     assert f"{total - len(done)} processed, {len(done)} already done" in rerun.out
-    assert_thresholded(tmp_path / "out.zarr", "mask", data, 0.6)
+    assert_thresholded(out_dir.parent, "mask", data, 0.6)
 
 
 def _console_script(hook: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,21 +145,6 @@ def _console_script(hook: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
     )
-
-
-@pytest.fixture
-def verified_job(tmp_path: Path) -> tuple[list[str], Path, np.ndarray]:
-    """start-worker arguments of a 64-block job with --verify, its output folder, its input."""
-    data = blobs((16, 32, 64), seed=43)
-    container = tmp_path / "in.zarr"
-    write_array(container, "raw", data, (8, 8, 8))
-    args = [
-        *io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.5),
-        "--block-shape",
-        "8,8,8",
-        "--verify",
-    ]
-    return args, tmp_path / "out.zarr" / "mask", data
 
 
 def test_sigterm_during_verify_exits_143_and_the_rerun_verifies_every_block(verified_job, caplog):
@@ -198,6 +202,20 @@ def test_an_in_process_call_restores_the_sigterm_handler_it_found(verified_job):
     before = signal.getsignal(signal.SIGTERM)
     assert run_cli("start-worker", *args).code == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_in_process_call_without_argv_restores_the_sigterm_handler_too(
+    verified_job, monkeypatch, capsys
+):
+    """A program that calls `main()` on its own sys.argv goes on after it: only the console
+    script says that the process exits after the command (`exiting=True`)."""
+    args, out_dir, _ = verified_job
+    monkeypatch.setattr(sys, "argv", ["threshold-worker", "start-worker", *args])
+    before = signal.getsignal(signal.SIGTERM)
+    main()
+    assert capsys.readouterr().out.startswith("64 blocks processed, 0 already done")
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert marker_blocks(out_dir) == set(range(64))
 
 
 def _alive_with(text: str) -> list[int]:

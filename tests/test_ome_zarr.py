@@ -379,10 +379,39 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_an_output_image_that_holds_the_input_is_named_as_given(tmp_path):
-    """The input is level s1 of image 'img': writing 'img' with --ome-zarr is refused naming
-    the image (not its s0, which does not contain s1), and a plain run into img/s0 is not
-    told to write the image instead. One line each, exit 2, nothing written."""
+@pytest.mark.parametrize(
+    "input_dataset,output_dataset,options,error",
+    [
+        (  # the image is named as given, not as its s0, which does not contain s1
+            "img/s1",
+            "img",
+            ["--ome-zarr"],
+            "{c}/img (the OME-Zarr image --ome-zarr writes, every level of it) contains the "
+            "input array {c}/img/s1 (compared as files, after links); choose an output apart "
+            "from the input",
+        ),
+        (  # not told to write the image instead, which holds the input too
+            "img/s1",
+            "img/s0",
+            [],
+            "{c}/img/s0 is level s0 of the OME-Zarr image 'img', with levels s1; the input "
+            "{c}/img/s1 lies in that image too, which is replaced whole or not at all: choose "
+            "an output_dataset outside it",
+        ),
+        (
+            "img/s0",
+            "img",
+            [],
+            "{c}/img contains the input array {c}/img/s0 (compared as files, after links); "
+            "choose an output apart from the input",
+        ),
+    ],
+)
+def test_an_output_image_that_holds_the_input_is_named_as_given(
+    tmp_path, input_dataset, output_dataset, options, error
+):
+    """The input is a level of image 'img': an output that is the image, or one of its
+    levels, is refused naming what the user gave, in one line, exit 2, nothing written."""
     data = blobs((16, 16, 16), seed=10)
     container = tmp_path / "a.zarr"
     write_array(container, "raw", data, (8, 8, 8), voxel_size=(4, 4, 4))
@@ -390,26 +419,10 @@ def test_an_output_image_that_holds_the_input_is_named_as_given(tmp_path):
                    "--pyramid", "1", "-n", "1")  # fmt: skip
     assert made.code == 0, made
     before = _tree(container)
-    image = run_cli("run", *io_args(container, "img/s1", container, "img", 0.5), "--ome-zarr",
-                    "--overwrite")  # fmt: skip
-    assert image.code == 2
-    assert image.err == (
-        f"error: output_dataset: {container}/img (the OME-Zarr image --ome-zarr writes, every "
-        f"level of it) contains the input array {container}/img/s1 (compared as files, after "
-        "links); choose an output apart from the input\n"
-    )
-    level = run_cli("run", *io_args(container, "img/s1", container, "img/s0", 0.5),
-                    "--overwrite")  # fmt: skip
-    assert level.code == 2
-    assert level.err == (
-        f"error: output_dataset: {container}/img/s0 is level s0 of the OME-Zarr image 'img', "
-        f"with levels s1; the input {container}/img/s1 lies in that image too, which is "
-        "replaced whole or not at all: choose an output_dataset outside it\n"
-    )
-    plain = run_cli("run", *io_args(container, "img/s0", container, "img", 0.5), "--overwrite")
-    assert plain.code == 2 and plain.err.startswith(
-        f"error: output_dataset: {container}/img contains the input array {container}/img/s0 "
-    )
+    args = io_args(container, input_dataset, container, output_dataset, 0.5)
+    refused = run_cli("run", *args, *options, "--overwrite")
+    assert refused.code == 2
+    assert refused.err == f"error: output_dataset: {error.format(c=container)}\n"
     assert _tree(container) == before
 
 

@@ -545,18 +545,32 @@ def test_a_sweep_through_the_array_store_writes_dacapos_outputs(cluster: Cluster
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "refused", "message"),
     [
-        ({"threshold": 0.5}, "threshold and thresholds: give one of them, not both"),
-        ({"outputDataset": "mask"}, "must name each threshold's output with {threshold}"),
-        ({"thresholds": [0.3, 0.3]}, "spec.thresholds[1]: Duplicate value: 0.3"),  # a set
-        ({"thresholds": [1, 1.0]}, "spec.thresholds: [1.0, 1.0] name 1.0 twice"),
+        (
+            {"threshold": 0.5},
+            True,
+            'spec: Invalid value: "object": threshold and thresholds: give one of them, not both',
+        ),
+        (
+            {"outputDataset": "mask"},
+            True,
+            'spec.outputDataset: Invalid value: "object": must name each threshold\'s output '
+            "with {threshold}, e.g. threshold_{threshold}",
+        ),
+        ({"thresholds": [0.3, 0.3]}, True, "spec.thresholds[1]: Duplicate value: 0.3"),  # a set
+        ({"thresholds": [1, 1.0]}, False, "spec.thresholds: [1.0, 1.0] name 1.0 twice"),
     ],
 )
-def test_a_bad_sweep_is_refused_or_fails_naming_the_field(cluster: Cluster, data, extra, message):
-    """The API server refuses what its schema and CEL rules can see; the rest (1 and 1.0, an
-    int64 and a float64, two items of a set to Go) fails the ThresholdJob with the model's
-    one-line message, before any pod writes."""
+def test_a_bad_sweep_is_refused_or_fails_naming_the_field(
+    cluster: Cluster, data, extra, refused, message
+):
+    """The API server refuses what its schema and CEL rules can see (422 Invalid, in kube's
+    words); the rest (1 and 1.0, an int64 and a float64, two items of a set to Go)
+    is admitted and fails the ThresholdJob with the model's one-line message, before any pod
+    writes."""
+    from kubernetes.client.exceptions import ApiException
+
     container, _ = data
     spec = {**spec_for(container, thresholds=[0.3, 0.4]), **extra}
     if "threshold" not in extra:
@@ -564,23 +578,28 @@ def test_a_bad_sweep_is_refused_or_fails_naming_the_field(cluster: Cluster, data
     if "outputDataset" not in extra:
         spec["outputDataset"] = "mask_{threshold}"
     with JobSimulator(cluster.api), running_operator():
-        try:
-            cluster.create("badsweep", spec)
-        except Exception as e:  # refused at admission, with the rule's message
-            assert message in str(getattr(e, "body", e)), e
+        if refused:
+            with pytest.raises(ApiException) as refusal:
+                cluster.create("badsweep", spec)
+            answer = json.loads(refusal.value.body)
+            assert (refusal.value.status, answer["reason"]) == (422, "Invalid"), answer
+            assert (
+                answer["message"] == f'ThresholdJob.blockwise.dev "badsweep" is invalid: {message}'
+            )
             operator = cluster.emulated.operator_user.name
             wait_for(  # the fixture checks, at the end, that the operator ran
                 lambda: any(c.user == operator for c in cluster.emulated.calls),
                 what="the operator's first request",
             )
-            return
-        status = cluster.wait_phase("badsweep", "Failed", "Succeeded")
-        warnings = wait_for(
-            lambda: [e for e in cluster.events("badsweep") if e["type"] == "Warning"],
-            what="the Warning Event",
-        )
-    assert status["phase"] == "Failed" and message in status["message"], status
-    assert message in warnings[0]["message"]
+        else:
+            cluster.create("badsweep", spec)
+            status = cluster.wait_phase("badsweep", "Failed", "Succeeded")
+            warnings = wait_for(
+                lambda: [e for e in cluster.events("badsweep") if e["type"] == "Warning"],
+                what="the Warning Event",
+            )
+            assert (status["phase"], status["message"]) == ("Failed", message), status
+            assert warnings[0]["message"] == message, warnings
     assert not list(container.glob("mask*"))
 
 

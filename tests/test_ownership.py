@@ -298,6 +298,29 @@ def test_an_overwrite_that_looked_while_its_twin_replaced_the_output_joins_it(vo
     assert_thresholded(container, "mask", data, 0.5)
 
 
+@pytest.mark.parametrize(
+    "dtype,chunks,voxel_size,fits",
+    [
+        (np.uint8, (8, 16, 16), (8, 4, 4), True),
+        (np.int8, (8, 16, 16), (8, 4, 4), False),
+        (np.uint8, (8, 8, 8), (8, 4, 4), False),
+        (np.uint8, (8, 16, 16), (4, 4, 4), False),
+        (None, None, None, False),  # no output
+    ],
+)
+def test_resolve_and_the_claim_judge_alike_whether_the_output_fits(
+    volume, dtype, chunks, voxel_size, fits
+):
+    """What `resolve` saw and what the claim sees under the lease (`fits_now`) are one
+    judgement: the job's dtype, shape, geometry and chunk layout, or not."""
+    container, data = volume
+    if dtype is not None:
+        mask = np.zeros(data.shape, dtype)
+        write_array(container, "mask", mask, chunks, voxel_size=voxel_size, offset=(80, 40, 0))
+    job = resolve(job_parameters(container, overwrite=True))
+    assert (job.output.fits, job.fits_now()) == (fits, fits)
+
+
 def test_a_re_created_input_at_the_same_path_is_a_new_job(tmp_path):
     """DaCapo predicts again into the same path: the old mask's markers must not be
     trusted, and the refusal says why the same-looking job is another."""

@@ -11,7 +11,7 @@ import pytest
 from funlib.geometry import Roi
 
 from threshold_worker.errors import InputError
-from threshold_worker.plan import Plan
+from threshold_worker.plan import Plan, round_up
 
 
 def make(**kw):
@@ -193,3 +193,10 @@ def test_plan_round_trips_through_json():
     plan = make(partitions=3, identity={"x": 1})
     again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan
+
+
+def test_round_up_gives_the_smallest_multiple_per_axis():
+    """The one rounding of a shape up to whole steps, which every 'use --block-shape' (and
+    --output-shards) suggestion comes from."""
+    assert round_up((10, 16, 1, 0), (8, 16, 4, 3)) == (16, 16, 4, 0)
+    assert round_up([np.int64(17)], [8]) == (24,)

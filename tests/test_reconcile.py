@@ -480,14 +480,26 @@ def test_only_pods_that_are_not_ready_bring_a_timed_pass():
     assert kube.objects["tj"]["status"]["phase"] == "Suspended"
 
 
-def test_a_pod_that_cannot_pull_its_image_says_what_to_do():
+@pytest.mark.parametrize(
+    "reason,advised",
+    [
+        ("ImagePullBackOff", True),
+        ("ErrImagePull", True),
+        ("InvalidImageName", True),
+        ("ErrImageNeverPull", True),
+        ("CreateContainerConfigError", False),
+        ("CreateContainerError", False),
+    ],
+)
+def test_a_pod_that_cannot_pull_its_image_says_what_to_do(reason, advised):
     """spec.image is immutable: the remedy for an image the nodes cannot pull is a new
-    ThresholdJob, and the status says so."""
+    ThresholdJob, and the status says so; a pod that cannot start for another reason is
+    told no such thing."""
     kube = FakeKube()
     body(kube, image="bad/image:1")
     run = passes(kube)
     run.run(("default", "tj"))
-    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "bad/image:1"'}
+    waiting = {"reason": reason, "message": 'kubelet\'s detail on "bad/image:1"'}
     kube.pods["tj-prepare"] = [
         {
             "metadata": {"name": "tj-prepare-x7k2p", "labels": {"job-name": "tj-prepare"}},
@@ -498,10 +510,13 @@ def test_a_pod_that_cannot_pull_its_image_says_what_to_do():
     assert run.run(("default", "tj")) == 5.0
     status = kube.objects["tj"]["status"]
     assert status["phase"] == "Preparing"
+    advice = (
+        "; the image cannot be changed on an existing ThresholdJob: delete it and create it "
+        "again with an image the nodes can pull (spec.image)"
+    )
     assert status["message"].endswith(
-        "pod tj-prepare-x7k2p cannot start: ImagePullBackOff: Back-off pulling image "
-        '"bad/image:1"; the image cannot be changed on an existing ThresholdJob: delete it '
-        "and create it again with an image the nodes can pull (spec.image)"
+        f'pod tj-prepare-x7k2p cannot start: {reason}: kubelet\'s detail on "bad/image:1"'
+        + (advice if advised else "")
     )
 
 

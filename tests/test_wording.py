@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from conftest import blobs, run_cli, write_array
 from threshold_operator.api import ThresholdJobSpec
-from threshold_operator.wording import array_store_sources, in_spec_terms, spec_error
+from threshold_operator.wording import GROUPS, array_store_sources, in_spec_terms, spec_error
 from threshold_worker.compute import first_error
 from threshold_worker.params import JobParameters
 
@@ -67,6 +67,25 @@ CASES = [
         "which fit=valid needs; use fit=shrink or an aligned offset, e.g. spec.roiOffset: "
         "[32, 0, 0] and spec.roiShape: [96, 128, 192]",
     ),
+    (
+        ["--fit", "valid", "--block-shape", "64,16,16"],
+        "block_shape: (64, 16, 16) is larger than the roi (32, 32, 48) on some axis, so "
+        "fit=valid leaves no block; use fit=shrink or --block-shape 32,16,16",
+        "spec.blockShape: (64, 16, 16) is larger than the roi (32, 32, 48) on some axis, so "
+        "fit=valid leaves no block; use fit=shrink or spec.blockShape: [32, 16, 16]",
+    ),
+    (
+        ["--output-shards", "12,16,16"],
+        "output_shards: (12, 16, 16) is not a multiple of the output chunk shape (8, 16, 16); "
+        "use --output-shards 16,16,16",
+        "spec.outputShards: (12, 16, 16) is not a multiple of the output chunk shape "
+        "(8, 16, 16); use spec.outputShards: [16, 16, 16]",
+    ),
+    (
+        ["--pyramid-mode", "mode"],
+        "pyramid_mode: has no effect without pyramid (--pyramid N)",
+        "spec.pyramidMode: has no effect without pyramid (spec.pyramid: N)",
+    ),
 ]
 
 
@@ -89,6 +108,14 @@ def test_an_roi_is_told_as_the_fields_that_gave_it():
     assert in_spec_terms(line, spec(roiOffset=[0, 0, 0])) == f"spec.roiOffset: {told}"
     both = spec(roiOffset=[0, 0, 0], roiShape=[400, 16, 16])
     assert in_spec_terms(line, both) == f"spec.roiOffset/spec.roiShape: {told}"
+    assert all(set(group) <= set(JobParameters.model_fields) for group in GROUPS.values())
+
+
+@pytest.mark.parametrize("head", ["output", "input", "zarr", "ome"])
+def test_a_word_that_starts_field_names_is_no_group_of_them(head):
+    """Only the groups the worker names (roi) stand for several fields: `output: ` is no
+    field, and is not told as outputContainer/outputDataset/outputChunks/outputShards."""
+    assert in_spec_terms(f"{head}: cannot be read") == f"{head}: cannot be read"
 
 
 def test_the_array_store_fields_are_found_from_the_model():
@@ -125,31 +152,112 @@ def test_a_job_of_an_array_store_is_told_in_array_store_fields(tmp_path):
     assert in_spec_terms(line, spec()).startswith("spec.outputDataset: ")
 
 
+def test_an_array_option_of_an_array_store_job_names_the_fields_without_a_value(tmp_path):
+    """`-od 100000/val/output/img` is a path arrayStore makes of several fields: the status
+    names the field(s) to change, never a whole path as the value of one of them."""
+    store = {"basedir": str(tmp_path), "run": "run1", "iteration": 100000, "dataset": "val"}
+    job = ThresholdJobSpec.model_validate(
+        {"arrayStore": {**store, "parameters": "img/s0"}, "threshold": 0.5}
+    )
+    params = job.parameters()
+    write_array(Path(params.input_container), params.input_dataset, blobs((16,) * 3), (8,) * 3)
+    image = params.model_copy(update={"output_dataset": "100000/val/output/img", "ome_zarr": True})
+    assert run_cli("run", *image.to_args(), "--pyramid", "1", "-n", "1").code == 0
+    result = run_cli("plan", *params.to_args(), "--overwrite")
+    level = f"{params.output_container}/100000/val/output/img/s0"
+    assert result.code == 2 and result.err == (
+        f"error: output_dataset: {level} is level s0 of the OME-Zarr image "
+        "'100000/val/output/img', with levels s1; write the image with --ome-zarr -od "
+        "100000/val/output/img (its levels are replaced with it), or choose another "
+        "output_dataset\n"
+    )
+    assert in_spec_terms(result.err.removeprefix("error: ").strip(), job) == (
+        f"spec.arrayStore.parameters: {level} is level s0 of the OME-Zarr image "
+        "'100000/val/output/img', with levels s1; write the image with spec.omeZarr: true and "
+        "spec.arrayStore.parameters (its levels are replaced with it), or choose another "
+        "spec.arrayStore.parameters"
+    )
+
+
 @pytest.mark.parametrize(
     "worker,status",
     [
-        ("use --block-shape 16,16,16", "use spec.blockShape: [16, 16, 16]"),
-        ("add --ome-zarr (omeZarr: true)", "add spec.omeZarr: true"),
-        ("has no effect without pyramid (--pyramid N)", "(spec.pyramid: N)"),
-        ("not --zarr-format 3 (v2 and v3", "not spec.zarrFormat: 3 (v2 and v3"),
-        ("leave --zarr-format out or pass 2", "leave spec.zarrFormat out or pass 2"),
-        ("leave --output-shards out, or", "leave spec.outputShards out, or"),
         (
-            "write the image with --ome-zarr -od img (its levels",
-            "write the image with spec.omeZarr: true and spec.outputDataset: img (its levels",
+            "block_shape: (10, 16, 16) is not a multiple of the grid (16, 16, 16) it starts on; "
+            "use --block-shape 16,16,16",
+            "spec.blockShape: (10, 16, 16) is not a multiple of the grid (16, 16, 16) it starts "
+            "on; use spec.blockShape: [16, 16, 16]",
         ),
-        ("out with --roi-offset/--roi-shape", "out with spec.roiOffset/spec.roiShape"),
-        ("choose another output_dataset", "choose another spec.outputDataset"),
         (
-            "pass --overwrite to replace it",
-            "create the ThresholdJob again with spec.overwrite: true to replace it",
+            "pyramid: its levels are arrays of an OME-Zarr image group: add --ome-zarr "
+            "(omeZarr: true)",
+            "spec.pyramid: its levels are arrays of an OME-Zarr image group: add "
+            "spec.omeZarr: true",
         ),
-        ("add --serve to serve them", "add --serve to serve them"),  # not a job's option
-        ("'output_dataset' in /a.zarr", "'output_dataset' in /a.zarr"),  # a name, quoted
+        (
+            "pyramid_mode: has no effect without pyramid (--pyramid N)",
+            "spec.pyramidMode: has no effect without pyramid (spec.pyramid: N)",
+        ),
+        (
+            "output_container: /o.zarr is a zarr v2 group, so an output below it must be v2 "
+            "too, not --zarr-format 3 (v2 and v3 metadata side by side make a hierarchy no "
+            "zarr reader lists whole); leave --zarr-format out or pass 2, or choose another "
+            "output_container",
+            "spec.outputContainer: /o.zarr is a zarr v2 group, so an output below it must be "
+            "v2 too, not spec.zarrFormat: 3 (v2 and v3 metadata side by side make a hierarchy "
+            "no zarr reader lists whole); leave spec.zarrFormat out or pass 2, or choose "
+            "another spec.outputContainer",
+        ),
+        (
+            "output_shards: sharding needs zarr format 3, and /o.zarr is a zarr v2 group, so "
+            "an output below it is v2; leave --output-shards out, or choose another "
+            "output_container",
+            "spec.outputShards: sharding needs zarr format 3, and /o.zarr is a zarr v2 group, "
+            "so an output below it is v2; leave spec.outputShards out, or choose another "
+            "spec.outputContainer",
+        ),
+        (
+            "output_dataset: /o.zarr/img/s0 is level s0 of the OME-Zarr image 'img', with "
+            "levels s1-s2; write the image with --ome-zarr -od img (its levels are replaced "
+            "with it), or choose another output_dataset",
+            "spec.outputDataset: /o.zarr/img/s0 is level s0 of the OME-Zarr image 'img', with "
+            "levels s1-s2; write the image with spec.omeZarr: true and spec.outputDataset: img "
+            "(its levels are replaced with it), or choose another spec.outputDataset",
+        ),
+        (
+            "input_dataset: /in.zarr/raw/c/0/0/0 cannot be decoded (ValueError: bad); the input "
+            "is damaged there: rewrite it, or leave that region out with --roi-offset/--roi-shape",
+            "spec.inputDataset: /in.zarr/raw/c/0/0/0 cannot be decoded (ValueError: bad); the "
+            "input is damaged there: rewrite it, or leave that region out with "
+            "spec.roiOffset/spec.roiShape",
+        ),
+        (
+            "output_dataset: /o.zarr/m exists with chunks (8, 8, 8); pass --overwrite to "
+            "replace it",
+            "spec.outputDataset: /o.zarr/m exists with chunks (8, 8, 8); create the "
+            "ThresholdJob again with spec.overwrite: true to replace it",
+        ),
+        (  # not a job's option
+            "(local containers: add --serve to serve them at http://127.0.0.1:8000)",
+            "(local containers: add --serve to serve them at http://127.0.0.1:8000)",
+        ),
+        (
+            "output_dataset: 'output_dataset' in /a.zarr",  # a name, quoted
+            "spec.outputDataset: 'output_dataset' in /a.zarr",
+        ),
+        # an option right after the head's first word is no second field of a pair
+        ("fit: use --fit shrink", "spec.fit: use spec.fit: shrink"),
+        ("block_shape: use --block-shape 8,8,8", "spec.blockShape: use spec.blockShape: [8, 8, 8]"),
+        (
+            "block_shape: (8, 8, 8) --block-shape 16,16,16 --fit valid",
+            "spec.blockShape: (8, 8, 8) spec.blockShape: [16, 16, 16] and spec.fit: valid",
+        ),
     ],
 )
 def test_options_become_the_fields_that_say_the_same(worker, status):
-    assert status in in_spec_terms(f"x: {worker}")
+    """Options next to each other are fields to set together ("... and ..."); an option
+    after any other word, the head's field included, stands alone."""
+    assert in_spec_terms(worker) == status
 
 
 def test_a_spec_the_operator_refuses_names_its_fields():

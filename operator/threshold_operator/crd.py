@@ -73,9 +73,16 @@ def _model_schema(model: type) -> dict[str, Any]:
 
 def _unchanged(field: str, schema: dict[str, Any]) -> str:
     """CEL for "spec.<field> is as it was". A list-type set compares as a list of its CEL
-    values, in order: kube's `==` on a set ignores order, and finds a whole number of a
-    number set (decoded as an int64) unequal to itself, which would refuse every update,
-    the operator's status writes too."""
+    values, in order (`map(x, x)` makes plain CEL lists, compared item by item), because of
+    kube's `==` on a set, as read in upstream code (not run here: no kube-apiserver):
+    `unstructuredSetList.Equal` (k8s.io/apiserver/pkg/cel/common/values.go; cel-go's `==`
+    calls the left side's Equal) ignores order and looks up each of the other list's CEL
+    values, for a `number` item the float64 of a `types.Double`, in a Go map keyed by this
+    list's decoded JSON items. kube decodes a whole number in JSON as an int64
+    (k8s.io/apimachinery/pkg/util/json, convertNumber), and Go writes a float64 such as 1.0
+    as `1`, so after a trip through storage a number set with a whole number does not find
+    it, not even in itself: `self.thresholds == oldSelf.thresholds` would refuse every
+    update, the operator's status writes too."""
     if schema.get("x-kubernetes-list-type") == "set":
         return f"self.{field}.map(x, x) == oldSelf.{field}.map(x, x)"
     return f"self.{field} == oldSelf.{field}"

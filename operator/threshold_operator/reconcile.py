@@ -74,15 +74,10 @@ logger = logging.getLogger(__name__)
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 #: A failed region's error line in status.failures is cut to this.
 MAX_ERROR_CHARS = 300
+#: Why a pod's image cannot be had (kubelet's waiting reasons): spec.image is to blame.
+IMAGE_PULL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 #: Why a pod cannot start, from its containers' waiting state (kubelet's reasons).
-CANNOT_START = (
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-)
+CANNOT_START = (*IMAGE_PULL, "CreateContainerConfigError", "CreateContainerError")
 
 
 class NameTaken(Exception):
@@ -451,13 +446,7 @@ class Reconciler:
         if active > ready:
             for pod in self.kube.job_pods(namespace, job["metadata"]["name"]):
                 if reason := _cannot_start(pod):
-                    image = (
-                        "ErrImagePull",
-                        "ImagePullBackOff",
-                        "InvalidImageName",
-                        "ErrImageNeverPull",
-                    )
-                    if reason.startswith(image):  # spec.image is immutable
+                    if reason.startswith(IMAGE_PULL):  # spec.image is immutable
                         reason += (
                             "; the image cannot be changed on an existing ThresholdJob: delete "
                             "it and create it again with an image the nodes can pull (spec.image)"

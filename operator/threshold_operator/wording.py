@@ -52,15 +52,19 @@ def _alias(name: str) -> str:
     return JobParameters.model_fields[name].alias or name
 
 
+#: The names the worker gives several fields at once (plan.py, arrays.py: `roi: ...`).
+GROUPS = {"roi": ("roi_offset", "roi_shape")}
+
+
 def _job_fields(name: str) -> tuple[str, ...]:
     """The JobParameters fields a worker's name stands for: itself, a part of one
-    (`roi.offset` is roi_offset) or a group (`roi` is roi_offset and roi_shape)."""
+    (`roi.offset` is roi_offset) or a group of GROUPS; any other word, none."""
     fields = JobParameters.model_fields
     if name in fields:
         return (name,)
     if name.replace(".", "_") in fields:
         return (name.replace(".", "_"),)
-    return tuple(n for n in fields if n.startswith(f"{name}_"))
+    return GROUPS.get(name, ())
 
 
 @functools.cache
@@ -107,15 +111,22 @@ def spec_fields(name: str, spec: ThresholdJobSpec | None = None) -> str | None:
         fields = tuple(f for f in fields if f in spec.model_fields_set) or fields
     paths: list[str] = []
     for field in fields:
-        if spec is not None and spec.array_store is not None and field in ARRAY_FIELDS:
+        if _from_array_store(field, spec):
             paths += [f"spec.arrayStore.{a}" for a in array_store_sources()[field]]
         else:
             paths.append(f"spec.{_alias(field)}")
     return "/".join(dict.fromkeys(paths))
 
 
+def _from_array_store(field: str, spec: ThresholdJobSpec | None) -> bool:
+    """Whether the job's `field` is a path that the spec's arrayStore made of its fields."""
+    return spec is not None and spec.array_store is not None and field in ARRAY_FIELDS
+
+
 def _field(flag: str, spec: ThresholdJobSpec | None, value: str | None = None) -> str | None:
-    """An option as its spec field: `spec.omeZarr: true`, `spec.blockShape: [16, 16, 16]`."""
+    """An option as its spec field: `spec.omeZarr: true`, `spec.blockShape: [16, 16, 16]`.
+    An array's path made by arrayStore is no value of the field(s) that make it (`-od
+    100000/val/output/img` is not what `parameters` holds): those are named alone."""
     name = _OPTIONS.get(flag)
     if name is None:
         return None
@@ -123,7 +134,7 @@ def _field(flag: str, spec: ThresholdJobSpec | None, value: str | None = None) -
     kind = value_kind(JobParameters.model_fields[name])[0]
     if kind == "flag":
         return f"{field}: true"
-    if value is None:
+    if value is None or _from_array_store(name, spec):
         return field
     if kind in ("ints", "floats") and not re.fullmatch(_PLACEHOLDER, value):
         value = "[" + ", ".join(value.split(",")) + "]"
@@ -152,19 +163,29 @@ def _options(text: str, spec: ThresholdJobSpec | None) -> str:
         same = match.group(2) == _alias(name)
         return f"{spec_fields(name, spec)}: {match.group(3)}" if same else match.group(0)
 
-    def with_value(match: re.Match[str]) -> str:  # the bare option is told below
-        value = _value(match.group(1), match.group(2))
-        if value is None:
-            return match.group(0)
-        return f"{_field(match.group(1), spec, value)}{match.group(2)[len(value) :]}"
-
     text = re.sub(rf"run `threshold-worker \w+ {_FLAG}`(?: \(or `\w+ \1`\))? first", again, text)
     text = re.sub(rf"pass {_FLAG}", again, text)
     text = re.sub(rf"{_OPTION} \((\w+): ([^)]*)\)", told, text)
-    text = re.sub(rf"{_OPTION} ((?:-\d|[^\s-])\S*)", with_value, text)
-    text = re.sub(_OPTION, lambda m: _field(m.group(1), spec) or m.group(0), text)
-    # "--ome-zarr -od img": two fields to set, said as such
-    return re.sub(r"(spec\.\S+: (?:\[[^]]*\]|[^\s,;]+)) (?=spec\.)", r"\1 and ", text)
+    return _with_values(text, spec)
+
+
+def _with_values(text: str, spec: ThresholdJobSpec | None) -> str:
+    """Each option, with the value that follows it, as its field. Options that follow each
+    other ("--ome-zarr -od img") are fields to set together, said as such; an option after
+    any other word stands alone."""
+    told: list[str] = []
+    end = 0  # of the text told so far, which ends with an option (and its value) once any is
+    for match in re.finditer(_OPTION, text):
+        if match.start() < end:  # inside the value of the option before
+            continue
+        flag = match.group(1)
+        token = re.match(r" ((?:-\d|[^\s-])\S*)", text[match.end() :])
+        value = _value(flag, token.group(1)) if token else None
+        field = _field(flag, spec, value) or match.group(0)
+        gap = text[end : match.start()]
+        told += [" and " if told and gap == " " else gap, field]
+        end = match.end() + (0 if value is None else 1 + len(value))
+    return "".join([*told, text[end:]])
 
 
 def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:

@@ -769,17 +769,18 @@ def _quiet_unraisable(unraisable: Any) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: bad input is one line on stderr and exit code 2.
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> None:
+    """Console entry point: bad input is one line on stderr and exit code 2. `argv`: the
+    arguments (default sys.argv's).
 
-    Without `argv` this is the process's own command (the console script), which ends with
-    this call: once the command has unwound, its outcome (the markers, the exit code) is
-    decided, so a SIGTERM while the process exits is ignored instead of killing it by the
-    signal half-way through its exit (after a verifying pass, a run, or the message of an
-    earlier SIGTERM). With `argv` (in-process callers) the handler found is restored."""
+    `exiting`: the process ends with this call (the console script). Once the command has
+    unwound, its outcome (the markers, the exit code) is decided, so a SIGTERM while the
+    process exits is then ignored instead of killing it by the signal half-way through its
+    exit (after a verifying pass, a run, or the message of an earlier SIGTERM). Otherwise
+    (in-process callers, with or without `argv`) the handler found is restored."""
     sys.unraisablehook = _quiet_unraisable
     try:
-        with _sigterm_unwinds(signal.SIG_IGN if argv is None else None):
+        with _sigterm_unwinds(signal.SIG_IGN if exiting else None):
             cli.main(args=argv, prog_name="threshold-worker", standalone_mode=False)
     except Terminated:
         click.echo("terminated; rerun to resume", err=True)
@@ -808,7 +809,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def console() -> None:
-    """The `threshold-worker` script: `main`, and an exit without the collector's last pass.
+    """The `threshold-worker` script: `main` for a process that ends with it, and an exit
+    without the collector's last pass.
 
     On the way out Python collects every object of zarr, pydantic and numpy that is tracked
     by the cyclic collector before it lets the process go: about 0.1 s, a quarter of the life
@@ -817,6 +819,6 @@ def console() -> None:
     `main` returns, and atexit handlers (logging's flush) still run.
     """
     try:
-        main()
+        main(exiting=True)
     finally:
         gc.freeze()

@@ -38,7 +38,7 @@ from .ownership import (
 )
 from .params import JobParameters
 from .paths import as_upath, container_url, is_local, overlap
-from .plan import Plan, fingerprint
+from .plan import Plan, fingerprint, round_up
 from .pyramid import LevelWriter, Pyramid
 from .retry import fatal, retry, transient
 from .storage import CheckedStore, open_store
@@ -168,11 +168,8 @@ class Job:
         under the lease: what `resolve` saw may be gone, e.g. an array that a run of this
         same job was replacing (cleared, then made anew) and now writes."""
         existing = _open_existing_output(self.output_path, self.array_dataset, overwrite=True)
-        if existing is None:
-            return False
-        layout = (tuple(self.output.chunks), self.output.shards, self.output.zarr_format)
-        problems = _mismatches(existing, self.output.shape, self.input_meta, self.where)
-        return not problems and _layout(existing) == layout
+        layout = (self.output.chunks, self.output.shards, self.output.zarr_format)
+        return _fits(existing, layout, self.output.shape, self.input_meta, self.where)
 
     def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
@@ -403,7 +400,7 @@ def _aligned_roi(
     """For fit=valid: the ROI options that start `roi` on the next point of the block grid
     (`first`: its first voxel, per spatial axis), if a block still fits in what is left."""
     voxel = meta.voxel_size
-    start = [-(-int(v) // g) * g for v, g in zip(first, grid, strict=True)]
+    start = round_up(first, grid)
     begin = meta.offset + Coordinate(start) * voxel
     left = (roi.end - begin) / voxel
     if any(n < b for n, b in zip(left, block or grid, strict=True)):
@@ -651,6 +648,20 @@ def _layout(existing: zarr.Array) -> tuple[Any, ...]:
     return tuple(existing.chunks), shards, existing.metadata.zarr_format
 
 
+def _fits(
+    existing: zarr.Array | None,
+    layout: tuple[Any, ...],
+    shape: tuple[int, ...],
+    meta: AxisMetadata,
+    where: str,
+) -> bool:
+    """Whether an existing output is what the job creates: its shape, dtype and geometry
+    (`_mismatches`) and its `layout` (chunks, shards, zarr format, as `_layout` gives it)."""
+    if existing is None:
+        return False
+    return not _mismatches(existing, shape, meta, where) and _layout(existing) == layout
+
+
 def _output_geometry(
     spec: JobParameters,
     source: zarr.Array,
@@ -664,9 +675,8 @@ def _output_geometry(
     hierarchy no zarr reader lists whole)."""
     shape = tuple(source.shape)
     spatial = meta.spatial_indices
-    problems = _mismatches(existing, shape, meta, where) if existing is not None else []
     if existing is not None and not spec.overwrite:
-        if problems:
+        if problems := _mismatches(existing, shape, meta, where):
             raise InputError(
                 "output_dataset",
                 f"{where} exists with {'; '.join(problems)}; pass --overwrite to replace it",
@@ -690,7 +700,7 @@ def _output_geometry(
             shards[i] = spec.output_shards[k]
         if any(s % c for s, c in zip(shards, chunks, strict=True)):
             inner = [chunks[i] for i in spatial]
-            grown = [-(-s // c) * c for s, c in zip(spec.output_shards, inner, strict=True)]
+            grown = round_up(spec.output_shards, inner)
             raise InputError(
                 "output_shards",
                 f"{tuple(spec.output_shards)} is not a multiple of the output chunk shape "
@@ -722,7 +732,7 @@ def _output_geometry(
     if shards and fmt == 2:
         raise InputError("output_shards", "sharding needs zarr format 3, not 2")
     layout = (tuple(chunks), tuple(shards) if shards else None, fmt)
-    fits = existing is not None and not problems and _layout(existing) == layout
+    fits = _fits(existing, layout, shape, meta, where)
     return OutputGeometry(shape, *layout, exists=existing is not None, fits=fits)
 
 

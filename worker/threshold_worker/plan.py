@@ -42,7 +42,7 @@ def default_block_shape(
     return tuple(shape)
 
 
-def _round_up(shape: Sequence[int], step: Sequence[int]) -> tuple[int, ...]:
+def round_up(shape: Sequence[int], step: Sequence[int]) -> tuple[int, ...]:
     """The smallest multiple of `step` at least `shape`, per axis."""
     return tuple(-(-int(x) // s) * s for x, s in zip(shape, step, strict=True))
 
@@ -112,7 +112,7 @@ class Plan:
                 "block_shape",
                 f"{block_shape} is not a multiple of the {unit_name} {tuple(write_unit)}; "
                 "blocks that split a chunk would race on it; use --block-shape "
-                + _listed(_round_up(block_shape, step)),
+                + _listed(round_up(block_shape, step)),
             )
         if partitions < 1:
             raise InputError("partitions", f"{partitions} must be at least 1")
@@ -120,7 +120,7 @@ class Plan:
             raise InputError(
                 "block_shape",
                 f"{block_shape} is not a multiple of the grid {align} it starts on; use "
-                f"--block-shape {_listed(_round_up(block_shape, step))}",
+                f"--block-shape {_listed(round_up(block_shape, step))}",
             )
         roi_end = tuple(b + s for b, s in zip(roi_begin, roi_shape, strict=True))
         if fit == "valid":

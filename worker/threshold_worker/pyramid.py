@@ -37,7 +37,7 @@ import zarr
 import zarr.errors
 
 from .errors import InputError
-from .plan import default_block_shape
+from .plan import default_block_shape, round_up
 
 DEFAULT_FACTOR = 2
 #: Level chunks may be this much larger than s0's per axis: a chunk file costs more than
@@ -127,16 +127,16 @@ def plan_pyramid(
     step = tuple(math.lcm(u, d) for u, d in zip(unit, deepest, strict=True))
     if block_shape is None:  # twice the usual: a quarter as many level chunk files
         usual = default_block_shape(unit, roi_shape, sharded)
-        block = tuple(
-            -(-min(BLOCK_GROWTH * b, -(-r // u) * u) // s) * s
-            for b, r, u, s in zip(usual, roi_shape, unit, step, strict=True)
+        whole = round_up(roi_shape, unit)
+        block = round_up(
+            [min(BLOCK_GROWTH * b, w) for b, w in zip(usual, whole, strict=True)], step
         )
     else:
         block = tuple(block_shape)
         if len(block) != n:
             raise InputError("block_shape", f"{block} has {len(block)} values; expected {n}")
         if any(b % s for b, s in zip(block, step, strict=True)):
-            grown = tuple(-(-b // s) * s for b, s in zip(block, step, strict=True))
+            grown = round_up(block, step)
             raise InputError(
                 "block_shape",
                 f"{block} is not a multiple of {step}, the output's write unit {tuple(unit)} "
