@@ -307,6 +307,7 @@ def test_a_failed_pod_reports_its_failed_regions_in_its_termination_log(damaged,
     report = json.loads(log.read_text())
     assert len(log.read_bytes()) <= 4096
     assert report["error"].startswith("2 blocks failed and are recorded in the failure ledger")
+    assert report["kind"] == "BlocksFailed"
     assert report["failures"]["failed_blocks"] == 2
     firsts = [(r["first"], r["last"]) for r in report["failures"]["records"]]
     assert firsts == [(14, 15)] or firsts == [(14, 14), (15, 15)], report
@@ -315,6 +316,24 @@ def test_a_failed_pod_reports_its_failed_regions_in_its_termination_log(damaged,
     log.unlink()
     assert run_cli("start-worker", *args, "--termination-log", str(log)).code == 0
     assert not log.exists()
+
+
+def test_a_partition_whose_output_another_job_took_reports_so(tmp_path):
+    """A work pod that finds another job's result in its output says which kind of error
+    it is, so that the operator does not advise a retry that would find it too."""
+    data = blobs((16, 16, 16), seed=3)
+    container = tmp_path / "in.zarr"
+    write_array(container, "raw", data, (8, 8, 8))
+    io = io_args(container, "raw", container, "mask", 0.5)
+    assert run_cli("run", *io).code == 0  # another job's complete result
+    log = tmp_path / "termination-log"
+    mine = ["-ic", str(container), "-id", "raw", "-oc", str(container), "-od", "mask",
+            "-th", "0.7", "--partitions", "2", "--partition", "0"]  # fmt: skip
+    result = run_cli("start-worker", *mine, "--termination-log", str(log))
+    assert result.code == 2, result
+    report = json.loads(log.read_text())
+    assert report["kind"] == "OutputTaken"
+    assert "holds the complete result of another job" in report["error"]
 
 
 def test_a_long_failure_report_is_cut_to_fit(tmp_path):

@@ -283,7 +283,7 @@ def test_a_job_on_a_running_jobs_output_waits_for_it_even_with_overwrite(cluster
     assert not sim.errors, sim.errors
     assert waiting["message"].startswith(
         "waiting for ThresholdJob first, which writes pred.zarr/mask on PersistentVolumeClaim "
-        "lab-data too"
+        "lab-data, where this one writes too"
     )
     assert {c["type"]: c["reason"] for c in waiting["conditions"]}["Waiting"] == "OutputInUse"
     assert first["phase"] == "Succeeded" and second["phase"] == "Succeeded", (first, second)

@@ -16,7 +16,15 @@ from threshold_operator.api import ThresholdJobSpec
 from threshold_operator.catalog import load_catalog
 from threshold_operator.handlers import OperatorConfig, Passes
 from threshold_operator.jobs import Settings
-from threshold_operator.outputs import Place, Registry, Writer, index_entries, places, writer
+from threshold_operator.outputs import (
+    Place,
+    Registry,
+    Writer,
+    index_entries,
+    places,
+    waiting_message,
+    writer,
+)
 from threshold_operator.reconcile import Reconciler
 
 VOLUME = {"claimName": "data", "mountPath": "/data"}
@@ -45,6 +53,12 @@ def test_an_output_is_a_path_on_its_claim_or_bucket():
         Place(("s3", "bucket"), ("a", "o.zarr", "m")),
     )
     assert places("ns", spec(outputContainer="/tmp/o.zarr")) == ()  # the pod's own disk
+    for spelling in ("local:///data/out.zarr", "file://localhost/data/out%2Ezarr",
+                     "FILE:///data//out.zarr/", "/data/x/../out.zarr"):  # fmt: skip
+        assert places("ns", spec(outputContainer=spelling)) == places("ns", spec()), spelling
+    for alias, name in (("s3a", "s3"), ("S3", "s3"), ("gcs", "gs")):
+        found = places("ns", spec(outputContainer=f"{alias}://b/o.zarr"))
+        assert found == (Place((name, "b"), ("o.zarr", "mask")),)
     sweep = spec(threshold=None, thresholds=[0.3, 0.5], outputDataset="t_{threshold}")
     assert [p.path for p in places("ns", sweep)] == [("out.zarr", "t_0.3"), ("out.zarr", "t_0.5")]
 
@@ -140,10 +154,11 @@ def test_a_later_job_on_the_same_output_waits_until_the_first_has_finished():
     b = status(kube, "b")
     assert b["phase"] == "Pending"
     assert b["message"] == (
-        "waiting for ThresholdJob a, which writes out.zarr/mask on PersistentVolumeClaim data "
-        "too (an output, or one inside or around it); this one starts when that one has "
-        "finished or is deleted"
+        "waiting for ThresholdJob a, which writes out.zarr/mask on PersistentVolumeClaim data, "
+        "where this one writes too (the same output, or one inside or around it); this one "
+        "starts when that one has finished or is deleted"
     )
+    assert b["jobs"].get("prepare") is None  # no Job is named before it exists
     assert waiting(kube, "b")["status"] == "True"  # type: ignore[index]
     assert waiting(kube, "b")["reason"] == "OutputInUse"  # type: ignore[index]
     assert writer(kube.objects["b"]).started is False  # type: ignore[union-attr]
@@ -198,7 +213,10 @@ def test_a_retry_waits_for_a_job_that_took_the_output_meanwhile():
     a = status(kube, "a")
     assert a["phase"] == "Failed" and kube.jobs == before
     assert a["message"].startswith("the retry could not start: waiting for ThresholdJob b, ")
-    assert a["message"].endswith("; bump spec.retry again once that one has finished")
+    assert a["message"].endswith(
+        "; once that one has finished, create this ThresholdJob again: a retry resumes only "
+        "an output that is still this one's"
+    )
 
 
 def stored(phase: str | None, *conditions: tuple[str, str, str]) -> dict[str, Any]:
@@ -270,3 +288,13 @@ def test_a_sweeps_cost_is_one_look_up_per_place():
     assert registry.ahead(me) is None and reads == [("s3", "b")]
     inside = Place(("s3", "b"), ("o7.zarr", "t_5", "s0"))  # inside o7's t_5
     assert registry.ahead(replace(me, places=(*me.places, inside))).name == "o7"  # type: ignore[union-attr]
+
+
+def test_the_message_names_the_others_output_and_whether_it_is_held_back():
+    nested = Place(("pvc", "ns", "data"), ("out.zarr", "mask", "s0"))
+    me = replace(entry("b", "T2", False), places=(nested,))
+    other = replace(entry("a", "T1", True), phase="Suspended")
+    assert waiting_message(me, other).startswith(
+        "waiting for ThresholdJob a (it is suspended), which writes out.zarr/mask on "
+        "PersistentVolumeClaim data, where this one writes too"
+    )

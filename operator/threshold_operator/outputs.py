@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from threshold_worker.paths import PROTOCOL_ALIASES, file_url_path
+
 from .api import FINAL_PHASES, ThresholdJobSpec
 
 #: A storage: ("pvc", namespace, claim) or (scheme, bucket) of an object store.
@@ -67,6 +69,7 @@ class Writer:
     places: tuple[Place, ...]
     started: bool
     final: bool
+    phase: str = ""
 
     @property
     def order(self) -> tuple[str, str, str, str]:
@@ -88,12 +91,16 @@ def places(namespace: str, spec: ThresholdJobSpec) -> tuple[Place, ...]:
 
 
 def _place(namespace: str, spec: ThresholdJobSpec, container: str, dataset: str) -> Place | None:
-    parts = urlsplit(container)
+    """Where the worker would write: its own reading of file URLs (`paths.file_url_path`)
+    and of protocol aliases (s3a is s3, gcs is gs)."""
     inside = [p for p in dataset.split("/") if p]
-    if parts.scheme and parts.scheme != "file":
+    local = file_url_path(container)
+    parts = urlsplit(container)
+    if local is None and parts.scheme:
+        scheme = PROTOCOL_ALIASES.get(parts.scheme.lower(), parts.scheme.lower())
         path = [p for p in posixpath.normpath("/" + parts.path).split("/") if p]
-        return Place((parts.scheme, parts.netloc), (*path, *inside))
-    local = posixpath.normpath(parts.path if parts.scheme else container)
+        return Place((scheme, parts.netloc), (*path, *inside))
+    local = posixpath.normpath(local if local is not None else container)
     mounts = [v for v in spec.volumes if _below(local, v.mount_path)]
     if not mounts:
         return None  # the pod's own file system
@@ -132,6 +139,7 @@ def writer(body: Mapping[str, Any]) -> Writer | None:
         places=found,
         started=phase in WORKING or held,
         final=phase in FINAL_PHASES,
+        phase=phase or "",
     )
 
 
@@ -192,10 +200,11 @@ class Registry:
 def waiting_message(me: Writer, other: Writer, then: str = "") -> str:
     """What a waiting ThresholdJob says: for whom, why, and how it ends (`then`: what to
     do once that one has finished, where nothing happens by itself)."""
-    place = next((p for p in me.places for q in other.places if p.meets(q)), me.places[0])
+    place = next((q for q in other.places for p in me.places if p.meets(q)), other.places[0])
     who = other.name if other.namespace == me.namespace else f"{other.namespace}/{other.name}"
+    held = {"Suspended": "it is suspended", "Pending": "it is queued"}.get(other.phase)
     ends = then or "this one starts when that one has finished or is deleted"
     return (
-        f"waiting for ThresholdJob {who}, which writes {place} too (an output, or one "
-        f"inside or around it); {ends}"
+        f"waiting for ThresholdJob {who}{f' ({held})' if held else ''}, which writes {place}, "
+        f"where this one writes too (the same output, or one inside or around it); {ends}"
     )

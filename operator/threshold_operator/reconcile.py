@@ -72,6 +72,8 @@ from .wording import in_spec_terms, spec_error
 logger = logging.getLogger(__name__)
 #: The label the Job controller puts on each pod of an Indexed Job.
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+#: The worker's error when the output holds another job's result: no retry can write there.
+OUTPUT_TAKEN = "OutputTaken"
 #: A failed region's error line in status.failures is cut to this.
 MAX_ERROR_CHARS = 300
 #: Why a pod's image cannot be had (kubelet's waiting reasons): spec.image is to blame.
@@ -239,7 +241,11 @@ class Reconciler:
         old = seen.old
         assert old is not None and old.plan is not None
         try:
-            self._wait_for_others(body, "bump spec.retry again once that one has finished")
+            self._wait_for_others(
+                body,
+                "once that one has finished, create this ThresholdJob again: a retry resumes "
+                "only an output that is still this one's",
+            )
         except OutputInUse as e:
             raise Unworkable(RETRY_FAILED, str(e)) from None
         namespace = body["metadata"]["namespace"]
@@ -416,6 +422,7 @@ class Reconciler:
         runs = attempts.todo(attempt, plan.partitions)
         failed: dict[int, PartitionFailure] = {}
         error = ""
+        retry_helps = True
         for first, last in parse_runs((job.get("status") or {}).get("failedIndexes")):
             for index in range(first, min(last, first + MAX_REGIONS) + 1):
                 if len(failed) >= MAX_REGIONS:
@@ -427,9 +434,11 @@ class Reconciler:
                 failed[partition] = _partition_failure(partition, ended[0], plan, spec)
                 if not error:
                     error = _attempts_message(ended, spec)
+                    retry_helps = worker_kind(ended[0][1]) != OUTPUT_TAKEN
         return {
             "failed_partitions": failed,
             "partition_error": error or "failed",
+            "retry_helps": retry_helps,
             "usage": _usage(pods),
         }
 
@@ -485,6 +494,15 @@ def _attempts_message(ended: list[tuple[int | None, str]], spec: ThresholdJobSpe
         return f"failed: {line} (exit code 3: the partition's other blocks are done)"
     tries = f"{len(ended)} attempt{'s' if len(ended) > 1 else ''}"
     return f"failed after {tries}; last error: {line} (exit code {code})"
+
+
+def worker_kind(message: str) -> str:
+    """The kind of a worker's error (its class name) from a termination message, if told."""
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        return ""
+    return str(doc.get("kind") or "") if isinstance(doc, dict) else ""
 
 
 def worker_report(message: str) -> tuple[str, dict[str, Any] | None]:

@@ -283,7 +283,8 @@ class Observed:
     `retry` the attempt a retry of a Failed ThresholdJob starts (its Job created this pass);
     `failed_partitions` how the first few failed partitions failed, and `usage` what the
     finished work Job's pods used, both read once the work Job finished; `waiting` whom
-    the ThresholdJob waits for before it starts (outputs.py).
+    the ThresholdJob waits for before it starts (outputs.py); `retry_helps` False when the
+    failed partition found its output holding another job's result (no retry writes there).
     """
 
     name: str
@@ -301,6 +302,7 @@ class Observed:
     failed_partitions: dict[int, PartitionFailure] | None = None
     usage: Usage | None = None
     waiting: str = ""
+    retry_helps: bool = True
 
 
 @dataclass(frozen=True)
@@ -336,7 +338,8 @@ def derive(o: Observed, at: str) -> ThresholdJobStatus:
         return _failed(s, o, o.failure.reason, o.failure.message, at)
     assert o.spec is not None, "an observation without a failure has a spec"
     s.pool = o.spec.pool
-    s.jobs.prepare = job_name(o.name, "prepare")
+    if not o.waiting:  # a waiting ThresholdJob has no Job yet
+        s.jobs.prepare = job_name(o.name, "prepare")
     s.conditions = _blocked(s, o, at)
     if o.plan is None:
         return _preparing(s, o, at)
@@ -483,7 +486,7 @@ def _working(s: ThresholdJobStatus, o: Observed, plan: PlanStatus, at: str) -> T
             if where
             else failed.get("message") or failed.get("reason") or "the work Job failed"
         )
-        if s.attempt.number < MAX_ATTEMPTS:
+        if s.attempt.number < MAX_ATTEMPTS and o.retry_helps:
             message += "; fix the cause, then bump spec.retry to rerun only what did not complete"
         return _failed(s, o, failed.get("reason") or "WorkFailed", message, at)
     if _held(s, o, work, at, "the work Job") is not None:

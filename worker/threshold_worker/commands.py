@@ -491,7 +491,8 @@ def start_worker_command(
 
 
 def failure_report(error: WorkerError) -> str:
-    """A failed pod's termination message: its one-line error and, when blocks failed alone
+    """A failed pod's termination message: its one-line error, its kind (the error's class:
+    the operator tells from it whether a retry can help) and, when blocks failed alone
     (exit 3), the count and the first failed regions, as many as fit in 4096 bytes."""
     from .ledger import termination_summary
 
@@ -499,14 +500,14 @@ def failure_report(error: WorkerError) -> str:
     failures = next((f for f in getattr(stats, "failures", ()) or () if f), None)
     line = str(error)
     for first in (3, 2, 1, 0):
-        doc: dict[str, Any] = {"error": line}
+        doc: dict[str, Any] = {"error": line, "kind": type(error).__name__}
         if failures is not None:
             doc["failures"] = termination_summary(failures, first=first)
         text = json.dumps(doc, separators=(",", ":"))
         if len(text.encode()) <= TERMINATION_MESSAGE_BYTES:
             return text
         line = line.encode()[:1024].decode(errors="ignore")  # the line itself may be long
-    return json.dumps({"error": line[:256]})
+    return json.dumps({"error": line[:256], "kind": type(error).__name__})
 
 
 def _start_worker(

@@ -47,6 +47,11 @@ class OutputConflict(JobError):
     """The output belongs to, or is being written by, another job."""
 
 
+class OutputTaken(OutputConflict):
+    """The output holds another job's result (or a replacement not finished): only a job
+    that replaces it, never a rerun or a partition, can write there."""
+
+
 class StorageError(JobError):
     """Storage refuses for a reason only a person can fix: no space, no permission, no
     credentials, a symlink inside the output. Finished blocks keep their done-markers, so

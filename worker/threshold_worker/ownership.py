@@ -39,7 +39,7 @@ from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
 from zarr.storage import LocalStore
 
-from .errors import OutputConflict
+from .errors import OutputTaken
 from .lease import LEASE_DIR, utcnow
 from .markers import LEDGER_DIR, MARKER_DIR
 from .safefiles import TMP_DIR, SafeDir, SymlinkInOutput
@@ -136,7 +136,7 @@ def decide(
         else:
             what = "data that no threshold-worker job wrote"
         how = "pass --overwrite to replace it" if whole_job else _PREPARE
-        raise OutputConflict(
+        raise OutputTaken(
             "output_dataset", f"{where} holds {what}; {how}, or choose another output"
         )
     if not whole_job:
@@ -147,8 +147,8 @@ def decide(
 _PREPARE = "run `threshold-worker prepare --overwrite` (or `run --overwrite`) first to replace it"
 
 
-def _prepare_first(where: str) -> OutputConflict:
-    return OutputConflict(
+def _prepare_first(where: str) -> OutputTaken:
+    return OutputTaken(
         "output_dataset",
         f"{where} must be replaced (or its replacement finished) before the shards of a job "
         f"can write it: {_PREPARE}",

@@ -16,17 +16,25 @@ LOCAL_PROTOCOLS = ("", "file", "local")
 PROTOCOL_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs"}
 
 
+def file_url_path(container: str) -> str | None:
+    """The path a `file:` or `local:` URL names, read as RFC 8089 says (percent-decoded; no
+    host, or localhost), not as a relative path; None for anything else. ValueError for a
+    URL naming another host."""
+    parsed = urllib.parse.urlsplit(container)
+    if parsed.scheme not in ("file", "local"):
+        return None
+    if parsed.netloc not in ("", "localhost"):
+        raise ValueError(
+            f"{container} names the host '{parsed.netloc}'; only this machine's files can "
+            "be used: file:///path"
+        )
+    return urllib.parse.unquote(parsed.path)
+
+
 def as_upath(container: UPath | os.PathLike[str] | str) -> UPath:
-    """Normalise a container argument; local paths become absolute. A file URL is read as
-    RFC 8089 says (percent-decoded; no host, or localhost), not as a relative path."""
-    if isinstance(container, str) and container.startswith(("file:", "local:")):
-        parsed = urllib.parse.urlsplit(container)
-        if parsed.netloc not in ("", "localhost"):
-            raise ValueError(
-                f"{container} names the host '{parsed.netloc}'; only this machine's files can "
-                "be used: file:///path"
-            )
-        return UPath(os.path.abspath(urllib.parse.unquote(parsed.path)))
+    """Normalise a container argument; local paths become absolute, file URLs their paths."""
+    if isinstance(container, str) and (local := file_url_path(container)) is not None:
+        return UPath(os.path.abspath(local))
     path = container if isinstance(container, UPath) else UPath(container)
     if path.protocol in LOCAL_PROTOCOLS:
         return UPath(os.path.abspath(path.path))
