@@ -192,6 +192,24 @@ def test_an_options_file_this_user_cannot_read_is_skipped(shared_dir):
     assert f"options file {options} cannot be read (Permission denied); skipped" in result.stderr
 
 
+def wait_for_workers(pid: int, n: int, timeout: float = 60) -> list[int]:
+    """The worker processes of run `pid` once all `n` are there: its forked children (its
+    own command line), not any short-lived program a library may start meanwhile."""
+    proc = Path(f"/proc/{pid}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            cmdline = (proc / "cmdline").read_bytes()  # empty until the exec is done
+            for child in (proc / "task" / str(pid) / "children").read_text().split():
+                if cmdline and Path(f"/proc/{child}/cmdline").read_bytes() == cmdline:
+                    found.append(int(child))
+        if len(found) == n:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"the {n} worker processes of {pid} did not appear")
+
+
 @pytest.mark.parametrize("after", [0.0, 0.3, 1.0])
 def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path, after):
     """A worker process killed (the out-of-memory killer, say), at any moment of its work:
@@ -207,15 +225,9 @@ def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path, after):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    children: list[str] = []
-    while not children and time.monotonic() < deadline:
-        time.sleep(0.05)
-        with contextlib.suppress(FileNotFoundError):
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    assert children, "no worker process appeared"
+    workers = wait_for_workers(proc.pid, 2)
     time.sleep(after)
-    os.kill(int(children[0]), signal.SIGKILL)
+    os.kill(workers[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert one_line(err).startswith("error: a worker process was killed (out of memory?")
