@@ -298,3 +298,11 @@ def test_the_message_names_the_others_output_and_whether_it_is_held_back():
         "waiting for ThresholdJob a (it is suspended), which writes out.zarr/mask on "
         "PersistentVolumeClaim data, where this one writes too"
     )
+
+
+def test_only_a_job_held_back_is_said_to_be():
+    me = entry("b", "T2", False)
+    queued = replace(entry("a", "T1", True), phase="Pending")  # holds its output, in Kueue
+    next_in_line = replace(entry("a", "T1", False), phase="Pending")  # waits itself
+    assert waiting_message(me, queued).startswith("waiting for ThresholdJob a (it is queued),")
+    assert waiting_message(me, next_in_line).startswith("waiting for ThresholdJob a, which")

@@ -202,7 +202,13 @@ def waiting_message(me: Writer, other: Writer, then: str = "") -> str:
     do once that one has finished, where nothing happens by itself)."""
     place = next((q for q in other.places for p in me.places if p.meets(q)), other.places[0])
     who = other.name if other.namespace == me.namespace else f"{other.namespace}/{other.name}"
-    held = {"Suspended": "it is suspended", "Pending": "it is queued"}.get(other.phase)
+    held = (  # held back for a while: Pending once started is a Kueue queue's doing
+        "it is suspended"
+        if other.phase == "Suspended"
+        else "it is queued"
+        if other.phase == "Pending" and other.started
+        else None
+    )
     ends = then or "this one starts when that one has finished or is deleted"
     return (
         f"waiting for ThresholdJob {who}{f' ({held})' if held else ''}, which writes {place}, "
