@@ -217,6 +217,8 @@ def test_a_retry_waits_for_a_job_that_took_the_output_meanwhile():
         "; once that one has finished, create this ThresholdJob again: a retry resumes only "
         "an output that is still this one's"
     )
+    failed = next(c for c in a["conditions"] if c["type"] == "Failed")
+    assert failed["message"] == a["message"]  # no older advice left beside it
 
 
 def stored(phase: str | None, *conditions: tuple[str, str, str]) -> dict[str, Any]:

@@ -325,6 +325,10 @@ def derive(o: Observed, at: str) -> ThresholdJobStatus:
             _acknowledge_retry(s, o)
             if o.failure is not None and o.failure.reason == RETRY_FAILED:
                 s.message = f"the retry could not start: {o.failure.message}"
+                if (failed := condition(s, "Failed")) is not None:  # says the same, as
+                    s.conditions = set_condition(  # `kubectl describe` shows both
+                        s.conditions, "Failed", True, failed.reason, s.message, o.generation, at
+                    )
             return s
         s.attempt = o.retry
         s.completion_time, s.failures, s.rate, s.eta = None, None, None, None
