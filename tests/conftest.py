@@ -114,6 +114,12 @@ def marker_blocks(array_dir: Path) -> set[int]:
     return done
 
 
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes: taken before and after a refused run, to
+    show that it wrote nothing."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str) -> None:
         self.code, self.out, self.err = code, out, err

@@ -327,8 +327,8 @@ def test_a_partition_whose_output_another_job_took_reports_so(tmp_path):
     io = io_args(container, "raw", container, "mask", 0.5)
     assert run_cli("run", *io).code == 0  # another job's complete result
     log = tmp_path / "termination-log"
-    mine = ["-ic", str(container), "-id", "raw", "-oc", str(container), "-od", "mask",
-            "-th", "0.7", "--partitions", "2", "--partition", "0"]  # fmt: skip
+    mine = [*io_args(container, "raw", container, "mask", 0.7), "--partitions", "2",
+            "--partition", "0"]  # fmt: skip
     result = run_cli("start-worker", *mine, "--termination-log", str(log))
     assert result.code == 2, result
     report = json.loads(log.read_text())

@@ -15,7 +15,15 @@ from ome_zarr.format import FormatV04, FormatV05
 from ome_zarr.writer import write_image as ome_write_image
 from ome_zarr.writer import write_multiscale
 
-from conftest import assert_thresholded, blobs, expected, io_args, run_cli, write_array
+from conftest import (
+    assert_thresholded,
+    blobs,
+    expected,
+    files_of,
+    io_args,
+    run_cli,
+    write_array,
+)
 from threshold_worker import ome
 from threshold_worker.arrays import ZarrArray, ZarrArrayConfig
 from threshold_worker.errors import InputError
@@ -375,10 +383,6 @@ def test_ome_output_ownership_and_overwrite(tmp_path):
     assert crowded.code == 2 and "holds labels beside s0" in crowded.err
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
 @pytest.mark.parametrize(
     "input_dataset,output_dataset,options,error",
     [
@@ -418,12 +422,12 @@ def test_an_output_image_that_holds_the_input_is_named_as_given(
     made = run_cli("run", *io_args(container, "raw", container, "img", 0.5), "--ome-zarr",
                    "--pyramid", "1", "-n", "1")  # fmt: skip
     assert made.code == 0, made
-    before = _tree(container)
+    before = files_of(container)
     args = io_args(container, input_dataset, container, output_dataset, 0.5)
     refused = run_cli("run", *args, *options, "--overwrite")
     assert refused.code == 2
     assert refused.err == f"error: output_dataset: {error.format(c=container)}\n"
-    assert _tree(container) == before
+    assert files_of(container) == before
 
 
 @pytest.mark.parametrize("whose", ["this tool's", "foreign"])
@@ -451,7 +455,7 @@ def test_overwrite_does_not_switch_an_output_between_plain_and_image(tmp_path, s
         old = [] if to_image else ["--ome-zarr", "--pyramid", "1"]
         made = run_cli("run", *io_args(container, "raw", container, "mask", 0.5), *old)
         assert made.code == 0, made
-    before = _tree(container)
+    before = files_of(container)
     new = ["--ome-zarr"] if to_image else []
     refused = run_cli("run", *io_args(container, "raw", container, "mask", 0.5), *new,
                       "--overwrite", "-n", "1")  # fmt: skip
@@ -460,7 +464,7 @@ def test_overwrite_does_not_switch_an_output_between_plain_and_image(tmp_path, s
     assert refused.err.startswith(f"error: output_dataset: {container}/mask is {kind}, and ")
     assert "--overwrite replaces an output with one of its own kind only: " in refused.err
     assert refused.err.count("\n") == 1
-    assert _tree(container) == before
+    assert files_of(container) == before
 
 
 @pytest.mark.parametrize("fmt", [2, 3])

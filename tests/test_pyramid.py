@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import blobs, expected, io_args, marker_blocks, run_cli, write_array
+from conftest import blobs, expected, files_of, io_args, marker_blocks, run_cli, write_array
 from test_ome_zarr import validated
 from threshold_worker import pyramid
 from threshold_worker.params import JobParameters
@@ -303,7 +303,7 @@ def test_a_level_of_an_image_is_written_only_through_the_image(tmp_path, uneven)
     out = tmp_path / "out.zarr"
     ome = [*io_args(container, "raw", out, "mask", 0.5), "--ome-zarr", "--pyramid", "2", "-n", "1"]
     assert run_cli("run", *ome).code == 0
-    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    before = files_of(out)
     for level, others in (("s0", "s1-s2"), ("s1", "s0, s2")):
         plain = io_args(container, "raw", out, f"mask/{level}", 0.7)
         refused = run_cli("run", *plain, "--overwrite", "-n", "1")
@@ -318,7 +318,7 @@ def test_a_level_of_an_image_is_written_only_through_the_image(tmp_path, uneven)
     assert as_array.code == 2 and "mask is an OME-Zarr image group, and" in as_array.err
     inner = run_cli("run", *io_args(container, "raw", out, "mask/inner", 0.7), "--ome-zarr")
     assert inner.code == 2 and "lies inside the OME-Zarr image 'mask'" in inner.err
-    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert files_of(out) == before
     # the image's own job still resumes, and replaces every level with --overwrite
     again = run_cli("run", *ome)
     assert again.code == 0 and "0 processed" in again.out, again

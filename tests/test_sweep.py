@@ -128,9 +128,7 @@ def test_a_sweep_reads_each_block_once_for_the_outputs_that_lack_it(tmp_path):
 def test_verifying_a_sweep_reads_each_block_of_the_input_once_for_all_outputs(tmp_path):
     from threshold_worker.verify import verify_all
 
-    data = blobs((16, 16, 16), seed=13)
-    inp = tmp_path / "in.zarr"
-    write_array(inp, "raw", data, (8, 8, 8))
+    inp, _ = an_input(tmp_path, (16, 16, 16), seed=13)
     out = tmp_path / "out.zarr"
     assert run_cli("run", *sweep_args(inp, out), "--block-shape", "8,8,8").code == 0
     jobs = resolve_sweep(params(inp, out, block_shape=[8, 8, 8]), writing=False)

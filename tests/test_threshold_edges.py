@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import io_args, run_cli
+from conftest import io_args, run_cli, write_array
 from threshold_worker.kernel import threshold
 
 SPECIAL = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0, -1.0]
@@ -46,8 +46,7 @@ def test_a_threshold_too_small_for_the_type_is_a_zero_of_its_sign(tmp_path, dtyp
     sub = float(np.finfo(dtype).smallest_subnormal)
     values = [0.0, -0.0, sub, -sub, 1.0, -1.0, 2 * sub, -2 * sub]
     data = np.array(values, dtype).reshape(2, 2, 2)
-    zarr.create_array(str(tmp_path / "in.zarr"), name="raw", shape=data.shape, chunks=(2, 2, 2),
-                      dtype=dtype)[...] = data  # fmt: skip
+    write_array(tmp_path / "in.zarr", "raw", data, (2, 2, 2))
     masks = {}
     for given in ("-1e-300", repr(-sub / 2), repr(-sub), "-1e-45", "-1e-400"):
         out = f"m{given}"
@@ -72,8 +71,7 @@ def test_64_bit_integers_beyond_2_to_the_53_are_compared_in_float64(tmp_path, dt
     t = 2**53
     values = [t - 1, t, t + 1, t + 2, t + 3, 2**62, 2**63 - 1, 0]
     data = np.array(values, dtype).reshape(2, 2, 2)
-    zarr.create_array(str(tmp_path / "in.zarr"), name="raw", shape=data.shape, chunks=(2, 2, 2),
-                      dtype=dtype)[...] = data  # fmt: skip
+    write_array(tmp_path / "in.zarr", "raw", data, (2, 2, 2))
     result = run_cli("run", *io_args(tmp_path / "in.zarr", "raw", tmp_path / "o.zarr", "m", given))
     assert result.code == 0, result
     got = zarr.open_array(str(tmp_path / "o.zarr"), path="m")[...].ravel().tolist()

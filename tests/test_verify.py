@@ -233,10 +233,14 @@ def test_start_worker_verify_takes_back_a_block_whose_level_differs_and_the_retr
 # -- damaged input ----------------------------------------------------------------------
 
 
+def damage_block_18_input(container: Path) -> None:
+    """Make the input chunk of block 18 (1*12 + 1*4 + 2, in 5x3x4 blocks) undecodable."""
+    (container / "raw" / "c" / "1" / "1" / "2").write_bytes(b"not zstd")
+
+
 def test_a_block_whose_input_is_damaged_is_named_unchecked_and_the_rest_is_checked(done):
     args, out, _ = done
-    input_chunk = Path(args[1]) / "raw" / "c" / "1" / "1" / "2"  # block 1*12 + 1*4 + 2 = 18
-    input_chunk.write_bytes(b"not zstd")
+    damage_block_18_input(Path(args[1]))
     (out / "c" / "0" / "0" / "0").unlink()  # block 0: still found wrong
     result = run_cli("verify", *args, "--json")
     assert result.code == 1, result
@@ -266,7 +270,7 @@ def test_a_block_whose_input_is_damaged_is_named_unchecked_and_the_rest_is_check
 
 def test_only_damaged_input_is_still_not_complete_and_right(done):
     args, _, _ = done
-    (Path(args[1]) / "raw" / "c" / "1" / "1" / "2").write_bytes(b"not zstd")
+    damage_block_18_input(Path(args[1]))
     result = run_cli("verify", *args)
     assert result.code == 1, result
     assert "1 unchecked" in result.out and "verdict     NOT complete and right" in result.out
@@ -277,7 +281,7 @@ def test_start_worker_verify_records_a_done_block_whose_input_is_now_damaged(don
     loses its marker and joins the failure ledger, as a run records such a block, and the
     pod ends with exit 3 naming the chunk; the other blocks are verified."""
     args, out, _ = done
-    (Path(args[1]) / "raw" / "c" / "1" / "1" / "2").write_bytes(b"not zstd")  # block 18
+    damage_block_18_input(Path(args[1]))
     part = [*args, "--partitions", "2", "--partition", "0"]  # blocks 0-29
     result = run_cli("start-worker", *part, "--verify")
     assert result.code == 3, result
@@ -294,7 +298,7 @@ def test_start_worker_verify_checks_the_rest_when_the_run_met_damaged_input(volu
     then meets the damaged input again)."""
     container, _ = volume
     args = [*io_args(container, "raw", tmp_path / "out.zarr", "mask", 0.5), *ARGS_EXTRA]
-    (container / "raw" / "c" / "1" / "1" / "2").write_bytes(b"not zstd")  # block 18
+    damage_block_18_input(container)
     first = run_cli("start-worker", *args, "--verify")
     assert first.code == 3, first
     assert "blocks 18" in first.err and "raw/c/1/1/2 cannot be decoded" in first.err
