@@ -193,11 +193,12 @@ def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:
     return text.replace("leave the option out", "leave the field out")
 
 
-def spec_error(message: str, spec: ThresholdJobSpec | None = None) -> str:
+def spec_error(message: str) -> str:
     """`spec: output_dataset: ...` (a model-wide check that names its field itself) as
-    `spec.outputDataset: ...`, its options as fields too."""
+    `spec.outputDataset: ...`, its options as fields too. Told without a spec: it is the
+    spec that did not validate."""
     head, sep, rest = message.partition(": ")
     if head != "spec" or not sep or not _HEAD.match(rest):
         return message
-    told = in_spec_terms(rest, spec)
+    told = in_spec_terms(rest)
     return told if told.startswith("spec.") else message
