@@ -443,8 +443,9 @@ def container_url(container: Any) -> str:
     return text[len("file://") :] if text.startswith("file://") else text
 
 
-def _alias(name: str) -> str:
-    return ThresholdJobSpec.model_fields[name].alias or name
+def alias(name: str, model: type[BaseModel] = ThresholdJobSpec) -> str:
+    """A field's name in the resource (its camelCase alias)."""
+    return model.model_fields[name].alias or name
 
 
 #: What may change on a running ThresholdJob: the operator carries parallelism and suspend
@@ -460,13 +461,11 @@ RETRY_RULE = {
 }
 #: Spec fields that define the plan (every field of the job, and arrayStore): changing them
 #: would make done-markers lie.
-PLAN_FIELDS = (*(_alias(name) for name in JobParameters.model_fields), "arrayStore")
+PLAN_FIELDS = (*(alias(name) for name in JobParameters.model_fields), "arrayStore")
 #: Every field but MUTABLE is immutable (CEL rules in the CRD): the plan's, and those the
 #: Jobs are made from (pool, image, env, volumes, retries, TTL, queue), which a running Job
 #: cannot take over.
-IMMUTABLE = tuple(
-    alias for alias in map(_alias, ThresholdJobSpec.model_fields) if alias not in MUTABLE
-)
+IMMUTABLE = tuple(name for name in map(alias, ThresholdJobSpec.model_fields) if name not in MUTABLE)
 #: Kueue owns an admitted Job's `suspend` (it unsuspends what it admitted); pausing one is
 #: done through Kueue (its Workload's spec.active, or the queue's stopPolicy). So with a
 #: queue, `suspend` holds a ThresholdJob back only from its creation on.
@@ -479,7 +478,7 @@ KUEUE_SUSPEND_RULE = {
 }
 
 #: The spec's input/output xor arrayStore, as CEL (crd.py) and as the validator above says it.
-_ARRAYS = [_alias(name) for name in ARRAY_FIELDS]
+_ARRAYS = [alias(name) for name in ARRAY_FIELDS]
 ONE_SOURCE_RULES: tuple[dict[str, Any], ...] = (
     {
         "rule": "!(has(self.arrayStore) && ("

@@ -119,7 +119,7 @@ def next_attempt(
     unless it was cut short) are left out; without either, what it ran is run again."""
     runs = todo(attempt, partitions)
     if completed is not None:
-        left = subtract(runs, to_partitions(parse_runs(completed), runs)) if completed else runs
+        left = subtract(runs, to_partitions(parse_runs(completed), runs))
     elif done and not done.endswith("..."):
         left = subtract(runs, parse_runs(done))
     else:

@@ -115,11 +115,13 @@ def _below(path: str, mount: str) -> bool:
     return path == mount or path.startswith(mount.rstrip("/") + "/")
 
 
-def writer(body: Mapping[str, Any]) -> Writer | None:
-    """The index entry of a ThresholdJob as stored (None: a spec no pod would run)."""
+def writer(body: Mapping[str, Any], spec: ThresholdJobSpec | None = None) -> Writer | None:
+    """The index entry of a ThresholdJob as stored (None: a spec no pod would run). `spec`:
+    the body's spec, when the caller has validated it already."""
     meta = body.get("metadata") or {}
     try:
-        spec = ThresholdJobSpec.model_validate(body.get("spec") or {})
+        if spec is None:
+            spec = ThresholdJobSpec.model_validate(body.get("spec") or {})
         found = places(meta.get("namespace", ""), spec)
     except (ValidationError, ValueError):
         return None
@@ -146,7 +148,10 @@ def writer(body: Mapping[str, Any]) -> Writer | None:
 def index_entries(body: Mapping[str, Any]) -> dict[Storage, Writer]:
     """What the kopf index keeps of one ThresholdJob: its entry under each storage, while
     it is not finished (so that the index holds the ThresholdJobs that may write, not every
-    one that ever ran)."""
+    one that ever ran). A finished one is left out before its spec is read: kopf calls this
+    on every event of every ThresholdJob, the finished ones' too (its first listing)."""
+    if ((body.get("status") or {}).get("phase")) in FINAL_PHASES:
+        return {}
     entry = writer(body)
     if entry is None or entry.final:
         return {}

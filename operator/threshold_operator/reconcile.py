@@ -243,6 +243,7 @@ class Reconciler:
         try:
             self._wait_for_others(
                 body,
+                spec,
                 "once that one has finished, create this ThresholdJob again: a retry resumes "
                 "only an output that is still this one's",
             )
@@ -261,9 +262,11 @@ class Reconciler:
 
     # -- acting: the Jobs --------------------------------------------------------------------
 
-    def _wait_for_others(self, body: dict[str, Any], then: str = "") -> None:
+    def _wait_for_others(
+        self, body: dict[str, Any], spec: ThresholdJobSpec, then: str = ""
+    ) -> None:
         """OutputInUse if another ThresholdJob writing where this one writes goes first."""
-        me = writer(body)
+        me = writer(body, spec)  # the spec this pass validated, not validated again
         other = self.outputs.ahead(me) if me is not None else None
         if other is not None:
             assert me is not None
@@ -285,7 +288,7 @@ class Reconciler:
         name = job_name(body["metadata"]["name"], "prepare")
 
         def build() -> Job:
-            self._wait_for_others(body)
+            self._wait_for_others(body, spec)
             return prepare_job(body, spec, self._pool(spec), self.settings)
 
         job = self._child(body, spec, name, build)

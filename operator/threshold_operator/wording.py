@@ -20,7 +20,7 @@ from typing import Any
 from threshold_worker.errors import RERUN
 from threshold_worker.params import JobParameters, options, value_kind
 
-from .api import ARRAY_FIELDS, ArrayStoreRef, ThresholdJobSpec
+from .api import ARRAY_FIELDS, ArrayStoreRef, ThresholdJobSpec, alias
 
 #: Every spelling of every option -> the field it sets.
 _OPTIONS = {flag: name for name, _, option in options(JobParameters) for flag in option.flags}
@@ -46,10 +46,6 @@ _VALUES = {
     "text": r"[^\s,;()'\"-][^\s,;()'\"]*",
 }
 _PLACEHOLDER = r"[A-Z]"
-
-
-def _alias(name: str) -> str:
-    return JobParameters.model_fields[name].alias or name
 
 
 #: The names the worker gives several fields at once (plan.py, arrays.py: `roi: ...`).
@@ -90,14 +86,10 @@ def array_store_sources() -> dict[str, tuple[str, ...]]:
     }
     sources = {}
     for field in ARRAY_FIELDS:
-        every = [_store_alias(n) for n, fields in makes.items() if field in fields]
-        alone = [_store_alias(n) for n, fields in makes.items() if fields == [field]]
+        every = [alias(n, ArrayStoreRef) for n, fields in makes.items() if field in fields]
+        alone = [alias(n, ArrayStoreRef) for n, fields in makes.items() if fields == [field]]
         sources[field] = tuple(alone or every)
     return sources
-
-
-def _store_alias(name: str) -> str:
-    return ArrayStoreRef.model_fields[name].alias or name
 
 
 def spec_fields(name: str, spec: ThresholdJobSpec | None = None) -> str | None:
@@ -114,7 +106,7 @@ def spec_fields(name: str, spec: ThresholdJobSpec | None = None) -> str | None:
         if _from_array_store(field, spec):
             paths += [f"spec.arrayStore.{a}" for a in array_store_sources()[field]]
         else:
-            paths.append(f"spec.{_alias(field)}")
+            paths.append(f"spec.{alias(field)}")
     return "/".join(dict.fromkeys(paths))
 
 
@@ -160,7 +152,7 @@ def _options(text: str, spec: ThresholdJobSpec | None) -> str:
 
     def told(match: re.Match[str]) -> str:  # "--ome-zarr (omeZarr: true)": the field says it
         name = _OPTIONS[match.group(1)]
-        same = match.group(2) == _alias(name)
+        same = match.group(2) == alias(name)
         return f"{spec_fields(name, spec)}: {match.group(3)}" if same else match.group(0)
 
     text = re.sub(rf"run `threshold-worker \w+ {_FLAG}`(?: \(or `\w+ \1`\))? first", again, text)
@@ -201,11 +193,12 @@ def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:
     return text.replace("leave the option out", "leave the field out")
 
 
-def spec_error(message: str, spec: ThresholdJobSpec | None = None) -> str:
+def spec_error(message: str) -> str:
     """`spec: output_dataset: ...` (a model-wide check that names its field itself) as
-    `spec.outputDataset: ...`, its options as fields too."""
+    `spec.outputDataset: ...`, its options as fields too. Told without a spec: it is the
+    spec that did not validate."""
     head, sep, rest = message.partition(": ")
     if head != "spec" or not sep or not _HEAD.match(rest):
         return message
-    told = in_spec_terms(rest, spec)
+    told = in_spec_terms(rest)
     return told if told.startswith("spec.") else message
