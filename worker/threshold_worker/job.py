@@ -195,7 +195,7 @@ class Job:
             return None
         arrays = []
         for name in self.pyramid.names:
-            path = pyramid.level_path(self.spec.output_dataset, name)
+            path = ome.level_path(self.spec.output_dataset, name)
             store = open_store(self.output_path, guard=path)
             if check is not None and isinstance(store, CheckedStore):
                 store.check = check

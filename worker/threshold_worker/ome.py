@@ -456,8 +456,9 @@ def other_nodes(store: Store, group_path: str) -> list[str]:
     return sorted(n for n in run(names()) if n not in ours and run(is_node(n)))
 
 
-def level_path(dataset: str) -> str:
-    return f"{dataset.strip('/')}/{LEVEL}"
+def level_path(dataset: str, name: str = LEVEL) -> str:
+    """The path of the image group `dataset`'s level `name` (s0 by default)."""
+    return f"{dataset.strip('/')}/{name}"
 
 
 def array_geometry(array: zarr.Array, where: str) -> AxisMetadata:

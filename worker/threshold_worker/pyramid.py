@@ -38,6 +38,7 @@ import zarr
 import zarr.errors
 
 from .errors import InputError
+from .ome import level_path
 from .plan import default_block_shape, round_up
 
 DEFAULT_FACTOR = 2
@@ -332,10 +333,6 @@ class LevelWriter:
 
 
 # -- level arrays -----------------------------------------------------------------------
-
-
-def level_path(dataset: str, name: str) -> str:
-    return f"{dataset.strip('/')}/{name}"
 
 
 def create_levels(
