@@ -142,6 +142,11 @@ def daisy_worker(src: str, dst: str, t: float, n: int, scenario: str) -> None:
 SWEEP = [round(0.1 * i, 1) for i in range(1, 10)]
 
 
+def sweep_output(dst: str, value: float) -> str:
+    """Where a one-threshold-per-run method writes threshold `value` of the sweep."""
+    return f"{dst}/threshold_{value!r}.zarr"
+
+
 def sweep_one_pass(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     """This worker, every threshold of the sweep in one pass (`-th 0.1,...,0.9`)."""
     from threshold_worker.local import run_local
@@ -161,7 +166,7 @@ def sweep_one_pass(src: str, dst: str, t: float, n: int, scenario: str) -> None:
 def sweep_separate(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     """This worker, one run per threshold of the sweep (what DaCapo's loop does today)."""
     for value in SWEEP:
-        this_worker(src, f"{dst}/threshold_{value!r}.zarr", value, n, scenario)
+        this_worker(src, sweep_output(dst, value), value, n, scenario)
 
 
 def sweep_daisy(src: str, dst: str, t: float, n: int, scenario: str) -> None:
@@ -169,7 +174,7 @@ def sweep_daisy(src: str, dst: str, t: float, n: int, scenario: str) -> None:
     global _daisy_arrays
     for value in SWEEP:
         _daisy_arrays = ()
-        daisy_worker(src, f"{dst}/threshold_{value!r}.zarr", value, n, scenario)
+        daisy_worker(src, sweep_output(dst, value), value, n, scenario)
 
 
 def _blocks(shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
@@ -280,9 +285,15 @@ def floor(
     from chunk to chunk (a fresh megabyte per chunk costs page faults). With `sweep`, each
     decoded chunk gives a mask per threshold, into `dst/threshold_<t>.zarr`."""
     if sweep is not None:
-        _floor_pass(src, [(f"{dst}/threshold_{v!r}.zarr", v) for v in sweep], n, reuse)
+        _floor_pass(src, [(sweep_output(dst, v), v) for v in sweep], n, reuse)
     else:
         _floor_pass(src, [(dst, t)], n, reuse)
+
+
+def sweep_floor_separate(src: str, dst: str, t: float, n: int, scenario: str) -> None:
+    """The physical floor, one pass per threshold of the sweep."""
+    for value in SWEEP:
+        floor(src, sweep_output(dst, value), value, n, scenario, reuse=True)
 
 
 def _floor_pass(src: str, outputs: list[tuple[str, float]], n: int, reuse: bool) -> None:
@@ -342,9 +353,7 @@ METHODS: dict[str, Callable[[str, str, float, int, str], None]] = {
     "pyramid": functools.partial(this_worker, pyramid=PYRAMID_LEVELS),
     "sweep-daisy": sweep_daisy,
     "sweep-floor": functools.partial(floor, reuse=True, sweep=SWEEP),
-    "sweep-floor-separate": lambda src, dst, t, n, scenario: [
-        floor(src, f"{dst}/threshold_{v!r}.zarr", v, n, scenario, reuse=True) for v in SWEEP
-    ],
+    "sweep-floor-separate": sweep_floor_separate,
 }
 #: Imported before the clock starts, so that no method is charged for its imports (dask and
 #: funlib.persistence take 0.25-0.35 s to import, this worker 0.09 s, tensorstore 0.01 s).

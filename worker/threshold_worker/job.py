@@ -195,7 +195,7 @@ class Job:
             return None
         arrays = []
         for name in self.pyramid.names:
-            path = pyramid.level_path(self.spec.output_dataset, name)
+            path = ome.level_path(self.spec.output_dataset, name)
             store = open_store(self.output_path, guard=path)
             if check is not None and isinstance(store, CheckedStore):
                 store.check = check
@@ -327,11 +327,8 @@ def _pyramid_words(pyramid: tuple[int, Any, Any]) -> str:
     if not levels:
         return "no pyramid"
     factors_text = f"factors {','.join(map(str, factors))}, " if factors else ""
-    return (
-        f"levels s1-s{levels} ({factors_text}mode {mode})"
-        if levels > 1
-        else (f"level s1 ({factors_text}mode {mode})")
-    )
+    names = f"levels s1-s{levels}" if levels > 1 else "level s1"
+    return f"{names} ({factors_text}mode {mode})"
 
 
 def _check_threshold(value: float) -> None:

@@ -169,8 +169,7 @@ class Summary:
 def _levels(job: Job) -> str:
     if job.pyramid is None:
         return ""
-    names = job.pyramid.names
-    return f", pyramid {names[0]}{'-' + names[-1] if len(names) > 1 else ''} ({job.pyramid.mode})"
+    return f", pyramid {ome.span(job.pyramid.names)} ({job.pyramid.mode})"
 
 
 def _ranges(todo: list[Run], workers: int) -> Iterator[tuple[int, int]]:

@@ -396,10 +396,18 @@ def listed_levels(store: Store, group_path: str) -> list[str]:
     """The levels besides s0 that the group's own multiscales lists (pyramid levels this
     tool wrote): part of the output, replaced with it."""
     try:
-        group = zarr.open_group(store, path=group_path, mode="r")
-        datasets = multiscales_of(group.attrs.asdict())[0]["datasets"]
+        attrs = zarr.open_group(store, path=group_path, mode="r").attrs.asdict()
+    except Exception:  # no group: none
+        return []
+    return _levels_listed(attrs)
+
+
+def _levels_listed(attrs: Mapping[str, Any]) -> list[str]:
+    """`listed_levels` of a group's attributes, read already."""
+    try:
+        datasets = multiscales_of(attrs)[0]["datasets"]
         paths = [str(d["path"]).strip("/") for d in datasets]
-    except Exception:  # no group, not an image, or metadata of another shape: none
+    except Exception:  # not an image, or metadata of another shape: none
         return []
     return [p for p in paths if re.fullmatch(r"s[1-9][0-9]*", p)]
 
@@ -408,11 +416,11 @@ def written_pyramid(store: Store, group_path: str) -> tuple[int, Any, Any] | Non
     """(levels, factors, mode) of the pyramid the image group's metadata describes, as
     this tool writes it (`image_metadata`); None when there is no such group."""
     try:
-        group = zarr.open_group(store, path=group_path, mode="r")
-        image = multiscales_of(group.attrs.asdict())[0]
+        attrs = zarr.open_group(store, path=group_path, mode="r").attrs.asdict()
+        image = multiscales_of(attrs)[0]
     except Exception:  # no group, or not an image
         return None
-    levels = len(listed_levels(store, group_path))
+    levels = len(_levels_listed(attrs))
     if not levels:
         return (0, None, None)
     kwargs = (image.get("metadata") or {}).get("kwargs") or {}
@@ -430,10 +438,10 @@ def other_nodes(store: Store, group_path: str) -> list[str]:
     `--overwrite` is replacing, whose refusal by the lease follows.
     """
     try:
-        zarr.open_group(store, path=group_path, mode="r")
+        group = zarr.open_group(store, path=group_path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return []
-    ours = {LEVEL, *listed_levels(store, group_path)}
+    ours = {LEVEL, *_levels_listed(group.attrs.asdict())}
     prefix = f"{group_path.strip('/')}/".lstrip("/")
 
     async def names() -> list[str]:
@@ -448,8 +456,9 @@ def other_nodes(store: Store, group_path: str) -> list[str]:
     return sorted(n for n in run(names()) if n not in ours and run(is_node(n)))
 
 
-def level_path(dataset: str) -> str:
-    return f"{dataset.strip('/')}/{LEVEL}"
+def level_path(dataset: str, name: str = LEVEL) -> str:
+    """The path of the image group `dataset`'s level `name` (s0 by default)."""
+    return f"{dataset.strip('/')}/{name}"
 
 
 def array_geometry(array: zarr.Array, where: str) -> AxisMetadata:

@@ -228,11 +228,9 @@ class JobParameters(BaseModel):
             raise ValueError(ONE_THRESHOLD_FIELD)
         if len(set(self.thresholds)) != len(self.thresholds):
             twice = sorted({t for t in self.thresholds if self.thresholds.count(t) > 1})
+            zeros = " (0.0 and -0.0 are one threshold)" if 0.0 in twice else ""
             raise ValueError(
-                f"thresholds: {self.thresholds} name {', '.join(map(repr, twice))} twice "
-                "(0.0 and -0.0 are one threshold)"
-                if 0.0 in twice
-                else f"thresholds: {self.thresholds} name {', '.join(map(repr, twice))} twice"
+                f"thresholds: {self.thresholds} name {', '.join(map(repr, twice))} twice{zeros}"
             )
         if (
             len(self.thresholds) > 1

@@ -27,6 +27,7 @@ larger level chunks.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import zarr
 import zarr.errors
 
 from .errors import InputError
+from .ome import level_path
 from .plan import default_block_shape, round_up
 
 DEFAULT_FACTOR = 2
@@ -73,6 +75,14 @@ class Pyramid:
         for i, f in zip(self.spatial, self.scale(level), strict=True):
             scale[i] = f
         return tuple(scale)
+
+    @functools.cached_property
+    def level_dtype(self) -> np.dtype:
+        """What a level is made in: 0/1 for `any`; for `mode`, window counts of ones, in
+        an integer type that holds s_N's windows."""
+        if self.mode != "mode":
+            return np.dtype(np.uint8)
+        return np.min_scalar_type(math.prod(self.scale(self.levels)))
 
     @property
     def names(self) -> list[str]:
@@ -187,7 +197,7 @@ def _step(a: np.ndarray, pyramid: Pyramid) -> np.ndarray:
     """One level down: `any` ORs each window's 0/1 values, `mode` adds up its ones (0/1
     values at first, then counts) into an integer type that holds s_N's windows."""
     if pyramid.mode == "mode":
-        dtype = np.min_scalar_type(math.prod(pyramid.scale(pyramid.levels)))
+        dtype = pyramid.level_dtype
         for i, f in zip(pyramid.spatial, pyramid.factors, strict=True):
             a = _reduce(a, i, f, np.add, dtype)
         return a if a.dtype == dtype else a.astype(dtype)
@@ -305,10 +315,7 @@ class LevelWriter:
         start, stop, _, _ = self._region(selection)
         scale = self.pyramid.array_scale(1)
         shape = [-(-(b - a) // s) for a, b, s in zip(start, stop, scale, strict=True)]
-        dtype = np.uint8
-        if self.pyramid.mode == "mode":
-            dtype = np.min_scalar_type(math.prod(self.pyramid.scale(self.pyramid.levels)))
-        return Partial(start, stop, np.zeros(shape, dtype))
+        return Partial(start, stop, np.zeros(shape, self.pyramid.level_dtype))
 
     def add(self, partial: Partial, begin: Sequence[int], part: np.ndarray) -> None:
         """One chunk's mask (its in-array part, at `begin`, on the grid `stepwise` asks)."""
@@ -326,10 +333,6 @@ class LevelWriter:
 
 
 # -- level arrays -----------------------------------------------------------------------
-
-
-def level_path(dataset: str, name: str) -> str:
-    return f"{dataset.strip('/')}/{name}"
 
 
 def create_levels(

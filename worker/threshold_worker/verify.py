@@ -29,7 +29,8 @@ from .errors import DamagedInput, OutputWrong
 from .intervals import format_run
 from .job import Job
 from .kernel import threshold
-from .pyramid import LevelWriter, level_path
+from .ome import level_path
+from .pyramid import LevelWriter
 from .status import JobStatus, Region, job_status, regions
 from .storage import open_store
 
