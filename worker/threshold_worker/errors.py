@@ -63,6 +63,10 @@ class Terminated(BaseException):
     like KeyboardInterrupt, so that no `except Exception` swallows it on the way out."""
 
 
+#: What zarr's codecs raise for stored bytes they cannot decode (a damaged chunk).
+CODEC_ERRORS = (RuntimeError, ValueError, TypeError)
+
+
 class DamagedInput(JobError):
     """Stored bytes of the input that its codec cannot decode: damaged, not unreachable."""
 

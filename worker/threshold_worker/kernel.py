@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
-from .errors import DamagedInput
+from .errors import CODEC_ERRORS, DamagedInput
 
 if TYPE_CHECKING:
     from .pyramid import LevelWriter
@@ -54,7 +54,7 @@ def threshold_block(
     foreground voxels written to each."""
     try:
         data = source[selection]
-    except (RuntimeError, ValueError, TypeError) as e:  # codecs' errors: a damaged chunk
+    except CODEC_ERRORS as e:  # a damaged chunk
         region = ", ".join(f"{s.start}:{s.stop}" for s in selection)
         raise DamagedInput(f"a chunk of {source.store_path} in [{region}]", e) from None
     foreground = []

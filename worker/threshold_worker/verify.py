@@ -25,7 +25,7 @@ import zarr
 import zarr.errors
 
 from .arrays import write_unit
-from .errors import DamagedInput, OutputWrong
+from .errors import CODEC_ERRORS, DamagedInput, OutputWrong
 from .intervals import format_run
 from .job import Job
 from .kernel import threshold
@@ -33,9 +33,6 @@ from .ome import level_path
 from .pyramid import LevelWriter
 from .status import JobStatus, Region, job_status, regions
 from .storage import open_store
-
-#: What zarr's codecs raise for stored bytes they cannot decode.
-CODEC_ERRORS = (RuntimeError, ValueError, TypeError)
 
 T = TypeVar("T")
 
