@@ -26,7 +26,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import zarr
 import zarr.errors
@@ -36,8 +36,21 @@ from .errors import InputError
 from .metadata import AxisMetadata, geometry
 from .zarr_internals import run
 
-if TYPE_CHECKING:
-    from .pyramid import Pyramid
+
+class Levels(Protocol):
+    """What the image's metadata needs of a pyramid (`pyramid.Pyramid`), named here so that
+    ome, which pyramid uses for level paths, needs nothing of pyramid."""
+
+    @property
+    def levels(self) -> int: ...
+    @property
+    def factors(self) -> tuple[int, ...]: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def names(self) -> list[str]: ...
+    def array_scale(self, level: int) -> tuple[int, ...]: ...
+
 
 #: The level an output image holds, named as ome-zarr-py and funlib.persistence name
 #: pyramid levels (s0 full resolution, s1, ...), so a pyramid can be added beside it.
@@ -313,7 +326,7 @@ def check_image(meta: AxisMetadata) -> None:
 
 
 def image_metadata(
-    meta: AxisMetadata, zarr_format: int, name: str, pyramid: Pyramid | None = None
+    meta: AxisMetadata, zarr_format: int, name: str, pyramid: Levels | None = None
 ) -> dict[str, Any]:
     """The image group's attributes: OME-Zarr 0.4 for zarr v2, 0.5 for v3; level s0, then
     the pyramid's levels.
@@ -385,7 +398,7 @@ def write_image_group(
     meta: AxisMetadata,
     zarr_format: int,
     name: str,
-    pyramid: Pyramid | None = None,
+    pyramid: Levels | None = None,
 ) -> None:
     """Put the image's metadata on its group (created if need be); other attributes stay."""
     group = zarr.open_group(store, path=group_path, mode="a", zarr_format=zarr_format)
