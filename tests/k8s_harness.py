@@ -250,6 +250,17 @@ def _test_config() -> Any:
 TEST_CONFIG = _test_config()
 
 
+def _tasks(loop: asyncio.AbstractEventLoop) -> str:
+    """Where each task of a loop that would not stop is waiting (read from another thread:
+    a diagnosis, not a synchronised view)."""
+    out = []
+    for task in list(asyncio.all_tasks(loop)):
+        frames = task.get_stack(limit=3)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+        out.append(f"{task.get_name()}: {where}")
+    return "\n".join(sorted(out))
+
+
 @contextlib.contextmanager
 def running_operator(config: Any = None, namespaces: Sequence[str] = ()) -> Iterator[None]:
     """The operator as `threshold-operator run` runs it (`handlers.operate`, settings in
@@ -259,9 +270,11 @@ def running_operator(config: Any = None, namespaces: Sequence[str] = ()) -> Iter
 
     stop = threading.Event()
     raised: list[BaseException] = []
+    loops: list[asyncio.AbstractEventLoop] = []
 
     def run() -> None:
         loop = asyncio.new_event_loop()
+        loops.append(loop)
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(operate(config or TEST_CONFIG, namespaces, stop_flag=stop))
@@ -279,7 +292,7 @@ def running_operator(config: Any = None, namespaces: Sequence[str] = ()) -> Iter
         stop.set()
         thread.join(60)
     if thread.is_alive():
-        raise RuntimeError("the operator did not stop")
+        raise RuntimeError(f"the operator did not stop; its tasks:\n{_tasks(loops[0])}")
     if raised:
         raise raised[0]
 
