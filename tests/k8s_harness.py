@@ -30,8 +30,10 @@ import functools
 import json
 import os
 import secrets
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -250,15 +252,17 @@ def _test_config() -> Any:
 TEST_CONFIG = _test_config()
 
 
-def _tasks(loop: asyncio.AbstractEventLoop) -> str:
-    """Where each task of a loop that would not stop is waiting (read from another thread:
-    a diagnosis, not a synchronised view)."""
+def _tasks(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> str:
+    """Where the thread of a loop that would not stop is, and where each of its tasks is
+    waiting (read from another thread: a diagnosis, not a synchronised view)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    stack = "".join(traceback.format_stack(frame, limit=8)) if frame else "(gone)\n"
     out = []
     for task in list(asyncio.all_tasks(loop)):
         frames = task.get_stack(limit=3)
         where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
         out.append(f"{task.get_name()}: {where}")
-    return "\n".join(sorted(out))
+    return f"thread, innermost last:\n{stack}tasks:\n" + "\n".join(sorted(out))
 
 
 @contextlib.contextmanager
@@ -292,7 +296,7 @@ def running_operator(config: Any = None, namespaces: Sequence[str] = ()) -> Iter
         stop.set()
         thread.join(60)
     if thread.is_alive():
-        raise RuntimeError(f"the operator did not stop; its tasks:\n{_tasks(loops[0])}")
+        raise RuntimeError(f"the operator did not stop:\n{_tasks(loops[0], thread)}")
     if raised:
         raise raised[0]
 
