@@ -159,6 +159,7 @@ def test_a_later_job_on_the_same_output_waits_until_the_first_has_finished():
         "starts when that one has finished or is deleted"
     )
     assert b["jobs"].get("prepare") is None  # no Job is named before it exists
+    assert b.get("startTime") is None  # waiting is not running
     assert waiting(kube, "b")["status"] == "True"  # type: ignore[index]
     assert waiting(kube, "b")["reason"] == "OutputInUse"  # type: ignore[index]
     assert writer(kube.objects["b"]).started is False  # type: ignore[union-attr]
@@ -175,6 +176,7 @@ def test_a_later_job_on_the_same_output_waits_until_the_first_has_finished():
 
     run.run(("default", "b"))
     assert "b-prepare" in kube.jobs and status(kube, "b")["phase"] == "Preparing"
+    assert status(kube, "b")["startTime"]
     assert waiting(kube, "b")["status"] == "False"  # type: ignore[index]
     assert writer(kube.objects["b"]).started is True  # type: ignore[union-attr]
 

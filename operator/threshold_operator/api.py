@@ -642,7 +642,11 @@ class ThresholdJobStatus(Model):
         default="",
         description="Label selector of the Jobs and pods, e.g. for kubectl get pods -l",
     )
-    start_time: str | None = None
+    start_time: str | None = Field(
+        default=None,
+        description="When the ThresholdJob started, leaving out time waiting for another "
+        "ThresholdJob's output",
+    )
     completion_time: str | None = None
     attempt: Attempt = Field(default_factory=Attempt)
     failures: FailureStatus | None = None

@@ -316,10 +316,12 @@ class Event:
 
 def derive(o: Observed, at: str) -> ThresholdJobStatus:
     """The status this observation means. A Succeeded or Failed ThresholdJob stays so; `at`
-    is the time of new transitions and of the first pass."""
+    is the time of new transitions and of the first pass that does not wait for another
+    job's output (as a Job's startTime leaves out its time suspended)."""
     s = (o.old or ThresholdJobStatus()).model_copy(deep=True)
     s.observed_generation = o.generation
-    s.start_time = s.start_time or at
+    if not o.waiting:
+        s.start_time = s.start_time or at
     if s.phase in FINAL_PHASES and o.old is not None:
         if o.retry is None:  # never left but by a retry: the children may be gone (TTL)
             _acknowledge_retry(s, o)
