@@ -209,9 +209,17 @@ def test_a_bad_sweep_is_one_line_naming_the_field(tmp_path, args, message):
 
 
 def test_a_single_threshold_fills_the_placeholder_too(tmp_path):
+    """... and is reported as a sweep of one, so that a script reads one shape whatever the
+    length of its list of thresholds."""
     inp, data = an_input(tmp_path, (8, 8, 8), seed=16)
-    assert run_cli("run", *io_args(inp, "raw", tmp_path / "o.zarr", "m_{threshold}", 0.5)).code == 0
+    args = io_args(inp, "raw", tmp_path / "o.zarr", "m_{threshold}", 0.5)
+    assert run_cli("run", *args).code == 0
     assert_thresholded(tmp_path / "o.zarr", "m_0.5", data, 0.5)
+    for command in ("status", "verify"):
+        report = json.loads(run_cli(command, *args, "--json").out)
+        assert [o["output"].rsplit("/", 1)[1] for o in report["outputs"]] == ["m_0.5"]
+    single = io_args(inp, "raw", tmp_path / "o.zarr", "m_0.5", 0.5)
+    assert json.loads(run_cli("status", *single, "--json").out)["output"].endswith("/m_0.5")
 
 
 def test_a_sweep_in_partitions_matches_its_prepare_step(tmp_path):

@@ -18,12 +18,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .environment import PARTITION_INDEX
 from .errors import InputError, Terminated, WorkerError
+
+if TYPE_CHECKING:
+    from .params import JobParameters
 
 logger = logging.getLogger("threshold_worker")
 
@@ -559,20 +562,25 @@ def status_command(
 
     if only_missing and only_failed:
         raise InputError("--missing", "and --failed both given; choose one")
-    found = [job_status(j) for j in resolve_sweep(parameters(**kw), writing=False)]
+    given = parameters(**kw)
+    found = [job_status(j) for j in resolve_sweep(given, writing=False)]
     if only_missing or only_failed:  # a sweep's outputs: blocks that any of them lacks
         lists = [f.missing_runs() if only_missing else f.failed_runs() for f in found]
         click.echo(format_runs(normalise((a, b) for a, b, _ in union_runs(lists))))
         return
     if as_json:
-        dicts = [f.to_dict() for f in found]
-        click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))
+        click.echo(_outputs_json(given, [f.to_dict() for f in found]))
     else:
         for i, one in enumerate(found):
             if i:
                 click.echo("")
             for line in one.lines(limit):
                 click.echo(line)
+
+
+def _outputs_json(given: JobParameters, outputs: list[dict[str, Any]]) -> str:
+    """One output's object, or a sweep's `{"outputs": [...]}` (also of one threshold)."""
+    return json.dumps({"outputs": outputs} if given.is_sweep else outputs[0])
 
 
 @cli.command("verify")
@@ -591,10 +599,10 @@ def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **k
     from .job import resolve_sweep
     from .verify import verify_all
 
-    verdicts = verify_all(resolve_sweep(parameters(**kw), writing=False), sample, seed)
+    given = parameters(**kw)
+    verdicts = verify_all(resolve_sweep(given, writing=False), sample, seed)
     if as_json:
-        dicts = [v.to_dict() for v in verdicts]
-        click.echo(json.dumps(dicts[0] if len(dicts) == 1 else {"outputs": dicts}))
+        click.echo(_outputs_json(given, [v.to_dict() for v in verdicts]))
     else:
         for i, verdict in enumerate(verdicts):
             if i:

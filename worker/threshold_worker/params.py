@@ -243,12 +243,18 @@ class JobParameters(BaseModel):
             )
         return self
 
+    @property
+    def is_sweep(self) -> bool:
+        """Thresholds as a list, or outputs named by {threshold}: a sweep, even of one
+        threshold, so that what reports it has one shape whatever the list's length."""
+        return self.thresholds is not None or PLACEHOLDER in self.output_dataset
+
     def sweep(self) -> list[JobParameters]:
         """One job per threshold, each with its own output: what a sweep is made of. Their
         outputs are `output_dataset` with {threshold} written as Python's repr of the float
         (threshold_0.3), so each is the very job a single run of that threshold would be."""
         values = self.thresholds if self.thresholds is not None else [self.threshold]
-        if self.thresholds is None and PLACEHOLDER not in self.output_dataset:
+        if not self.is_sweep:
             return [self]
         return [
             self.model_copy(
