@@ -26,6 +26,7 @@ from .chunkio import ChunkFormat, DirectBlockIO, chunk_format
 from .job import Job
 from .kernel import threshold_block
 from .ledger import BLOCK_LOCAL
+from .plan import bounds
 from .zarr_internals import run
 
 #: zarr's metadata documents in the in-memory outputs: not chunks.
@@ -120,7 +121,7 @@ def calibrate(jobs: Sequence[Job], n: int) -> Calibration:
 
 
 def _slices(selection: tuple[slice, ...], shape: Sequence[int]) -> list[range]:
-    return [range(*s.indices(n)) for s, n in zip(selection, shape, strict=True)]
+    return [range(a, b) for a, b in zip(*bounds(selection, shape), strict=True)]
 
 
 def _channels(job: Job) -> int:
@@ -129,10 +130,8 @@ def _channels(job: Job) -> int:
 
 def _stored_bytes(job: Job, fmt: ChunkFormat, selection: tuple[slice, ...]) -> int:
     """Stored size of the input chunks a block reads (missing chunks: 0)."""
-    spans = []
-    for s, c, n in zip(selection, fmt.chunks, fmt.shape, strict=True):
-        start, stop, _ = s.indices(n)
-        spans.append(range(start // c, (stop - 1) // c + 1))
+    lo, hi = bounds(selection, fmt.shape)
+    spans = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(lo, hi, fmt.chunks, strict=True)]
     store = job.input.store_path.store
     total = 0
     for coords in itertools.product(*spans):

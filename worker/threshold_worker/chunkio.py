@@ -30,6 +30,7 @@ from . import chunk_format as formats
 from . import chunk_path
 from .chunk_format import ChunkFormat, ShardLayout
 from .kernel import threshold
+from .plan import bounds
 from .pyramid import LevelWriter
 from .safefiles import SafeDir
 from .storage import local_files
@@ -266,8 +267,7 @@ class DirectBlockIO:
     def threshold_block(self, selection: tuple[slice, ...], values: Sequence[float]) -> list[int]:
         """Threshold `selection` (whole-array slices, step 1) with each value into its
         target; returns the foreground voxels of each."""
-        lo = [s.indices(n)[0] for s, n in zip(selection, self.src.shape, strict=True)]
-        hi = [s.indices(n)[1] for s, n in zip(selection, self.src.shape, strict=True)]
+        lo, hi = map(list, bounds(selection, self.src.shape))
         if self._chunkwise(lo, hi):
             return self._threshold_chunks(lo, hi, values, selection)
         shape = tuple(b - a for a, b in zip(lo, hi, strict=True))

@@ -47,6 +47,12 @@ def round_up(shape: Sequence[int], step: Sequence[int]) -> tuple[int, ...]:
     return tuple(-(-int(x) // s) * s for x, s in zip(shape, step, strict=True))
 
 
+def bounds(selection: Sequence[slice], shape: Sequence[int]) -> Box:
+    """A selection of `shape`'s array as the voxel box it reads (its slices clipped)."""
+    ends = [s.indices(n)[:2] for s, n in zip(selection, shape, strict=True)]
+    return tuple(a for a, _ in ends), tuple(b for _, b in ends)
+
+
 def _listed(values: Sequence[int]) -> str:
     """Values as a list option takes them: 16,16,16."""
     return ",".join(map(str, values))

@@ -39,7 +39,7 @@ import zarr.errors
 
 from .errors import InputError
 from .ome import level_path
-from .plan import default_block_shape, round_up
+from .plan import bounds, default_block_shape, round_up
 
 DEFAULT_FACTOR = 2
 #: Level chunks may be this much larger than s0's per axis: a chunk file costs more than
@@ -270,8 +270,7 @@ class LevelWriter:
         self.block_shape = tuple(block_shape)
 
     def _region(self, selection: Selection) -> tuple[list[int], list[int], list[int], list[int]]:
-        lo = [s.indices(n)[0] for s, n in zip(selection, self.shape, strict=True)]
-        hi = [s.indices(n)[1] for s, n in zip(selection, self.shape, strict=True)]
+        lo, hi = map(list, bounds(selection, self.shape))
         start, stop = list(lo), list(hi)
         for a, i in enumerate(self.pyramid.spatial):
             o, b = self.grid_origin[a], self.block_shape[a]

@@ -30,6 +30,7 @@ from .intervals import format_run
 from .job import Job
 from .kernel import threshold
 from .ome import level_path
+from .plan import bounds
 from .pyramid import LevelWriter
 from .status import JobStatus, Region, job_status, regions
 from .storage import open_store
@@ -235,19 +236,19 @@ def damaged_chunk(array: zarr.Array, selection: tuple[slice, ...]) -> str:
     """The key of the first chunk (shard, if sharded) of `array` in `selection` that
     cannot be read, as `run` names it (`raw/c/0/0/4`)."""
     unit = write_unit(array)
-    bounds = [s.indices(n)[:2] for s, n in zip(selection, array.shape, strict=True)]
-    grid = [range(a // u, -(-b // u)) for (a, b), u in zip(bounds, unit, strict=True)]
+    ends = list(zip(*bounds(selection, array.shape), strict=True))
+    grid = [range(a // u, -(-b // u)) for (a, b), u in zip(ends, unit, strict=True)]
     for coords in itertools.product(*grid):
         part = tuple(
             slice(max(a, c * u), min(b, (c + 1) * u))
-            for (a, b), c, u in zip(bounds, coords, unit, strict=True)
+            for (a, b), c, u in zip(ends, coords, unit, strict=True)
         )
         try:
             array[part]
         except CODEC_ERRORS:
             key = array.metadata.encode_chunk_key(coords)
             return f"{array.store_path.path}/{key}".lstrip("/")
-    region = ", ".join(f"{a}:{b}" for a, b in bounds)
+    region = ", ".join(f"{a}:{b}" for a, b in ends)
     return f"a chunk of the input in [{region}]"  # it failed once, then read: named by region
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from .lease import Freshness
 from .ledger import FailureLedger, Failures, blocks_failed, is_block_local, write_quietly
 from .markers import DoneMarkers
 from .params import JobParameters, seed_threshold
+from .plan import bounds
 from .retry import retry
 from .storage import CheckedStore
 
@@ -302,11 +304,8 @@ class _PendingMarks:
 
 
 def _voxels(selection: tuple[slice, ...], shape: tuple[int, ...]) -> int:
-    n = 1
-    for s, dim in zip(selection, shape, strict=True):
-        start, stop, _ = s.indices(dim)
-        n *= stop - start
-    return n
+    lo, hi = bounds(selection, shape)
+    return math.prod(b - a for a, b in zip(lo, hi, strict=True))
 
 
 @dataclass(frozen=True)
