@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,34 @@ def test_a_job_on_a_running_jobs_output_waits_for_it_even_with_overwrite(cluster
     assert first["phase"] == "Succeeded" and second["phase"] == "Succeeded", (first, second)
     assert [n for n, _ in sim.pods_started].count("second-prepare") == 1
     assert_thresholded(container, "mask", values, 0.7)
+
+
+def test_an_output_deleted_between_pods_fails_the_job_instead_of_a_partial_mask(
+    cluster: Cluster, data
+):
+    """The output deleted after the prepare pod made it: a work pod that made it anew would
+    hold only its own partition, every pod would exit 0, and the job would say Succeeded."""
+    container, _ = data
+    with JobSimulator(cluster.api) as sim, running_operator():
+        sim.held.add("gone-work")  # its pods wait, as for room on a node
+        cluster.create("gone", spec_for(container))
+        wait_for(lambda: cluster.job("gone-work"), what="the work Job")
+        shutil.rmtree(container / "mask")
+        sim.held.clear()
+        status = cluster.wait_phase("gone", "Failed", "Succeeded")
+        warnings = wait_for(
+            lambda: [e for e in cluster.events("gone") if e["type"] == "Warning"],
+            what="a Warning Event",
+        )
+    assert status["phase"] == "Failed", status
+    assert "no longer holds what this job's prepare step made" in status["message"], status
+    assert status["message"].endswith(
+        "would lose the blocks written before: create the ThresholdJob again (exit code 2: not "
+        "retried, the pod would fail the same way)"
+    ), status["message"]
+    assert "bump spec.retry" not in status["message"]
+    assert any("no longer holds" in e["message"] for e in warnings), warnings
+    assert not (container / "mask").exists()  # not made anew, not even a lease
 
 
 def test_unknown_compute_context_lists_the_known_ones(cluster: Cluster, data):

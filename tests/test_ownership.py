@@ -20,6 +20,7 @@ from conftest import (
     assert_thresholded,
     blobs,
     expected,
+    files_of,
     io_args,
     job_parameters,
     marker_blocks,
@@ -128,6 +129,40 @@ def test_shards_refuse_to_replace_and_run_after_prepare(volume):
     for i in range(2):
         assert run_cli("start-worker", *args, "--partition", str(i), "--partitions", "2").code == 0
     assert_thresholded(container, "mask", data, 0.3)
+
+
+@pytest.mark.parametrize("gone", ["output", "replaced by an empty array"])
+def test_a_prepared_jobs_partition_never_makes_its_output_anew(volume, gone):
+    """The output of a prepared job deleted between its partitions (by hand, or seen from a
+    node the volume does not reach): a partition that made it anew would hold only the
+    partitions run from then on, each exiting 0, and the job would end as complete."""
+    container, data = volume
+    args = [*io_args(container, "raw", container, "mask", 0.5), "--partitions", "2"]
+    prep = run_cli("prepare", *args)
+    assert prep.code == 0, prep
+    expect = ["--expect-fingerprint", json.loads(prep.out)["fingerprint"]]
+    assert run_cli("start-worker", *args, "--partition", "0", *expect).code == 0
+    if gone == "output":
+        shutil.rmtree(container / "mask")
+    else:  # an empty array in its place, such as DaCapo makes: no longer this job's
+        shutil.rmtree(container / "mask")
+        zeros = np.zeros(data.shape, np.uint8)
+        write_array(container, "mask", zeros, (8, 16, 16), voxel_size=(8, 4, 4), offset=(80, 40, 0))
+    before = files_of(container)
+    refused = run_cli("start-worker", *args, "--partition", "1", *expect)
+    assert refused.code == 2, refused
+    assert refused.err.strip() == (
+        f"error: output_dataset: {container}/mask no longer holds what this job's prepare "
+        "step made (it was deleted since, or replaced by an empty array); a partition never "
+        "makes the output anew, which would lose the blocks written before: prepare the job "
+        "again (`threshold-worker prepare`, then its partitions)"
+    )
+    assert files_of(container) == before  # nothing written, not even a lease
+    prep = run_cli("prepare", *args)  # as told: prepared again, both partitions run
+    expect = ["--expect-fingerprint", json.loads(prep.out)["fingerprint"]]
+    for i in (0, 1):
+        assert run_cli("start-worker", *args, "--partition", str(i), *expect).code == 0
+    assert_thresholded(container, "mask", data, 0.5)
 
 
 def test_an_unreadable_owner_record_is_not_trusted(volume):

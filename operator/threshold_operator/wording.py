@@ -17,7 +17,7 @@ import functools
 import re
 from typing import Any
 
-from threshold_worker.errors import RERUN
+from threshold_worker.errors import PREPARE_AGAIN, RERUN
 from threshold_worker.params import JobParameters, options, value_kind
 
 from .api import ARRAY_FIELDS, ArrayStoreRef, ThresholdJobSpec, alias
@@ -190,6 +190,7 @@ def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:
     text = _NAMED.sub(lambda m: spec_fields(m.group(1), spec) or m.group(0), message)
     text = _options(text, spec)
     text = text.replace(f"; {RERUN}", "")  # the status says how to retry a ThresholdJob
+    text = text.replace(PREPARE_AGAIN, "create the ThresholdJob again")  # prepare is its start
     return text.replace("leave the option out", "leave the field out")
 
 

@@ -84,6 +84,10 @@ class StorageUnavailable(WorkerError):
     worker's retries: exit 1, so that the Job retries the pod later."""
 
 
+#: What a partition that cannot go on without a new prepare step says to do (the operator:
+#: create the ThresholdJob again).
+PREPARE_AGAIN = "prepare the job again (`threshold-worker prepare`, then its partitions)"
+
 #: How a BlocksFailed message ends: what to do next on one machine (the operator says it
 #: in a ThresholdJob's terms).
 RERUN = (

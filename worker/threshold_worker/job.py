@@ -122,10 +122,16 @@ class Job:
         return open_store(self.output_path, guard=self.array_dataset)
 
     def decide(
-        self, area: OutputArea, found: Found, whole_job: bool, fits: bool | None = None
+        self,
+        area: OutputArea,
+        found: Found,
+        whole_job: bool,
+        fits: bool | None = None,
+        prepared: bool = False,
     ) -> Action:
         """What this job may do with the output it found (`ownership.decide`); `fits`:
-        whether the array there now is what this job creates (None: as `resolve` saw it)."""
+        whether the array there now is what this job creates (None: as `resolve` saw it);
+        `prepared`: a partition of a job whose prepare step made the output."""
         has_data = found is None and area.has_data()
         return decide(
             found,
@@ -137,6 +143,7 @@ class Job:
             self.where,
             (self.record()["input"], float(self.spec.threshold)),
             self.differences(area.store),
+            prepared,
         )
 
     def differences(self, store: Any) -> list[str]:
@@ -171,9 +178,9 @@ class Job:
         layout = (self.output.chunks, self.output.shards, self.output.zarr_format)
         return _fits(existing, layout, self.output.shape, self.input_meta, self.where)
 
-    def claim(self, whole_job: bool = True) -> OutputClaim:
+    def claim(self, whole_job: bool = True, prepared: bool = False) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
-        return OutputClaim(self, whole_job)
+        return OutputClaim(self, whole_job, prepared)
 
     def prepare(self, whole_job: bool = True) -> zarr.Array:
         """Claim the output and let it go again: what the prepare step of a cluster job does."""
@@ -232,6 +239,7 @@ class OutputClaim:
 
     job: Job
     whole_job: bool
+    prepared: bool = False  # a partition of a prepared job: the output must be there
     array: Any = None
     record: OwnerRecord | None = None
     _lease: Lease | None = field(default=None, repr=False)
@@ -255,7 +263,7 @@ class OutputClaim:
         assert area is not None
         found = area.read_owner(job.output_attributes)
         fits = job.fits_now() if job.spec.overwrite else None  # as it is, under the lease
-        action = job.decide(area, found, self.whole_job, fits)
+        action = job.decide(area, found, self.whole_job, fits, self.prepared)
         if area.files is not None:
             area.files.clean_temporaries()
         if action is Action.RESUME:
@@ -733,11 +741,15 @@ def _output_geometry(
     return OutputGeometry(shape, *layout, exists=existing is not None, fits=fits)
 
 
-def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -> Job:
+def resolve(
+    spec: JobParameters, whole_job: bool = True, writing: bool = True, prepared: bool = False
+) -> Job:
     """Check the job against the storage it names, writing nothing; raise `InputError` on
     bad input and `OutputConflict` when the output belongs to another job. `whole_job` is
-    False for one partition of a job (which may not replace an output); `writing` is False
-    for a look at the output (status, verify), which may be read-only and anyone's."""
+    False for one partition of a job (which may not replace an output), `prepared` True for
+    a partition of a job whose prepare step made the output (which must be there);
+    `writing` is False for a look at the output (status, verify), which may be read-only
+    and anyone's."""
     _check_threshold(spec.threshold)
     check_dataset("input_dataset", spec.input_dataset)
     check_dataset("output_dataset", spec.output_dataset)
@@ -873,8 +885,12 @@ def resolve(spec: JobParameters, whole_job: bool = True, writing: bool = True) -
         output_attributes=existing.attrs.asdict() if existing is not None else None,
         pyramid=levels,
     )
-    if writing and (existing is not None or not is_local(output_path) or os.path.isdir(job.where)):
-        retry(lambda: _check_owner(job, whole_job), "reading the output's owner", out_where)
+    if writing and (
+        prepared or existing is not None or not is_local(output_path) or os.path.isdir(job.where)
+    ):
+        retry(
+            lambda: _check_owner(job, whole_job, prepared), "reading the output's owner", out_where
+        )
     return job
 
 
@@ -951,21 +967,23 @@ def input_version(container: UPath, dataset: str) -> str:
     return ""
 
 
-def _check_owner(job: Job, whole_job: bool) -> None:
+def _check_owner(job: Job, whole_job: bool, prepared: bool) -> None:
     """Refuse now, before anything is written, what the claim would refuse later."""
     area = OutputArea(open_store(job.output_path, read_only=True), job.array_dataset)
     try:
-        job.decide(area, area.read_owner(job.output_attributes), whole_job)
+        job.decide(area, area.read_owner(job.output_attributes), whole_job, prepared=prepared)
     finally:
         if area.files is not None:
             area.files.close()
 
 
-def resolve_sweep(params: JobParameters, whole_job: bool = True, writing: bool = True) -> list[Job]:
+def resolve_sweep(
+    params: JobParameters, whole_job: bool = True, writing: bool = True, prepared: bool = False
+) -> list[Job]:
     """The jobs of one pass over the input: one per threshold, each the very job a single
     run of that threshold would be (its own output, owner record, lease and markers), all
     on one block grid so that each block is read once for all of them."""
-    jobs = [resolve(p, whole_job, writing) for p in params.sweep()]
+    jobs = [resolve(p, whole_job, writing, prepared) for p in params.sweep()]
     first = jobs[0]
     for job in jobs[1:]:
         if _grid(job.plan) != _grid(first.plan):
@@ -999,8 +1017,10 @@ def sweep_fingerprint(jobs: Sequence[Job]) -> str:
 
 
 @contextlib.contextmanager
-def claim_all(jobs: Sequence[Job], whole_job: bool = True) -> Iterator[list[OutputClaim]]:
+def claim_all(
+    jobs: Sequence[Job], whole_job: bool = True, prepared: bool = False
+) -> Iterator[list[OutputClaim]]:
     """Every output of a sweep claimed, each under its own lease, for as long as it runs;
     one refusal lets go of those already claimed."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(job.claim(whole_job)) for job in jobs]
+        yield [stack.enter_context(job.claim(whole_job, prepared)) for job in jobs]

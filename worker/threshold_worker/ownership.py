@@ -39,7 +39,7 @@ from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
 from zarr.storage import LocalStore
 
-from .errors import OutputTaken
+from .errors import PREPARE_AGAIN, OutputTaken
 from .lease import LEASE_DIR, utcnow
 from .markers import LEDGER_DIR, MARKER_DIR
 from .safefiles import TMP_DIR, SafeDir, SymlinkInOutput
@@ -105,11 +105,13 @@ def decide(
     where: str,
     mine: tuple[str, float] = ("", float("nan")),
     differs: Sequence[str] = (),
+    prepared: bool = False,
 ) -> Action:
     """What a job may do with the output it found (see the table above); refuses with
     `OutputConflict`. `fits`: the existing array is what this job would create; `mine`:
     this job's input and threshold, and `differs`: the parameters known to differ from the
-    existing output's, to explain a refusal of a job that looks the same."""
+    existing output's, to explain a refusal of a job that looks the same; `prepared`: a
+    partition of a job whose prepare step made the output, which it must find."""
     if isinstance(found, OwnerRecord) and found.fingerprint == fingerprint:
         if found.state == "clearing" or (overwrite and (found.state == "complete" or not fits)):
             if not whole_job:
@@ -117,6 +119,8 @@ def decide(
             return Action.CLEAR
         return Action.RESUME
     if found is None and not has_data:
+        if prepared and not whole_job:
+            raise output_gone(where)
         return Action.CLEAR if overwrite and whole_job else Action.ADOPT
     if not overwrite:
         if isinstance(found, OwnerRecord):
@@ -145,6 +149,17 @@ def decide(
 
 
 _PREPARE = "run `threshold-worker prepare --overwrite` (or `run --overwrite`) first to replace it"
+
+
+def output_gone(where: str) -> OutputTaken:
+    """A prepared job's output, deleted since: made anew by a partition, it would hold only
+    the partitions that run from now on, and the job would end as if complete."""
+    return OutputTaken(
+        "output_dataset",
+        f"{where} no longer holds what this job's prepare step made (it was deleted since, "
+        "or replaced by an empty array); a partition never makes the output anew, which would "
+        f"lose the blocks written before: {PREPARE_AGAIN}",
+    )
 
 
 def _prepare_first(where: str) -> OutputTaken:

@@ -327,7 +327,9 @@ def run_partition(
     """Resolve the job (each job of a sweep), claim its outputs, and process one partition
     (or all of it); then, with `verify`, check what the partition's outputs hold."""
     whole = partition is None
-    jobs = resolve_sweep(params, whole_job=whole)
+    # A job whose plan is expected was prepared: its partitions must find the output.
+    prepared = bool(expect_fingerprint) and not whole
+    jobs = resolve_sweep(params, whole_job=whole, prepared=prepared)
     plan = jobs[0].plan
     planned = sweep_fingerprint(jobs)
     if expect_fingerprint and expect_fingerprint != planned:
@@ -340,7 +342,7 @@ def run_partition(
         blocks = range(plan.total_blocks)
     else:
         blocks = plan.partition_range(partition, params.partition_count)
-    with claim_all(jobs, whole_job=whole) as claims:
+    with claim_all(jobs, whole_job=whole, prepared=prepared) as claims:
         logger.info(
             "plan %s: blocks %d-%d of %d", planned, blocks.start, blocks.stop - 1, plan.total_blocks
         )
