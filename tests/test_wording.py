@@ -11,7 +11,13 @@ from pydantic import ValidationError
 
 from conftest import blobs, run_cli, write_array
 from threshold_operator.api import ThresholdJobSpec
-from threshold_operator.wording import GROUPS, array_store_sources, in_spec_terms, spec_error
+from threshold_operator.wording import (
+    GROUPS,
+    array_store_sources,
+    in_spec_terms,
+    rerun_as,
+    spec_error,
+)
 from threshold_worker.compute import first_error
 from threshold_worker.params import JobParameters
 
@@ -258,6 +264,41 @@ def test_options_become_the_fields_that_say_the_same(worker, status):
     """Options next to each other are fields to set together ("... and ..."); an option
     after any other word, the head's field included, stands alone."""
     assert in_spec_terms(worker) == status
+
+
+@pytest.mark.parametrize(
+    ("worker", "remedy", "told"),
+    [
+        (
+            "output_container: opening the output on s3://b/o.zarr/m failed 6 times over about 60 "
+            "s (ConnectionError: refused); check the endpoint, the network and the storage "
+            "service, then rerun: finished blocks are kept",
+            "create the ThresholdJob again",
+            "spec.outputContainer: opening the output on s3://b/o.zarr/m failed 6 times over "
+            "about 60 s (ConnectionError: refused); check the endpoint, the network and the "
+            "storage service, then create the ThresholdJob again",
+        ),
+        (
+            "output_container: no space left on the device holding /d/o.zarr; free space (or "
+            "grow the volume), then rerun the same command: finished blocks are kept",
+            "",
+            "spec.outputContainer: no space left on the device holding /d/o.zarr; free space "
+            "(or grow the volume)",
+        ),
+        (
+            "output_dataset: /d/o.zarr/m is being written by another job right now (plan x); "
+            "wait for it to end or stop it, then rerun",
+            "create the ThresholdJob again",
+            "spec.outputDataset: /d/o.zarr/m is being written by another job right now (plan "
+            "x); wait for it to end or stop it, then create the ThresholdJob again",
+        ),
+    ],
+)
+def test_the_workers_rerun_is_what_reruns_a_threshold_job(worker, remedy, told):
+    """A failed prepare pod's "then rerun" would tell of a command no one types; spec.retry
+    cannot rerun a job that was never planned: it is created again. A work pod's is left out,
+    as the status adds how to retry it."""
+    assert rerun_as(in_spec_terms(worker), remedy) == told
 
 
 def test_a_spec_the_operator_refuses_names_its_fields():

@@ -67,7 +67,7 @@ from .status import (
     suspended,
     transitions,
 )
-from .wording import in_spec_terms, spec_error
+from .wording import in_spec_terms, rerun_as, spec_error
 
 logger = logging.getLogger(__name__)
 #: The label the Job controller puts on each pod of an Indexed Job.
@@ -408,7 +408,9 @@ class Reconciler:
     def _prepare_failure(self, namespace: str, job: Job, spec: ThresholdJobSpec) -> str:
         """The worker's own one-line message, from the prepare pod's termination message."""
         for code, message in terminations(self.kube.job_pods(namespace, job["metadata"]["name"])):
-            line = in_spec_terms(_last_line(message), spec)
+            line = rerun_as(
+                in_spec_terms(_last_line(message), spec), "create the ThresholdJob again"
+            )
             return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
         cond = job_condition(job, "Failed") or {}
         return cond.get("message") or "the prepare Job failed"
@@ -490,7 +492,7 @@ def _attempts_message(ended: list[tuple[int | None, str]], spec: ThresholdJobSpe
     """How a partition failed: its attempts and the worker's last line. Exit code 2 is never
     retried (the pod failure policy fails the index at once): say so, not "attempts"."""
     code, message = ended[0]
-    line = in_spec_terms(worker_report(message)[0], spec)
+    line = rerun_as(in_spec_terms(worker_report(message)[0], spec), "")  # the status says how
     if code == BAD_INPUT_EXIT:
         return f"failed: {line} (exit code 2: not retried, the pod would fail the same way)"
     if code == FAILED_BLOCKS_EXIT:
@@ -536,7 +538,7 @@ def _partition_failure(
     `first`/`last`); one that makes no sense is left out, never fails the pass."""
     code, message = ended
     line, report = worker_report(message)
-    line = in_spec_terms(line, spec)[:MAX_ERROR_CHARS]
+    line = rerun_as(in_spec_terms(line, spec), "")[:MAX_ERROR_CHARS]
     regions = []
     for record in (report or {}).get("records") or []:
         region = _region(partition, record, code, plan, spec)

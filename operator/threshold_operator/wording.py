@@ -194,6 +194,16 @@ def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:
     return text.replace("leave the option out", "leave the field out")
 
 
+#: How a worker's message ends when the same command would go on from where it stopped.
+_RERUN = re.compile(r",? then rerun(?: the same command)?(?:: finished blocks are kept)?")
+
+
+def rerun_as(message: str, remedy: str) -> str:
+    """The worker's "then rerun" as what reruns a ThresholdJob's step: `remedy` (create it
+    again, for its prepare step), or nothing where the status adds how (spec.retry)."""
+    return _RERUN.sub(f", then {remedy}" if remedy else "", message)
+
+
 def spec_error(message: str) -> str:
     """`spec: output_dataset: ...` (a model-wide check that names its field itself) as
     `spec.outputDataset: ...`, its options as fields too. Told without a spec: it is the
