@@ -214,10 +214,11 @@ def test_a_retry_waits_for_a_job_that_took_the_output_meanwhile():
     run.run(("default", "a"))
     a = status(kube, "a")
     assert a["phase"] == "Failed" and kube.jobs == before
-    assert a["message"].startswith("the retry could not start: waiting for ThresholdJob b, ")
+    assert a["message"].startswith("the retry could not start: ThresholdJob b, which writes")
     assert a["message"].endswith(
-        "; once that one has finished, create this ThresholdJob again: a retry resumes only "
-        "an output that is still this one's"
+        "(the same output, or one inside or around it), went first; once that one has "
+        "finished, create this ThresholdJob again: a retry resumes only an output that is "
+        "still this one's"
     )
     failed = next(c for c in a["conditions"] if c["type"] == "Failed")
     assert failed["message"] == a["message"]  # no older advice left beside it

@@ -203,8 +203,9 @@ class Registry:
 
 
 def waiting_message(me: Writer, other: Writer, then: str = "") -> str:
-    """What a waiting ThresholdJob says: for whom, why, and how it ends (`then`: what to
-    do once that one has finished, where nothing happens by itself)."""
+    """What a waiting ThresholdJob says: for whom, why, and how it ends; `then`: what to
+    do once that one has finished, where nothing happens by itself (a refused retry, which
+    waits for nothing: its message must not read as waiting once the other has finished)."""
     place = next((q for q in other.places for p in me.places if p.meets(q)), other.places[0])
     who = other.name if other.namespace == me.namespace else f"{other.namespace}/{other.name}"
     held = (  # held back for a while: Pending once started is a Kueue queue's doing
@@ -214,8 +215,10 @@ def waiting_message(me: Writer, other: Writer, then: str = "") -> str:
         if other.phase == "Pending" and other.started
         else None
     )
-    ends = then or "this one starts when that one has finished or is deleted"
-    return (
-        f"waiting for ThresholdJob {who}{f' ({held})' if held else ''}, which writes {place}, "
-        f"where this one writes too (the same output, or one inside or around it); {ends}"
+    other_job = (
+        f"ThresholdJob {who}{f' ({held})' if held else ''}, which writes {place}, where this "
+        "one writes too (the same output, or one inside or around it)"
     )
+    if then:
+        return f"{other_job}, went first; {then}"
+    return f"waiting for {other_job}; this one starts when that one has finished or is deleted"
