@@ -160,6 +160,11 @@ def test_default_block_holds_about_eight_chunks():
             "block_shape",
             "not a multiple of the grid (20, 20, 20) it starts on; use --block-shape 20,20,40",
         ),
+        (  # no larger than the block that covers the roi: 2^63 - 1 rounds up past int64
+            dict(block_shape=(2**63 - 1, 25, 30), roi_begin=(5, 0, 0), roi_shape=(50, 70, 90)),
+            "block_shape",
+            "use --block-shape 60,30,30",
+        ),
         (dict(block_shape=(0, 20, 30)), "block_shape", "positive"),
         (dict(block_shape=(20, 20)), "block_shape", "expected 3"),
         (dict(fit="overhang"), "fit", "outside the roi"),

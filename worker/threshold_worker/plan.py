@@ -53,6 +53,18 @@ def bounds(selection: Sequence[slice], shape: Sequence[int]) -> Box:
     return tuple(a for a, _ in ends), tuple(b for _, b in ends)
 
 
+def _aligned(
+    block_shape: Sequence[int], step: Sequence[int], begin: Sequence[int], shape: Sequence[int]
+) -> tuple[int, ...]:
+    """The block shape to suggest: rounded up to `step`, but no larger than the aligned span
+    that covers the roi (a larger one is the same single block, and may not be a number the
+    API takes: 2^63 - 1 rounded up is not an int64)."""
+    spans = (
+        round_up([b + n], [s])[0] - b // s * s for b, n, s in zip(begin, shape, step, strict=True)
+    )
+    return tuple(min(a, c) for a, c in zip(round_up(block_shape, step), spans, strict=True))
+
+
 def _listed(values: Sequence[int]) -> str:
     """Values as a list option takes them: 16,16,16."""
     return ",".join(map(str, values))
@@ -118,7 +130,7 @@ class Plan:
                 "block_shape",
                 f"{block_shape} is not a multiple of the {unit_name} {tuple(write_unit)}; "
                 "blocks that split a chunk would race on it; use --block-shape "
-                + _listed(round_up(block_shape, step)),
+                + _listed(_aligned(block_shape, step, roi_begin, roi_shape)),
             )
         if partitions < 1:
             raise InputError("partitions", f"{partitions} must be at least 1")
@@ -126,7 +138,7 @@ class Plan:
             raise InputError(
                 "block_shape",
                 f"{block_shape} is not a multiple of the grid {align} it starts on; use "
-                f"--block-shape {_listed(round_up(block_shape, step))}",
+                f"--block-shape {_listed(_aligned(block_shape, step, roi_begin, roi_shape))}",
             )
         roi_end = tuple(b + s for b, s in zip(roi_begin, roi_shape, strict=True))
         if fit == "valid":
