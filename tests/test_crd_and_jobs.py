@@ -274,6 +274,10 @@ def test_intervals_and_blocks_match_the_planner():
     assert done == [(0, 2), (4, 4), (6, 6)]
     assert blocks_in(done, 7, 997) == sum(len(plan.partition_range(k)) for k in (0, 1, 2, 4, 6))
     assert describe_partitions([(4, 4)], 7, 997) == "partition 4 (blocks 569-711)"
+    assert (
+        describe_partitions([(0, 0), (2, 3)], 4, 4)
+        == "partition 0 (block 0), partitions 2-3 (blocks 2-3)"
+    )
 
 
 def test_million_block_job_and_status_stay_small():

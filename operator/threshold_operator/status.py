@@ -88,7 +88,8 @@ def describe_partitions(runs: list[Run], partitions: int, total_blocks: int, lim
         lo = partition_range(a, partitions, total_blocks).start
         hi = partition_range(b, partitions, total_blocks).stop - 1
         which = f"partition {a}" if a == b else f"partitions {a}-{b}"
-        parts.append(f"{which} (blocks {lo}-{hi})")
+        blocks = f"block {lo}" if lo == hi else f"blocks {lo}-{hi}"
+        parts.append(f"{which} ({blocks})")
     more = count(runs[limit:])
     if more:
         parts.append(f"and {more} more")
