@@ -176,3 +176,27 @@ def test_file_urls_are_read_as_rfc_8089_says(uint8_input, tmp_path):
     assert (tmp_path / "a.zarr" / "m" / "zarr.json").is_file()
     assert (tmp_path / "b.zarr" / "m" / "zarr.json").is_file()
     assert not Path("localhost").exists() and not (tmp_path / "b%2Ezarr").exists()
+
+
+def test_dot_dot_after_a_link_is_the_links_parent_as_the_file_system_says(tmp_path):
+    """`top/link/../in.zarr` with `top/link -> ../real/deep` is real/in.zarr to the OS, ls
+    and zarr-python; read as text (the link and its `..` dropped) it was top/in.zarr: the
+    mask of another array with exit 0, and an --overwrite that replaced a third one."""
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "top").mkdir()
+    real, other = blobs((16, 16, 16), seed=1), blobs((16, 16, 16), seed=2)
+    write_array(tmp_path / "real" / "in.zarr", "raw", real, (8, 8, 8))
+    write_array(tmp_path / "top" / "in.zarr", "raw", other, (8, 8, 8))
+    (tmp_path / "top" / "link").symlink_to("../real/deep")
+    spelled = str(tmp_path / "top" / "link" / ".." / "in.zarr")
+    done = run_cli("run", *io_args(spelled, "raw", tmp_path / "out.zarr", "m", 0.5))
+    assert done.code == 0, done
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "out.zarr"), path="m")[...], (real > 0.5).astype(np.uint8)
+    )
+    args = io_args(tmp_path / "real" / "in.zarr", "raw", spelled, "raw", 0.5)
+    _refused(run_cli("run", *args, "--overwrite"), "is the input array")
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "top" / "in.zarr"), path="raw")[...], other
+    )
+    _unchanged(tmp_path / "real" / "in.zarr", real)

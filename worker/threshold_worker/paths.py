@@ -31,13 +31,26 @@ def file_url_path(container: str) -> str | None:
     return urllib.parse.unquote(parsed.path)
 
 
+def local_path(path: str) -> str:
+    """The path made absolute, with each `..` taken as the file system takes it: the parent
+    of where the path has led so far, through links. (`os.path.abspath` drops a name and
+    the `..` after it as text: with `link -> ../real/deep`, `top/link/../in.zarr` would name
+    top/in.zarr, where every other tool opens real/in.zarr.)"""
+    parts = os.path.join(os.getcwd(), path).split("/")
+    if ".." not in parts:
+        return os.path.normpath("/".join(parts))  # drops only `.`, `//` and a trailing `/`
+    last = len(parts) - 1 - parts[::-1].index("..")
+    head = os.path.realpath("/".join(parts[: last + 1]))
+    return os.path.normpath("/".join([head, *parts[last + 1 :]]))
+
+
 def as_upath(container: UPath | os.PathLike[str] | str) -> UPath:
     """Normalise a container argument; local paths become absolute, file URLs their paths."""
     if isinstance(container, str) and (local := file_url_path(container)) is not None:
-        return UPath(os.path.abspath(local))
+        return UPath(local_path(local))
     path = container if isinstance(container, UPath) else UPath(container)
     if path.protocol in LOCAL_PROTOCOLS:
-        return UPath(os.path.abspath(path.path))
+        return UPath(local_path(path.path))
     return path
 
 
