@@ -117,6 +117,29 @@ def test_data_no_job_owns_is_refused_until_overwrite(tmp_path):
     assert lost.code == 2 and "whose owner record is lost: threshold 0.5" in lost.err, lost
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_folder_that_is_no_array_is_never_replaced(tmp_path, zarr_format):
+    """An implicit group (no group document: older writers, tensorstore) holding an array,
+    named as the output: --overwrite replaces an array, and deleted the arrays inside."""
+    data = blobs((16, 16, 16), seed=5)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (8, 8, 8), zarr_format=zarr_format)
+    write_array(container, "g/labels", data, (8, 8, 8), zarr_format=zarr_format)
+    for name in (".zgroup", ".zattrs", "zarr.json"):
+        (container / "g" / name).unlink(missing_ok=True)
+    before = files_of(container)
+    for extra in ([], ["--overwrite"]):
+        refused = run_cli("run", *io_args(container, "raw", container, "g", 0.5), *extra)
+        assert refused.code == 2, refused
+        assert refused.err.strip() == (
+            f"error: output_dataset: {container}/g is a folder that is no zarr array (no "
+            "zarr.json or .zarray) and holds files no threshold-worker job wrote, maybe other "
+            "arrays; not even --overwrite replaces it: delete it yourself if it may go, or "
+            "choose another output_dataset"
+        )
+        assert files_of(container) == before
+
+
 def test_shards_refuse_to_replace_and_run_after_prepare(volume):
     container, data = volume
     assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5), "-n", "1").code == 0

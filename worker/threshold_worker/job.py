@@ -22,7 +22,7 @@ from upath import UPath
 
 from . import ome, pyramid
 from .arrays import open_zarr, roi_to_selection, write_unit
-from .errors import InputError
+from .errors import InputError, OutputTaken
 from .lease import Freshness, Holder, Lease, lease_for
 from .metadata import AxisMetadata
 from .ownership import (
@@ -133,6 +133,14 @@ class Job:
         whether the array there now is what this job creates (None: as `resolve` saw it);
         `prepared`: a partition of a job whose prepare step made the output."""
         has_data = found is None and area.has_data()
+        if has_data and not area.has_array_document():
+            raise OutputTaken(
+                "output_dataset",
+                f"{self.where} is a folder that is no zarr array (no zarr.json or .zarray) and "
+                "holds files no threshold-worker job wrote, maybe other arrays; not even "
+                "--overwrite replaces it: delete it yourself if it may go, or choose another "
+                "output_dataset",
+            )
         return decide(
             found,
             has_data,

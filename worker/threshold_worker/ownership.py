@@ -49,6 +49,7 @@ from .zarr_internals import run
 OWNER_FILE = ".threshold-job.json"
 #: zarr's metadata documents (v3, v2): not data.
 METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+ARRAY_DOCUMENTS = ("zarr.json", ".zarray")
 
 State = Literal["clearing", "writing", "complete"]
 
@@ -224,6 +225,13 @@ class OutputArea:
             return False
 
         return bool(run(first()))
+
+    def has_array_document(self) -> bool:
+        """Whether an array's metadata document is there (readable or not): what tells an
+        array, which --overwrite may replace, from a folder that may hold other arrays."""
+        if self.files is not None:
+            return any(self.files.exists(name) for name in ARRAY_DOCUMENTS)
+        return any(run(self.store.exists(self._key(name))) for name in ARRAY_DOCUMENTS)
 
     def clear_markers(self) -> None:
         """Done-markers and the failure ledger: both speak of the job that is replaced."""
