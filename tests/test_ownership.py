@@ -92,6 +92,25 @@ def test_an_empty_array_no_job_owns_is_adopted(tmp_path):
     assert zarr.open_array(str(container), path="mask").attrs["threshold_job"]["threshold"] == 0.5
 
 
+def test_an_empty_array_with_another_fill_value_is_not_adopted(tmp_path):
+    """Chunks a job never writes (outside the roi) read as the fill value: an adopted array
+    with fill value 1 showed 1 there, and verify, which checks the roi, agreed."""
+    data = blobs((32, 32, 32), seed=5)
+    container = tmp_path / "a.zarr"
+    write_array(container, "raw", data, (16, 16, 16))
+    zarr.create_array(str(container), name="mask", shape=data.shape, chunks=(16,) * 3,
+                      dtype="u1", fill_value=1)  # fmt: skip
+    args = [*io_args(container, "raw", container, "mask", 0.5), "--roi-shape", "16,32,32"]
+    before = files_of(container)
+    refused = run_cli("run", *args)
+    assert refused.code == 2 and "exists with fill value 1 (expected 0" in refused.err, refused
+    assert files_of(container) == before
+    assert run_cli("run", *args, "--overwrite").code == 0
+    got = zarr.open_array(str(container), path="mask")[...]
+    np.testing.assert_array_equal(got[:16], expected(data[:16], 0.5))
+    assert (got[16:] == 0).all()
+
+
 def test_data_no_job_owns_is_refused_until_overwrite(tmp_path):
     """An array with data in it, that no record claims: a hand-made mask, or one whose
     record was lost in a copy. Nothing is mixed into it without --overwrite."""

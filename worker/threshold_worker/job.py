@@ -646,6 +646,10 @@ def _mismatches(
         problems.append(f"shape {tuple(existing.shape)} (expected {shape})")
     if np.dtype(existing.dtype) != np.uint8:
         problems.append(f"dtype {existing.dtype} (expected uint8)")
+    if existing.fill_value is not None and existing.fill_value != 0:  # v2's null reads as 0
+        problems.append(  # chunks never written (outside the roi) read as the fill value
+            f"fill value {existing.fill_value} (expected 0, which unwritten chunks read as)"
+        )
     if not problems:
         out_meta = ome.array_geometry(existing, where)
         if out_meta.voxel_size != meta.voxel_size or out_meta.offset != meta.offset:
