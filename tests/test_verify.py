@@ -368,3 +368,14 @@ def test_a_wrong_block_is_said_to_be_written_by_this_run_only_when_it_was(
     stale = run_cli("start-worker", *args, "--verify")
     assert stale.code == 1, stale
     assert "though this run wrote none of them (they were marked done before it)" in stale.err
+
+
+def test_an_output_with_no_array_is_not_complete(volume, tmp_path):
+    """Never run, or cleared by an --overwrite cut short: the verdict says not complete
+    (exit 1) from the output's status, rather than zarr's ArrayNotFoundError."""
+    container, _ = volume
+    result = run_cli("verify", *io_args(container, "raw", tmp_path / "o.zarr", "m", 0.5))
+    assert result.code == 1, result
+    assert "owner       none: no job has claimed this output" in result.out
+    assert "verdict     NOT complete and right" in result.out
+    assert "Error" not in result.err

@@ -139,11 +139,18 @@ def verify_all(
     """Compare every block (or `sample` blocks drawn with `seed`) of each output of a sweep
     (one block grid) with `input > threshold`; each block's input is read once for all."""
     ids = sample_of(range(jobs[0].plan.total_blocks), sample, seed)
-    checks = check_outputs(jobs, [ids] * len(jobs), on_block)
-    return [
-        Verdict(job_status(job), check.checked, *findings(job, check))
-        for job, check in zip(jobs, checks, strict=True)
-    ]
+    # An output with no array (never run, or cleared by an --overwrite cut short) is not
+    # complete: its verdict says so from its status, with nothing to compare.
+    present = [job for job in jobs if job.output.exists]
+    checks = iter(check_outputs(present, [ids] * len(present), on_block) if present else [])
+    verdicts = []
+    for job in jobs:
+        if not job.output.exists:
+            verdicts.append(Verdict(job_status(job), 0, []))
+            continue
+        check = next(checks)
+        verdicts.append(Verdict(job_status(job), check.checked, *findings(job, check)))
+    return verdicts
 
 
 def sample_of(blocks: range, sample: int | None, seed: int) -> range | list[int]:
