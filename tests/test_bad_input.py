@@ -298,6 +298,19 @@ CASES = [
     ),
     Case("threshold not a number", lambda t: std(t, th="abc"), ("-th", "'abc' is not a number")),
     Case("threshold not finite", lambda t: std(t, th="nan"), ("threshold", "finite")),
+    # Python's float() and int() read these as 10, 1 and 10: a typo is no number
+    Case("threshold with '_'", lambda t: std(t, th="1_0"), ("-th", "'1_0' is not a number")),
+    Case("threshold in other digits", lambda t: std(t, th="\u0967"), ("-th", "is not a number")),
+    Case(
+        "partitions with '_'",
+        lambda t: [*std(t), "--partitions", "1_0"],
+        ("--partitions", "'1_0' is not an integer"),
+    ),
+    Case(
+        "block shape with '_'",
+        lambda t: [*std(t), "--block-shape", "1_6,16,16"],
+        ("--block-shape", "is not comma-separated integers"),
+    ),
     Case("fit overhang", lambda t: [*std(t), "--fit", "overhang"], ("--fit", "overhang")),
     Case(
         "valid leaves no block",

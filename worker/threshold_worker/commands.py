@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -47,14 +48,45 @@ class CommaList(click.ParamType):
             self.fail(f"{value!r} {self.refusal}", param, ctx)
 
 
+#: Numbers as written in C, JSON or YAML: Python's float() and int() also take "1_0" (10)
+#: and digits of other scripts, which a typo should not become.
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE | re.ASCII
+)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+
+
+def decimal(text: str) -> float:
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(text)
+    return float(text)
+
+
+def integer(text: str) -> int:
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
+
+
 class Number(click.ParamType):
     name = "FLOAT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        except (TypeError, ValueError):
+        try:
+            return decimal(str(value).strip())
+        except ValueError:
             self.fail(f"{value!r} is not a number", param, ctx)
+
+
+class Whole(click.IntRange):
+    """click's IntRange, for integers as written in C, JSON or YAML only (see `integer`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not _INTEGER.fullmatch(value.strip()):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class OneOf(click.Choice):
@@ -68,10 +100,10 @@ class OneOf(click.Choice):
         return self.values[super().convert(str(value), param, ctx)]
 
 
-INTS = CommaList("INTS", int, "is not comma-separated integers, e.g. 64,128,128")
+INTS = CommaList("INTS", integer, "is not comma-separated integers, e.g. 64,128,128")
 KINDS: dict[str, Any] = {
     "ints": INTS,
-    "floats": CommaList("FLOATS", float, "is not a number or comma-separated numbers"),
+    "floats": CommaList("FLOATS", decimal, "is not a number or comma-separated numbers"),
     "float": Number(),
 }
 
@@ -91,7 +123,7 @@ def job_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             kwargs["type"] = OneOf(choices)
         elif kind == "int":  # the model's lower bound (partitions >= 1, pyramid >= 0)
             lower = [m.ge for m in info.metadata if getattr(m, "ge", None) is not None]
-            kwargs["type"] = click.IntRange(min=lower[0] if lower else 1)
+            kwargs["type"] = Whole(min=lower[0] if lower else 1)
         elif kind in KINDS:
             kwargs["type"] = KINDS[kind]
         if info.is_required():
@@ -310,7 +342,7 @@ def cli(log_level: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option(
     "--calibrate",
-    type=click.IntRange(min=1),
+    type=Whole(min=1),
     help="Read, threshold and encode this many blocks, timed (nothing is written), to "
     "estimate the run time and the bytes written.",
 )
@@ -319,7 +351,7 @@ def cli(log_level: str) -> None:
     "--workers",
     "--parallelism",
     "parallelism",
-    type=click.IntRange(min=1),
+    type=Whole(min=1),
     help="Processes (or pods) the estimate assumes [default: all cores].",
 )
 def plan_command(as_json: bool, calibrate: int | None, parallelism: int | None, **kw: Any) -> None:
@@ -379,9 +411,7 @@ def viewer_link(job: Any) -> str | None:
 
 @cli.command("run")
 @job_options
-@click.option(
-    "-n", "--workers", type=click.IntRange(min=1), help="Worker processes [default: all cores]."
-)
+@click.option("-n", "--workers", type=Whole(min=1), help="Worker processes [default: all cores].")
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -438,7 +468,7 @@ def spawn_command(**kw: Any) -> None:
 @job_options
 @click.option(
     "--partition",
-    type=click.IntRange(min=0),
+    type=Whole(min=0),
     envvar=PARTITION_INDEX,
     help=f"Partition to process [env {PARTITION_INDEX}]; default: all blocks.",
 )
@@ -466,7 +496,7 @@ def spawn_command(**kw: Any) -> None:
 )
 @click.option(
     "--verify-sample",
-    type=click.IntRange(min=1),
+    type=Whole(min=1),
     help="With --verify: check this many blocks of the partition, not all, drawn afresh "
     "each run (a retry checks others); the log names the blocks and the seed.",
 )
@@ -545,7 +575,7 @@ def _start_worker(
 @cli.command("status")
 @job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--limit", type=Whole(min=0), default=20, show_default=True,
               help="Missing regions to list (--json lists all).")  # fmt: skip
 @click.option("--missing", "only_missing", is_flag=True,
               help="Print only the missing block ids as runs (e.g. 29,40-47), for `run --blocks`.")  # fmt: skip
@@ -585,12 +615,12 @@ def _outputs_json(given: JobParameters, outputs: list[dict[str, Any]]) -> str:
 
 @cli.command("verify")
 @job_options
-@click.option("--sample", type=click.IntRange(min=1),
+@click.option("--sample", type=Whole(min=1),
               help="Check this many blocks only, drawn at random with --seed.")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=Whole(), default=0, show_default=True,
               help="Of the sample: the same seed checks the same blocks.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
-@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--limit", type=Whole(min=0), default=20, show_default=True,
               help="Regions to list (--json lists all).")  # fmt: skip
 def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **kw: Any) -> None:
     """Check that the output is complete (every block marked) and right (input > threshold
@@ -622,7 +652,7 @@ def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **k
 @click.option("--offset", type=INTS, help="World units; default 0,0,0.")
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=Whole(), default=0, show_default=True)
 def sample_command(
     container: str,
     dataset: str,
@@ -659,9 +689,9 @@ def sample_command(
 @click.option(
     "-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write."
 )
-@click.option("--z", type=int, help="Slice index along z (default: the middle).")
+@click.option("--z", type=Whole(), help="Slice index along z (default: the middle).")
 @click.option(
-    "--level", type=click.IntRange(min=1),
+    "--level", type=Whole(min=1),
     help="Also show level sK of the OME-Zarr mask image (-od names its group), blown up.",
 )  # fmt: skip
 def preview_command(
@@ -709,7 +739,7 @@ def preview_command(
 @click.option("--serve", is_flag=True, help="Serve local containers over HTTP until Ctrl-C.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
 @click.option(
-    "--port", type=click.IntRange(min=0, max=65535), default=8090, show_default=True,
+    "--port", type=Whole(min=0, max=65535), default=8090, show_default=True,
     help="Port to serve on (0: any free port).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print only the state JSON.")
