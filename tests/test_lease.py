@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def test_one_job_shares_another_is_refused_with_the_holders_identity(tmp_path):
     message = str(refused.value)
     assert message.startswith("output_dataset: OUT is being written by another job right now")
     assert "threshold 0.5, plan aaaa, started 20" in message and f"(pid {os.getpid()})" in message
+    assert "ends by itself" not in message  # a lock: its holder is alive
     a1.release()
     with pytest.raises(OutputConflict):  # a2 still holds it
         b.acquire(lambda: None)
@@ -230,6 +232,9 @@ def test_jobs_on_s3_are_refused_while_another_writes(s3_server, request):
         other.release()
     assert result.returncode == 2, result.stderr
     assert "being written by another job right now (threshold 0.9, plan ffff" in result.stderr
+    # a holder that died keeps an object-store lease a while: said, with how long at most
+    assert re.search(r"or did until it stopped: its lease ends by itself within \d+ s if it "
+                     r"no longer runs; wait for it", result.stderr), result.stderr  # fmt: skip
 
 
 def test_a_writer_paused_past_its_lease_on_s3_writes_nothing_after_it_wakes(

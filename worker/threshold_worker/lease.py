@@ -85,11 +85,19 @@ class Holder:
             return f"plan {fingerprint}"
 
 
-def _busy(where: str, who: str) -> OutputConflict:
+def _busy(where: str, who: str, silent_for: float | None = None) -> OutputConflict:
+    """`silent_for`: seconds since an object-store holder last beat, which may have died
+    (no lock tells): its lease ends by itself TTL seconds after the last beat."""
+    ends = (
+        ""
+        if silent_for is None
+        else f", or did until it stopped: its lease ends by itself within "
+        f"{max(0, ttl() - silent_for):.0f} s if it no longer runs"
+    )
     return OutputConflict(
         "output_dataset",
-        f"{where} is being written by another job right now ({who}); wait for it to end or "
-        "stop it, then rerun",
+        f"{where} is being written by another job right now ({who}){ends}; wait for it to "
+        "end or stop it, then rerun",
     )
 
 
@@ -293,7 +301,8 @@ class RemoteLease(Lease):
                     continue
                 data = self.fs.cat_file(path)
                 self._drop_member()
-                raise _busy(self.where, Holder.describe(data, fingerprint))
+                silent = (now - info["LastModified"]).total_seconds()
+                raise _busy(self.where, Holder.describe(data, fingerprint), silent)
             self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="lease")
             self._beat.start()
             return self._claim(claim)
