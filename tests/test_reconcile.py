@@ -809,6 +809,26 @@ def test_rate_and_eta_come_from_the_blocks_done_over_time():
     assert stalled.eta is None and stalled.rate == status.rate
 
 
+def test_a_work_job_deleted_while_it_ran_is_told_and_its_rate_starts_over():
+    """Its completed indexes went with it: the Job made anew runs them again (done blocks
+    are skipped). The status said nothing, and the rate mixed the two Jobs' counts."""
+    t = ["2025-01-01T00:00:00Z", "2025-01-01T00:01:00Z", "2025-01-01T00:02:00Z"]
+    before = job(active=2, startTime=t[0], completedIndexes="0-1")  # 6 of 12 blocks
+    status = derive(
+        Observed("tj", 1, spec(), old("Running", GEOMETRY), GEOMETRY, work=before), t[1]
+    )
+    assert status.partitions.completed == 2 and status.rate is not None
+    anew = job(active=2, startTime=t[2])
+    after = derive(Observed("tj", 1, spec(), status, GEOMETRY, work=anew), t[2])
+    assert [(e.type, e.reason) for e in transitions(status, after)] == [
+        ("Warning", "WorkJobRecreated")
+    ]
+    assert "its 2 completed partition(s) run again" in transitions(status, after)[0].message
+    assert after.rate is not None and [x.time for x in after.rate.samples] == [t[2]]
+    assert after.eta is None
+    assert transitions(after, after) == []
+
+
 def test_usage_adds_up_the_pods_of_each_finished_work_job():
     first = derive(
         Observed(

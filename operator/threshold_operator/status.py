@@ -515,7 +515,9 @@ def _measure(
     when the blocks done change (so a pass that sees no progress writes nothing); the
     first is the work Job's start, with what was done before it."""
     samples = list(s.rate.samples) if s.rate is not None else []
-    if s.rate is None and anchor[0]:
+    if samples and s.blocks.done < samples[-1].blocks:  # a work Job made anew: start over
+        samples = [Sample(time=anchor[0], blocks=anchor[1])] if anchor[0] else []
+    elif s.rate is None and anchor[0]:
         samples.append(Sample(time=anchor[0], blocks=anchor[1]))
     if not samples or samples[-1].blocks != s.blocks.done:
         samples.append(Sample(time=at, blocks=s.blocks.done))
@@ -578,6 +580,21 @@ def transitions(old: ThresholdJobStatus | None, new: ThresholdJobStatus) -> list
         )
     elif old is not None and new.attempt.retry > old.attempt.retry:
         events.append(Event("Warning", "RetryIgnored", _why_no_retry(new)))
+    elif (
+        old is not None
+        and old.jobs.work is not None
+        and new.jobs.work == old.jobs.work
+        and new.partitions.completed < old.partitions.completed
+    ):  # a Job's completed indexes never shrink: this one was deleted and made anew
+        events.append(
+            Event(
+                "Warning",
+                "WorkJobRecreated",
+                f"work Job {new.jobs.work} was deleted while it ran and has been made anew: "
+                f"its {old.partitions.completed} completed partition(s) run again, skipping "
+                "the blocks already done",
+            )
+        )
     if old is None or old.phase != new.phase:
         kind = "Warning" if new.phase == "Failed" else "Normal"
         events.append(Event(kind, new.phase, new.message))
