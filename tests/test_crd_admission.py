@@ -198,6 +198,11 @@ KEYWORDS = [
         {"arrayStore": {"basedir": "/d", "iteration": 1, "dataset": "v"}},
         "spec.arrayStore.run: Required value",
     ),
+    (  # a run is a folder of basedir, never a way out of it
+        {"arrayStore": {"basedir": "/d", "run": "../../escape", "iteration": 1, "dataset": "v"}},
+        'spec.arrayStore.run: Invalid value: "../../escape": spec.arrayStore.run in body should '
+        "match '^([^/.][^/]*|\\.[^/.][^/]*|\\.\\.[^/]+)$'",
+    ),
     (
         {
             "volumes": [

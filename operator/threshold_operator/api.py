@@ -48,6 +48,8 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 ENV_NAME = r"^([-_a-zA-Z]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 #: A Secret key (IsConfigMapKey), with the same '.'/'..' refusals.
 SECRET_KEY = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
+#: One file name: no '/', and not '.' or '..' (a DaCapo run's folder, never a way out of basedir).
+FILE_NAME = r"^([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)$"
 #: An absolute path without empty segments or a trailing slash (mount paths compare as strings).
 ABSOLUTE_PATH = r"^(/[^/]+)+$"
 #: Unicode's White_Space characters: Go's unicode.IsSpace, which kube's strings.TrimSpace uses.
@@ -125,7 +127,12 @@ class ArrayStoreRef(Model):
     """DaCapo's LocalArrayStore: input is the validation prediction, output the validation output."""
 
     basedir: str = location_field("The array store's base directory: absolute path or URL")
-    run: str = Field(min_length=1, max_length=FILE_NAME_CHARS, description="DaCapo run name")
+    run: str = Field(
+        min_length=1,
+        max_length=FILE_NAME_CHARS,
+        pattern=FILE_NAME,
+        description="DaCapo run name: the folder of the run in basedir",
+    )
     iteration: int = Field(ge=0, description="Training iteration of the prediction")
     dataset: str = Field(
         min_length=1, max_length=FILE_NAME_CHARS, description="Validation dataset name"
