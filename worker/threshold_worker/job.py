@@ -646,9 +646,10 @@ def _mismatches(
         problems.append(f"shape {tuple(existing.shape)} (expected {shape})")
     if np.dtype(existing.dtype) != np.uint8:
         problems.append(f"dtype {existing.dtype} (expected uint8)")
-    if existing.fill_value is not None and existing.fill_value != 0:  # v2's null reads as 0
+    if existing.fill_value is None or existing.fill_value != 0:  # v2's null: undefined
+        fill = "null" if existing.fill_value is None else existing.fill_value
         problems.append(  # chunks never written (outside the roi) read as the fill value
-            f"fill value {existing.fill_value} (expected 0, which unwritten chunks read as)"
+            f"fill value {fill} (expected 0, which unwritten chunks read as)"
         )
     if not problems:
         out_meta = ome.array_geometry(existing, where)
