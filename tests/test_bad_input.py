@@ -297,6 +297,17 @@ CASES = [
         setup=_file,
     ),
     Case("threshold not a number", lambda t: std(t, th="abc"), ("-th", "'abc' is not a number")),
+    # object-store keys are names: the store would write 'x/../o.zarr' literally
+    Case(
+        "object-store url with '..'",
+        lambda t: io_args(t / "in.zarr", "raw", "s3://bucket/x/../o.zarr", "m", 0.5),
+        ("output_container", "s3://bucket/x/../o.zarr has '..' segment"),
+    ),
+    Case(
+        "object-store url with '//'",
+        lambda t: io_args("s3://bucket//in.zarr", "raw", t / "o.zarr", "m", 0.5),
+        ("input_container", "s3://bucket//in.zarr has an empty segment"),
+    ),
     Case("threshold not finite", lambda t: std(t, th="nan"), ("threshold", "finite")),
     # Python's float() and int() read these as 10, 1 and 10: a typo is no number
     Case("threshold with '_'", lambda t: std(t, th="1_0"), ("-th", "'1_0' is not a number")),

@@ -468,6 +468,15 @@ def container_path(name: str, value: str) -> UPath:
             "pods do not share; use a path or an object store",
         )
     if not is_local(path):
+        segments = str(path).split("://", 1)[-1].rstrip("/").split("/")
+        if (odd := next((s for s in segments if s in ("", ".", "..")), None)) is not None:
+            shown = f"'{odd}'" if odd else "an empty"
+            raise InputError(
+                name,
+                f"{value} has {shown} segment: object-store keys are names, not folders, so "
+                "the store would write a key spelled so, where a path would mean another "
+                "place; write the URL without it, e.g. s3://bucket/path/x.zarr",
+            )
         try:
             path.fs  # noqa: B018 -- loads the file system's package
         except ImportError as e:
