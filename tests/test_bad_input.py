@@ -296,6 +296,34 @@ CASES = [
         ("output_container", "is a file"),
         setup=_file,
     ),
+    Case(
+        "output dataset names a file",
+        lambda t: std(t, oc=t / "w.zarr", od="notes.txt"),
+        ("output_dataset", "w.zarr/notes.txt is a file, so", "cannot be an array"),
+        setup=lambda t: (t / "w.zarr").mkdir() or (t / "w.zarr" / "notes.txt").write_text("x"),
+    ),
+    Case(
+        "output container is a link to nowhere",
+        lambda t: std(t, oc=t / "gone.zarr"),
+        ("output_container", "gone.zarr is a link that leads nowhere"),
+        setup=lambda t: (t / "gone.zarr").symlink_to(t / "missing"),
+    ),
+    Case(
+        "output container is a loop of links",
+        lambda t: std(t, oc=t / "a.zarr"),
+        ("output_container", "a.zarr is a link that leads nowhere"),
+        setup=lambda t: (t / "a.zarr").symlink_to(t / "b") or (t / "b").symlink_to(t / "a.zarr"),
+    ),
+    Case(  # ENAMETOOLONG would come mid-claim, after the owner record
+        "output container name too long",
+        lambda t: std(t, oc=t / ("a" * 256 + ".zarr")),
+        ("output_container", "is longer than 255 bytes, the file-name limit"),
+    ),
+    Case(
+        "output path too long",
+        lambda t: std(t, oc=t.joinpath(*["d" * 200] * 20) / "o.zarr"),
+        ("output_container", "the output's path is", "bytes long"),
+    ),
     Case("threshold not a number", lambda t: std(t, th="abc"), ("-th", "'abc' is not a number")),
     # object-store keys are names: the store would write 'x/../o.zarr' literally
     Case(

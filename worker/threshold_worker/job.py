@@ -447,10 +447,12 @@ def check_dataset(name: str, value: str) -> None:
                 f"'{value}': '{part}' is reserved (zarr's documents, names starting with "
                 "'__' or '.threshold'); choose another name",
             )
-        if len(part.encode()) > 255:
-            raise InputError(
-                name, f"'{part[:40]}...' is longer than 255 bytes, the file-name limit"
-            )
+        if len(part.encode()) > NAME_BYTES:
+            raise InputError(name, _too_long(part))
+
+
+def _too_long(name: str) -> str:
+    return f"'{name[:40]}...' is longer than {NAME_BYTES} bytes, the file-name limit"
 
 
 def container_path(name: str, value: str) -> UPath:
@@ -519,6 +521,28 @@ def _enclosing_format(path: UPath, dataset: str) -> tuple[str, int] | None:
     return None
 
 
+#: What a file name (NAME_MAX) and a path (PATH_MAX) hold on Linux file systems, in bytes.
+NAME_BYTES, PATH_BYTES = 255, 4096
+#: The longest path below an output array this worker writes: a 5-d chunk key, a marker of
+#: a run of block ids, a temporary file's name (the chunk key, then 32 hex digits).
+BELOW_OUTPUT_BYTES = 256
+
+
+def _fits_the_file_system(container: str, dataset: str) -> None:
+    """Refuse, before anything is written, an output whose names or path the file system
+    cannot hold (ENAMETOOLONG would come mid-claim, after the owner record)."""
+    for name in container.split("/"):  # the dataset's names: check_dataset
+        if len(name.encode()) > NAME_BYTES:
+            raise InputError("output_container", _too_long(name))
+    size = len(os.path.join(container, dataset).encode())
+    if size > PATH_BYTES - BELOW_OUTPUT_BYTES:
+        raise InputError(
+            "output_container",
+            f"the output's path is {size} bytes long, and the files below it need up to "
+            f"{BELOW_OUTPUT_BYTES} more of the {PATH_BYTES} a path holds; choose a shorter one",
+        )
+
+
 def _writable_location(path: UPath, dataset: str, exists: bool, field: str) -> None:
     """The output can be written where it is (or will be): before anything is."""
     if not is_local(path):
@@ -536,16 +560,25 @@ def _writable_location(path: UPath, dataset: str, exists: bool, field: str) -> N
             )
         return
     p = path.path
+    full = os.path.join(p, dataset)
     if os.path.exists(p) and not os.path.isdir(p):
         raise InputError(field, f"{p} is a file, not a zarr container (a directory)")
-    probe = os.path.join(p, dataset) if exists else p
+    probe = full
     while not os.path.exists(probe):
+        if os.path.islink(probe):  # os.path.exists follows links: this one leads nowhere
+            raise InputError(
+                field if len(probe) <= len(p) else "output_dataset",
+                f"{probe} is a link that leads nowhere (to a missing place, or round in a "
+                "loop); mend or remove it, or choose another output",
+            )
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
-    if os.path.isfile(probe):
-        raise InputError(field, f"{probe} is a file, so {p} cannot be created below it")
+    if not os.path.isdir(probe):
+        what = field if len(probe) <= len(p) else "output_dataset"
+        made = "created below it" if probe != full else "an array"
+        raise InputError(what, f"{probe} is a file, so {full} cannot be {made}")
     if _read_only_fs(probe):
         raise InputError(
             field, f"{probe} is on a read-only file system; the output needs one it can write"
@@ -777,6 +810,8 @@ def resolve(
     check_dataset("output_dataset", spec.output_dataset)
     input_path = container_path("input_container", spec.input_container)
     output_path = container_path("output_container", spec.output_container)
+    if is_local(output_path):  # before the output is looked at: its names may be too long
+        _fits_the_file_system(output_path.path, spec.output_dataset)
     where = f"{input_path}/{spec.input_dataset}"
     source = retry(
         lambda: open_zarr(input_path, spec.input_dataset, "r", "input"),
