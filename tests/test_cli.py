@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from conftest import assert_thresholded, blobs, expected, io_args, run_cli, run_script, write_array
@@ -104,6 +105,25 @@ def test_a_partition_list_maps_the_completion_index_to_a_partition(volume):
     beyond = run_cli("start-worker", *args, "--partitions", "3", "--partition-list", "0,2",
                      env={"JOB_COMPLETION_INDEX": "2"})  # fmt: skip
     assert beyond.code == 2 and "--partition: 2 is outside 0..1" in beyond.err + beyond.out
+
+
+@pytest.mark.parametrize(
+    ("given", "told"),
+    [
+        ("1_0", "--partition-list: '1_0' in '1_0' is not a partition id or a run first-last"),
+        ("\uff12", "is not a partition id"),  # a fullwidth 2, which str.isdigit() takes
+        ("2-1", "'2-1' in '2-1' is not a partition id"),
+        ("0,3", "--partition-list: partition 3 is outside 0..2"),  # the list's, not --partition's
+        ("", "--partition-list: is empty"),
+    ],
+)
+def test_a_bad_partition_list_is_told_as_such(volume, given, told):
+    container, _ = volume
+    args = [*io_args(container, "raw", container, "mask", 0.5), "--partitions", "3"]
+    result = run_cli("start-worker", *args, "--partition-list", given,
+                     env={"JOB_COMPLETION_INDEX": "1"})  # fmt: skip
+    assert result.code == 2 and told in result.err, result
+    assert not (container / "mask").exists()
 
 
 def test_start_worker_without_shard_does_everything(volume):

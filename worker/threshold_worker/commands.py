@@ -550,21 +550,31 @@ def _start_worker(
     verify: Any,
     **kw: Any,
 ) -> None:
-    from .intervals import count, nth, parse_runs
+    from .intervals import count, nth, parse_strict
     from .worker import run_partition
 
     params = parameters(**kw)
     if partition is not None and params.partitions is None:
         raise InputError("--partitions", f"is required with --partition (or {PARTITION_INDEX})")
+    last = params.partition_count - 1
     if partition_list is not None:
-        runs = parse_runs(partition_list)
-        if partition is None or not runs or any(a > b for a, b in runs):
-            raise InputError("--partition-list", f"{partition_list!r} needs --partition and runs")
+        if partition is None:
+            raise InputError(
+                "--partition-list", f"needs --partition (or {PARTITION_INDEX}): which of them"
+            )
+        runs = parse_strict(partition_list, "--partition-list", "partition", "0-2,5")
+        if not runs:
+            raise InputError("--partition-list", "is empty; expected partitions, e.g. 0-2,5")
         if partition >= count(runs):
-            raise InputError("--partition", f"{partition} is outside 0..{count(runs) - 1}")
+            raise InputError(
+                "--partition",
+                f"{partition} is outside 0..{count(runs) - 1}, the positions in --partition-list",
+            )
         partition = nth(runs, partition)
-    if partition is not None and partition >= params.partition_count:
-        raise InputError("--partition", f"{partition} is outside 0..{params.partition_count - 1}")
+        if partition > last:
+            raise InputError("--partition-list", f"partition {partition} is outside 0..{last}")
+    if partition is not None and partition > last:
+        raise InputError("--partition", f"{partition} is outside 0..{last}")
     stats = run_partition(params, partition, expect_fingerprint, verify)
     click.echo(
         f"{stats.processed} blocks processed, {stats.skipped} already done, "

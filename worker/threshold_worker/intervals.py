@@ -37,10 +37,15 @@ def format_runs(items: Iterable[Run]) -> str:
     return ",".join(format_run(a, b) for a, b in items)
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes other scripts' digits and superscripts."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_run(text: str) -> Run | None:
     """The run a name stands for; None for anything else (a temporary file, say)."""
     first, dash, last = text.strip().partition("-")
-    if not first.isdigit() or (dash and not last.isdigit()):
+    if not _digits(first) or (dash and not _digits(last)):
         return None
     return int(first), int(last if dash else first)
 
@@ -61,7 +66,12 @@ def normalise(items: Iterable[Run]) -> list[Run]:
     return out
 
 
-def parse_strict(text: str, what: str) -> list[Run]:
+BLOCKS_EXAMPLE = "29,40-47 (what `threshold-worker status --missing` prints)"
+
+
+def parse_strict(
+    text: str, what: str, unit: str = "block", example: str = BLOCKS_EXAMPLE
+) -> list[Run]:
     """Runs a person typed ("29,40-47"), normalised; one line naming `what` for anything
     else, unlike `parse_runs`, which skips what is not a run (temporary files)."""
     found: list[Run] = []
@@ -72,8 +82,8 @@ def parse_strict(text: str, what: str) -> list[Run]:
         if run is None or run[0] > run[1]:
             raise InputError(
                 what,
-                f"{part.strip()!r} in {text.strip()!r} is not a block id or a run first-last; "
-                "expected e.g. 29,40-47 (what `threshold-worker status --missing` prints)",
+                f"{part.strip()!r} in {text.strip()!r} is not a {unit} id or a run first-last; "
+                f"expected e.g. {example}",
             )
         found.append(run)
     return normalise(found)
