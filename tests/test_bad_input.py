@@ -339,6 +339,11 @@ CASES = [
     Case("threshold not finite", lambda t: std(t, th="nan"), ("threshold", "finite")),
     # Python's float() and int() read these as 10, 1 and 10: a typo is no number
     Case("threshold with '_'", lambda t: std(t, th="1_0"), ("-th", "'1_0' is not a number")),
+    Case(
+        "threshold beyond float64",
+        lambda t: std(t, th="1e400"),
+        ("-th", "'1e400' is beyond float64's range"),
+    ),
     Case("threshold in other digits", lambda t: std(t, th="\u0967"), ("-th", "is not a number")),
     Case(
         "partitions with '_'",

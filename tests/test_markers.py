@@ -232,9 +232,17 @@ def _alive_with(text: str) -> list[int]:
     return pids
 
 
-def test_sigterm_stops_a_local_run_and_its_processes_promptly(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "group", "told"),
+    [
+        (signal.SIGTERM, False, "terminated; rerun to resume"),  # the kubelet's, to the pod
+        (signal.SIGINT, True, "interrupted; rerun to resume"),  # Ctrl-C: the terminal's group
+    ],
+)
+def test_sigterm_stops_a_local_run_and_its_processes_promptly(tmp_path, sig, group, told):
     """`run` with 2 processes: SIGTERM makes each worker record what it finished and end at
-    once, instead of working through the range of (up to 1000) blocks it was handed.
+    once, instead of working through the range of (up to 1000) blocks it was handed; so
+    does Ctrl-C, which reaches every process of the terminal's group.
 
     The input is 1024^3 voxels that are all the fill value (no chunk stored), so the run
     would write 262,144 chunks: long enough that stopping it early is unmistakable."""
@@ -249,15 +257,19 @@ def test_sigterm_stops_a_local_run_and_its_processes_promptly(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while not (out / "mask" / "c").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be terminated"
-    os.kill(proc.pid, signal.SIGTERM)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=10)  # a bound for a hang, not a speed test
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "terminated; rerun to resume" in err
+    assert proc.returncode == 128 + sig, err
+    assert err.strip().splitlines()[-1] == told, err
     assert _alive_with(str(out)) == [], "worker processes outlived the run"
     done = marker_blocks(out / "mask")
     assert len(done) < 1000, "workers went on with their ranges after SIGTERM"

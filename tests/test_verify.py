@@ -376,6 +376,6 @@ def test_an_output_with_no_array_is_not_complete(volume, tmp_path):
     container, _ = volume
     result = run_cli("verify", *io_args(container, "raw", tmp_path / "o.zarr", "m", 0.5))
     assert result.code == 1, result
-    assert "owner       none: no job has claimed this output" in result.out
+    assert "owner       none: there is no output here yet" in result.out
     assert "verdict     NOT complete and right" in result.out
     assert "Error" not in result.err

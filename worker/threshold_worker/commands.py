@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -44,6 +45,8 @@ class CommaList(click.ParamType):
             return list(value)
         try:
             return [self.cast(v) for v in str(value).replace(" ", "").split(",")]
+        except OutOfRange as e:
+            self.fail(str(e), param, ctx)
         except ValueError:
             self.fail(f"{value!r} {self.refusal}", param, ctx)
 
@@ -56,10 +59,17 @@ _DECIMAL = re.compile(
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
+class OutOfRange(ValueError):
+    """A number written well that float64 cannot hold (1e400): said so, not "no number"."""
+
+
 def decimal(text: str) -> float:
     if not _DECIMAL.fullmatch(text):
         raise ValueError(text)
-    return float(text)
+    number = float(text)
+    if math.isinf(number) and "inf" not in text.lower():
+        raise OutOfRange(f"{text!r} is beyond float64's range")
+    return number
 
 
 def integer(text: str) -> int:
@@ -76,6 +86,8 @@ class Number(click.ParamType):
             return float(value)
         try:
             return decimal(str(value).strip())
+        except OutOfRange as e:
+            self.fail(str(e), param, ctx)
         except ValueError:
             self.fail(f"{value!r} is not a number", param, ctx)
 
@@ -87,6 +99,20 @@ class Whole(click.IntRange):
         if isinstance(value, str) and not _INTEGER.fullmatch(value.strip()):
             self.fail(f"{value!r} is not an integer", param, ctx)
         return super().convert(value, param, ctx)
+
+
+class Integer(click.ParamType):
+    """An integer as written in C, JSON or YAML (see `integer`), of any size."""
+
+    name = "INTEGER"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        try:
+            return integer(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an integer", param, ctx)
 
 
 class OneOf(click.Choice):
@@ -627,7 +653,7 @@ def _outputs_json(given: JobParameters, outputs: list[dict[str, Any]]) -> str:
 @job_options
 @click.option("--sample", type=Whole(min=1),
               help="Check this many blocks only, drawn at random with --seed.")  # fmt: skip
-@click.option("--seed", type=Whole(), default=0, show_default=True,
+@click.option("--seed", type=Integer(), default=0, show_default=True,
               help="Of the sample: the same seed checks the same blocks.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--limit", type=Whole(min=0), default=20, show_default=True,
@@ -662,7 +688,7 @@ def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **k
 @click.option("--offset", type=INTS, help="World units; default 0,0,0.")
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
-@click.option("--seed", type=Whole(), default=0, show_default=True)
+@click.option("--seed", type=Integer(), default=0, show_default=True)
 def sample_command(
     container: str,
     dataset: str,
@@ -699,7 +725,7 @@ def sample_command(
 @click.option(
     "-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write."
 )
-@click.option("--z", type=Whole(), help="Slice index along z (default: the middle).")
+@click.option("--z", type=Integer(), help="Slice index along z (default: the middle).")
 @click.option(
     "--level", type=Whole(min=1),
     help="Also show level sK of the OME-Zarr mask image (-od names its group), blown up.",
@@ -837,16 +863,13 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> None:
     except WorkerError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
     except click.UsageError as e:  # bad option values: one line, like every other input error
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(2)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):  # click's name for Ctrl-C
         click.echo("interrupted; rerun to resume", err=True)
         sys.exit(130)
     except Exception as e:  # storage failures after retries: retryable, exit 1

@@ -98,6 +98,8 @@ class JobStatus:
     def owner_text(self) -> str:
         owner = self.owner
         if owner is None:
+            if not self.job.output.exists:
+                return "none: there is no output here yet"
             return "none: no job has claimed this output"
         if isinstance(owner, OwnerRecord):
             mine = owner.fingerprint == self.job.plan.fingerprint
