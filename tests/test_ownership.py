@@ -215,6 +215,66 @@ def test_a_prepared_jobs_partition_never_makes_its_output_anew(volume, gone):
     assert_thresholded(container, "mask", data, 0.5)
 
 
+def _lose(array_dir: Path, how: str) -> None:
+    """What `rm -rf` racing the writes leaves (the writes make folders again, so rm stops
+    half-way: no metadata, no record, some chunks), or `mv` of the whole output."""
+    if how == "rm -rf half-way":
+        (array_dir / "zarr.json").unlink()
+        (array_dir / OWNER_FILE).unlink()
+    else:
+        shutil.move(array_dir, array_dir.with_name("moved"))
+        (array_dir / "c").mkdir(parents=True)  # a chunk written after the move
+
+
+@pytest.mark.parametrize("how", ["rm -rf half-way", "moved"])
+@pytest.mark.parametrize("command", ["run", "start-worker"])
+def test_an_output_lost_while_it_is_written_ends_the_job_with_exit_2(
+    volume, monkeypatch, how, command
+):
+    """The writes that follow the loss make the output's folders again, so the last
+    partition (or a local run) ended with exit 0 and the ThresholdJob Succeeded over what
+    was left. Each now reads its output afresh, through its path, before it ends."""
+    from threshold_worker import local, worker
+
+    container, data = volume
+    args = io_args(container, "raw", container, "mask", 0.5)
+    if command == "run":
+        original = local._run
+
+        def lose_after(*a, **kw):
+            summary = original(*a, **kw)
+            _lose(container / "mask", how)
+            return summary
+
+        monkeypatch.setattr(local, "_run", lose_after)
+        again = "run the job again"
+    else:
+        prep = run_cli("prepare", *args, "--partitions", "2")
+        args = [*args, "--partitions", "2", "--partition", "1",
+                "--expect-fingerprint", json.loads(prep.out)["fingerprint"]]  # fmt: skip
+        process = worker.BlockWorker.process
+
+        def lose_after(self, *a, **kw):
+            stats = process(self, *a, **kw)
+            _lose(container / "mask", how)
+            return stats
+
+        monkeypatch.setattr(worker.BlockWorker, "process", lose_after)
+        again = "prepare the job again (`threshold-worker prepare`, then its partitions)"
+    result = run_cli(command, *args)
+    assert result.code == 2, result
+    assert result.err.strip() == (
+        f"error: output_dataset: {container}/mask no longer holds this job's output: it was "
+        "deleted or moved while this job wrote it, so blocks written before are missing; "
+        f"{again} with --overwrite, which replaces what is left there"
+    )
+    monkeypatch.undo()
+    prep = run_cli("prepare", *io_args(container, "raw", container, "mask", 0.5), "--overwrite")
+    assert prep.code == 0, prep  # as told: what is left is replaced
+    assert run_cli("run", *io_args(container, "raw", container, "mask", 0.5)).code == 0
+    assert_thresholded(container, "mask", data, 0.5)
+
+
 def test_an_unreadable_owner_record_is_not_trusted(volume):
     container, data = volume
     args = io_args(container, "raw", container, "mask", 0.5)

@@ -35,6 +35,7 @@ from .ownership import (
     decide,
     finished,
     new_record,
+    output_lost,
 )
 from .params import JobParameters
 from .paths import as_upath, container_url, is_local, overlap
@@ -133,7 +134,7 @@ class Job:
         whether the array there now is what this job creates (None: as `resolve` saw it);
         `prepared`: a partition of a job whose prepare step made the output."""
         has_data = found is None and area.has_data()
-        if has_data and not area.has_array_document():
+        if has_data and not area.has_array_document() and not area.has_bookkeeping():
             raise OutputTaken(
                 "output_dataset",
                 f"{self.where} is a folder that is no zarr array (no zarr.json or .zarray) and "
@@ -322,6 +323,21 @@ class OutputClaim:
     def freshness(self) -> Freshness | None:
         """The check every write makes that the lease is still ours (None: it cannot lapse)."""
         return self._lease.freshness if self._lease is not None else None
+
+    def confirm(self) -> None:
+        """The output is still this job's, read afresh through its path: one deleted or
+        moved while the job wrote (its writes make the folders again, and `rm -rf` fails on
+        them half-way) must not end the job with exit 0 over what is left."""
+        job = self.job
+        area = OutputArea(open_store(job.output_path, read_only=True), job.array_dataset)
+        try:
+            found = area.read_owner()
+            ours = isinstance(found, OwnerRecord) and found.fingerprint == job.plan.fingerprint
+            if not (ours and area.has_array_document()):
+                raise output_lost(job.where, self.whole_job)
+        finally:
+            if area.files is not None:
+                area.files.close()
 
     def complete(self) -> None:
         """Every block of the job has its marker: say so in the owner record."""

@@ -202,6 +202,8 @@ def run_local(
         intervals.check_within(blocks, total, "--blocks")
     with claim_all(jobs) as claims:
         summary = _run(spec, jobs, workers, progress, [c.freshness for c in claims], blocks)
+        for claim in claims:
+            claim.confirm()
         if summary.stats.failed:
             error = blocks_failed(jobs, summary.stats.failures, summary.stats.processed)
             error.summary, error.stats = summary, summary.stats

@@ -163,6 +163,18 @@ def output_gone(where: str) -> OutputTaken:
     )
 
 
+def output_lost(where: str, whole_job: bool) -> OutputTaken:
+    """An output deleted or moved while the job wrote it: its folders were made again by
+    the writes that followed, and the job would end as complete over what is left."""
+    again = "run the job again" if whole_job else PREPARE_AGAIN
+    return OutputTaken(
+        "output_dataset",
+        f"{where} no longer holds this job's output: it was deleted or moved while this job "
+        f"wrote it, so blocks written before are missing; {again} with --overwrite, which "
+        "replaces what is left there",
+    )
+
+
 def _prepare_first(where: str) -> OutputTaken:
     return OutputTaken(
         "output_dataset",
@@ -225,6 +237,14 @@ class OutputArea:
             return False
 
         return bool(run(first()))
+
+    def has_bookkeeping(self) -> bool:
+        """Whether this tool's files are there: what is left of an output of ours (whose
+        metadata and record were deleted while it was written), not a stranger's folder."""
+        names = (OWNER_FILE, MARKER_DIR, LEDGER_DIR, LEASE_DIR, TMP_DIR)
+        if self.files is not None:
+            return any(self.files.exists(name) for name in names)
+        return any(run(self.store.exists(self._key(name))) for name in names)
 
     def has_array_document(self) -> bool:
         """Whether an array's metadata document is there (readable or not): what tells an

@@ -353,6 +353,8 @@ def run_partition(
         )
         if verify is not None:
             _verify(worker, blocks, verify, stats, written)
+        for claim in claims:
+            claim.confirm()
         if stats.failed:
             error = blocks_failed(jobs, stats.failures, stats.processed)
             error.stats = stats
