@@ -181,7 +181,9 @@ def test_shards_refuse_to_replace_and_run_after_prepare(volume):
     assert_thresholded(container, "mask", data, 0.3)
 
 
-@pytest.mark.parametrize("gone", ["output", "replaced by an empty array"])
+@pytest.mark.parametrize(
+    "gone", ["output", "replaced by an empty array", "replaced by another geometry's"]
+)
 def test_a_prepared_jobs_partition_never_makes_its_output_anew(volume, gone):
     """The output of a prepared job deleted between its partitions (by hand, or seen from a
     node the volume does not reach): a partition that made it anew would hold only the
@@ -192,27 +194,55 @@ def test_a_prepared_jobs_partition_never_makes_its_output_anew(volume, gone):
     assert prep.code == 0, prep
     expect = ["--expect-fingerprint", json.loads(prep.out)["fingerprint"]]
     assert run_cli("start-worker", *args, "--partition", "0", *expect).code == 0
-    if gone == "output":
-        shutil.rmtree(container / "mask")
-    else:  # an empty array in its place, such as DaCapo makes: no longer this job's
-        shutil.rmtree(container / "mask")
-        zeros = np.zeros(data.shape, np.uint8)
+    shutil.rmtree(container / "mask")
+    zeros = np.zeros(data.shape, np.uint8)
+    if gone == "replaced by an empty array":  # as DaCapo makes one: no longer this job's
         write_array(container, "mask", zeros, (8, 16, 16), voxel_size=(8, 4, 4), offset=(80, 40, 0))
+    elif gone == "replaced by another geometry's":  # refused as a mismatch, told as replaced
+        write_array(container, "mask", zeros, (8, 16, 16))
     before = files_of(container)
     refused = run_cli("start-worker", *args, "--partition", "1", *expect)
     assert refused.code == 2, refused
     assert refused.err.strip() == (
         f"error: output_dataset: {container}/mask no longer holds what this job's prepare "
-        "step made (it was deleted since, or replaced by an empty array); a partition never "
-        "makes the output anew, which would lose the blocks written before: prepare the job "
-        "again (`threshold-worker prepare`, then its partitions)"
+        "step made (it was deleted or replaced since); a partition never makes the output "
+        "anew, which would lose the blocks written before: prepare the job again "
+        "(`threshold-worker prepare`, then its partitions)"
     )
     assert files_of(container) == before  # nothing written, not even a lease
-    prep = run_cli("prepare", *args)  # as told: prepared again, both partitions run
-    expect = ["--expect-fingerprint", json.loads(prep.out)["fingerprint"]]
+    # As told: prepared again (another geometry's array: prepare says to pass --overwrite).
+    again = run_cli("prepare", *args)
+    if gone == "replaced by another geometry's":
+        assert again.code == 2 and "pass --overwrite to replace it" in again.err, again
+        again = run_cli("prepare", *args, "--overwrite")
+    expect = ["--expect-fingerprint", json.loads(again.out)["fingerprint"]]
     for i in (0, 1):
         assert run_cli("start-worker", *args, "--partition", str(i), *expect).code == 0
     assert_thresholded(container, "mask", data, 0.5)
+
+
+def test_a_prepared_jobs_partition_that_finds_another_jobs_result_says_it_came_after(volume):
+    """Another job replaced the output between this one's pods (the operator cannot see
+    every such job: another namespace on one volume): replacing it back, which the usual
+    'pass --overwrite' would advise, would destroy a result newer than this job's plan."""
+    container, _ = volume
+    args = [*io_args(container, "raw", container, "mask", 0.5), "--partitions", "2"]
+    prep = run_cli("prepare", *args)
+    expect = ["--expect-fingerprint", json.loads(prep.out)["fingerprint"]]
+    assert run_cli("start-worker", *args, "--partition", "0", *expect).code == 0
+    other = [*io_args(container, "raw", container, "mask", 0.3), "--overwrite"]
+    assert run_cli("run", *other).code == 0
+    refused = run_cli("start-worker", *args, "--partition", "1", *expect)
+    assert refused.code == 2, refused
+    line = refused.err.strip()
+    assert line.startswith(f"error: output_dataset: {container}/mask holds the complete result "
+                           "of another job: threshold 0.3")  # fmt: skip
+    assert line.endswith(
+        "which came after this job was prepared; a partition cannot go on: prepare the job "
+        "again (`threshold-worker prepare`, then its partitions) once that job is done, or "
+        "choose another output"
+    )
+    assert "--overwrite" not in line
 
 
 def _lose(array_dir: Path, how: str) -> None:

@@ -1115,9 +1115,28 @@ def test_an_array_store_jobs_failure_names_the_array_store_field():
     assert status["message"] == line.replace("output_dataset", "spec.arrayStore.parameters")
 
 
-def test_a_partition_that_finds_another_jobs_result_is_not_told_to_retry():
-    """Exit 2 with kind OutputTaken: the output holds another job's result, and a retry
-    would find it too; the status says what the worker says (create the job again)."""
+@pytest.mark.parametrize(
+    ("kind", "line", "told"),
+    [
+        (
+            "OutputTaken",
+            "output_dataset: /data/a.zarr/mask holds the complete result of another job: "
+            "threshold 0.7; run `threshold-worker prepare --overwrite` (or `run --overwrite`) "
+            "first to replace it, or choose another output",
+            "holds the complete result of another job",
+        ),
+        (
+            "PlanChanged",
+            "fingerprint: this worker planned 0123456789abcdef, the job expects "
+            "fedcba9876543210: the input or the job changed since it was prepared",
+            "the input or the job changed since it was prepared",
+        ),
+    ],
+)
+def test_a_partition_that_no_retry_can_mend_is_not_told_to_retry(kind, line, told):
+    """Exit 2 with kind OutputTaken (the output holds another job's result) or PlanChanged
+    (the input changed since the prepare step): a retry would find the same; the status
+    says what the worker says (create the job again)."""
     kube = FakeKube()
     body(kube)
     run = passes(kube)
@@ -1126,18 +1145,13 @@ def test_a_partition_that_finds_another_jobs_result_is_not_told_to_retry():
     kube.finish_pod("tj-prepare", 0, PLAN_REPORT)
     kube.set_status("tj-prepare", "Complete", succeeded=1)
     run.run(key)
-    line = (
-        "output_dataset: /data/a.zarr/mask holds the complete result of another job: "
-        "threshold 0.7; run `threshold-worker prepare --overwrite` (or `run --overwrite`) "
-        "first to replace it, or choose another output"
-    )
-    report = json.dumps({"error": f"error: {line}", "kind": "OutputTaken"})
+    report = json.dumps({"error": f"error: {line}", "kind": kind})
     kube.finish_pod("tj-work", 2, report, 0)
     kube.set_status("tj-work", "Failed", failedIndexes="0", completedIndexes="1-3")
     run.run(key)
     status = kube.objects["tj"]["status"]
     assert status["phase"] == "Failed"
-    assert "holds the complete result of another job" in status["message"]
+    assert told in status["message"]
     assert "spec.retry" not in status["message"]
     kube.pods["tj-work"][0]["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = (
         json.dumps({"error": f"error: {line}", "kind": "StorageError"})

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from threshold_worker.errors import first_error
+from threshold_worker.errors import OutputTaken, PlanChanged, first_error
 from threshold_worker.intervals import format_runs, nth, parse_runs
 
 from . import attempts
@@ -73,7 +73,8 @@ logger = logging.getLogger(__name__)
 #: The label the Job controller puts on each pod of an Indexed Job.
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 #: The worker's error when the output holds another job's result: no retry can write there.
-OUTPUT_TAKEN = "OutputTaken"
+#: Worker errors no retry of the partition can mend (termination report `kind`).
+NOT_RETRIED = {OutputTaken.__name__, PlanChanged.__name__}
 #: A failed region's error line in status.failures is cut to this.
 MAX_ERROR_CHARS = 300
 #: Why a pod's image cannot be had (kubelet's waiting reasons): spec.image is to blame.
@@ -439,7 +440,7 @@ class Reconciler:
                 failed[partition] = _partition_failure(partition, ended[0], plan, spec)
                 if not error:
                     error = _attempts_message(ended, spec)
-                    retry_helps = worker_kind(ended[0][1]) != OUTPUT_TAKEN
+                    retry_helps = worker_kind(ended[0][1]) not in NOT_RETRIED
         return {
             "failed_partitions": failed,
             "partition_error": error or "failed",

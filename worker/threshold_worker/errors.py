@@ -43,6 +43,11 @@ class InputError(JobError, ValueError):
     """Bad input, found before anything was written: storage is untouched."""
 
 
+class PlanChanged(InputError):
+    """A partition plans other than its job's prepare step did: the input or the job
+    changed since, and no retry of the partition makes them agree."""
+
+
 class OutputConflict(JobError):
     """The output belongs to, or is being written by, another job."""
 

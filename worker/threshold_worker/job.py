@@ -35,6 +35,7 @@ from .ownership import (
     decide,
     finished,
     new_record,
+    output_gone,
     output_lost,
 )
 from .params import JobParameters
@@ -888,7 +889,12 @@ def resolve(
     if spec.ome_zarr:
         _image_group_free(output_path, spec.output_dataset)
     around = _enclosing_format(output_path, array_dataset)
-    geometry = _output_geometry(spec, source, meta, existing, out_where, around)
+    try:
+        geometry = _output_geometry(spec, source, meta, existing, out_where, around)
+    except InputError:
+        if prepared and not whole_job and existing is not None:  # it was fine when prepared
+            raise output_gone(out_where) from None
+        raise
 
     spatial = meta.spatial_indices
     unit_full = geometry.shards or geometry.chunks

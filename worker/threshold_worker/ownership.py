@@ -119,34 +119,46 @@ def decide(
                 raise _prepare_first(where)
             return Action.CLEAR
         return Action.RESUME
-    if found is None and not has_data:
-        if prepared and not whole_job:
+    if prepared and not whole_job:  # whatever is there now, it is not what was prepared
+        if found is None and not has_data:
             raise output_gone(where)
+        raise OutputTaken(
+            "output_dataset",
+            f"{where} holds {_found(found, mine, differs)}, which came after this job was "
+            f"prepared; a partition cannot go on: {PREPARE_AGAIN} once that job is done, or "
+            "choose another output",
+        )
+    if found is None and not has_data:
         return Action.CLEAR if overwrite and whole_job else Action.ADOPT
     if not overwrite:
-        if isinstance(found, OwnerRecord):
-            done = "complete " if found.state == "complete" else ""  # shards never know
-            what = f"the {done}result of another job: {found.describe()}"
-            if (found.input, found.threshold) == mine and differs:
-                what += f" -- the same input path and threshold, but {'; '.join(differs)}"
-            elif (found.input, found.threshold) == mine:
-                what += (
-                    " -- the same input path and threshold, so the input was re-created "
-                    "since, or another parameter (roi, block shape, layout) differs"
-                )
-        elif isinstance(found, Remembered):
-            what = f"the result of a job whose owner record is lost: {found.describe()}"
-        elif isinstance(found, Unreadable):
-            what = f"an unreadable owner record ({OWNER_FILE}), maybe another job's result"
-        else:
-            what = "data that no threshold-worker job wrote"
         how = "pass --overwrite to replace it" if whole_job else _PREPARE
         raise OutputTaken(
-            "output_dataset", f"{where} holds {what}; {how}, or choose another output"
+            "output_dataset",
+            f"{where} holds {_found(found, mine, differs)}; {how}, or choose another output",
         )
     if not whole_job:
         raise _prepare_first(where)
     return Action.CLEAR
+
+
+def _found(found: Found, mine: tuple[str, float], differs: Sequence[str]) -> str:
+    """What a refused job found at its output, in words."""
+    if isinstance(found, OwnerRecord):
+        done = "complete " if found.state == "complete" else ""  # shards never know
+        what = f"the {done}result of another job: {found.describe()}"
+        if (found.input, found.threshold) == mine and differs:
+            return what + f" -- the same input path and threshold, but {'; '.join(differs)}"
+        if (found.input, found.threshold) == mine:
+            return what + (
+                " -- the same input path and threshold, so the input was re-created "
+                "since, or another parameter (roi, block shape, layout) differs"
+            )
+        return what
+    if isinstance(found, Remembered):
+        return f"the result of a job whose owner record is lost: {found.describe()}"
+    if isinstance(found, Unreadable):
+        return f"an unreadable owner record ({OWNER_FILE}), maybe another job's result"
+    return "data that no threshold-worker job wrote"
 
 
 _PREPARE = "run `threshold-worker prepare --overwrite` (or `run --overwrite`) first to replace it"
@@ -157,8 +169,8 @@ def output_gone(where: str) -> OutputTaken:
     the partitions that run from now on, and the job would end as if complete."""
     return OutputTaken(
         "output_dataset",
-        f"{where} no longer holds what this job's prepare step made (it was deleted since, "
-        "or replaced by an empty array); a partition never makes the output anew, which would "
+        f"{where} no longer holds what this job's prepare step made (it was deleted or "
+        "replaced since); a partition never makes the output anew, which would "
         f"lose the blocks written before: {PREPARE_AGAIN}",
     )
 

@@ -21,7 +21,7 @@ from upath import UPath
 
 from . import chunk_path, intervals
 from .chunkio import DirectBlockIO
-from .errors import InputError
+from .errors import PlanChanged
 from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
 from .kernel import threshold_block
 from .lease import Freshness
@@ -333,7 +333,7 @@ def run_partition(
     plan = jobs[0].plan
     planned = sweep_fingerprint(jobs)
     if expect_fingerprint and expect_fingerprint != planned:
-        raise InputError(
+        raise PlanChanged(
             "fingerprint",
             f"this worker planned {planned}, the job expects {expect_fingerprint}: "
             "the input or the job changed since it was prepared",
