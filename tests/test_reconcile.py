@@ -776,7 +776,7 @@ def test_a_retry_leaves_failed_only_by_the_retry_and_says_why_else():
     assert [(e.reason, e.message) for e in told_after] == [
         (
             "Retrying",
-            "spec.retry 1: work Job tj-work-2 runs 1 partition (1), the ones that did not "
+            "spec.retry 1: work Job tj-work-2 runs 1 partition (1), the one that did not "
             "complete; done blocks are skipped",
         ),
         ("Running", "3/4 partitions done, 1 running"),
@@ -823,7 +823,7 @@ def test_a_work_job_deleted_while_it_ran_is_told_and_its_rate_starts_over():
     assert [(e.type, e.reason) for e in transitions(status, after)] == [
         ("Warning", "WorkJobRecreated")
     ]
-    assert "its 2 completed partition(s) run again" in transitions(status, after)[0].message
+    assert "its 2 partitions completed before run again" in transitions(status, after)[0].message
     assert after.rate is not None and [x.time for x in after.rate.samples] == [t[2]]
     assert after.eta is None
     assert transitions(after, after) == []

@@ -55,7 +55,7 @@ def test_a_deleted_a_damaged_and_a_stale_chunk_are_each_found_and_named(done):
     text = run_cli("verify", *args)
     assert (
         text.code == 1
-        and "wrong       blocks 29: offset (208, 104, 64) shape (64, 64, 64)" in text.out
+        and "wrong       block 29: offset (208, 104, 64) shape (64, 64, 64)" in text.out
     )
     assert "verdict     NOT complete and right" in text.out
 
@@ -120,7 +120,7 @@ def test_start_worker_verify_takes_wrong_blocks_back_and_the_retry_rewrites_them
     assert failed.code == 1, failed
     line = failed.err.strip().splitlines()[-1]
     assert line.startswith(f"error: {out}: 1 of 30 blocks checked differ from input > 0.5")
-    assert "blocks 59 (offset (336, 168, 192) shape (64, 64, 32))" in line
+    assert "block 59 (offset (336, 168, 192) shape (64, 64, 32))" in line
     assert marker_blocks(out) == before - {59}
     again = run_cli("start-worker", *part, "--verify")
     assert again.code == 0, again
@@ -197,8 +197,8 @@ def test_verify_compares_every_pyramid_level_and_names_the_one_that_differs(swep
     assert not low["ok"] and not high["ok"] and low["complete"] and high["complete"]
     text = run_cli("verify", *args).out
     assert "checked     18 blocks against input > 0.5 and levels s1, s2: 1 differ" in text
-    assert "wrong       blocks 9 (s1): offset (208, 104, 128) shape (128, 64, 96)" in text
-    assert "wrong       blocks 0 (s2): offset (80, 40, 0) shape (128, 64, 128)" in text
+    assert "wrong       block 9 (s1): offset (208, 104, 128) shape (128, 64, 96)" in text
+    assert "wrong       block 0 (s2): offset (80, 40, 0) shape (128, 64, 128)" in text
 
 
 def test_a_lost_level_and_an_undecodable_level_chunk_are_wrong_where_written(swept):
@@ -219,7 +219,7 @@ def test_start_worker_verify_takes_back_a_block_whose_level_differs_and_the_retr
     assert failed.code == 1, failed
     line = failed.err.strip().splitlines()[-1]
     assert f"{images / 't_0.3' / 's0'}: 1 of 18 blocks checked differ" in line
-    assert "blocks 0 in s2 (offset (80, 40, 0)" in line and "1 more outputs" in line
+    assert "block 0 in s2 (offset (80, 40, 0)" in line and "1 more outputs" in line
     assert marker_blocks(images / "t_0.3" / "s0") == set(range(18)) - {0}
     assert marker_blocks(images / "t_0.5" / "s0") == set(range(18)) - {9}
     again = run_cli("start-worker", *args, "--verify")
@@ -262,7 +262,7 @@ def test_a_block_whose_input_is_damaged_is_named_unchecked_and_the_rest_is_check
         text.out
     )
     assert (
-        "unchecked   blocks 18: input damaged, raw/c/1/1/2 cannot be decoded: "
+        "unchecked   block 18: input damaged, raw/c/1/1/2 cannot be decoded: "
         "offset (144, 104, 128) shape (64, 64, 64)" in text.out
     )
     assert "verdict     NOT complete and right" in text.out
@@ -287,7 +287,7 @@ def test_start_worker_verify_records_a_done_block_whose_input_is_now_damaged(don
     assert result.code == 3, result
     line = result.err.strip().splitlines()[-1]
     assert "1 block failed and is recorded in the failure ledger" in line
-    assert "blocks 18" in line and "raw/c/1/1/2 cannot be decoded" in line
+    assert "block 18: " in line and "raw/c/1/1/2 cannot be decoded" in line
     assert marker_blocks(out) == set(range(60)) - {18}
     assert run_cli("status", *args, "--failed").out.strip() == "18"
 
@@ -301,11 +301,11 @@ def test_start_worker_verify_checks_the_rest_when_the_run_met_damaged_input(volu
     damage_block_18_input(container)
     first = run_cli("start-worker", *args, "--verify")
     assert first.code == 3, first
-    assert "blocks 18" in first.err and "raw/c/1/1/2 cannot be decoded" in first.err
+    assert "block 18: " in first.err and "raw/c/1/1/2 cannot be decoded" in first.err
     (tmp_path / "out.zarr" / "mask" / "c" / "0" / "0" / "0").unlink()  # block 0: wrong
     second = run_cli("start-worker", *args, "--verify")
     assert second.code == 1, second
-    assert "blocks 0 (offset (80, 40, 0)" in second.err
+    assert "block 0 (offset (80, 40, 0)" in second.err
     assert marker_blocks(tmp_path / "out.zarr" / "mask") == set(range(60)) - {0, 18}
 
 

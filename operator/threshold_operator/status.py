@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from threshold_worker.intervals import Run, count, format_runs, normalise, parse_runs
+from threshold_worker.intervals import Run, blocks_run, count, format_runs, normalise, parse_runs
 from threshold_worker.plan import Plan, partition_range
 
 from . import attempts
@@ -88,8 +88,7 @@ def describe_partitions(runs: list[Run], partitions: int, total_blocks: int, lim
         lo = partition_range(a, partitions, total_blocks).start
         hi = partition_range(b, partitions, total_blocks).stop - 1
         which = f"partition {a}" if a == b else f"partitions {a}-{b}"
-        blocks = f"block {lo}" if lo == hi else f"blocks {lo}-{hi}"
-        parts.append(f"{which} ({blocks})")
+        parts.append(f"{which} ({blocks_run(lo, hi)})")
     more = count(runs[limit:])
     if more:
         parts.append(f"and {more} more")
@@ -575,7 +574,8 @@ def transitions(old: ThresholdJobStatus | None, new: ThresholdJobStatus) -> list
                 "Retrying",
                 f"spec.retry {new.attempt.retry}: work Job {new.jobs.work} runs {left} "
                 f"partition{'s' if left != 1 else ''} ({clip(new.attempt.partitions)}), the "
-                "ones that did not complete; done blocks are skipped",
+                f"{'ones' if left != 1 else 'one'} that did not complete; done blocks are "
+                "skipped",
             )
         )
     elif old is not None and new.attempt.retry > old.attempt.retry:
@@ -590,15 +590,19 @@ def transitions(old: ThresholdJobStatus | None, new: ThresholdJobStatus) -> list
             Event(
                 "Warning",
                 "WorkJobRecreated",
-                f"work Job {new.jobs.work} was deleted while it ran and has been made anew: "
-                f"its {old.partitions.completed} completed partition(s) run again, skipping "
-                "the blocks already done",
+                f"work Job {new.jobs.work} was deleted and has been made anew: its "
+                f"{_partitions(old.partitions.completed)} completed before run again, "
+                "skipping the blocks already done",
             )
         )
     if old is None or old.phase != new.phase:
         kind = "Warning" if new.phase == "Failed" else "Normal"
         events.append(Event(kind, new.phase, new.message))
     return events
+
+
+def _partitions(n: int) -> str:
+    return f"{n} partition{'s' if n != 1 else ''}"
 
 
 def _why_no_retry(status: ThresholdJobStatus) -> str:

@@ -33,6 +33,11 @@ def format_run(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
+def blocks_run(first: int, last: int) -> str:
+    """ "block 6" or "blocks 6-8": a run of blocks as a person reads it."""
+    return f"block {first}" if first == last else f"blocks {first}-{last}"
+
+
 def format_runs(items: Iterable[Run]) -> str:
     return ",".join(format_run(a, b) for a, b in items)
 

@@ -38,7 +38,7 @@ from zarr.abc.store import Store
 
 from .chunkio import ChunkStore
 from .errors import RERUN, BlocksFailed, DamagedInput, WorkerError
-from .intervals import Run, format_run, parse_run
+from .intervals import Run, blocks_run, format_run, parse_run
 from .lease import utcnow
 from .markers import LEDGER_DIR
 from .rois import Roi, describe, run_rois
@@ -128,7 +128,7 @@ class FailureRecord:
         return record if 0 <= record.first <= record.last else None
 
     def describe(self) -> str:
-        return f"blocks {format_run(self.first, self.last)}: {describe(self.rois)}"
+        return f"{blocks_run(self.first, self.last)}: {describe(self.rois)}"
 
 
 @dataclass

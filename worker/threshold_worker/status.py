@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .intervals import Run, format_run
+from .intervals import Run, blocks_run, format_run
 from .job import Job
 from .ledger import FailureLedger, FailureRecord, newest_records, still_failed
 from .markers import DoneMarkers
@@ -167,7 +167,7 @@ class JobStatus:
             )
         for region in self.missing[:limit]:
             out.append(
-                f"missing     blocks {format_run(region.first, region.last)}: {describe(region.rois)}"
+                f"missing     {blocks_run(region.first, region.last)}: {describe(region.rois)}"
             )
         if len(self.missing) > limit:
             out.append(

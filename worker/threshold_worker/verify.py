@@ -26,7 +26,7 @@ import zarr.errors
 
 from .arrays import write_unit
 from .errors import CODEC_ERRORS, DamagedInput, OutputWrong
-from .intervals import format_run
+from .intervals import blocks_run
 from .job import Job
 from .kernel import threshold
 from .ome import level_path
@@ -117,12 +117,12 @@ class Verdict:
         for found in self.wrong[:limit]:
             where = _level_names(job, found.arrays)
             out.append(
-                f"wrong       blocks {_run(found.region)}{f' ({where})' if where else ''}:"
+                f"wrong       {_run(found.region)}{f' ({where})' if where else ''}:"
                 f" {_rois(found.region)}"
             )
         for found in self.unchecked[:limit]:
             out.append(
-                f"unchecked   blocks {_run(found.region)}: input damaged, {found.chunk} cannot "
+                f"unchecked   {_run(found.region)}: input damaged, {found.chunk} cannot "
                 f"be decoded: {_rois(found.region)}"
             )
         verdict = "complete and right" if self.ok else "NOT complete and right"
@@ -279,7 +279,7 @@ def output_wrong(
     return OutputWrong(
         f"{job.where}",
         f"{len(check.wrong)} of {check.checked} blocks checked differ from input > "
-        f"{job.spec.threshold!r} {when}: blocks {_run(first.region)}"
+        f"{job.spec.threshold!r} {when}: {_run(first.region)}"
         f"{f' in {levels}' if levels else ''} ({_rois(first.region)}){more}{others}; their "
         "done-markers are taken back, so the retry rewrites them",
     )
@@ -333,7 +333,7 @@ def _blocks(found: Sequence[Finding]) -> int:
 
 
 def _run(region: Region) -> str:
-    return format_run(region.first, region.last)
+    return blocks_run(region.first, region.last)
 
 
 def _rois(region: Region) -> str:
