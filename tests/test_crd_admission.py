@@ -200,8 +200,8 @@ KEYWORDS = [
     ),
     (  # a run is a folder of basedir, never a way out of it
         {"arrayStore": {"basedir": "/d", "run": "../../escape", "iteration": 1, "dataset": "v"}},
-        'spec.arrayStore.run: Invalid value: "../../escape": spec.arrayStore.run in body should '
-        "match '^([^/.][^/]*|\\.[^/.][^/]*|\\.\\.[^/]+)$'",
+        "spec.arrayStore.run: Invalid value: \"string\": must be one folder name: no '/', and "
+        "not '.' or '..'",
     ),
     (
         {
@@ -986,3 +986,21 @@ def test_a_sweep_must_name_each_output_with_the_placeholder():
         'spec.arrayStore.parameters: Invalid value: "object": must name each threshold\'s '
         "output with {threshold}, e.g. threshold_{threshold} (or leave it out)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("run", "ok"),
+    [(".", False), ("..", False), ("a/b", False), ("../x", False),
+     ("...", True), (".hidden", True), ("..x", True), ("run_1", True)],
+)  # fmt: skip
+def test_an_array_store_run_is_one_folder_name(run, ok):
+    """The admission rule and the model agree: a run names a folder of basedir, never a way
+    out of it (`../../escape` wrote outside the array store)."""
+    doc = manifest(source={"arrayStore": {**ARRAY_STORE, "run": run}})
+    if ok:
+        API.create(doc)
+        assert ThresholdJobSpec.model_validate(doc["spec"]).array_store is not None
+    else:
+        assert any("must be one folder name" in c for c in refused(API.create, doc))
+        with pytest.raises(ValueError, match="must be one folder name"):
+            ThresholdJobSpec.model_validate(doc["spec"])

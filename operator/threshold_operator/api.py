@@ -48,8 +48,11 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 ENV_NAME = r"^([-_a-zA-Z]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 #: A Secret key (IsConfigMapKey), with the same '.'/'..' refusals.
 SECRET_KEY = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
-#: One file name: no '/', and not '.' or '..' (a DaCapo run's folder, never a way out of basedir).
-FILE_NAME = r"^([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)$"
+#: One folder name: a DaCapo run's folder in basedir, never a way out of it.
+FOLDER_NAME_RULE = {
+    "rule": "!self.contains('/') && self != '.' && self != '..'",
+    "message": "must be one folder name: no '/', and not '.' or '..'",
+}
 #: An absolute path without empty segments or a trailing slash (mount paths compare as strings).
 ABSOLUTE_PATH = r"^(/[^/]+)+$"
 #: Unicode's White_Space characters: Go's unicode.IsSpace, which kube's strings.TrimSpace uses.
@@ -130,8 +133,8 @@ class ArrayStoreRef(Model):
     run: str = Field(
         min_length=1,
         max_length=FILE_NAME_CHARS,
-        pattern=FILE_NAME,
         description="DaCapo run name: the folder of the run in basedir",
+        json_schema_extra={"x-kubernetes-validations": [FOLDER_NAME_RULE]},
     )
     iteration: int = Field(ge=0, description="Training iteration of the prediction")
     dataset: str = Field(
@@ -147,6 +150,14 @@ class ArrayStoreRef(Model):
     )
 
     _basedir = field_validator("basedir")(location)
+
+    @field_validator("run")
+    @classmethod
+    def _one_folder(cls, run: str) -> str:
+        """The model's side of FOLDER_NAME_RULE."""
+        if "/" in run or run in (".", ".."):
+            raise ValueError(FOLDER_NAME_RULE["message"])
+        return run
 
 
 class VolumeSpec(Model):
