@@ -230,7 +230,7 @@ def test_a_killed_worker_process_ends_the_run_with_one_line(tmp_path, after):
     os.kill(workers[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
-    assert one_line(err).startswith("error: a worker process was killed (out of memory?")
+    assert one_line(err).startswith("error: a worker process was killed (out of memory?"), err
 
 
 def test_the_progress_count_shares_no_lock_with_the_parent():
