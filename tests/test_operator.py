@@ -305,9 +305,9 @@ def test_an_output_deleted_between_pods_fails_the_job_instead_of_a_partial_mask(
         shutil.rmtree(container / "mask")
         sim.held.clear()
         status = cluster.wait_phase("gone", "Failed", "Succeeded")
-        warnings = wait_for(
-            lambda: [e for e in cluster.events("gone") if e["type"] == "Warning"],
-            what="a Warning Event",
+        failed = wait_for(  # held pods may be told first, as PodsCannotStart
+            lambda: [e for e in cluster.events("gone") if e["reason"] == "Failed"],
+            what="the Failed Event",
         )
     assert status["phase"] == "Failed", status
     assert "no longer holds what this job's prepare step made" in status["message"], status
@@ -316,7 +316,7 @@ def test_an_output_deleted_between_pods_fails_the_job_instead_of_a_partial_mask(
         "retried, the pod would fail the same way)"
     ), status["message"]
     assert "bump spec.retry" not in status["message"]
-    assert any("no longer holds" in e["message"] for e in warnings), warnings
+    assert failed[0]["type"] == "Warning" and "no longer holds" in failed[0]["message"], failed
     assert not (container / "mask").exists()  # not made anew, not even a lease
 
 
