@@ -560,7 +560,12 @@ def _fits_the_file_system(container: str, dataset: str) -> None:
         )
 
 
-def _writable_location(path: UPath, dataset: str, exists: bool, field: str) -> None:
+def _part(place: str, container: str, field: str) -> str:
+    """The field that names `place`: the container's (`field`), or the dataset below it."""
+    return field if len(place) <= len(container) else "output_dataset"
+
+
+def _writable_location(path: UPath, dataset: str, field: str) -> None:
     """The output can be written where it is (or will be): before anything is."""
     if not is_local(path):
         name = f"{path.protocol}://{path.drive.rstrip('/')}"
@@ -584,7 +589,7 @@ def _writable_location(path: UPath, dataset: str, exists: bool, field: str) -> N
     while not os.path.exists(probe):
         if os.path.islink(probe):  # os.path.exists follows links: this one leads nowhere
             raise InputError(
-                field if len(probe) <= len(p) else "output_dataset",
+                _part(probe, p, field),
                 f"{probe} is a link that leads nowhere (to a missing place, or round in a "
                 "loop); mend or remove it, or choose another output",
             )
@@ -593,9 +598,8 @@ def _writable_location(path: UPath, dataset: str, exists: bool, field: str) -> N
             break
         probe = parent
     if not os.path.isdir(probe):
-        what = field if len(probe) <= len(p) else "output_dataset"
         made = "created below it" if probe != full else "an array"
-        raise InputError(what, f"{probe} is a file, so {full} cannot be {made}")
+        raise InputError(_part(probe, p, field), f"{probe} is a file, so {full} cannot be {made}")
     if _read_only_fs(probe):
         raise InputError(
             field, f"{probe} is on a read-only file system; the output needs one it can write"
@@ -885,7 +889,7 @@ def resolve(
         waits=OPENING_DELAYS,
     )
     if writing:
-        _writable_location(output_path, array_dataset, existing is not None, "output_container")
+        _writable_location(output_path, array_dataset, "output_container")
     if spec.ome_zarr:
         _image_group_free(output_path, spec.output_dataset)
     around = _enclosing_format(output_path, array_dataset)
