@@ -312,8 +312,9 @@ def test_an_output_deleted_between_pods_fails_the_job_instead_of_a_partial_mask(
     assert status["phase"] == "Failed", status
     assert "no longer holds what this job's prepare step made" in status["message"], status
     assert status["message"].endswith(
-        "would lose the blocks written before: create the ThresholdJob again (exit code 2: not "
-        "retried, the pod would fail the same way)"
+        "would lose the blocks written before: create the ThresholdJob again (with "
+        "spec.overwrite: true if something was put in its place) (exit code 2: not retried, the "
+        "pod would fail the same way)"
     ), status["message"]
     assert "bump spec.retry" not in status["message"]
     assert failed[0]["type"] == "Warning" and "no longer holds" in failed[0]["message"], failed

@@ -207,7 +207,8 @@ def test_a_prepared_jobs_partition_never_makes_its_output_anew(volume, gone):
         f"error: output_dataset: {container}/mask no longer holds what this job's prepare "
         "step made (it was deleted or replaced since); a partition never makes the output "
         "anew, which would lose the blocks written before: prepare the job again "
-        "(`threshold-worker prepare`, then its partitions)"
+        "(`threshold-worker prepare`, then its partitions) (with --overwrite if something was "
+        "put in its place)"
     )
     assert files_of(container) == before  # nothing written, not even a lease
     # As told: prepared again (another geometry's array: prepare says to pass --overwrite).
@@ -239,10 +240,10 @@ def test_a_prepared_jobs_partition_that_finds_another_jobs_result_says_it_came_a
                            "of another job: threshold 0.3")  # fmt: skip
     assert line.endswith(
         "which came after this job was prepared; a partition cannot go on: prepare the job "
-        "again (`threshold-worker prepare`, then its partitions) once that job is done, or "
-        "choose another output"
+        "again (`threshold-worker prepare`, then its partitions) with --overwrite if that may "
+        "be replaced, or choose another output"
     )
-    assert "--overwrite" not in line
+    assert "re-created since" not in line  # not guessed: it came after, whatever it is
 
 
 def _lose(array_dir: Path, how: str) -> None:
@@ -256,14 +257,22 @@ def _lose(array_dir: Path, how: str) -> None:
         (array_dir / "c").mkdir(parents=True)  # a chunk written after the move
 
 
+@pytest.mark.parametrize("then", ["returns", "fails"])
 @pytest.mark.parametrize("how", ["rm -rf half-way", "moved"])
 @pytest.mark.parametrize("command", ["run", "start-worker"])
 def test_an_output_lost_while_it_is_written_ends_the_job_with_exit_2(
-    volume, monkeypatch, how, command
+    volume, monkeypatch, how, command, then
 ):
     """The writes that follow the loss make the output's folders again, so the last
     partition (or a local run) ended with exit 0 and the ThresholdJob Succeeded over what
-    was left. Each now reads its output afresh, through its path, before it ends."""
+    was left. Each now reads its output afresh, through its path, before it ends; a write
+    that failed for the loss (FileNotFoundError, exit 1, no advice) is told as the loss."""
+
+    def lost() -> None:
+        _lose(container / "mask", how)
+        if then == "fails":
+            raise FileNotFoundError(2, "No such file or directory", str(container / "mask/c/0"))
+
     from threshold_worker import local, worker
 
     container, data = volume
@@ -273,7 +282,7 @@ def test_an_output_lost_while_it_is_written_ends_the_job_with_exit_2(
 
         def lose_after(*a, **kw):
             summary = original(*a, **kw)
-            _lose(container / "mask", how)
+            lost()
             return summary
 
         monkeypatch.setattr(local, "_run", lose_after)
@@ -286,7 +295,7 @@ def test_an_output_lost_while_it_is_written_ends_the_job_with_exit_2(
 
         def lose_after(self, *a, **kw):
             stats = process(self, *a, **kw)
-            _lose(container / "mask", how)
+            lost()
             return stats
 
         monkeypatch.setattr(worker.BlockWorker, "process", lose_after)

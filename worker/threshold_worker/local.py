@@ -201,7 +201,12 @@ def run_local(
     if blocks is not None:
         intervals.check_within(blocks, total, "--blocks")
     with claim_all(jobs) as claims:
-        summary = _run(spec, jobs, workers, progress, [c.freshness for c in claims], blocks)
+        try:
+            summary = _run(spec, jobs, workers, progress, [c.freshness for c in claims], blocks)
+        except Exception:  # a write that failed because the output went: say that instead
+            for claim in claims:
+                claim.confirm()
+            raise
         for claim in claims:
             claim.confirm()
         if summary.stats.failed:

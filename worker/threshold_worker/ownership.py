@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -124,9 +125,9 @@ def decide(
             raise output_gone(where)
         raise OutputTaken(
             "output_dataset",
-            f"{where} holds {_found(found, mine, differs)}, which came after this job was "
-            f"prepared; a partition cannot go on: {PREPARE_AGAIN} once that job is done, or "
-            "choose another output",
+            f"{where} holds {_found(found)}, which came after this job was prepared; a "
+            f"partition cannot go on: {PREPARE_AGAIN} with --overwrite if that may be "
+            "replaced, or choose another output",
         )
     if found is None and not has_data:
         return Action.CLEAR if overwrite and whole_job else Action.ADOPT
@@ -141,8 +142,11 @@ def decide(
     return Action.CLEAR
 
 
-def _found(found: Found, mine: tuple[str, float], differs: Sequence[str]) -> str:
-    """What a refused job found at its output, in words."""
+def _found(
+    found: Found, mine: tuple[str, float] = ("", math.nan), differs: Sequence[str] = ()
+) -> str:
+    """What a refused job found at its output, in words; with `mine` and `differs`, why a
+    result of the same input and threshold is another job's."""
     if isinstance(found, OwnerRecord):
         done = "complete " if found.state == "complete" else ""  # shards never know
         what = f"the {done}result of another job: {found.describe()}"
@@ -171,7 +175,8 @@ def output_gone(where: str) -> OutputTaken:
         "output_dataset",
         f"{where} no longer holds what this job's prepare step made (it was deleted or "
         "replaced since); a partition never makes the output anew, which would "
-        f"lose the blocks written before: {PREPARE_AGAIN}",
+        f"lose the blocks written before: {PREPARE_AGAIN} (with --overwrite if something "
+        "was put in its place)",
     )
 
 

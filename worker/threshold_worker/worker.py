@@ -348,9 +348,14 @@ def run_partition(
         )
         worker = BlockWorker(jobs, freshness=[c.freshness for c in claims])
         written: set[int] = set()  # what the verifying pass tells apart from older blocks
-        stats = worker.process(
-            blocks, on_block=(lambda b, _: written.add(b)) if verify is not None else None
-        )
+        try:
+            stats = worker.process(
+                blocks, on_block=(lambda b, _: written.add(b)) if verify is not None else None
+            )
+        except Exception:  # a write that failed because the output went: say that instead
+            for claim in claims:
+                claim.confirm()
+            raise
         if verify is not None:
             _verify(worker, blocks, verify, stats, written)
         for claim in claims:
