@@ -314,6 +314,16 @@ CASES = [
         ("output_container", "a.zarr is a link that leads nowhere"),
         setup=lambda t: (t / "a.zarr").symlink_to(t / "b") or (t / "b").symlink_to(t / "a.zarr"),
     ),
+    Case(  # was told as "unreadable metadata (OSError: [Errno 40])"
+        "output dataset is a loop of links",
+        lambda t: std(t, oc=t / "w.zarr", od="l1"),
+        ("output_dataset", "w.zarr/l1 is a link that leads nowhere"),
+        setup=lambda t: (
+            (t / "w.zarr").mkdir()
+            or (t / "w.zarr" / "l1").symlink_to("l2")
+            or (t / "w.zarr" / "l2").symlink_to("l1")
+        ),
+    ),
     Case(  # ENAMETOOLONG would come mid-claim, after the owner record
         "output container name too long",
         lambda t: std(t, oc=t / ("a" * 256 + ".zarr")),

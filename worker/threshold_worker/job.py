@@ -565,6 +565,32 @@ def _part(place: str, container: str, field: str) -> str:
     return field if len(place) <= len(container) else "output_dataset"
 
 
+def _reachable(container: str, dataset: str, field: str = "output_container") -> str:
+    """The nearest existing folder of a local output (or the output itself): refused, before
+    the output is opened, where a file or a link that leads nowhere stands in the way."""
+    full = os.path.join(container, dataset)
+    if os.path.exists(container) and not os.path.isdir(container):
+        raise InputError(field, f"{container} is a file, not a zarr container (a directory)")
+    probe = full
+    while not os.path.exists(probe):
+        if os.path.islink(probe):  # os.path.exists follows links: this one leads nowhere
+            raise InputError(
+                _part(probe, container, field),
+                f"{probe} is a link that leads nowhere (to a missing place, or round in a "
+                "loop); mend or remove it, or choose another output",
+            )
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        made = "created below it" if probe != full else "an array"
+        raise InputError(
+            _part(probe, container, field), f"{probe} is a file, so {full} cannot be {made}"
+        )
+    return probe
+
+
 def _writable_location(path: UPath, dataset: str, field: str) -> None:
     """The output can be written where it is (or will be): before anything is."""
     if not is_local(path):
@@ -581,25 +607,7 @@ def _writable_location(path: UPath, dataset: str, field: str) -> None:
                 field, f"bucket {name} does not exist, so the output cannot be written"
             )
         return
-    p = path.path
-    full = os.path.join(p, dataset)
-    if os.path.exists(p) and not os.path.isdir(p):
-        raise InputError(field, f"{p} is a file, not a zarr container (a directory)")
-    probe = full
-    while not os.path.exists(probe):
-        if os.path.islink(probe):  # os.path.exists follows links: this one leads nowhere
-            raise InputError(
-                _part(probe, p, field),
-                f"{probe} is a link that leads nowhere (to a missing place, or round in a "
-                "loop); mend or remove it, or choose another output",
-            )
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        made = "created below it" if probe != full else "an array"
-        raise InputError(_part(probe, p, field), f"{probe} is a file, so {full} cannot be {made}")
+    probe = _reachable(path.path, dataset, field)
     if _read_only_fs(probe):
         raise InputError(
             field, f"{probe} is on a read-only file system; the output needs one it can write"
@@ -831,8 +839,9 @@ def resolve(
     check_dataset("output_dataset", spec.output_dataset)
     input_path = container_path("input_container", spec.input_container)
     output_path = container_path("output_container", spec.output_container)
-    if is_local(output_path):  # before the output is looked at: its names may be too long
+    if is_local(output_path):  # before the output is looked at: names, files, dead links
         _fits_the_file_system(output_path.path, spec.output_dataset)
+        _reachable(output_path.path, spec.output_dataset)
     where = f"{input_path}/{spec.input_dataset}"
     source = retry(
         lambda: open_zarr(input_path, spec.input_dataset, "r", "input"),
