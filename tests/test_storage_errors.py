@@ -29,6 +29,7 @@ import zarr
 from upath import UPath
 
 from conftest import BIN, assert_thresholded, blobs, expected, io_args, write_array
+from threshold_worker.errors import StorageUnavailable
 from threshold_worker.local import Progress
 from threshold_worker.storage import open_store
 
@@ -435,3 +436,24 @@ def test_an_existing_outputs_damaged_metadata_is_bad_input(dense, tmp_path):
     again = subprocess.run([WORKER, "run", *args, "--overwrite"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert_thresholded(out, "mask", data, 0.3)
+
+
+def test_a_retried_failure_counts_the_time_of_its_attempts(monkeypatch):
+    """Each attempt at an unreachable endpoint waits for its connect timeout: the message
+    said 'over about 2 s' (the sleeps between attempts) of a prepare pod that took 28 s."""
+    from types import SimpleNamespace
+
+    from threshold_worker import retry as retries
+
+    now = [0.0]
+
+    def attempt() -> None:
+        now[0] += 10.0  # a connect timeout
+        raise ConnectionError("connect timeout")
+
+    clock = SimpleNamespace(monotonic=lambda: now[0], sleep=lambda s: None)
+    monkeypatch.setattr(retries, "time", clock)
+    monkeypatch.delenv("THRESHOLD_RETRY_DELAYS", raising=False)
+    with pytest.raises(StorageUnavailable) as failed:
+        retries.retry(attempt, "opening the output", "s3://b/o.zarr", waits=[0.5, 1.0])
+    assert "failed 3 times over about 30 s (ConnectionError: connect timeout)" in str(failed.value)

@@ -124,6 +124,7 @@ def retry(
     at once for what cannot."""
     waits = delays(RETRY_DELAYS if waits is None else waits)
     schedule = (*waits, None)
+    began = time.monotonic()  # the attempts' own time counts too (connect timeouts)
     for delay in schedule:
         try:
             return fn()
@@ -139,9 +140,9 @@ def retry(
                 raise StorageUnavailable(
                     field,
                     f"{what} on {where} failed {len(schedule)} times over about "
-                    f"{sum(waits):.0f} s ({type(e).__name__}: {_first_line(e)}); check the "
-                    "endpoint, the network and the storage service, then rerun: finished "
-                    "blocks are kept",
+                    f"{time.monotonic() - began:.0f} s ({type(e).__name__}: {_first_line(e)}); "
+                    "check the endpoint, the network and the storage service, then rerun: "
+                    "finished blocks are kept",
                 ) from e
             wait = delay * random.uniform(0.8, 1.2)
             logger.warning(
