@@ -93,26 +93,24 @@ class Number(click.ParamType):
 
 
 class Whole(click.IntRange):
-    """click's IntRange, for integers as written in C, JSON or YAML only (see `integer`)."""
+    """click's IntRange, for integers as written in C, JSON or YAML only (see `integer`);
+    without bounds, any integer, and the help shows no range."""
+
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:
+        super().__init__(min=min, max=max)
+        if min is None and max is None:
+            self.name = "integer"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and not _INTEGER.fullmatch(value.strip()):
-            self.fail(f"{value!r} is not an integer", param, ctx)
+        if isinstance(value, str):
+            try:
+                value = integer(value.strip())
+            except ValueError:
+                self.fail(f"{value!r} is not an integer", param, ctx)
         return super().convert(value, param, ctx)
 
-
-class Integer(click.ParamType):
-    """An integer as written in C, JSON or YAML (see `integer`), of any size."""
-
-    name = "INTEGER"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        try:
-            return integer(str(value).strip())
-        except ValueError:
-            self.fail(f"{value!r} is not an integer", param, ctx)
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
 
 
 class OneOf(click.Choice):
@@ -653,7 +651,7 @@ def _outputs_json(given: JobParameters, outputs: list[dict[str, Any]]) -> str:
 @job_options
 @click.option("--sample", type=Whole(min=1),
               help="Check this many blocks only, drawn at random with --seed.")  # fmt: skip
-@click.option("--seed", type=Integer(), default=0, show_default=True,
+@click.option("--seed", type=Whole(), default=0, show_default=True,
               help="Of the sample: the same seed checks the same blocks.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--limit", type=Whole(min=0), default=20, show_default=True,
@@ -688,7 +686,7 @@ def verify_command(sample: int | None, seed: int, as_json: bool, limit: int, **k
 @click.option("--offset", type=INTS, help="World units; default 0,0,0.")
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
-@click.option("--seed", type=Integer(), default=0, show_default=True)
+@click.option("--seed", type=Whole(), default=0, show_default=True)
 def sample_command(
     container: str,
     dataset: str,
@@ -725,7 +723,7 @@ def sample_command(
 @click.option(
     "-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write."
 )
-@click.option("--z", type=Integer(), help="Slice index along z (default: the middle).")
+@click.option("--z", type=Whole(), help="Slice index along z (default: the middle).")
 @click.option(
     "--level", type=Whole(min=1),
     help="Also show level sK of the OME-Zarr mask image (-od names its group), blown up.",

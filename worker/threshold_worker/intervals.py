@@ -35,7 +35,7 @@ def format_run(first: int, last: int) -> str:
 
 def blocks_run(first: int, last: int) -> str:
     """ "block 6" or "blocks 6-8": a run of blocks as a person reads it."""
-    return f"block {first}" if first == last else f"blocks {first}-{last}"
+    return ("block " if first == last else "blocks ") + format_run(first, last)
 
 
 def format_runs(items: Iterable[Run]) -> str:

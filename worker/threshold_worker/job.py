@@ -22,7 +22,7 @@ from upath import UPath
 
 from . import ome, pyramid
 from .arrays import open_zarr, roi_to_selection, write_unit
-from .errors import InputError, OutputTaken
+from .errors import InputError
 from .lease import Freshness, Holder, Lease, lease_for
 from .metadata import AxisMetadata
 from .ownership import (
@@ -76,6 +76,8 @@ class Job:
     output_attributes: dict[str, Any] | None = None
     #: Levels s1..sN of the OME-Zarr output (`--pyramid`), or None.
     pyramid: Pyramid | None = None
+    #: A partition of a job whose prepare step made the output: it must find that output.
+    prepared: bool = False
 
     @property
     def output_meta(self) -> AxisMetadata:
@@ -124,25 +126,11 @@ class Job:
         return open_store(self.output_path, guard=self.array_dataset)
 
     def decide(
-        self,
-        area: OutputArea,
-        found: Found,
-        whole_job: bool,
-        fits: bool | None = None,
-        prepared: bool = False,
+        self, area: OutputArea, found: Found, whole_job: bool, fits: bool | None = None
     ) -> Action:
         """What this job may do with the output it found (`ownership.decide`); `fits`:
-        whether the array there now is what this job creates (None: as `resolve` saw it);
-        `prepared`: a partition of a job whose prepare step made the output."""
+        whether the array there now is what this job creates (None: as `resolve` saw it)."""
         has_data = found is None and area.has_data()
-        if has_data and not area.has_array_document() and not area.has_bookkeeping():
-            raise OutputTaken(
-                "output_dataset",
-                f"{self.where} is a folder that is no zarr array (no zarr.json or .zarray) and "
-                "holds files no threshold-worker job wrote, maybe other arrays; not even "
-                "--overwrite replaces it: delete it yourself if it may go, or choose another "
-                "output_dataset",
-            )
         return decide(
             found,
             has_data,
@@ -153,7 +141,8 @@ class Job:
             self.where,
             (self.record()["input"], float(self.spec.threshold)),
             self.differences(area.store),
-            prepared,
+            self.prepared,
+            stranger=has_data and not area.is_array_or_ours(),
         )
 
     def differences(self, store: Any) -> list[str]:
@@ -188,9 +177,9 @@ class Job:
         layout = (self.output.chunks, self.output.shards, self.output.zarr_format)
         return _fits(existing, layout, self.output.shape, self.input_meta, self.where)
 
-    def claim(self, whole_job: bool = True, prepared: bool = False) -> OutputClaim:
+    def claim(self, whole_job: bool = True) -> OutputClaim:
         """The output, made this job's, under its lease (see `ownership`)."""
-        return OutputClaim(self, whole_job, prepared)
+        return OutputClaim(self, whole_job)
 
     def prepare(self, whole_job: bool = True) -> zarr.Array:
         """Claim the output and let it go again: what the prepare step of a cluster job does."""
@@ -249,7 +238,6 @@ class OutputClaim:
 
     job: Job
     whole_job: bool
-    prepared: bool = False  # a partition of a prepared job: the output must be there
     array: Any = None
     record: OwnerRecord | None = None
     _lease: Lease | None = field(default=None, repr=False)
@@ -273,7 +261,7 @@ class OutputClaim:
         assert area is not None
         found = area.read_owner(job.output_attributes)
         fits = job.fits_now() if job.spec.overwrite else None  # as it is, under the lease
-        action = job.decide(area, found, self.whole_job, fits, self.prepared)
+        action = job.decide(area, found, self.whole_job, fits)
         if area.files is not None:
             area.files.clean_temporaries()
         if action is Action.RESUME:
@@ -330,15 +318,11 @@ class OutputClaim:
         moved while the job wrote (its writes make the folders again, and `rm -rf` fails on
         them half-way) must not end the job with exit 0 over what is left."""
         job = self.job
-        area = OutputArea(open_store(job.output_path, read_only=True), job.array_dataset)
-        try:
+        with _fresh_area(job) as area:
             found = area.read_owner()
             ours = isinstance(found, OwnerRecord) and found.fingerprint == job.plan.fingerprint
             if not (ours and area.has_array_document()):
                 raise output_lost(job.where, self.whole_job)
-        finally:
-            if area.files is not None:
-                area.files.close()
 
     def complete(self) -> None:
         """Every block of the job has its marker: say so in the owner record."""
@@ -591,8 +575,9 @@ def _reachable(container: str, dataset: str, field: str = "output_container") ->
     return probe
 
 
-def _writable_location(path: UPath, dataset: str, field: str) -> None:
-    """The output can be written where it is (or will be): before anything is."""
+def _writable_location(path: UPath, nearest: str | None, field: str) -> None:
+    """The output can be written where it is (or will be): before anything is. `nearest`:
+    on a local disk, the output's nearest existing folder (`_reachable`)."""
     if not is_local(path):
         name = f"{path.protocol}://{path.drive.rstrip('/')}"
         bucket = UPath(name, **path.storage_options)
@@ -607,7 +592,8 @@ def _writable_location(path: UPath, dataset: str, field: str) -> None:
                 field, f"bucket {name} does not exist, so the output cannot be written"
             )
         return
-    probe = _reachable(path.path, dataset, field)
+    assert nearest is not None
+    probe = nearest
     if _read_only_fs(probe):
         raise InputError(
             field, f"{probe} is on a read-only file system; the output needs one it can write"
@@ -839,9 +825,10 @@ def resolve(
     check_dataset("output_dataset", spec.output_dataset)
     input_path = container_path("input_container", spec.input_container)
     output_path = container_path("output_container", spec.output_container)
+    nearest = None
     if is_local(output_path):  # before the output is looked at: names, files, dead links
         _fits_the_file_system(output_path.path, spec.output_dataset)
-        _reachable(output_path.path, spec.output_dataset)
+        nearest = _reachable(output_path.path, spec.output_dataset)
     where = f"{input_path}/{spec.input_dataset}"
     source = retry(
         lambda: open_zarr(input_path, spec.input_dataset, "r", "input"),
@@ -898,14 +885,14 @@ def resolve(
         waits=OPENING_DELAYS,
     )
     if writing:
-        _writable_location(output_path, array_dataset, "output_container")
+        _writable_location(output_path, nearest, "output_container")
     if spec.ome_zarr:
         _image_group_free(output_path, spec.output_dataset)
     around = _enclosing_format(output_path, array_dataset)
     try:
         geometry = _output_geometry(spec, source, meta, existing, out_where, around)
     except InputError:
-        if prepared and not whole_job and existing is not None:  # it was fine when prepared
+        if prepared and existing is not None:  # it was fine when prepared
             raise output_gone(out_where) from None
         raise
 
@@ -976,13 +963,12 @@ def resolve(
         plan=plan,
         output_attributes=existing.attrs.asdict() if existing is not None else None,
         pyramid=levels,
+        prepared=prepared,
     )
     if writing and (
         prepared or existing is not None or not is_local(output_path) or os.path.isdir(job.where)
     ):
-        retry(
-            lambda: _check_owner(job, whole_job, prepared), "reading the output's owner", out_where
-        )
+        retry(lambda: _check_owner(job, whole_job), "reading the output's owner", out_where)
     return job
 
 
@@ -1059,11 +1045,18 @@ def input_version(container: UPath, dataset: str) -> str:
     return ""
 
 
-def _check_owner(job: Job, whole_job: bool, prepared: bool) -> None:
+def _check_owner(job: Job, whole_job: bool) -> None:
     """Refuse now, before anything is written, what the claim would refuse later."""
+    with _fresh_area(job) as area:
+        job.decide(area, area.read_owner(job.output_attributes), whole_job)
+
+
+@contextlib.contextmanager
+def _fresh_area(job: Job) -> Iterator[OutputArea]:
+    """The output's files as they are now, read through its path, read-only."""
     area = OutputArea(open_store(job.output_path, read_only=True), job.array_dataset)
     try:
-        job.decide(area, area.read_owner(job.output_attributes), whole_job, prepared=prepared)
+        yield area
     finally:
         if area.files is not None:
             area.files.close()
@@ -1109,10 +1102,23 @@ def sweep_fingerprint(jobs: Sequence[Job]) -> str:
 
 
 @contextlib.contextmanager
-def claim_all(
-    jobs: Sequence[Job], whole_job: bool = True, prepared: bool = False
-) -> Iterator[list[OutputClaim]]:
+def claim_all(jobs: Sequence[Job], whole_job: bool = True) -> Iterator[list[OutputClaim]]:
     """Every output of a sweep claimed, each under its own lease, for as long as it runs;
     one refusal lets go of those already claimed."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(job.claim(whole_job, prepared)) for job in jobs]
+        yield [stack.enter_context(job.claim(whole_job)) for job in jobs]
+
+
+@contextlib.contextmanager
+def still_ours(claims: Sequence[OutputClaim]) -> Iterator[None]:
+    """Around the writing of blocks: each output is read afresh when it ends, whichever way
+    (`OutputClaim.confirm`), so that an output lost meanwhile is told as such, rather than
+    as a write that failed or a run that went well."""
+    try:
+        yield
+    except Exception:
+        for claim in claims:
+            claim.confirm()
+        raise
+    for claim in claims:
+        claim.confirm()

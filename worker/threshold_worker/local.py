@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import chunk_path, intervals, ome, view
 from .errors import Terminated, WorkerDied
 from .intervals import Run
-from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
+from .job import Job, claim_all, resolve_sweep, still_ours, sweep_fingerprint
 from .lease import Freshness
 from .ledger import blocks_failed, write_quietly
 from .markers import BUCKET
@@ -201,14 +201,8 @@ def run_local(
     if blocks is not None:
         intervals.check_within(blocks, total, "--blocks")
     with claim_all(jobs) as claims:
-        try:
+        with still_ours(claims):
             summary = _run(spec, jobs, workers, progress, [c.freshness for c in claims], blocks)
-        except Exception:  # a write that failed because the output went: say that instead
-            for claim in claims:
-                claim.confirm()
-            raise
-        for claim in claims:
-            claim.confirm()
         if summary.stats.failed:
             error = blocks_failed(jobs, summary.stats.failures, summary.stats.processed)
             error.summary, error.stats = summary, summary.stats

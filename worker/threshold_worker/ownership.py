@@ -50,6 +50,9 @@ from .zarr_internals import run
 OWNER_FILE = ".threshold-job.json"
 #: zarr's metadata documents (v3, v2): not data.
 METADATA = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+#: This tool's files and folders in an output array: not data.
+BOOKKEEPING = (OWNER_FILE, MARKER_DIR, LEDGER_DIR, LEASE_DIR, TMP_DIR)
+#: An array's own metadata document (v3, v2).
 ARRAY_DOCUMENTS = ("zarr.json", ".zarray")
 
 State = Literal["clearing", "writing", "complete"]
@@ -108,19 +111,29 @@ def decide(
     mine: tuple[str, float] = ("", float("nan")),
     differs: Sequence[str] = (),
     prepared: bool = False,
+    stranger: bool = False,
 ) -> Action:
     """What a job may do with the output it found (see the table above); refuses with
     `OutputConflict`. `fits`: the existing array is what this job would create; `mine`:
     this job's input and threshold, and `differs`: the parameters known to differ from the
     existing output's, to explain a refusal of a job that looks the same; `prepared`: a
-    partition of a job whose prepare step made the output, which it must find."""
+    partition of a job whose prepare step made the output, which it must find; `stranger`:
+    the data there is no array and not what is left of one of ours (a folder that may hold
+    other arrays), which not even --overwrite replaces."""
     if isinstance(found, OwnerRecord) and found.fingerprint == fingerprint:
         if found.state == "clearing" or (overwrite and (found.state == "complete" or not fits)):
             if not whole_job:
                 raise _prepare_first(where)
             return Action.CLEAR
         return Action.RESUME
-    if prepared and not whole_job:  # whatever is there now, it is not what was prepared
+    if stranger:
+        raise OutputTaken(
+            "output_dataset",
+            f"{where} is a folder that is no zarr array (no zarr.json or .zarray) and holds "
+            "files no threshold-worker job wrote, maybe other arrays; not even --overwrite "
+            "replaces it: delete it yourself if it may go, or choose another output_dataset",
+        )
+    if prepared:  # whatever is there now, it is not what was prepared
         if found is None and not has_data:
             raise output_gone(where)
         raise OutputTaken(
@@ -243,7 +256,7 @@ class OutputArea:
     def has_data(self) -> bool:
         """Whether anything but metadata and this tool's bookkeeping is stored (stops at the
         first chunk it finds)."""
-        skip = (OWNER_FILE, MARKER_DIR, LEDGER_DIR, LEASE_DIR, TMP_DIR, *METADATA)
+        skip = (*BOOKKEEPING, *METADATA)
         if self.files is not None:
             return next(self.files.files(skip=skip), None) is not None
 
@@ -255,20 +268,29 @@ class OutputArea:
 
         return bool(run(first()))
 
-    def has_bookkeeping(self) -> bool:
-        """Whether this tool's files are there: what is left of an output of ours (whose
-        metadata and record were deleted while it was written), not a stranger's folder."""
-        names = (OWNER_FILE, MARKER_DIR, LEDGER_DIR, LEASE_DIR, TMP_DIR)
+    def has_array_document(self) -> bool:
+        """Whether an array's metadata document is there (readable or not)."""
+        return self._any(ARRAY_DOCUMENTS)
+
+    def is_array_or_ours(self) -> bool:
+        """An array (which --overwrite may replace), or what is left of an output of ours
+        whose metadata and record went while it was written (this tool's files): not a
+        folder that may hold other arrays."""
+        return self._any((*ARRAY_DOCUMENTS, *BOOKKEEPING))
+
+    def _any(self, names: Sequence[str]) -> bool:
+        """Whether any of these files or folders is at the top of the area."""
         if self.files is not None:
             return any(self.files.exists(name) for name in names)
-        return any(run(self.store.exists(self._key(name))) for name in names)
 
-    def has_array_document(self) -> bool:
-        """Whether an array's metadata document is there (readable or not): what tells an
-        array, which --overwrite may replace, from a folder that may hold other arrays."""
-        if self.files is not None:
-            return any(self.files.exists(name) for name in ARRAY_DOCUMENTS)
-        return any(run(self.store.exists(self._key(name))) for name in ARRAY_DOCUMENTS)
+        async def present(name: str) -> bool:  # a folder of an object store is a prefix
+            if await self.store.exists(self._key(name)):
+                return True
+            async for _ in self.store.list_prefix(self._key(name) + "/"):
+                return True
+            return False
+
+        return any(run(present(name)) for name in names)
 
     def clear_markers(self) -> None:
         """Done-markers and the failure ledger: both speak of the job that is replaced."""

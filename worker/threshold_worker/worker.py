@@ -22,7 +22,7 @@ from upath import UPath
 from . import chunk_path, intervals
 from .chunkio import DirectBlockIO
 from .errors import PlanChanged
-from .job import Job, claim_all, resolve_sweep, sweep_fingerprint
+from .job import Job, claim_all, resolve_sweep, still_ours, sweep_fingerprint
 from .kernel import threshold_block
 from .lease import Freshness
 from .ledger import FailureLedger, Failures, blocks_failed, is_block_local, write_quietly
@@ -328,8 +328,7 @@ def run_partition(
     (or all of it); then, with `verify`, check what the partition's outputs hold."""
     whole = partition is None
     # A job whose plan is expected was prepared: its partitions must find the output.
-    prepared = bool(expect_fingerprint) and not whole
-    jobs = resolve_sweep(params, whole_job=whole, prepared=prepared)
+    jobs = resolve_sweep(params, whole_job=whole, prepared=bool(expect_fingerprint) and not whole)
     plan = jobs[0].plan
     planned = sweep_fingerprint(jobs)
     if expect_fingerprint and expect_fingerprint != planned:
@@ -342,24 +341,18 @@ def run_partition(
         blocks = range(plan.total_blocks)
     else:
         blocks = plan.partition_range(partition, params.partition_count)
-    with claim_all(jobs, whole_job=whole, prepared=prepared) as claims:
+    with claim_all(jobs, whole_job=whole) as claims:
         logger.info(
             "plan %s: blocks %d-%d of %d", planned, blocks.start, blocks.stop - 1, plan.total_blocks
         )
         worker = BlockWorker(jobs, freshness=[c.freshness for c in claims])
         written: set[int] = set()  # what the verifying pass tells apart from older blocks
-        try:
+        with still_ours(claims):
             stats = worker.process(
                 blocks, on_block=(lambda b, _: written.add(b)) if verify is not None else None
             )
-        except Exception:  # a write that failed because the output went: say that instead
-            for claim in claims:
-                claim.confirm()
-            raise
-        if verify is not None:
-            _verify(worker, blocks, verify, stats, written)
-        for claim in claims:
-            claim.confirm()
+            if verify is not None:
+                _verify(worker, blocks, verify, stats, written)
         if stats.failed:
             error = blocks_failed(jobs, stats.failures, stats.processed)
             error.stats = stats
