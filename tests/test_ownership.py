@@ -314,6 +314,26 @@ def test_an_output_lost_while_it_is_written_ends_the_job_with_exit_2(
     assert_thresholded(container, "mask", data, 0.5)
 
 
+def test_a_workers_own_error_is_not_retold_as_a_lost_output(volume, monkeypatch):
+    """A lease that lapsed (a process frozen past its TTL on S3) while another job took the
+    output: the failure says so; read afresh, the output is the other job's, which the
+    final check would have told as "deleted or moved"."""
+    from threshold_worker import local
+    from threshold_worker.errors import OutputConflict
+
+    container, _ = volume
+    lapsed = "the lease on the output lapsed (this process was frozen)"
+
+    def taken_over(*a, **kw):
+        _lose(container / "mask", "rm -rf half-way")
+        raise OutputConflict("output_dataset", lapsed)
+
+    monkeypatch.setattr(local, "_run", taken_over)
+    result = run_cli("run", *io_args(container, "raw", container, "mask", 0.5))
+    assert result.code == 2, result
+    assert result.err.strip() == f"error: output_dataset: {lapsed}"
+
+
 def test_an_unreadable_owner_record_is_not_trusted(volume):
     container, data = volume
     args = io_args(container, "raw", container, "mask", 0.5)

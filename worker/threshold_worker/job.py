@@ -22,7 +22,7 @@ from upath import UPath
 
 from . import ome, pyramid
 from .arrays import open_zarr, roi_to_selection, write_unit
-from .errors import InputError
+from .errors import InputError, WorkerError
 from .lease import Freshness, Holder, Lease, lease_for
 from .metadata import AxisMetadata
 from .ownership import (
@@ -1111,11 +1111,14 @@ def claim_all(jobs: Sequence[Job], whole_job: bool = True) -> Iterator[list[Outp
 
 @contextlib.contextmanager
 def still_ours(claims: Sequence[OutputClaim]) -> Iterator[None]:
-    """Around the writing of blocks: each output is read afresh when it ends, whichever way
-    (`OutputClaim.confirm`), so that an output lost meanwhile is told as such, rather than
-    as a write that failed or a run that went well."""
+    """Around the writing of blocks: each output is read afresh when it ends (`OutputClaim.
+    confirm`), so that an output lost meanwhile is told as such, rather than as a run that
+    went well or a raw error of a write that failed for it. The worker's own errors say
+    their cause already (a lapsed lease, whose new holder confirm would see as a loss)."""
     try:
         yield
+    except WorkerError:
+        raise
     except Exception:
         for claim in claims:
             claim.confirm()
