@@ -153,7 +153,7 @@ def index_entries(body: Mapping[str, Any]) -> dict[Storage, Writer]:
     if ((body.get("status") or {}).get("phase")) in FINAL_PHASES:
         return {}
     entry = writer(body)
-    if entry is None or entry.final:
+    if entry is None:
         return {}
     return {p.storage: entry for p in entry.places}
 

@@ -67,12 +67,11 @@ from .status import (
     suspended,
     transitions,
 )
-from .wording import in_spec_terms, rerun_as, spec_error
+from .wording import CREATE_AGAIN, in_spec_terms, rerun_as, spec_error
 
 logger = logging.getLogger(__name__)
 #: The label the Job controller puts on each pod of an Indexed Job.
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
-#: The worker's error when the output holds another job's result: no retry can write there.
 #: Worker errors no retry of the partition can mend (termination report `kind`).
 NOT_RETRIED = {OutputTaken.__name__, PlanChanged.__name__}
 #: A failed region's error line in status.failures is cut to this.
@@ -248,7 +247,7 @@ class Reconciler:
                 "once that one has finished, create this ThresholdJob again: a retry resumes "
                 "only an output that is still this one's",
             )
-        except OutputInUse as e:
+        except OutputInUse as e:  # the status says the retry could not start, and why
             raise Unworkable(RETRY_FAILED, str(e)) from None
         namespace = body["metadata"]["namespace"]
         last = work_job_name(seen.name, old.attempt.number)
@@ -409,9 +408,7 @@ class Reconciler:
     def _prepare_failure(self, namespace: str, job: Job, spec: ThresholdJobSpec) -> str:
         """The worker's own one-line message, from the prepare pod's termination message."""
         for code, message in terminations(self.kube.job_pods(namespace, job["metadata"]["name"])):
-            line = rerun_as(
-                in_spec_terms(_last_line(message), spec), "create the ThresholdJob again"
-            )
+            line = rerun_as(in_spec_terms(_last_line(message), spec), CREATE_AGAIN)
             return f"{line} (exit code {code})" if code not in (None, BAD_INPUT_EXIT) else line
         cond = job_condition(job, "Failed") or {}
         return cond.get("message") or "the prepare Job failed"
@@ -437,10 +434,14 @@ class Reconciler:
                 if not ended:
                     continue
                 partition = nth(runs, index)
-                failed[partition] = _partition_failure(partition, ended[0], plan, spec)
+                report = worker_report(ended[0][1])
+                line = rerun_as(in_spec_terms(report.line, spec), "")  # the status says how
+                failed[partition] = _partition_failure(
+                    partition, ended[0][0], report, line, plan, spec
+                )
                 if not error:
-                    error = _attempts_message(ended, spec)
-                    retry_helps = worker_kind(ended[0][1]) not in NOT_RETRIED
+                    error = _attempts_message(ended, line)
+                    retry_helps = report.kind not in NOT_RETRIED
         return {
             "failed_partitions": failed,
             "partition_error": error or "failed",
@@ -489,11 +490,11 @@ def _index(pod: dict[str, Any]) -> str:
     return (pod["metadata"].get("labels") or {}).get(INDEX_LABEL, "")
 
 
-def _attempts_message(ended: list[tuple[int | None, str]], spec: ThresholdJobSpec) -> str:
-    """How a partition failed: its attempts and the worker's last line. Exit code 2 is never
-    retried (the pod failure policy fails the index at once): say so, not "attempts"."""
-    code, message = ended[0]
-    line = rerun_as(in_spec_terms(worker_report(message)[0], spec), "")  # the status says how
+def _attempts_message(ended: list[tuple[int | None, str]], line: str) -> str:
+    """How a partition failed: its attempts and the worker's last `line` (in the spec's
+    terms). Exit code 2 is never retried (the pod failure policy fails the index at once):
+    say so, not "attempts"."""
+    code = ended[0][0]
     if code == BAD_INPUT_EXIT:
         return f"failed: {line} (exit code 2: not retried, the pod would fail the same way)"
     if code == FAILED_BLOCKS_EXIT:
@@ -502,25 +503,25 @@ def _attempts_message(ended: list[tuple[int | None, str]], spec: ThresholdJobSpe
     return f"failed after {tries}; last error: {line} (exit code {code})"
 
 
-def worker_kind(message: str) -> str:
-    """The kind of a worker's error (its class name) from a termination message, if told."""
-    try:
-        doc = json.loads(message)
-    except ValueError:
-        return ""
-    return str(doc.get("kind") or "") if isinstance(doc, dict) else ""
+@dataclass(frozen=True)
+class WorkerReport:
+    """A termination message, read once: the worker's one-line error, its `failures`
+    report if any, and the kind (class name) of its error if told."""
+
+    line: str
+    failures: dict[str, Any] | None = None
+    kind: str = ""
 
 
-def worker_report(message: str) -> tuple[str, dict[str, Any] | None]:
-    """(the worker's one-line error, its `failures` report if any) from a termination
-    message: plain text (the worker's last line, or the log tail), or a JSON object with
-    an optional `error` line and an optional `failures` key."""
+def worker_report(message: str) -> WorkerReport:
+    """A termination message: plain text (the worker's last line, or the log tail), or a
+    JSON object with an optional `error` line, `failures` and `kind`."""
     try:
         doc = json.loads(message)
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        return _last_line(message), None
+        return WorkerReport(_last_line(message))
     failures = doc.get("failures")
     failures = failures if isinstance(failures, dict) else None
     line = str(doc.get("error") or "")
@@ -528,18 +529,24 @@ def worker_report(message: str) -> tuple[str, dict[str, Any] | None]:
         records = failures.get("records")
         if isinstance(records, list) and records and isinstance(records[0], dict):
             line = str(records[0].get("error") or "")
-    return (_last_line(line) if line else "failed"), failures
+    kind = str(doc.get("kind") or "")
+    return WorkerReport(_last_line(line) if line else "failed", failures, kind)
 
 
 def _partition_failure(
-    partition: int, ended: tuple[int | None, str], plan: PlanStatus, spec: ThresholdJobSpec
+    partition: int,
+    code: int | None,
+    worker: WorkerReport,
+    line: str,
+    plan: PlanStatus,
+    spec: ThresholdJobSpec,
 ) -> PartitionFailure:
-    """A failed partition as its newest pod tells it. Records the worker reports are read
-    leniently (both `exitCode` and `exit_code`, `roi` or `rois`, `blocks` as runs or
-    `first`/`last`); one that makes no sense is left out, never fails the pass."""
-    code, message = ended
-    line, report = worker_report(message)
-    line = rerun_as(in_spec_terms(line, spec), "")[:MAX_ERROR_CHARS]
+    """A failed partition as its newest pod tells it (`line`: its error in the spec's
+    terms). Records the worker reports are read leniently (both `exitCode` and `exit_code`,
+    `roi` or `rois`, `blocks` as runs or `first`/`last`); one that makes no sense is left
+    out, never fails the pass."""
+    line = line[:MAX_ERROR_CHARS]
+    report = worker.failures
     regions = []
     for record in (report or {}).get("records") or []:
         region = _region(partition, record, code, plan, spec)

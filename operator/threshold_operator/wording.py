@@ -148,7 +148,7 @@ def _value(flag: str, token: str) -> str | None:
 def _options(text: str, spec: ThresholdJobSpec | None) -> str:
     def again(match: re.Match[str]) -> str:
         field = _field(match.group(1), spec)
-        return f"create the ThresholdJob again with {field}" if field else match.group(0)
+        return f"{CREATE_AGAIN} with {field}" if field else match.group(0)
 
     def told(match: re.Match[str]) -> str:  # "--ome-zarr (omeZarr: true)": the field says it
         name = _OPTIONS[match.group(1)]
@@ -190,10 +190,12 @@ def in_spec_terms(message: str, spec: ThresholdJobSpec | None = None) -> str:
     text = _NAMED.sub(lambda m: spec_fields(m.group(1), spec) or m.group(0), message)
     text = _options(text, spec)
     text = text.replace(f"; {RERUN}", "")  # the status says how to retry a ThresholdJob
-    text = text.replace(PREPARE_AGAIN, "create the ThresholdJob again")  # prepare is its start
+    text = text.replace(PREPARE_AGAIN, CREATE_AGAIN)  # prepare is its start
     return text.replace("leave the option out", "leave the field out")
 
 
+#: A ThresholdJob's fields are immutable: doing a step again is making it again.
+CREATE_AGAIN = "create the ThresholdJob again"
 #: How a worker's message ends when the same command would go on from where it stopped.
 _RERUN = re.compile(r",? then rerun(?: the same command)?(?:: finished blocks are kept)?")
 
