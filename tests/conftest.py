@@ -114,10 +114,14 @@ def marker_blocks(array_dir: Path) -> set[int]:
     return done
 
 
-def files_of(root: Path) -> dict[str, bytes]:
-    """Every file under `root` with its bytes: taken before and after a refused run, to
-    show that it wrote nothing."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+def files_of(root: Path, folders: bool = False) -> dict[str, bytes | str]:
+    """Every file under `root` with its bytes (and, with `folders`, every folder as "dir"):
+    taken before and after a refused run, to show that it wrote nothing."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else "dir"
+        for p in root.rglob("*")
+        if folders or p.is_file()
+    }
 
 
 class CliResult:

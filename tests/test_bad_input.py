@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import blobs, io_args, run_cli, run_script, write_array
+from conftest import blobs, files_of, io_args, run_cli, run_script, write_array
 
 
 @dataclass
@@ -424,20 +423,11 @@ CASES = [
 ]
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        if p.is_file()
-        else "dir"
-        for p in sorted(root.rglob("*"))
-    }
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input(tmp_path, case: Case):
     write_array(tmp_path / "in.zarr", "raw", blobs((32, 32, 48)), (8, 16, 16), voxel_size=(4, 4, 4))
     case.setup(tmp_path)
-    before = snapshot(tmp_path)
+    before = files_of(tmp_path, folders=True)
     result = run_cli(case.command, *case.args(tmp_path), env=case.env(tmp_path))
     assert result.code == 2, result
     lines = result.err.strip().splitlines()
@@ -445,7 +435,7 @@ def test_bad_input(tmp_path, case: Case):
     assert lines[0].startswith("error: ")
     for word in case.words:
         assert word in lines[0], (word, lines[0])
-    assert snapshot(tmp_path) == before, "bad input changed storage"
+    assert files_of(tmp_path, folders=True) == before, "bad input changed storage"
 
 
 def test_there_are_enough_cases():
